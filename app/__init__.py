@@ -1,0 +1,4 @@
+"""LlamaDesk: run LLaMA-family language models on your own computer."""
+
+__version__ = "0.1.0"
+APP_NAME = "LlamaDesk"

@@ -1,0 +1,94 @@
+"""Every directory LlamaDesk reads or writes, from one place.
+
+The locations follow each platform's conventions (platformdirs). Setting ``LLAMADESK_HOME`` moves all of
+them under one folder: portable installs use it, and the test suite points it at a temporary directory so a
+test never touches the real home.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from app import APP_NAME
+
+HOME_ENV = "LLAMADESK_HOME"
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    config_dir: Path
+    data_dir: Path
+    cache_dir: Path
+    log_dir: Path
+    models_dir: Path
+
+    @property
+    def settings_file(self) -> Path:
+        return self.config_dir / "settings.json"
+
+    @property
+    def history_db(self) -> Path:
+        return self.data_dir / "history.sqlite3"
+
+    @property
+    def downloads_dir(self) -> Path:
+        """Partial downloads live beside the models so the final rename never crosses a filesystem."""
+        return self.models_dir / ".partial"
+
+    @property
+    def downloads_queue_file(self) -> Path:
+        return self.data_dir / "downloads.json"
+
+    @property
+    def hardware_cache_file(self) -> Path:
+        return self.cache_dir / "hardware.json"
+
+    @property
+    def summary_cache_dir(self) -> Path:
+        return self.cache_dir / "summaries"
+
+    @property
+    def model_registry_file(self) -> Path:
+        return self.data_dir / "models.json"
+
+    def ensure(self) -> AppPaths:
+        """Create the directories (owner-only: conversations and models are private)."""
+        for directory in (self.config_dir, self.data_dir, self.cache_dir, self.log_dir, self.models_dir):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self
+
+
+def app_paths() -> AppPaths:
+    """The directories for this process, read from the environment each time it is asked."""
+    home = os.environ.get(HOME_ENV, "").strip()
+    if home:
+        root = Path(home).expanduser().resolve()
+        return AppPaths(
+            config_dir=root / "config",
+            data_dir=root / "data",
+            cache_dir=root / "cache",
+            log_dir=root / "logs",
+            models_dir=root / "models",
+        )
+    dirs = platformdirs.PlatformDirs(APP_NAME, appauthor=False)
+    data_dir = Path(dirs.user_data_dir)
+    return AppPaths(
+        config_dir=Path(dirs.user_config_dir),
+        data_dir=data_dir,
+        cache_dir=Path(dirs.user_cache_dir),
+        log_dir=Path(dirs.user_log_dir),
+        models_dir=data_dir / "models",
+    )
+
+
+def resources_dir() -> Path:
+    """The read-only resources (catalog, icons, styles), in a source checkout or inside a bundle."""
+    bundle_root = getattr(sys, "_MEIPASS", None)
+    if bundle_root:
+        return Path(bundle_root) / "resources"
+    return Path(__file__).resolve().parent.parent.parent / "resources"

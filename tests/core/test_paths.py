@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.core.paths import app_paths
+
+
+def test_every_directory_lives_under_llamadesk_home(llamadesk_home: Path) -> None:
+    paths = app_paths()
+    for directory in (paths.config_dir, paths.data_dir, paths.cache_dir, paths.log_dir, paths.models_dir):
+        assert directory.is_relative_to(llamadesk_home)
+    assert paths.settings_file.is_relative_to(llamadesk_home)
+    assert paths.history_db.is_relative_to(llamadesk_home)
+
+
+def test_without_override_platformdirs_decides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("LLAMADESK_HOME")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    paths = app_paths()
+    assert paths.config_dir == tmp_path / "xdg-config" / "LlamaDesk"
+    assert paths.data_dir == tmp_path / "xdg-data" / "LlamaDesk"
+
+
+def test_ensure_creates_private_directories(llamadesk_home: Path) -> None:
+    paths = app_paths().ensure()
+    assert paths.data_dir.is_dir()
+    assert paths.data_dir.stat().st_mode & 0o077 == 0

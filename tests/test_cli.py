@@ -1,0 +1,109 @@
+"""``llamadesk`` as a person runs it: a real process, the real model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app import __version__
+
+
+def run(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert __version__ in result.stdout
+
+
+def test_one_shot_prompt(model_path: Path) -> None:
+    result = run("chat", "--model", str(model_path), "--temp", "0", "-p", "What is the capital of France?")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_piped_lines_are_turns_of_one_conversation(model_path: Path) -> None:
+    result = run(
+        "chat",
+        "--model",
+        str(model_path),
+        "--temp",
+        "0",
+        "--max-tokens",
+        "40",
+        "--stats",
+        stdin="What is the capital of France?\nAnd what is the capital of Italy?\n",
+    )
+    assert result.returncode == 0, result.stderr
+    replies = [block for block in result.stdout.split("\n\n") if block.strip()]
+    assert len(replies) == 2
+    assert "Paris" in replies[0]
+    stats_lines = [line for line in result.stderr.splitlines() if "tokens/s" in line]
+    assert len(stats_lines) == 2
+    # The second turn reused the cache: far fewer tokens evaluated than sent.
+    evaluated, sent = stats_lines[1].split(" prompt tokens evaluated")[0].rsplit(", ", 1)[1].split("/")
+    assert int(evaluated) < int(sent) // 2
+
+
+def test_bad_model_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_text("not a model")
+    result = run("chat", "--model", str(bad), "-p", "hello")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "is not a GGUF model file" in result.stderr
+
+
+def test_usage_error_exits_2() -> None:
+    result = run("chat", "--mode", "poetry")
+    assert result.returncode == 2
+
+
+def test_ctrl_c_stops_the_reply_not_the_program(model_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "chat", "--model", str(model_path), "--max-tokens", "2000", "--temp", "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin and process.stdout
+    process.stdin.write("Write a very long story about a dragon.\n")
+    process.stdin.flush()
+    first = process.stdout.read(20)  # the reply has started
+    assert first
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    process.stdin.write("What is the capital of France?\n")
+    process.stdin.close()
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "Paris" in out.split("\n\n")[-2] if out.count("\n\n") >= 2 else "Paris" in out
+    assert "Traceback" not in err
+
+
+def test_core_imports_no_qt() -> None:
+    code = (
+        "import sys, pkgutil, importlib, app.core\n"
+        "for m in pkgutil.walk_packages(app.core.__path__, 'app.core.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "qt = [n for n in sys.modules if n.startswith(('PySide6', 'PyQt', 'shiboken'))]\n"
+        "assert not qt, qt\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
