@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -19,6 +20,7 @@ from app import APP_NAME, __version__
 from app.core import settings as settings_store
 from app.core.engine import ChatMessage, Engine, LoadOptions, ReplyStats
 from app.core.errors import Cancelled, UserError
+from app.core.history import ReplyRecorder
 from app.core.library import default_model
 from app.core.modes import Mode, ModePreset, SamplingOptions, preset_for
 
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--system", metavar="TEXT", help="system prompt instead of the mode's")
     chat.add_argument("-p", "--prompt", metavar="TEXT", help="send one message, print the reply and exit")
     chat.add_argument("--stats", action="store_true", help="print each reply's statistics to stderr")
+    chat.add_argument("--no-save", action="store_true", help="do not keep this conversation in the history")
     chat.set_defaults(handler=run_chat)
 
     bench = commands.add_parser("bench", help="measure generation and prompt speed on one model")
@@ -55,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(handler=run_bench)
 
+    from app.cli_history import register as register_history
+
+    register_history(commands)
+    from app.cli_models import register as register_models
+
+    register_models(commands)
+    from app.cli_summarize import register as register_summarize
+
+    register_summarize(commands)
     for register in _EXTRA_COMMANDS:
         register(commands)
     return parser
@@ -65,8 +77,12 @@ _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="PATH", help="GGUF model file (default: the last used or starter model)")
-    parser.add_argument("--ctx", type=int, metavar="N", help="context size in tokens (default: from settings)")
+    parser.add_argument(
+        "--model", metavar="PATH", help="GGUF model file (default: the last used or starter model)"
+    )
+    parser.add_argument(
+        "--ctx", type=int, metavar="N", help="context size in tokens (default: from settings)"
+    )
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
 
 
@@ -120,20 +136,35 @@ def chat_preset(args: argparse.Namespace) -> ModePreset:
     """The mode's preset with the user's saved changes, then this command line's options on top."""
     saved = settings_store.load().settings.mode_overrides.get(args.mode, {})
     overrides = dict(saved)
-    for key, value in (("system_prompt", args.system), ("temperature", args.temp), ("max_tokens", args.max_tokens)):
+    for key, value in (
+        ("system_prompt", args.system),
+        ("temperature", args.temp),
+        ("max_tokens", args.max_tokens),
+    ):
         if value is not None:
             overrides[key] = value
     return preset_for(Mode(args.mode), overrides)
 
 
 def stream_reply(
-    engine: Engine, messages: list[ChatMessage], sampling: SamplingOptions, out: TextIO
+    engine: Engine,
+    messages: list[ChatMessage],
+    sampling: SamplingOptions,
+    out: TextIO,
+    recorder: ReplyRecorder | None = None,
 ) -> tuple[str, ReplyStats]:
     with stop_reply_on_interrupt(engine):
         reply = engine.chat(messages, sampling)
         for piece in reply:
             out.write(piece)
             out.flush()
+            if recorder is not None:
+                recorder.append(piece)
+    if recorder is not None:
+        recorder.finish(
+            "stopped" if reply.stats.finish_reason == "cancelled" else "complete",
+            dataclasses.asdict(reply.stats),
+        )
     return reply.text, reply.stats
 
 
@@ -152,14 +183,22 @@ def describe_stats(stats: ReplyStats) -> str:
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    engine = load_engine(args, quiet=not sys.stdin.isatty() or args.prompt is not None)
+    from app.cli_history import SavedChat
+
     preset = chat_preset(args)
+    # The history opens before the model loads: a history this version cannot use stops us at once.
+    saved = None
+    if not args.no_save:
+        settings = {"system_prompt": preset.system_prompt, **dataclasses.asdict(preset.sampling)}
+        saved = SavedChat(mode=args.mode, model=str(resolve_model(args).resolve()), settings=settings)
+    engine = load_engine(args, quiet=not sys.stdin.isatty() or args.prompt is not None)
     messages: list[ChatMessage] = [{"role": "system", "content": preset.system_prompt}]
     interactive = args.prompt is None and sys.stdin.isatty()
 
     def turn(text: str) -> None:
         messages.append({"role": "user", "content": text})
-        reply_text, stats = stream_reply(engine, messages, preset.sampling, sys.stdout)
+        with saved.turn(text) if saved else contextlib.nullcontext() as recorder:
+            reply_text, stats = stream_reply(engine, messages, preset.sampling, sys.stdout, recorder)
         messages.append({"role": "assistant", "content": reply_text})
         sys.stdout.write("\n" if interactive else "\n\n")
         sys.stdout.flush()
@@ -208,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: CommandHandler | None = getattr(args, "handler", None)
     if handler is None:
-        from app.gui import run_gui
+        from app.ui.application import run_gui
 
         return run_gui(args)
     try:

@@ -13,6 +13,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -167,9 +168,12 @@ class Engine:
         self._gguf: GGUFInfo | None = None
         self._formatter: Any = None
         self._cancel_event = threading.Event()
+        self._abort_flag = ctypes.create_string_buffer(2)  # see _install_abort_callback
         self._window = _ContextWindow()
         # ctypes callbacks must outlive the C code that holds them.
         self._abort_callback: Any = None
+        self._abort_thunk: Any = None
+        self.load_fraction = 0.0  # progress of the load under way, readable from any thread
 
     # -- state -------------------------------------------------------------------------------------------
 
@@ -191,6 +195,7 @@ class Engine:
     def cancel(self) -> None:
         """Stop the current load or reply as soon as possible. Safe from any thread."""
         self._cancel_event.set()
+        self._abort_flag[0] = b"\x01"
 
     def clear_cache(self) -> None:
         """Forget the evaluated prompt, so the next request starts cold (benchmarks, a model reset)."""
@@ -199,6 +204,7 @@ class Engine:
 
     def _begin_request(self) -> threading.Event:
         self._cancel_event.clear()
+        self._abort_flag[0] = b"\x00"
         return self._cancel_event
 
     # -- loading -----------------------------------------------------------------------------------------
@@ -240,7 +246,14 @@ class Engine:
             )
 
         started = time.perf_counter()
-        with _load_progress(progress, cancel_event):
+        self.load_fraction = 0.0
+
+        def track(fraction: float) -> None:
+            self.load_fraction = fraction
+            if progress is not None:
+                progress(fraction)
+
+        with _load_progress(track, cancel_event):
             try:
                 llama = llama_cpp.Llama(
                     model_path=str(gguf.path),
@@ -282,6 +295,7 @@ class Engine:
             gpu_layers=gpu_layers,
             load_seconds=time.perf_counter() - started,
         )
+        self.load_fraction = 1.0
         if progress:
             progress(1.0)
         return self._info
@@ -296,15 +310,30 @@ class Engine:
         self._abort_callback = None
 
     def _install_abort_callback(self) -> None:
+        """Let llama.cpp's graph computation see a cancel, without calling into Python.
+
+        ggml asks its abort callback between graph nodes, hundreds of times per token. A Python callback
+        would take the GIL each time, and whenever the GUI thread holds it the engine stalls, up to 5 ms per
+        call: generation dropped to a few tokens a second next to a busy window. So the callback is the C
+        library's own ``strlen`` reading a two-byte buffer: "" (length 0, false: continue) until ``cancel()``
+        writes a 1 into it (length 1, true: abort). No Python, no GIL, and it reads memory we own.
+        """
         import llama_cpp
 
-        cancel_event = self._cancel_event
+        strlen = _c_strlen()
+        if strlen is not None:
+            self._abort_callback = ctypes.cast(strlen, llama_cpp.ggml_abort_callback)
+            data = ctypes.cast(self._abort_flag, ctypes.c_void_p)
+        else:
+            cancel_event = self._cancel_event
 
-        def should_abort(_data: Any) -> bool:
-            return cancel_event.is_set()
+            def should_abort(_data: Any) -> int:
+                return 1 if cancel_event.is_set() else 0
 
-        self._abort_callback = llama_cpp.ggml_abort_callback(should_abort)
-        llama_cpp.llama_set_abort_callback(self._llama._ctx.ctx, self._abort_callback, None)
+            self._abort_thunk = _BoolCallback(should_abort)
+            self._abort_callback = ctypes.cast(self._abort_thunk, llama_cpp.ggml_abort_callback)
+            data = None
+        llama_cpp.llama_set_abort_callback(self._llama._ctx.ctx, self._abort_callback, data)
 
     def _make_formatter(self, gguf: GGUFInfo) -> Any:
         from llama_cpp import llama_chat_format
@@ -323,7 +352,9 @@ class Engine:
         """The exact tokens the model sees for ``messages``, ending with the assistant's turn opening."""
         llama = self.llama
         rendered = self._formatter(messages=[{"role": m["role"], "content": m["content"]} for m in messages])
-        tokens = llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+        tokens = llama.tokenize(
+            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+        )
         stops = [s for s in (rendered.stop if isinstance(rendered.stop, list) else [rendered.stop]) if s]
         return tokens, stops
 
@@ -339,10 +370,14 @@ class Engine:
         """
         if not messages:
             raise ValueError("a conversation needs at least one message")
-        n_ctx = self.llama.n_ctx()
+        n_ctx = int(self.llama.n_ctx())
         reserve = max(1, min(max_tokens, n_ctx // 4))
-        kept_first = [m for i, m in enumerate(messages) if m.get("pinned") or (m["role"] == "system" and i == 0)]
-        droppable = [m for i, m in enumerate(messages) if not (m.get("pinned") or (m["role"] == "system" and i == 0))]
+        kept_first = [
+            m for i, m in enumerate(messages) if m.get("pinned") or (m["role"] == "system" and i == 0)
+        ]
+        droppable = [
+            m for i, m in enumerate(messages) if not (m.get("pinned") or (m["role"] == "system" and i == 0))
+        ]
         last = len(droppable) - 1  # the newest message is never dropped
 
         def attempt(cut: int) -> tuple[list[int], list[str]]:
@@ -410,7 +445,7 @@ class Engine:
         llama = self.llama
         cached = llama._input_ids.tolist() if llama.n_tokens else []
         prefix = 0
-        for a, b in zip(cached, tokens):
+        for a, b in zip(cached, tokens, strict=False):
             if a != b:
                 break
             prefix += 1
@@ -495,9 +530,7 @@ class Engine:
                     finish = "length"
                     break
             tail = held + decoder.decode(b"", final=True)
-            if tail and finish != "stop":
-                yield tail
-            elif tail and _find_stop(tail, prompt.stop) is None:
+            if (tail and finish != "stop") or (tail and _find_stop(tail, prompt.stop) is None):
                 yield tail
         finally:
             tokens.close()
@@ -513,6 +546,22 @@ class Engine:
                     stats.tokens_per_second = (len(generated) - 1) / (done - prompt_done_at)
             if first_token_at is None:
                 stats.time_to_first_token = done - requested
+
+
+# Python callbacks declared to return c_bool over-release True/False on each call in CPython < 3.12, which
+# crashes the interpreter at exit ("deallocating True or False"). These return a byte instead: the same
+# register holds the answer the C side reads as a bool.
+_BoolCallback = ctypes.CFUNCTYPE(ctypes.c_ubyte, ctypes.c_void_p)
+_ProgressCallback = ctypes.CFUNCTYPE(ctypes.c_ubyte, ctypes.c_float, ctypes.c_void_p)
+
+
+def _c_strlen() -> Any:
+    """The C library's ``strlen``, or None where it cannot be found."""
+    try:
+        libc = ctypes.cdll.msvcrt if sys.platform == "win32" else ctypes.CDLL(None)
+        return libc.strlen
+    except (OSError, AttributeError):
+        return None
 
 
 def _find_stop(text: str, stops: Sequence[str]) -> int | None:
@@ -539,18 +588,19 @@ def _load_progress(progress: Callable[[float], None] | None, cancel_event: threa
     defaults are swapped for ones carrying our callback.
     """
     import llama_cpp
-    import llama_cpp.llama as llama_module
+    import llama_cpp.llama_cpp as bindings  # the module whose defaults Llama() reads
 
-    def on_progress(fraction: float, _data: Any) -> bool:
+    def on_progress(fraction: float, _data: Any) -> int:
         if progress is not None:
             try:
                 progress(min(0.99, max(0.0, fraction)))
             except Exception:  # a broken listener must not abort a load from inside C
                 log.exception("load progress listener failed")
-        return not cancel_event.is_set()
+        return 0 if cancel_event.is_set() else 1
 
-    callback = llama_cpp.llama_progress_callback(on_progress)
-    original = llama_module.llama_cpp.llama_model_default_params
+    thunk = _ProgressCallback(on_progress)
+    callback = ctypes.cast(thunk, llama_cpp.llama_progress_callback)
+    original = getattr(bindings, "llama_model_default_params")  # noqa: B009
 
     def params_with_progress() -> Any:
         params = original()
@@ -558,11 +608,11 @@ def _load_progress(progress: Callable[[float], None] | None, cancel_event: threa
         params.progress_callback_user_data = ctypes.c_void_p(0)
         return params
 
-    llama_module.llama_cpp.llama_model_default_params = params_with_progress
+    setattr(bindings, "llama_model_default_params", params_with_progress)  # noqa: B010
     try:
         yield
     finally:
-        llama_module.llama_cpp.llama_model_default_params = original
+        setattr(bindings, "llama_model_default_params", original)  # noqa: B010
 
 
 __all__ = [
@@ -577,4 +627,3 @@ __all__ = [
     "gpu_offload_supported",
     "physical_cores",
 ]
-

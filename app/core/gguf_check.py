@@ -30,9 +30,21 @@ MAX_TENSOR_COUNT = 10_000_000
 MAX_DIMS = 8
 
 # value types
-_UINT8, _INT8, _UINT16, _INT16, _UINT32, _INT32, _FLOAT32, _BOOL, _STRING, _ARRAY, _UINT64, _INT64, _FLOAT64 = (
-    range(13)
-)
+(
+    _UINT8,
+    _INT8,
+    _UINT16,
+    _INT16,
+    _UINT32,
+    _INT32,
+    _FLOAT32,
+    _BOOL,
+    _STRING,
+    _ARRAY,
+    _UINT64,
+    _INT64,
+    _FLOAT64,
+) = range(13)
 _SCALAR_FORMATS: dict[int, str] = {
     _UINT8: "<B",
     _INT8: "<b",
@@ -92,27 +104,176 @@ GGML_TYPE_NAMES: dict[int, str] = {
 
 # The model architectures the bundled llama.cpp knows (its src/llama-arch.cpp, LLM_ARCH_NAMES).
 SUPPORTED_ARCHITECTURES = frozenset(
-    """
-    llama llama4 deci falcon grok gpt2 gptj gptneox mpt baichuan starcoder refact bert modern-bert nomic-bert
-    nomic-bert-moe neo-bert jina-bert-v2 jina-bert-v3 eurobert bloom stablelm qwen qwen2 qwen2moe qwen2vl qwen3
-    qwen3moe qwen3next qwen3vl qwen3vlmoe qwen35 qwen35moe qwen4exp phi2 phi3 phimoe plamo plamo2 plamo3
-    codeshell orion internlm2 minicpm minicpm3 gemma gemma2 gemma3 gemma3n gemma4 gemma4-assistant
-    gemma-embedding starcoder2 mamba mamba2 maple jamba falcon-h1 xverse command-r cohere2 cohere2moe dbrx olmo
-    olmo2 olmoe muse-glimmer openelm arctic deepseek deepseek2 deepseek2-ocr deepseek32 deepseek4 chatglm glm4
-    glm4moe glm-dsa bitnet t5 t5encoder jais jais2 nemotron nemotron_h nemotron_h_moe exaone exaone4 exaone-moe
-    rwkv6 rwkv6qwen2 rwkv7 arwkv7 granite granitemoe granitehybrid graniteswitch granite_swa chameleon
-    wavtokenizer-dec plm bailingmoe bailingmoe2 bailingmoe3 dots1 dots3note arcee afmoe laguna ernie4_5
-    ernie4_5-moe hunyuan-moe hunyuan-dense hunyuan_vl hy_v3 hy_v4 smollm3 gpt-oss lfm2 lfm2moe dream
-    smallthinker llada llada-moe seed_oss grovemoe apertus minimax-01 hrm_text minimax-m2 minimax-m3 cogvlm rnd1
-    pangu-embedded mistral3 eagle3 dflash mistral4 paddleocr mimo2 step35 spark2_5 llama-embed maincoder
-    kimi-linear kimi-k3 glm5-next talkie mellum nanbeige
-    """.split()
+    [
+        "llama",
+        "llama4",
+        "deci",
+        "falcon",
+        "grok",
+        "gpt2",
+        "gptj",
+        "gptneox",
+        "mpt",
+        "baichuan",
+        "starcoder",
+        "refact",
+        "bert",
+        "modern-bert",
+        "nomic-bert",
+        "nomic-bert-moe",
+        "neo-bert",
+        "jina-bert-v2",
+        "jina-bert-v3",
+        "eurobert",
+        "bloom",
+        "stablelm",
+        "qwen",
+        "qwen2",
+        "qwen2moe",
+        "qwen2vl",
+        "qwen3",
+        "qwen3moe",
+        "qwen3next",
+        "qwen3vl",
+        "qwen3vlmoe",
+        "qwen35",
+        "qwen35moe",
+        "qwen4exp",
+        "phi2",
+        "phi3",
+        "phimoe",
+        "plamo",
+        "plamo2",
+        "plamo3",
+        "codeshell",
+        "orion",
+        "internlm2",
+        "minicpm",
+        "minicpm3",
+        "gemma",
+        "gemma2",
+        "gemma3",
+        "gemma3n",
+        "gemma4",
+        "gemma4-assistant",
+        "gemma-embedding",
+        "starcoder2",
+        "mamba",
+        "mamba2",
+        "maple",
+        "jamba",
+        "falcon-h1",
+        "xverse",
+        "command-r",
+        "cohere2",
+        "cohere2moe",
+        "dbrx",
+        "olmo",
+        "olmo2",
+        "olmoe",
+        "muse-glimmer",
+        "openelm",
+        "arctic",
+        "deepseek",
+        "deepseek2",
+        "deepseek2-ocr",
+        "deepseek32",
+        "deepseek4",
+        "chatglm",
+        "glm4",
+        "glm4moe",
+        "glm-dsa",
+        "bitnet",
+        "t5",
+        "t5encoder",
+        "jais",
+        "jais2",
+        "nemotron",
+        "nemotron_h",
+        "nemotron_h_moe",
+        "exaone",
+        "exaone4",
+        "exaone-moe",
+        "rwkv6",
+        "rwkv6qwen2",
+        "rwkv7",
+        "arwkv7",
+        "granite",
+        "granitemoe",
+        "granitehybrid",
+        "graniteswitch",
+        "granite_swa",
+        "chameleon",
+        "wavtokenizer-dec",
+        "plm",
+        "bailingmoe",
+        "bailingmoe2",
+        "bailingmoe3",
+        "dots1",
+        "dots3note",
+        "arcee",
+        "afmoe",
+        "laguna",
+        "ernie4_5",
+        "ernie4_5-moe",
+        "hunyuan-moe",
+        "hunyuan-dense",
+        "hunyuan_vl",
+        "hy_v3",
+        "hy_v4",
+        "smollm3",
+        "gpt-oss",
+        "lfm2",
+        "lfm2moe",
+        "dream",
+        "smallthinker",
+        "llada",
+        "llada-moe",
+        "seed_oss",
+        "grovemoe",
+        "apertus",
+        "minimax-01",
+        "hrm_text",
+        "minimax-m2",
+        "minimax-m3",
+        "cogvlm",
+        "rnd1",
+        "pangu-embedded",
+        "mistral3",
+        "eagle3",
+        "dflash",
+        "mistral4",
+        "paddleocr",
+        "mimo2",
+        "step35",
+        "spark2_5",
+        "llama-embed",
+        "maincoder",
+        "kimi-linear",
+        "kimi-k3",
+        "glm5-next",
+        "talkie",
+        "mellum",
+        "nanbeige",
+    ]
 )
 
 # Architectures that embed or encode rather than chat: valid files, but not something to talk to.
 NON_CHAT_ARCHITECTURES = frozenset(
-    "bert modern-bert nomic-bert nomic-bert-moe neo-bert jina-bert-v2 jina-bert-v3 eurobert t5encoder "
-    "wavtokenizer-dec gemma-embedding llama-embed".split()
+    [
+        "bert",
+        "modern-bert",
+        "nomic-bert",
+        "nomic-bert-moe",
+        "neo-bert",
+        "jina-bert-v2",
+        "jina-bert-v3",
+        "eurobert",
+        "t5encoder",
+        "wavtokenizer-dec",
+        "gemma-embedding",
+        "llama-embed",
+    ]
 )
 
 
@@ -281,10 +442,10 @@ class _SkippedArray(list[Any]):
 
     def __init__(self, count: int) -> None:
         super().__init__()
-        self.count = count
+        self.length = count
 
     def __len__(self) -> int:
-        return self.count
+        return self.length
 
 
 def read_gguf(path: str | os.PathLike[str], *, require_tensor_data: bool = True) -> GGUFInfo:
@@ -363,7 +524,9 @@ def read_gguf(path: str | os.PathLike[str], *, require_tensor_data: bool = True)
             for dim in shape:
                 elements *= dim
             if shape[0] % block:
-                raise _corrupt(path, f"tensor '{name}' has a row of {shape[0]} values, not a multiple of {block}")
+                raise _corrupt(
+                    path, f"tensor '{name}' has a row of {shape[0]} values, not a multiple of {block}"
+                )
             tensors.append(TensorInfo(name, shape, ggml_type, offset, elements // block * block_bytes))
 
         data_offset = reader.position
@@ -400,7 +563,9 @@ def check_model_file(path: str | os.PathLike[str]) -> GGUFInfo:
             "Choose an instruction-tuned chat model."
         )
     if not info.tensors:
-        raise ModelFileError(f"{info.path.name} contains no weights; it is a vocabulary or adapter file, not a model.")
+        raise ModelFileError(
+            f"{info.path.name} contains no weights; it is a vocabulary or adapter file, not a model."
+        )
     split_count = info.metadata.get("split.count")
     if isinstance(split_count, int) and split_count > 1 and info.metadata.get("split.no", 0) != 0:
         raise ModelFileError(
@@ -408,4 +573,3 @@ def check_model_file(path: str | os.PathLike[str]) -> GGUFInfo:
             f"{split_count} files. Open the first part (-00001-of-...) instead."
         )
     return info
-

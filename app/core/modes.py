@@ -69,13 +69,21 @@ def preset_for(mode: Mode | str, overrides: Mapping[str, Any] | None = None) -> 
     preset = PRESETS[Mode(mode)]
     overrides = overrides or {}
     sampling = preset.sampling
-    for key in ("temperature", "top_p"):
-        value = overrides.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-            sampling = replace(sampling, **{key: float(value)})
+    temperature = _number(overrides.get("temperature"))
+    if temperature is not None and temperature >= 0:
+        sampling = replace(sampling, temperature=temperature)
+    top_p = _number(overrides.get("top_p"))
+    if top_p is not None and 0 < top_p <= 1:
+        sampling = replace(sampling, top_p=top_p)
     max_tokens = overrides.get("max_tokens")
     if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0:
         sampling = replace(sampling, max_tokens=max_tokens)
     prompt = overrides.get("system_prompt")
     system_prompt = prompt.strip() if isinstance(prompt, str) and prompt.strip() else preset.system_prompt
     return replace(preset, system_prompt=system_prompt, sampling=sampling)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None

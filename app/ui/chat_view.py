@@ -1,0 +1,339 @@
+"""The transcript: one widget per message, Markdown rendered, code highlighted, only the growing reply repainted.
+
+Tokens can arrive at 100+ per second; re-rendering Markdown for each would starve the GUI thread. Pieces are
+buffered and the streaming message re-renders at most ~30 times a second, and no other message is touched.
+The view follows the end of the conversation unless the user has scrolled up to read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QResizeEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QTextBrowser,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.engine import ReplyStats
+from app.ui.markdown_render import LIGHT, MarkdownRenderer, Palette, Rendered
+
+REPAINT_INTERVAL_MS = 33  # ~30 repaints a second while a reply streams
+
+STATE_NOTES = {
+    "stopped": "Stopped",
+    "interrupted": "Interrupted: the app closed while this reply was being written",
+    "failed": "Failed",
+}
+
+
+class MessageBody(QTextBrowser):
+    """Rendered Markdown that is as tall as its content, so the surrounding scroll area does the scrolling."""
+
+    copy_code = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.viewport().setAutoFillBackground(False)
+        self.setStyleSheet("QTextBrowser { background: transparent; }")
+        self.document().setDocumentMargin(2)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit_height)
+        self.anchorClicked.connect(self._on_anchor)
+        self.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse
+            | Qt.TextInteractionFlag.TextSelectableByKeyboard
+            | Qt.TextInteractionFlag.LinksAccessibleByMouse
+        )
+
+    def _fit_height(self, *_args: Any) -> None:
+        self.setFixedHeight(int(self.document().size().height()) + 4)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.document().setTextWidth(self.viewport().width())
+        self._fit_height()
+
+    def sizeHint(self) -> QSize:
+        return QSize(400, int(self.document().size().height()) + 4)
+
+    @Slot(QUrl)
+    def _on_anchor(self, url: QUrl) -> None:
+        if url.scheme() == "copy":
+            self.copy_code.emit(int(url.path() or 0))
+        elif url.scheme() in ("http", "https"):
+            QDesktopServices.openUrl(url)
+
+
+class MessageWidget(QFrame):
+    """One message: who wrote it, the rendered text, its stats, and its actions."""
+
+    copy_requested = Signal()
+    regenerate_requested = Signal()
+    edit_requested = Signal()
+
+    def __init__(
+        self, role: str, author: str, renderer: MarkdownRenderer, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.role = role
+        self.text = ""
+        self.state = "complete"
+        self._renderer = renderer
+        self._rendered = Rendered("")
+        self.setObjectName("userMessage" if role == "user" else "assistantMessage")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        layout.setSpacing(2)
+        header = QHBoxLayout()
+        self.author_label = QLabel(f"<b>{author}</b>")
+        header.addWidget(self.author_label)
+        self.note_label = QLabel()
+        self.note_label.setObjectName("messageNote")
+        header.addWidget(self.note_label)
+        header.addStretch(1)
+        self.copy_button = self._action("Copy", "Copy this message", self.copy_requested)
+        self.edit_button = self._action("Edit", "Edit this message and send it again", self.edit_requested)
+        self.regenerate_button = self._action(
+            "Regenerate", "Write this reply again", self.regenerate_requested
+        )
+        for button in (self.edit_button, self.regenerate_button, self.copy_button):
+            header.addWidget(button)
+        layout.addLayout(header)
+        self.body = MessageBody(self)
+        self.body.setAccessibleName(f"{author} message")
+        self.body.copy_code.connect(self._on_copy_code)
+        layout.addWidget(self.body)
+        self.stats_label = QLabel()
+        self.stats_label.setObjectName("messageStats")
+        self.stats_label.hide()
+        layout.addWidget(self.stats_label)
+        self.set_last(False)
+
+    def _action(self, label: str, tooltip: str, signal: Any) -> QPushButton:
+        button = QPushButton(label)
+        button.setFlat(True)
+        button.setToolTip(tooltip)
+        button.setAccessibleName(tooltip)
+        button.setCursor(Qt.CursorShape.PointingHandCursor)
+        button.clicked.connect(signal.emit)
+        return button
+
+    def set_text(self, text: str) -> None:
+        self.text = text
+        self._rendered = self._renderer.render(text)
+        self.body.setHtml(self._rendered.html)
+
+    @property
+    def code_blocks(self) -> list[str]:
+        return self._rendered.code_blocks
+
+    @property
+    def code_languages(self) -> list[str]:
+        return self._rendered.languages
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        self.note_label.setText(STATE_NOTES.get(state, ""))
+
+    def set_stats(self, stats: ReplyStats | None) -> None:
+        if stats is None:
+            self.stats_label.hide()
+            return
+        parts = [f"{stats.generated_tokens} tokens", f"{stats.tokens_per_second:.1f} tokens/s"]
+        if stats.time_to_first_token:
+            parts.append(f"first token {stats.time_to_first_token:.2f} s")
+        if stats.dropped_messages:
+            parts.append(f"{stats.dropped_turns} oldest turns left out to fit the context")
+        self.stats_label.setText(" · ".join(parts))
+        self.stats_label.show()
+
+    def set_last(self, last: bool, *, busy: bool = False) -> None:
+        """Regenerate belongs to the last reply, edit to the last question; neither while a reply streams."""
+        self.regenerate_button.setVisible(last and self.role == "assistant" and not busy)
+        self.edit_button.setVisible(last and self.role == "user" and not busy)
+
+    @Slot(int)
+    def _on_copy_code(self, index: int) -> None:
+        if 0 <= index < len(self._rendered.code_blocks):
+            QGuiApplication.clipboard().setText(self._rendered.code_blocks[index])
+
+
+class ChatView(QScrollArea):
+    """The transcript of one conversation.
+
+    Signals:
+        regenerate_requested(): the user wants the last reply written again.
+        edit_requested(): the user wants to edit and resend the last question.
+    """
+
+    regenerate_requested = Signal()
+    edit_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setAccessibleName("Conversation transcript")
+        self._renderer = MarkdownRenderer(LIGHT)
+        self._container = QWidget()
+        self._container.setObjectName("transcript")
+        self._layout = QVBoxLayout(self._container)
+        self._layout.setContentsMargins(16, 12, 16, 12)
+        self._layout.setSpacing(10)
+        self._layout.addStretch(1)
+        self.setWidget(self._container)
+        self.messages: list[MessageWidget] = []
+        self._streaming: MessageWidget | None = None
+        self._pending = ""
+        self._follow = True
+        self.render_count = 0  # how often the streaming message was re-rendered (tests check the cap)
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setInterval(REPAINT_INTERVAL_MS)
+        self._flush_timer.timeout.connect(self._flush)
+        bar = self.verticalScrollBar()
+        bar.valueChanged.connect(self._on_scrolled)
+        bar.rangeChanged.connect(self._on_range_changed)
+        self.assistant_name = "Assistant"
+
+    def set_palette(self, palette: Palette) -> None:
+        self._renderer = MarkdownRenderer(palette)
+        for message in self.messages:
+            message._renderer = self._renderer
+            message.set_text(message.text)
+
+    # -- building the transcript ----------------------------------------------------------------------
+
+    def clear(self) -> None:
+        self._flush_timer.stop()
+        self._streaming = None
+        self._pending = ""
+        for message in self.messages:
+            message.setParent(None)
+            message.deleteLater()
+        self.messages = []
+        self._follow = True
+
+    def add_message(
+        self, role: str, text: str, *, state: str = "complete", stats: ReplyStats | None = None
+    ) -> MessageWidget:
+        author = "You" if role == "user" else self.assistant_name
+        message = MessageWidget(role, author, self._renderer, self._container)
+        message.copy_requested.connect(lambda m=message: QGuiApplication.clipboard().setText(m.text))
+        message.regenerate_requested.connect(self.regenerate_requested.emit)
+        message.edit_requested.connect(self.edit_requested.emit)
+        message.set_text(text)
+        message.set_state(state)
+        message.set_stats(stats)
+        self._layout.insertWidget(self._layout.count() - 1, message)
+        self.messages.append(message)
+        self._update_last_markers()
+        return message
+
+    def remove_last(self) -> None:
+        if self.messages:
+            message = self.messages.pop()
+            if message is self._streaming:
+                self._streaming = None
+            message.setParent(None)
+            message.deleteLater()
+            self._update_last_markers()
+
+    def _update_last_markers(self) -> None:
+        busy = self._streaming is not None
+        last_reply = next((m for m in reversed(self.messages) if m.role == "assistant"), None)
+        last_question = next((m for m in reversed(self.messages) if m.role == "user"), None)
+        for message in self.messages:
+            message.set_last(message is last_reply or message is last_question, busy=busy)
+
+    # -- streaming ------------------------------------------------------------------------------------
+
+    def begin_reply(self) -> MessageWidget:
+        message = self.add_message("assistant", "")
+        message.set_state("streaming")
+        self._streaming = message
+        self._pending = ""
+        self._update_last_markers()
+        self._flush_timer.start()
+        return message
+
+    def append_to_reply(self, text: str) -> None:
+        self._pending += text
+
+    @property
+    def streaming_message(self) -> MessageWidget | None:
+        return self._streaming
+
+    @Slot()
+    def _flush(self) -> None:
+        if self._streaming is None or not self._pending:
+            return
+        self._streaming.set_text(self._streaming.text + self._pending)
+        self._pending = ""
+        self.render_count += 1
+
+    def finish_reply(self, stats: ReplyStats | None, state: str) -> None:
+        self._flush()
+        self._flush_timer.stop()
+        if self._streaming is not None:
+            self._streaming.set_state(state)
+            self._streaming.set_stats(stats)
+        self._streaming = None
+        self._update_last_markers()
+
+    def highlight(self, terms: list[str]) -> None:
+        """Mark every occurrence of ``terms`` (a search) and bring the first into view."""
+        first: MessageWidget | None = None
+        color = QColor("#fff2a8") if self._renderer.palette is LIGHT else QColor("#6e5b00")
+        for message in self.messages:
+            selections: list[QTextEdit.ExtraSelection] = []
+            document = message.body.document()
+            for term in terms:
+                cursor = document.find(term.strip('"*'))
+                while term and not cursor.isNull():
+                    selection = QTextEdit.ExtraSelection()
+                    selection.cursor = cursor
+                    selection.format.setBackground(color)
+                    selections.append(selection)
+                    cursor = document.find(term.strip('"*'), cursor)
+            message.body.setExtraSelections(selections)
+            if selections and first is None:
+                first = message
+        if first is not None:
+            self._follow = False
+            QTimer.singleShot(0, lambda: self.ensureWidgetVisible(first, 0, 40))
+
+    # -- following the end ----------------------------------------------------------------------------
+
+    @Slot(int)
+    def _on_scrolled(self, value: int) -> None:
+        bar = self.verticalScrollBar()
+        self._follow = value >= bar.maximum() - 24
+
+    @Slot(int, int)
+    def _on_range_changed(self, _minimum: int, maximum: int) -> None:
+        if self._follow:
+            self.verticalScrollBar().setValue(maximum)
+
+    def scroll_to_end(self) -> None:
+        self._follow = True
+        self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
+
+    @property
+    def following(self) -> bool:
+        return self._follow

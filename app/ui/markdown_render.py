@@ -1,0 +1,99 @@
+"""Markdown to the HTML subset Qt's rich text understands, with code blocks highlighted by Pygments.
+
+Qt's QTextDocument renders HTML 4 with inline styles, not CSS classes, so Pygments writes inline styles and
+code blocks become one-cell tables (the only way to give a block a background and padding in Qt rich text).
+Each code block gets a header naming its language and a ``copy:N`` link the view turns into a clipboard copy.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from markdown_it import MarkdownIt
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name, guess_lexer
+from pygments.util import ClassNotFound
+
+
+@dataclass(frozen=True)
+class Palette:
+    text: str
+    code_background: str
+    code_header: str
+    inline_code_background: str
+    link: str
+    pygments_style: str
+
+
+LIGHT = Palette("#1f2328", "#f6f8fa", "#57606a", "#eff1f3", "#0969da", "default")
+DARK = Palette("#e6edf3", "#161b22", "#8b949e", "#2d333b", "#4493f8", "monokai")
+
+
+@dataclass
+class Rendered:
+    html: str
+    code_blocks: list[str] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)
+
+
+class MarkdownRenderer:
+    def __init__(self, palette: Palette = LIGHT) -> None:
+        self.palette = palette
+        self._md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable("table")
+        self._md.add_render_rule("fence", self._render_fence)
+        self._md.add_render_rule("code_block", self._render_fence)
+        self._md.add_render_rule("code_inline", self._render_inline_code)
+        self._blocks: list[str] = []
+        self._languages: list[str] = []
+
+    def render(self, text: str) -> Rendered:
+        self._blocks = []
+        self._languages = []
+        body = self._md.render(text)
+        wrapped = f'<div style="color:{self.palette.text};">{body}</div>'
+        return Rendered(wrapped, list(self._blocks), list(self._languages))
+
+    def _render_inline_code(self, tokens: list, idx: int, _options: dict, _env: dict) -> str:  # type: ignore[type-arg]
+        code = html.escape(tokens[idx].content)
+        return (
+            f'<code style="background-color:{self.palette.inline_code_background};'
+            f' font-family:monospace;">&nbsp;{code}&nbsp;</code>'
+        )
+
+    def _render_fence(self, tokens: list, idx: int, _options: dict, _env: dict) -> str:  # type: ignore[type-arg]
+        token = tokens[idx]
+        code = token.content.rstrip("\n")
+        language = (token.info or "").strip().split(" ")[0] if token.type == "fence" else ""
+        lexer = None
+        if language:
+            try:
+                lexer = get_lexer_by_name(language)
+            except ClassNotFound:
+                lexer = None
+        if lexer is None and code.strip():
+            try:
+                lexer = guess_lexer(code)
+            except ClassNotFound:
+                lexer = None
+            # guess_lexer falls back to plain text readily; name only what it recognised.
+            if lexer is not None and lexer.name == "Text only":
+                lexer = None
+        label = language or (lexer.name if lexer else "text")
+        index = len(self._blocks)
+        self._blocks.append(code)
+        self._languages.append(label)
+        if lexer is not None:
+            formatter = HtmlFormatter(noclasses=True, nowrap=True, style=self.palette.pygments_style)
+            body = highlight(code, lexer, formatter)
+        else:
+            body = html.escape(code)
+        p = self.palette
+        return (
+            f'<table width="100%" cellspacing="0" cellpadding="8" style="background-color:{p.code_background};'
+            f' margin-top:6px; margin-bottom:6px;">'
+            f'<tr><td><span style="color:{p.code_header}; font-size:small;">{html.escape(label)}</span>'
+            f'&nbsp;&nbsp;<a href="copy:{index}" style="color:{p.link}; font-size:small;">Copy</a></td></tr>'
+            f'<tr><td><pre style="font-family:monospace; margin:0;">{body}</pre></td></tr></table>'
+        )

@@ -1,0 +1,260 @@
+"""The window with real Qt widgets (offscreen), the real engine thread and the real SmolLM2 model."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from app.core.history import HistoryStore
+from app.core.modes import PRESETS, Mode
+from app.core.settings import Settings
+from app.ui.main_window import MainWindow
+from app.ui.workers import EngineClient
+
+pytestmark = pytest.mark.gui
+
+
+def make_window(qtbot: QtBot, model_path: Path, **settings_changes: object) -> MainWindow:
+    # Greedy sampling in every mode, so the small model's answers are repeatable.
+    greedy = {mode.value: {"temperature": 0.0} for mode in Mode}
+    settings = Settings(
+        context_size=2048, last_model=str(model_path), mode_overrides=greedy, **settings_changes
+    )  # type: ignore[arg-type]
+    window = MainWindow(settings=settings, store=HistoryStore(), client=EngineClient())
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.client.model is not None, timeout=30_000)
+    return window
+
+
+@pytest.fixture
+def window(qtbot: QtBot, model_path: Path) -> Iterator[MainWindow]:
+    win = make_window(qtbot, model_path)
+    yield win
+    win.close()
+
+
+def send(qtbot: QtBot, window: MainWindow, text: str) -> None:
+    window.input.setFocus()
+    qtbot.keyClicks(window.input, text)
+    qtbot.keyClick(window.input, Qt.Key.Key_Return)
+
+
+def wait_reply(qtbot: QtBot, window: MainWindow, timeout: int = 60_000) -> None:
+    qtbot.waitUntil(lambda: not window.client.is_generating, timeout=timeout)
+
+
+def test_send_streams_the_reply_token_by_token(qtbot: QtBot, window: MainWindow) -> None:
+    pieces: list[str] = []
+    window.client.token.connect(pieces.append)
+    send(qtbot, window, "What is the capital of France?")
+    assert window.input.toPlainText() == ""
+    assert window.send_button.text() == "Stop"
+    wait_reply(qtbot, window)
+    reply = window.chat_view.messages[-1]
+    assert reply.role == "assistant"
+    assert "Paris" in reply.text
+    assert len(pieces) >= 3
+    assert window.chat_view.render_count >= 1
+    assert window.send_button.text() == "Send"
+    assert "tokens/s" in window.speed_label.text()
+    assert window.context_meter.value() > 0
+    # Both messages are in the history store, the reply complete.
+    assert window.conversation_id is not None
+    stored = window.store.messages(window.conversation_id)
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[1].state == "complete" and "Paris" in stored[1].content
+
+
+def test_repaints_are_capped_while_streaming(qtbot: QtBot, window: MainWindow) -> None:
+    pieces: list[str] = []
+    window.client.token.connect(pieces.append)
+    window.settings.mode_overrides["chat"]["max_tokens"] = 200
+    started = time.perf_counter()
+    send(qtbot, window, "Write a long story about a dragon who learns to bake bread.")
+    wait_reply(qtbot, window)
+    elapsed = time.perf_counter() - started
+    renders = window.chat_view.render_count
+    assert len(pieces) > 30
+    # At most ~30 repaints a second, and fewer repaints than pieces: pieces are batched.
+    assert renders <= elapsed * 35 + 2
+    assert renders < len(pieces)
+
+
+def test_stop_mid_reply_keeps_what_was_written(qtbot: QtBot, window: MainWindow) -> None:
+    pieces: list[str] = []
+    window.client.token.connect(pieces.append)
+    window.settings.mode_overrides["chat"]["max_tokens"] = 2000
+    send(qtbot, window, "Write a very long story about the sea.")
+    qtbot.waitUntil(lambda: len(pieces) >= 10, timeout=30_000)
+    asked = time.perf_counter()
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    wait_reply(qtbot, window, timeout=5_000)
+    assert time.perf_counter() - asked < 1.0
+    reply = window.chat_view.messages[-1]
+    assert reply.state == "stopped" and reply.text
+    assert window.conversation_id is not None
+    stored = window.store.messages(window.conversation_id)[-1]
+    assert stored.state == "stopped" and stored.content == reply.text
+    # The window is usable at once.
+    send(qtbot, window, "What is the capital of France?")
+    wait_reply(qtbot, window)
+    assert "Paris" in window.chat_view.messages[-1].text
+
+
+def test_shift_enter_is_a_new_line_not_a_send(qtbot: QtBot, window: MainWindow) -> None:
+    qtbot.keyClicks(window.input, "first line")
+    qtbot.keyClick(window.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(window.input, "second line")
+    assert window.input.toPlainText() == "first line\nsecond line"
+    assert not window.client.is_generating
+    assert window.chat_view.messages == []
+
+
+def test_switching_mode_changes_prompt_and_sampling(qtbot: QtBot, window: MainWindow) -> None:
+    code_button = next(b for b in window.mode_buttons.buttons() if b.property("mode") == "code")
+    qtbot.mouseClick(code_button, Qt.MouseButton.LeftButton)
+    assert window.mode == Mode.CODE
+    assert window.preset().system_prompt == PRESETS[Mode.CODE].system_prompt
+    assert window.preset().sampling.temperature == PRESETS[Mode.CODE].sampling.temperature
+    send(qtbot, window, "Write a Python function that adds two numbers.")
+    wait_reply(qtbot, window)
+    assert window.conversation_id is not None
+    assert window.store.get_conversation(window.conversation_id).mode == "code"
+    assert window._engine_messages()[0]["content"] == PRESETS[Mode.CODE].system_prompt
+
+
+def test_bad_gguf_gives_a_sentence_and_the_window_lives(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_text("this is not a model")
+    window.handle_dropped_files([str(bad)])
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=5_000)
+    assert "is not a GGUF model file" in window.banner.label.text()
+    assert window.client.model is not None  # the loaded model is still there
+    send(qtbot, window, "What is the capital of France?")
+    wait_reply(qtbot, window)
+    assert "Paris" in window.chat_view.messages[-1].text
+
+
+def test_regenerate_replaces_the_last_reply(qtbot: QtBot, window: MainWindow) -> None:
+    send(qtbot, window, "Name a color.")
+    wait_reply(qtbot, window)
+    last = window.chat_view.messages[-1]
+    assert last.regenerate_button.isVisibleTo(window)
+    qtbot.mouseClick(last.regenerate_button, Qt.MouseButton.LeftButton)
+    assert window.client.is_generating
+    wait_reply(qtbot, window)
+    assert window.conversation_id is not None
+    stored = window.store.messages(window.conversation_id)
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert len(window.chat_view.messages) == 2
+
+
+def test_edit_and_resend_the_last_question(qtbot: QtBot, window: MainWindow) -> None:
+    send(qtbot, window, "What is the capital of Spain?")
+    wait_reply(qtbot, window)
+    question = window.chat_view.messages[0]
+    assert question.edit_button.isVisibleTo(window)
+    qtbot.mouseClick(question.edit_button, Qt.MouseButton.LeftButton)
+    assert window.input.toPlainText() == "What is the capital of Spain?"
+    assert window.chat_view.messages == []
+    window.input.setPlainText("What is the capital of France?")
+    qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    wait_reply(qtbot, window)
+    assert window.conversation_id is not None
+    stored = window.store.messages(window.conversation_id)
+    assert stored[0].content == "What is the capital of France?"
+    assert "Paris" in stored[1].content
+
+
+def test_markdown_and_code_are_rendered(qtbot: QtBot, window: MainWindow) -> None:
+    text = (
+        "# Heading\n\nSome **bold** text and `inline code`.\n\n- one\n- two\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n\n```python\ndef add(x, y):\n    return x + y\n```\n"
+    )
+    message = window.chat_view.add_message("assistant", text)
+    html = message.body.toHtml()
+    assert "<table" in html
+    assert "Heading" in html and "font-weight" in html
+    assert message.code_languages == ["python"]
+    assert message.code_blocks == ["def add(x, y):\n    return x + y"]
+    # Pygments coloured the keyword: 'def' sits in a span with its own colour.
+    assert html.count("color:#") > 3
+    # The copy link copies the code block, not the rendered text.
+    message.body.copy_code.emit(0)
+    assert QApplication.clipboard().text() == "def add(x, y):\n    return x + y"
+
+
+def test_conversations_persist_and_reopen(qtbot: QtBot, model_path: Path) -> None:
+    first = make_window(qtbot, model_path)
+    send(qtbot, first, "My name is Ada. What is the capital of France?")
+    wait_reply(qtbot, first)
+    conversation_id = first.conversation_id
+    first.close()
+
+    second = make_window(qtbot, model_path)
+    items = [second.conversation_list.item(i) for i in range(second.conversation_list.count())]
+    ids = [i.data(Qt.ItemDataRole.UserRole) for i in items]
+    assert conversation_id in ids
+    assert items[0].text() == "Today"
+    second.open_conversation(int(conversation_id))  # type: ignore[arg-type]
+    assert [m.role for m in second.chat_view.messages] == ["user", "assistant"]
+    send(qtbot, second, "What is my name?")
+    wait_reply(qtbot, second)
+    engine_messages = second._engine_messages()
+    assert any("Ada" in m["content"] for m in engine_messages)
+    second.close()
+
+
+def test_search_filters_the_conversation_list(qtbot: QtBot, window: MainWindow) -> None:
+    send(qtbot, window, "Tell me about zebras.")
+    wait_reply(qtbot, window)
+    window.new_conversation()
+    send(qtbot, window, "Tell me about giraffes.")
+    wait_reply(qtbot, window)
+    qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    assert window.search_box.hasFocus()
+    qtbot.keyClicks(window.search_box, "zebras")
+    qtbot.waitUntil(
+        lambda: (
+            [
+                window.conversation_list.item(i).text()
+                for i in range(window.conversation_list.count())
+                if window.conversation_list.item(i).data(Qt.ItemDataRole.UserRole) is not None
+            ]
+            == ["Tell me about zebras."]
+        ),
+        timeout=3_000,
+    )
+
+
+def test_gui_thread_never_waits_while_loading_and_generating(qtbot: QtBot, model_path: Path) -> None:
+    """A 10 ms timer on the GUI thread measures the longest gap between its ticks."""
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    timer.start()
+    window = make_window(qtbot, model_path)
+    send(qtbot, window, "Write a short poem about the moon.")
+    wait_reply(qtbot, window)
+    timer.stop()
+    window.close()
+    worst = max(gaps[1:])
+    print(f"worst GUI-thread gap over {len(gaps)} ticks: {worst * 1000:.1f} ms")
+    assert worst < 0.25, f"the GUI thread was blocked for {worst * 1000:.0f} ms"

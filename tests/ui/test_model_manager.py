@@ -1,0 +1,223 @@
+"""The model manager with real widgets (offscreen), downloading from the fake hub on 127.0.0.1."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
+from pytestqt.qtbot import QtBot
+
+from app.core.catalog import load_catalog
+from app.core.downloads import STATE_PAUSED, DownloadQueue
+from app.core.hardware import HardwareInfo
+from app.core.paths import app_paths
+from app.ui.model_manager import COLUMN_FIT, COLUMN_SIZE, COLUMN_SPEED, ModelManagerDialog
+from tests.fixtures.fake_hub import FakeHub, use_fake_hub_only
+
+pytestmark = pytest.mark.gui
+
+LEFT = Qt.MouseButton.LeftButton
+
+GB = 1000**3
+SMOL = "bartowski/SmolLM2-135M-Instruct-GGUF"
+Q4 = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
+Q4_DATA = random.Random(1).randbytes(2 * 1024 * 1024)
+Q8_DATA = random.Random(2).randbytes(3 * 1024 * 1024)
+
+
+def laptop(available: int = 12 * GB, total: int = 16 * GB) -> HardwareInfo:
+    return HardwareInfo(
+        system="Linux",
+        machine="x86_64",
+        cpu_name="test CPU",
+        total_ram=total,
+        available_ram=available,
+        physical_cores=8,
+        logical_cores=16,
+        cpu_features=("AVX2",),
+        gpus=(),
+        gpu_offload=False,
+        disk_free=500 * GB,
+        memory_bandwidth=40e9,
+    )
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
+    use_fake_hub_only(monkeypatch, tmp_path)
+    with FakeHub() as fake:
+        fake.add_repo(SMOL, {Q4: Q4_DATA, "SmolLM2-135M-Instruct-Q8_0.gguf": Q8_DATA})
+        yield fake
+
+
+def open_dialog(qtbot: QtBot, hub: FakeHub, hardware: HardwareInfo | None = None) -> ModelManagerDialog:
+    dialog = ModelManagerDialog(None, endpoint=hub.url, hardware=hardware or laptop(), context_size=4096)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    # The catalog's file lists arrive from the hub in the background.
+    qtbot.waitUntil(lambda: not dialog.menu_rows()[dialog.row_index(SMOL)].sizes_estimated, timeout=20_000)
+    return dialog
+
+
+@pytest.fixture
+def dialog(qtbot: QtBot, hub: FakeHub) -> Iterator[ModelManagerDialog]:
+    opened = open_dialog(qtbot, hub)
+    yield opened
+    opened.shutdown()
+
+
+def cell_text(dialog: ModelManagerDialog, row: int, column: int) -> str:
+    item = dialog.catalog_table.item(row, column)
+    assert item is not None
+    return item.text()
+
+
+def test_menu_shows_fit_speed_size_and_the_recommended_quantization(dialog: ModelManagerDialog) -> None:
+    table = dialog.catalog_table
+    assert table.rowCount() == len(load_catalog()) >= 12
+    assert "12.0 GB of 16.0 GB memory free" in dialog.hardware_label.text()
+    llama70 = dialog.row_index("bartowski/Llama-3.3-70B-Instruct-GGUF")
+    assert cell_text(dialog, llama70, COLUMN_FIT) == "too large"
+    assert cell_text(dialog, llama70, COLUMN_SIZE).startswith(
+        "~"
+    )  # the hub has no such repository: estimated
+    smol = dialog.row_index(SMOL)
+    assert cell_text(dialog, smol, COLUMN_FIT) == "runs well"
+    assert cell_text(dialog, smol, COLUMN_SIZE) == "3.1 MB"  # the real Q8_0 file's size, from the hub
+    assert "tokens/s" in cell_text(dialog, smol, COLUMN_SPEED)
+    combo = table.cellWidget(smol, 2)
+    labels = [combo.itemText(i) for i in range(combo.count())]  # type: ignore[union-attr]
+    assert labels == ["Q4_K_M", "Q8_0 (recommended)"]
+    assert dialog.action_cell(smol).download_button.isVisible()
+    # Repositories the hub does not have are reported in one sentence, and their sizes stay estimates.
+    assert dialog.notice.isVisible() and "estimates" in dialog.notice.text()
+
+
+def test_labels_follow_the_context_size_and_a_loaded_model(qtbot: QtBot, hub: FakeHub) -> None:
+    dialog = open_dialog(qtbot, hub, laptop(available=7 * GB, total=8 * GB))
+    row = dialog.row_index("bartowski/Meta-Llama-3.1-8B-Instruct-GGUF")
+
+    def fit_of_q4() -> str:
+        combo = dialog.catalog_table.cellWidget(row, 2)
+        combo.setCurrentIndex(combo.findData("Q4_K_M"))  # type: ignore[union-attr]
+        return cell_text(dialog, row, COLUMN_FIT)
+
+    # About 6.1 GB at 4k tokens: more than 85% of the 7 GB free.
+    assert fit_of_q4() == "tight"
+    # The model loaded now holds 2 GB that loading this one would free first.
+    dialog.set_context(4096, loaded_model_bytes=2 * GB)
+    assert fit_of_q4() == "runs well"
+    dialog.context_spin.setValue(131072)  # a 16 GiB KV cache
+    assert fit_of_q4() == "too large"
+    dialog.shutdown()
+
+
+def test_download_shows_progress_and_installs(qtbot: QtBot, dialog: ModelManagerDialog, hub: FakeHub) -> None:
+    hub.faults.throttle_bytes_per_second = 4 * 1024 * 1024
+    smol = dialog.row_index(SMOL)
+    cell = dialog.action_cell(smol)
+    fractions: list[float] = []
+    dialog._relay.progress.connect(lambda p: fractions.append(p.fraction))
+    with qtbot.waitSignal(dialog.model_installed, timeout=30_000) as installed:
+        qtbot.mouseClick(cell.download_button, LEFT)
+        qtbot.waitUntil(lambda: cell.progress.isVisible(), timeout=10_000)
+    path = Path(installed.args[0])
+    assert (
+        path
+        == app_paths().models_dir
+        / "bartowski__SmolLM2-135M-Instruct-GGUF"
+        / "SmolLM2-135M-Instruct-Q8_0.gguf"
+    )
+    assert path.read_bytes() == Q8_DATA
+    assert any(0 < f < 1 for f in fractions)
+    qtbot.waitUntil(lambda: dialog.action_cell(smol).use_button.isVisible())
+    cell = dialog.action_cell(smol)
+    assert not cell.progress.isVisible()
+    ids = [dialog.installed_table.item(i, 0).text() for i in range(dialog.installed_table.rowCount())]  # type: ignore[union-attr]
+    assert f"{SMOL}:Q8_0" in ids
+    chosen: list[str] = []
+    dialog.model_chosen.connect(chosen.append)
+    qtbot.mouseClick(cell.use_button, LEFT)
+    assert chosen == [str(path)]
+
+
+def test_pause_resume_and_cancel(qtbot: QtBot, dialog: ModelManagerDialog, hub: FakeHub) -> None:
+    hub.faults.throttle_bytes_per_second = 1024 * 1024
+    smol = dialog.row_index(SMOL)
+    cell = dialog.action_cell(smol)
+    qtbot.mouseClick(cell.download_button, LEFT)
+    qtbot.waitUntil(lambda: cell.progress.isVisible() and cell.progress.value() > 100, timeout=15_000)
+
+    qtbot.mouseClick(cell.pause_button, LEFT)
+    qtbot.waitUntil(lambda: not dialog._threads, timeout=5_000)
+    (job,) = DownloadQueue().jobs()
+    assert job.state == STATE_PAUSED
+    assert cell.pause_button.text() == "Resume" and "Paused at" in cell.progress.format()
+    kept = job.bytes_on_disk()
+    assert 0 < kept < len(Q8_DATA)
+
+    qtbot.mouseClick(cell.pause_button, LEFT)  # Resume
+    qtbot.waitUntil(lambda: bool(hub.range_requests()), timeout=10_000)
+    assert hub.range_requests()[-1].range_header == f"bytes={kept}-"
+    qtbot.waitUntil(lambda: cell.cancel_button.isVisible(), timeout=5_000)
+    qtbot.mouseClick(cell.cancel_button, LEFT)
+    qtbot.waitUntil(lambda: not dialog._threads, timeout=5_000)
+    assert DownloadQueue().jobs() == []
+    assert not list(app_paths().downloads_dir.rglob("*.part"))
+    assert cell.download_button.isVisible() and cell.download_button.text() == "Download"
+
+
+def test_search_the_hub_and_download_from_it(qtbot: QtBot, dialog: ModelManagerDialog, hub: FakeHub) -> None:
+    hub.add_repo("someone/Tiny-Llama-GGUF", {"Tiny-Llama-Q4_K_M.gguf": Q4_DATA[:100_000]}, downloads=5)
+    hub.add_repo("metaish/Llama-Gated-GGUF", {"Gated-Q4_K_M.gguf": b"x"}, gated=True, downloads=9)
+    dialog.tabs.setCurrentIndex(1)
+    qtbot.keyClicks(dialog.search_edit, "llama")
+    qtbot.mouseClick(dialog.search_button, LEFT)
+    qtbot.waitUntil(lambda: dialog.search_results.rowCount() == 2, timeout=10_000)
+    assert dialog.search_results.item(0, 0).text() == "metaish/Llama-Gated-GGUF"  # type: ignore[union-attr]
+    assert "token" in dialog.search_results.item(0, 2).text()  # type: ignore[union-attr]
+
+    dialog.search_results.selectRow(1)
+    qtbot.waitUntil(lambda: dialog.search_download_button.isEnabled(), timeout=10_000)
+    assert dialog.search_quant.currentData() == "Q4_K_M"
+    with qtbot.waitSignal(dialog.model_installed, timeout=20_000) as installed:
+        qtbot.mouseClick(dialog.search_download_button, LEFT)
+    assert Path(installed.args[0]).name == "Tiny-Llama-Q4_K_M.gguf"
+
+    dialog.search_results.selectRow(0)
+    qtbot.waitUntil(lambda: dialog.search_download_button.isEnabled(), timeout=10_000)
+    qtbot.mouseClick(dialog.search_download_button, LEFT)
+    qtbot.waitUntil(lambda: "HF_TOKEN" in dialog.notice.text(), timeout=10_000)
+    assert "hf auth login" in dialog.notice.text()
+
+
+def test_delete_asks_first_and_frees_the_disk(qtbot: QtBot, dialog: ModelManagerDialog) -> None:
+    folder = app_paths().models_dir / "bartowski__SmolLM2-135M-Instruct-GGUF"
+    folder.mkdir(parents=True)
+    (folder / Q4).write_bytes(Q4_DATA)
+    dialog.refresh_installed()
+    row = next(
+        i
+        for i in range(dialog.installed_table.rowCount())
+        if dialog.installed_table.item(i, 0).text() == f"{SMOL}:Q4_K_M"  # type: ignore[union-attr]
+    )
+    buttons = dialog.installed_table.cellWidget(row, 3)
+    delete = next(b for b in buttons.findChildren(QPushButton) if b.text() == "Delete")  # type: ignore[union-attr]
+
+    def answer(button: QMessageBox.StandardButton) -> None:
+        box = QApplication.activeModalWidget()
+        assert isinstance(box, QMessageBox) and "frees 2.1 MB" in box.text()
+        box.button(button).click()
+
+    QTimer.singleShot(200, lambda: answer(QMessageBox.StandardButton.No))
+    qtbot.mouseClick(delete, LEFT)
+    assert (folder / Q4).exists()
+
+    QTimer.singleShot(200, lambda: answer(QMessageBox.StandardButton.Yes))
+    qtbot.mouseClick(delete, LEFT)
+    assert not (folder / Q4).exists()
+    assert "2.1 MB freed" in dialog.notice.text()
