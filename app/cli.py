@@ -1,4 +1,4 @@
-"""The terminal commands: chat and bench (more are registered by their own modules).
+"""The terminal commands: chat and bench here; history, models and summarize from their own modules.
 
 A user error prints one sentence to stderr and exits 1; usage errors exit 2 (argparse); never a traceback.
 """
@@ -56,24 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure generation and prompt speed on one model")
     add_model_arguments(bench)
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.add_argument(
+        "--gui", action="store_true", help="measure how long the window's GUI thread ever waits instead"
+    )
     bench.set_defaults(handler=run_bench)
 
+    # Each feature's commands live beside it; importing them here is cheap (they import their cores lazily).
     from app.cli_history import register as register_history
-
-    register_history(commands)
     from app.cli_models import register as register_models
-
-    register_models(commands)
     from app.cli_summarize import register as register_summarize
 
-    register_summarize(commands)
-    for register in _EXTRA_COMMANDS:
+    for register in (register_history, register_models, register_summarize):
         register(commands)
     return parser
-
-
-# Feature modules add their own subcommands here: (subparsers) -> None.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +83,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_model(args: argparse.Namespace) -> Path:
     if args.model:
-        return Path(args.model).expanduser()
+        path = Path(args.model).expanduser()
+        if not path.exists():
+            from app.core.downloads import find_installed
+
+            installed = find_installed(args.model)  # a downloaded model's short id, e.g. repo:Q4_K_M
+            if installed is not None:
+                return installed.path
+        return path
     loaded = settings_store.load()
     model = default_model(loaded.settings.last_model, loaded.settings.imported_models)
     if model is None:
@@ -231,6 +233,12 @@ def run_chat(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.gui:
+        from app.ui.bench_gui import run_gui_benchmark
+
+        gui_result = run_gui_benchmark(resolve_model(args), context_size=args.ctx or 2048)
+        print(json.dumps(dataclasses.asdict(gui_result), indent=2) if args.json else gui_result.report())
+        return 0
     from app.core.bench import run_benchmark
 
     engine = load_engine(args, quiet=args.json)

@@ -139,6 +139,7 @@ class MainWindow(QMainWindow):
         self._pending_model: str | None = None
         self._last_stats: ReplyStats | None = None
         self._closed = False
+        self._model_manager: Any = None
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
         self.resize(1100, 760)
@@ -217,6 +218,11 @@ class MainWindow(QMainWindow):
         self.model_picker.setToolTip("The model that answers")
         self.model_picker.activated.connect(self._on_model_picked)
         toolbar.addWidget(self.model_picker)
+
+        self.models_action = QAction("Get models…", self)
+        self.models_action.setToolTip("Models that suit this computer: fit, speed, downloads")
+        self.models_action.triggered.connect(self.open_model_manager)
+        toolbar.addAction(self.models_action)
 
         self.open_action = QAction("Open GGUF file…", self)
         self.open_action.setShortcut(QKeySequence.StandardKey.Open)
@@ -446,6 +452,8 @@ class MainWindow(QMainWindow):
         self._update_controls()
         if self.conversation_id is not None:
             self.store.update_conversation(self.conversation_id, model=str(info.path))
+        if self._model_manager is not None:
+            self._model_manager.set_context(info.context_size, info.file_size)
 
     @Slot(str)
     def _on_load_failed(self, message: str) -> None:
@@ -458,6 +466,23 @@ class MainWindow(QMainWindow):
             self.show_error(message)
         self.refresh_models()
         self._update_controls()
+
+    def open_model_manager(self) -> None:
+        """The model manager lives as long as the window, so downloads go on while it is closed."""
+        from app.ui.model_manager import ModelManagerDialog
+
+        if self._model_manager is None:
+            loaded = self.client.model
+            self._model_manager = ModelManagerDialog(
+                self,
+                context_size=self.settings.context_size,
+                loaded_model_bytes=loaded.file_size if loaded else 0,
+                imported_models=tuple(self.settings.imported_models),
+            )
+            self._model_manager.model_installed.connect(lambda _path: self.refresh_models())
+            self._model_manager.model_chosen.connect(self.load_model)
+        self._model_manager.show()
+        self._model_manager.raise_()
 
     def _code_model(self) -> str | None:
         for known in known_models(self.settings.imported_models):
@@ -715,6 +740,7 @@ class MainWindow(QMainWindow):
         if saved is None and streaming is not None and not streaming.text:
             self.chat_view.remove_last()  # stopped before the first word: nothing to keep
         self._last_stats = stats
+        self._record_speed(stats)
         self.speed_label.setText(f"{stats.tokens_per_second:.1f} tokens/s")
         self.context_meter.setMaximum(stats.context_size or self.context_meter.maximum())
         self.context_meter.setValue(min(stats.context_used, self.context_meter.maximum()))
@@ -725,6 +751,18 @@ class MainWindow(QMainWindow):
             )
         self._update_controls()
         self.refresh_conversations()
+
+    def _record_speed(self, stats: ReplyStats) -> None:
+        """Teach the fit advisor how fast this model really runs here (replies too short to time are skipped)."""
+        model = self.client.model
+        if model is None or stats.generated_tokens < 16 or stats.tokens_per_second <= 0:
+            return
+        from app.core.fit import record_measured_speed
+
+        try:
+            record_measured_speed(model.path, model.parameters, model.file_size, stats.tokens_per_second)
+        except OSError:
+            log.warning("could not record the measured speed", exc_info=True)
 
     @Slot(str)
     def _on_reply_failed(self, message: str) -> None:
@@ -840,6 +878,8 @@ class MainWindow(QMainWindow):
             return
         self._closed = True
         self._abandon_reply()
+        if self._model_manager is not None:
+            self._model_manager.shutdown()
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode()
         self._save_settings()
         self.client.shutdown()

@@ -8,9 +8,11 @@ Each code block gets a header naming its language and a ``copy:N`` link the view
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name, guess_lexer
@@ -42,9 +44,14 @@ class MarkdownRenderer:
     def __init__(self, palette: Palette = LIGHT) -> None:
         self.palette = palette
         self._md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable("table")
-        self._md.add_render_rule("fence", self._render_fence)
-        self._md.add_render_rule("code_block", self._render_fence)
-        self._md.add_render_rule("code_inline", self._render_inline_code)
+        # markdown-it binds rule functions to its renderer, so they take the renderer as first argument.
+        self._md.add_render_rule("fence", lambda _r, tokens, idx, _o, _e: self._render_fence(tokens, idx))
+        self._md.add_render_rule(
+            "code_block", lambda _r, tokens, idx, _o, _e: self._render_fence(tokens, idx)
+        )
+        self._md.add_render_rule(
+            "code_inline", lambda _r, tokens, idx, _o, _e: self._render_inline_code(tokens, idx)
+        )
         self._blocks: list[str] = []
         self._languages: list[str] = []
 
@@ -55,14 +62,14 @@ class MarkdownRenderer:
         wrapped = f'<div style="color:{self.palette.text};">{body}</div>'
         return Rendered(wrapped, list(self._blocks), list(self._languages))
 
-    def _render_inline_code(self, tokens: list, idx: int, _options: dict, _env: dict) -> str:  # type: ignore[type-arg]
+    def _render_inline_code(self, tokens: Sequence[Token], idx: int) -> str:
         code = html.escape(tokens[idx].content)
         return (
             f'<code style="background-color:{self.palette.inline_code_background};'
             f' font-family:monospace;">&nbsp;{code}&nbsp;</code>'
         )
 
-    def _render_fence(self, tokens: list, idx: int, _options: dict, _env: dict) -> str:  # type: ignore[type-arg]
+    def _render_fence(self, tokens: Sequence[Token], idx: int) -> str:
         token = tokens[idx]
         code = token.content.rstrip("\n")
         language = (token.info or "").strip().split(" ")[0] if token.type == "fence" else ""

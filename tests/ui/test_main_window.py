@@ -122,7 +122,10 @@ def test_switching_mode_changes_prompt_and_sampling(qtbot: QtBot, window: MainWi
     qtbot.mouseClick(code_button, Qt.MouseButton.LeftButton)
     assert window.mode == Mode.CODE
     assert window.preset().system_prompt == PRESETS[Mode.CODE].system_prompt
-    assert window.preset().sampling.temperature == PRESETS[Mode.CODE].sampling.temperature
+    assert window.preset().sampling.repeat_penalty == PRESETS[Mode.CODE].sampling.repeat_penalty
+    assert window.preset().sampling.max_tokens == PRESETS[Mode.CODE].sampling.max_tokens
+    assert PRESETS[Mode.CODE].sampling.max_tokens != PRESETS[Mode.CHAT].sampling.max_tokens
+    window.settings.mode_overrides["code"]["max_tokens"] = 200
     send(qtbot, window, "Write a Python function that adds two numbers.")
     wait_reply(qtbot, window)
     assert window.conversation_id is not None

@@ -119,6 +119,8 @@ def test_labels_follow_the_context_size_and_a_loaded_model(qtbot: QtBot, hub: Fa
 def test_download_shows_progress_and_installs(qtbot: QtBot, dialog: ModelManagerDialog, hub: FakeHub) -> None:
     hub.faults.throttle_bytes_per_second = 4 * 1024 * 1024
     smol = dialog.row_index(SMOL)
+    combo = dialog.catalog_table.cellWidget(smol, 2)
+    combo.setCurrentIndex(combo.findData("Q4_K_M"))  # not the recommended one  # type: ignore[union-attr]
     cell = dialog.action_cell(smol)
     fractions: list[float] = []
     dialog._relay.progress.connect(lambda p: fractions.append(p.fraction))
@@ -126,19 +128,15 @@ def test_download_shows_progress_and_installs(qtbot: QtBot, dialog: ModelManager
         qtbot.mouseClick(cell.download_button, LEFT)
         qtbot.waitUntil(lambda: cell.progress.isVisible(), timeout=10_000)
     path = Path(installed.args[0])
-    assert (
-        path
-        == app_paths().models_dir
-        / "bartowski__SmolLM2-135M-Instruct-GGUF"
-        / "SmolLM2-135M-Instruct-Q8_0.gguf"
-    )
-    assert path.read_bytes() == Q8_DATA
+    assert path == app_paths().models_dir / "bartowski__SmolLM2-135M-Instruct-GGUF" / Q4
+    assert path.read_bytes() == Q4_DATA
     assert any(0 < f < 1 for f in fractions)
     qtbot.waitUntil(lambda: dialog.action_cell(smol).use_button.isVisible())
     cell = dialog.action_cell(smol)
     assert not cell.progress.isVisible()
+    assert dialog.selected_option(smol).quant == "Q4_K_M"  # the choice survived the refresh  # type: ignore[union-attr]
     ids = [dialog.installed_table.item(i, 0).text() for i in range(dialog.installed_table.rowCount())]  # type: ignore[union-attr]
-    assert f"{SMOL}:Q8_0" in ids
+    assert f"{SMOL}:Q4_K_M" in ids
     chosen: list[str] = []
     dialog.model_chosen.connect(chosen.append)
     qtbot.mouseClick(cell.use_button, LEFT)
