@@ -304,13 +304,15 @@ def measure_memory_bandwidth(
     started_all = time.perf_counter()
     count = max(1, sample_bytes // 8)
     source = np.ones(count, dtype=np.float64)
-    target = np.zeros(count, dtype=np.float64)
+    # np.zeros maps untouched pages; filling it first keeps page faults out of the timed copies.
+    target = np.empty(count, dtype=np.float64)
+    target.fill(2.0)
     best = float("inf")
-    for _ in range(max(1, repeats)):
+    for attempt in range(max(2, repeats)):
         started = time.perf_counter()
         np.copyto(target, source)
         best = min(best, time.perf_counter() - started)
-        if time.perf_counter() - started_all > budget_seconds:
+        if attempt >= 1 and time.perf_counter() - started_all > budget_seconds:
             break
     return 2 * count * 8 / max(best, 1e-9)
 

@@ -215,9 +215,16 @@ class _Job(QRunnable):
         except Exception as exc:
             if not isinstance(exc, UserError):
                 log.exception("background job failed")
-            self.relay.failed.emit(exc)
+            self._deliver(self.relay.failed, exc)
         else:
-            self.relay.succeeded.emit(result)
+            self._deliver(self.relay.succeeded, result)
+
+    @staticmethod
+    def _deliver(signal: Any, value: object) -> None:
+        try:
+            signal.emit(value)
+        except RuntimeError:  # the application is quitting and the receiver is gone: nobody to tell
+            log.debug("background job finished after its receiver was deleted")
 
 
 class _JobRelay(QObject):
