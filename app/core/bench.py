@@ -70,7 +70,9 @@ def _raw_generation_tps(engine: Engine, prompt_tokens: list[int], n: int) -> flo
     llama.reset()
     count = 0
     first = last = 0.0
-    for _token in llama.generate(prompt_tokens, temp=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1):
+    for _token in llama.generate(
+        prompt_tokens, temp=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1
+    ):
         now = time.perf_counter()
         if count == 0:
             first = now
@@ -121,7 +123,9 @@ def run_benchmark(engine: Engine, progress: Callable[[str], None] | None = None)
 
     say(f"Measuring time to first token over a {TURNS}-turn conversation...")
     engine.clear_cache()
-    conversation: list[ChatMessage] = [{"role": "system", "content": "You are a helpful gardening assistant."}]
+    conversation: list[ChatMessage] = [
+        {"role": "system", "content": "You are a helpful gardening assistant."}
+    ]
     per_turn_history = HISTORY_TARGET_TOKENS // (TURNS - 1)
     filler_tokens = max(1, engine.count_tokens(_FILLER))
     repeats = max(1, (per_turn_history - 60) // filler_tokens)
@@ -129,7 +133,10 @@ def run_benchmark(engine: Engine, progress: Callable[[str], None] | None = None)
     last_history = last_evaluated = 0
     for turn in range(1, TURNS + 1):
         conversation.append(
-            {"role": "user", "content": f"Question {turn}. " + _FILLER * repeats + "What should I plant next?"}
+            {
+                "role": "user",
+                "content": f"Question {turn}. " + _FILLER * repeats + "What should I plant next?",
+            }
         )
         reply = engine.chat(conversation, SamplingOptions(temperature=0.0, max_tokens=48))
         text = reply.collect()

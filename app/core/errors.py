@@ -30,5 +30,5 @@ class NoModelLoadedError(UserError):
     """A reply was asked for before a model was loaded."""
 
 
-class Cancelled(Exception):  # noqa: N818 - a normal outcome, not an error
+class Cancelled(Exception):
     """The user stopped the work; not an error, nothing to report."""

@@ -68,7 +68,9 @@ def test_max_tokens_limits_the_reply(engine: Engine) -> None:
     assert reply.stats.finish_reason == "length"
 
 
-def _run_in_thread(engine: Engine, messages: list[ChatMessage], sampling: SamplingOptions) -> dict[str, object]:
+def _run_in_thread(
+    engine: Engine, messages: list[ChatMessage], sampling: SamplingOptions
+) -> dict[str, object]:
     result: dict[str, object] = {"pieces": 0}
 
     def consume() -> None:

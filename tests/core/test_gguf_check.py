@@ -87,7 +87,9 @@ def test_absurd_counts_are_refused_without_allocating(tmp_path: Path) -> None:
     path = tmp_path / "counts.gguf"
     path.write_bytes(gb.header(kv_count=2**63))
     assert "damaged" in refused(path)
-    path.write_bytes(gb.header(entries=[gb.gguf_string("k") + (8).to_bytes(4, "little") + (2**62).to_bytes(8, "little")]))
+    path.write_bytes(
+        gb.header(entries=[gb.gguf_string("k") + (8).to_bytes(4, "little") + (2**62).to_bytes(8, "little")])
+    )
     assert "damaged" in refused(path)
 
 
