@@ -1,20 +1,27 @@
-"""The engine thread: one long-lived QThread owns the Engine, and so the one ``Llama``.
+"""The engine thread: one long-lived thread owns the Engine, and so the one ``Llama``.
 
-The GUI asks through ``EngineClient`` (queued signals carrying a request id) and hears back through signals
-carrying the same id; answers to a request that is no longer current are dropped here, so the window never
-sees a stale token. Stopping does not queue behind the work it stops: ``EngineClient.stop()`` calls
-``Engine.cancel()`` directly, which only sets an event the engine checks between tokens and inside
-llama.cpp's abort callback.
+The GUI asks through ``EngineClient``: each request carries an id and goes into a queue that the engine
+thread serves in order; answers come back as Qt signals carrying the same id, delivered on the GUI thread, and
+answers to a request that is no longer current are dropped, so the window never sees a stale token. Stopping
+does not queue behind the work it stops: ``EngineClient.stop()`` calls ``Engine.cancel()`` directly, which only
+sets an event the engine checks between tokens and inside llama.cpp's abort callback.
+
+The thread is a Python ``threading.Thread``, not a ``QThread``: llama-cpp-python calls back into Python from C
+(its log callback), and on a thread Qt created those callbacks corrupted reference counts until the
+interpreter aborted ("deallocating None"). On a thread Python created they are safe. Signals emitted from it
+are queued to the GUI thread like any cross-thread signal.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
 
 from app.core.engine import ChatMessage, Engine, LoadOptions, ModelInfo, ReplyStats
 from app.core.errors import Cancelled, UserError
@@ -29,55 +36,102 @@ class ChatRequest:
     sampling: SamplingOptions
 
 
-class EngineWorker(QObject):
-    """Lives on the engine thread; every slot runs there."""
+@dataclass(frozen=True)
+class LoadRequest:
+    path: str
+    options: LoadOptions
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """Any other work that needs the model (a document summary): ``run(engine, report)`` on the engine
+    thread, where ``report(value)`` sends a progress value to the GUI; its return value is the result."""
+
+    run: Callable[[Engine, Callable[[object], None]], object]
+
+
+class _EngineSignals(QObject):
+    """Lives on the GUI thread; emitted from the engine thread, so every connection is queued."""
 
     loaded = Signal(int, object)  # ModelInfo
     token = Signal(int, str)
     finished = Signal(int, object)  # ReplyStats
     failed = Signal(int, str)
+    job_progress = Signal(int, object)
+    job_done = Signal(int, object)
 
-    def __init__(self, engine: Engine) -> None:
-        super().__init__()
+
+class _EngineThread:
+    """Serves requests one at a time; the only code that touches the engine apart from ``cancel()``."""
+
+    def __init__(self, engine: Engine, signals: _EngineSignals) -> None:
         self.engine = engine
+        self.signals = signals
+        self.requests: queue.SimpleQueue[tuple[int, object] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._serve, name="engine", daemon=True)
+        self.thread.start()
 
-    @Slot(int, str, object)
-    def load(self, request_id: int, path: str, options: LoadOptions) -> None:
+    def _serve(self) -> None:
+        while True:
+            item = self.requests.get()
+            if item is None:
+                self.engine.unload()
+                return
+            request_id, request = item
+            try:
+                if isinstance(request, LoadRequest):
+                    self._load(request_id, request)
+                elif isinstance(request, ChatRequest):
+                    self._chat(request_id, request)
+                elif isinstance(request, EngineJob):
+                    self._job(request_id, request)
+            except Exception:  # never let the engine thread die: the window depends on it
+                log.exception("engine request %s failed", request_id)
+
+    def _load(self, request_id: int, request: LoadRequest) -> None:
         try:
-            # No progress callback: it would run inside llama.cpp's C callback, and emitting a Qt signal from
-            # there crashed the interpreter at exit. The client polls ``engine.load_fraction`` instead.
-            info = self.engine.load(path, options)
+            # No progress callback: it would run inside llama.cpp's C callback; the client polls
+            # ``engine.load_fraction`` instead, which is only a float written from there.
+            info = self.engine.load(request.path, request.options)
         except Cancelled:
-            self.failed.emit(request_id, "")
+            self.signals.failed.emit(request_id, "")
         except UserError as exc:
-            self.failed.emit(request_id, str(exc))
+            self.signals.failed.emit(request_id, str(exc))
         except Exception as exc:  # a bug, but the window must live on
-            log.exception("loading %s failed", path)
-            self.failed.emit(
+            log.exception("loading %s failed", request.path)
+            self.signals.failed.emit(
                 request_id, f"Loading the model failed unexpectedly ({exc}). See the log for details."
             )
         else:
-            self.loaded.emit(request_id, info)
+            self.signals.loaded.emit(request_id, info)
 
-    @Slot(int, object)
-    def chat(self, request_id: int, request: ChatRequest) -> None:
+    def _chat(self, request_id: int, request: ChatRequest) -> None:
         try:
             reply = self.engine.chat(request.messages, request.sampling)
             for piece in reply:
-                self.token.emit(request_id, piece)
+                self.signals.token.emit(request_id, piece)
         except UserError as exc:
-            self.failed.emit(request_id, str(exc))
+            self.signals.failed.emit(request_id, str(exc))
         except Exception as exc:
             log.exception("generating a reply failed")
-            self.failed.emit(
+            self.signals.failed.emit(
                 request_id, f"The reply failed unexpectedly ({exc}). Try again, or reload the model."
             )
         else:
-            self.finished.emit(request_id, reply.stats)
+            self.signals.finished.emit(request_id, reply.stats)
 
-    @Slot()
-    def shutdown(self) -> None:
-        self.engine.unload()
+    def _job(self, request_id: int, job: EngineJob) -> None:
+        try:
+            result = job.run(self.engine, lambda value: self.signals.job_progress.emit(request_id, value))
+        except Cancelled:
+            self.signals.failed.emit(request_id, "")
+        except UserError as exc:
+            self.signals.failed.emit(request_id, str(exc))
+        except Exception as exc:
+            log.exception("an engine job failed")
+            self.signals.failed.emit(request_id, f"The work failed unexpectedly ({exc}). Try again.")
+        else:
+            self.signals.job_done.emit(request_id, result)
 
 
 class EngineClient(QObject):
@@ -90,6 +144,9 @@ class EngineClient(QObject):
         token(str): a piece of the reply being written.
         reply_finished(object): ReplyStats of the finished (or stopped) reply.
         reply_failed(str): a sentence.
+        job_progress(object): a value reported by the running EngineJob.
+        job_finished(object): the running EngineJob's result.
+        job_failed(str): a sentence; empty when the user cancelled.
     """
 
     load_progress = Signal(float)
@@ -98,38 +155,35 @@ class EngineClient(QObject):
     token = Signal(str)
     reply_finished = Signal(object)
     reply_failed = Signal(str)
-
-    _request_load = Signal(int, str, object)
-    _request_chat = Signal(int, object)
-    _request_shutdown = Signal()
+    job_progress = Signal(object)
+    job_finished = Signal(object)
+    job_failed = Signal(str)
 
     def __init__(self, engine: Engine | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.engine = engine or Engine()
-        self._thread = QThread()
-        self._thread.setObjectName("engine")
-        self._worker = EngineWorker(self.engine)
-        self._worker.moveToThread(self._thread)
-        self._request_load.connect(self._worker.load)
-        self._request_chat.connect(self._worker.chat)
-        self._request_shutdown.connect(self._worker.shutdown)
-        self._worker.loaded.connect(self._on_loaded)
-        self._worker.token.connect(self._on_token)
-        self._worker.finished.connect(self._on_finished)
-        self._worker.failed.connect(self._on_failed)
-        self._thread.start()
+        self._signals = _EngineSignals(self)
+        self._signals.loaded.connect(self._on_loaded)
+        self._signals.token.connect(self._on_token)
+        self._signals.finished.connect(self._on_finished)
+        self._signals.failed.connect(self._on_failed)
+        self._signals.job_progress.connect(self._on_job_progress)
+        self._signals.job_done.connect(self._on_job_done)
+        self._thread = _EngineThread(self.engine, self._signals)
         self._progress_timer = QTimer(self)
         self._progress_timer.setInterval(50)
         self._progress_timer.timeout.connect(lambda: self.load_progress.emit(self.engine.load_fraction))
         self._next_id = 0
         self._load_id = -1
         self._chat_id = -1
+        self._job_id = -1
         self.model: ModelInfo | None = None
 
     # -- requests ------------------------------------------------------------------------------------
 
-    def _new_id(self) -> int:
+    def _submit(self, request: object) -> int:
         self._next_id += 1
+        self._thread.requests.put((self._next_id, request))
         return self._next_id
 
     @property
@@ -140,20 +194,25 @@ class EngineClient(QObject):
     def is_generating(self) -> bool:
         return self._chat_id != -1
 
+    @property
+    def is_busy(self) -> bool:
+        return self._load_id != -1 or self._chat_id != -1 or self._job_id != -1
+
     def load(self, path: str, options: LoadOptions) -> None:
         self.stop()
-        self._load_id = self._new_id()
         self.engine.load_fraction = 0.0
         self._progress_timer.start()
-        self._request_load.emit(self._load_id, path, options)
+        self._load_id = self._submit(LoadRequest(path, options))
 
     def chat(self, messages: list[ChatMessage], sampling: SamplingOptions) -> None:
-        self._chat_id = self._new_id()
-        self._request_chat.emit(self._chat_id, ChatRequest(list(messages), sampling))
+        self._chat_id = self._submit(ChatRequest(list(messages), sampling))
+
+    def run_job(self, job: EngineJob) -> None:
+        self._job_id = self._submit(job)
 
     def stop(self) -> None:
-        """Stop the load or reply in progress. Returns at once; the reply ends with finish_reason 'cancelled'."""
-        if self._load_id != -1 or self._chat_id != -1:
+        """Stop the load, reply or job in progress. Returns at once; the work ends as cancelled."""
+        if self.is_busy:
             self.engine.cancel()
 
     def abandon_reply(self) -> None:
@@ -162,12 +221,13 @@ class EngineClient(QObject):
             self.engine.cancel()
             self._chat_id = -1
 
-    def shutdown(self, timeout_ms: int = 5000) -> None:
+    def shutdown(self, timeout_s: float = 10.0) -> None:
         self.engine.cancel()
-        self._load_id = self._chat_id = -1
-        self._request_shutdown.emit()
-        self._thread.quit()
-        if not self._thread.wait(timeout_ms):
+        self._load_id = self._chat_id = self._job_id = -1
+        self._progress_timer.stop()
+        self._thread.requests.put(None)
+        self._thread.thread.join(timeout_s)
+        if self._thread.thread.is_alive():
             log.warning("the engine thread did not stop in time")
 
     # -- answers, filtered by request id --------------------------------------------------------------
@@ -191,6 +251,17 @@ class EngineClient(QObject):
             self._chat_id = -1
             self.reply_finished.emit(stats)
 
+    @Slot(int, object)
+    def _on_job_progress(self, request_id: int, value: object) -> None:
+        if request_id == self._job_id:
+            self.job_progress.emit(value)
+
+    @Slot(int, object)
+    def _on_job_done(self, request_id: int, result: object) -> None:
+        if request_id == self._job_id:
+            self._job_id = -1
+            self.job_finished.emit(result)
+
     @Slot(int, str)
     def _on_failed(self, request_id: int, message: str) -> None:
         if request_id == self._load_id:
@@ -201,6 +272,9 @@ class EngineClient(QObject):
         elif request_id == self._chat_id:
             self._chat_id = -1
             self.reply_failed.emit(message)
+        elif request_id == self._job_id:
+            self._job_id = -1
+            self.job_failed.emit(message)
 
 
 class _Job(QRunnable):
