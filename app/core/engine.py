@@ -172,7 +172,6 @@ class Engine:
         self._window = _ContextWindow()
         # ctypes callbacks must outlive the C code that holds them.
         self._abort_callback: Any = None
-        self._abort_thunk: Any = None
         self.load_fraction = 0.0  # progress of the load under way, readable from any thread
 
     # -- state -------------------------------------------------------------------------------------------
@@ -313,10 +312,10 @@ class Engine:
         """Let llama.cpp's graph computation see a cancel, without calling into Python.
 
         ggml asks its abort callback between graph nodes, hundreds of times per token. A Python callback
-        would take the GIL each time, and whenever the GUI thread holds it the engine stalls, up to 5 ms per
-        call: generation dropped to a few tokens a second next to a busy window. So the callback is the C
-        library's own ``strlen`` reading a two-byte buffer: "" (length 0, false: continue) until ``cancel()``
-        writes a 1 into it (length 1, true: abort). No Python, no GIL, and it reads memory we own.
+        would take the GIL each time, competing with the GUI thread for it in the middle of every token. So
+        the callback is the C library's own ``strlen`` reading a two-byte buffer: "" (length 0, false:
+        continue) until ``cancel()`` writes a 1 into it (length 1, true: abort). No Python, no GIL, and it
+        only reads memory this engine owns. Where ``strlen`` cannot be found, a Python callback does the job.
         """
         import llama_cpp
 
@@ -327,11 +326,10 @@ class Engine:
         else:
             cancel_event = self._cancel_event
 
-            def should_abort(_data: Any) -> int:
-                return 1 if cancel_event.is_set() else 0
+            def should_abort(_data: Any) -> bool:
+                return cancel_event.is_set()
 
-            self._abort_thunk = _BoolCallback(should_abort)
-            self._abort_callback = ctypes.cast(self._abort_thunk, llama_cpp.ggml_abort_callback)
+            self._abort_callback = llama_cpp.ggml_abort_callback(should_abort)
             data = None
         llama_cpp.llama_set_abort_callback(self._llama._ctx.ctx, self._abort_callback, data)
 
@@ -548,13 +546,6 @@ class Engine:
                 stats.time_to_first_token = done - requested
 
 
-# Python callbacks declared to return c_bool over-release True/False on each call in CPython < 3.12, which
-# crashes the interpreter at exit ("deallocating True or False"). These return a byte instead: the same
-# register holds the answer the C side reads as a bool.
-_BoolCallback = ctypes.CFUNCTYPE(ctypes.c_ubyte, ctypes.c_void_p)
-_ProgressCallback = ctypes.CFUNCTYPE(ctypes.c_ubyte, ctypes.c_float, ctypes.c_void_p)
-
-
 def _c_strlen() -> Any:
     """The C library's ``strlen``, or None where it cannot be found."""
     try:
@@ -590,16 +581,15 @@ def _load_progress(progress: Callable[[float], None] | None, cancel_event: threa
     import llama_cpp
     import llama_cpp.llama_cpp as bindings  # the module whose defaults Llama() reads
 
-    def on_progress(fraction: float, _data: Any) -> int:
+    def on_progress(fraction: float, _data: Any) -> bool:
         if progress is not None:
             try:
                 progress(min(0.99, max(0.0, fraction)))
             except Exception:  # a broken listener must not abort a load from inside C
                 log.exception("load progress listener failed")
-        return 0 if cancel_event.is_set() else 1
+        return not cancel_event.is_set()
 
-    thunk = _ProgressCallback(on_progress)
-    callback = ctypes.cast(thunk, llama_cpp.llama_progress_callback)
+    callback = llama_cpp.llama_progress_callback(on_progress)
     original = getattr(bindings, "llama_model_default_params")  # noqa: B009
 
     def params_with_progress() -> Any:

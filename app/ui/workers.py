@@ -6,10 +6,9 @@ answers to a request that is no longer current are dropped, so the window never 
 does not queue behind the work it stops: ``EngineClient.stop()`` calls ``Engine.cancel()`` directly, which only
 sets an event the engine checks between tokens and inside llama.cpp's abort callback.
 
-The thread is a Python ``threading.Thread``, not a ``QThread``: llama-cpp-python calls back into Python from C
-(its log callback), and on a thread Qt created those callbacks corrupted reference counts until the
-interpreter aborted ("deallocating None"). On a thread Python created they are safe. Signals emitted from it
-are queued to the GUI thread like any cross-thread signal.
+The thread is a plain Python thread serving a queue rather than a ``QThread`` with slots: requests are
+handled strictly in the order they were made, the thread runs no Qt event loop that a long reply would block,
+and Qt appears on it only as the signals it emits, which Qt queues to the GUI thread.
 """
 
 from __future__ import annotations
