@@ -11,14 +11,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_ruff_check() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "app", "tests"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "ruff", "check", "app", "tests", "installers"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--check", "app", "tests"],
+        [sys.executable, "-m", "ruff", "format", "--check", "app", "tests", "installers"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from app import APP_NAME, __version__
+from app import APP_ID, APP_NAME, __version__
 from app.core import settings as settings_store
 from app.core.errors import UserError
 from app.core.paths import app_paths, resources_dir
@@ -40,7 +40,7 @@ def _make_application() -> object:
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
-    app.setDesktopFileName("io.github.llamadesk.LlamaDesk")
+    app.setDesktopFileName(APP_ID)
     icon = resources_dir() / "icons" / "llamadesk.svg"
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
