@@ -199,6 +199,7 @@ class ChatView(QScrollArea):
         self._layout.addStretch(1)
         self.setWidget(self._container)
         self.messages: list[MessageWidget] = []
+        self._extras: list[QWidget] = []
         self._streaming: MessageWidget | None = None
         self._pending = ""
         self._follow = True
@@ -223,10 +224,11 @@ class ChatView(QScrollArea):
         self._flush_timer.stop()
         self._streaming = None
         self._pending = ""
-        for message in self.messages:
-            message.setParent(None)
-            message.deleteLater()
+        for widget in [*self.messages, *self._extras]:
+            widget.setParent(None)
+            widget.deleteLater()
         self.messages = []
+        self._extras = []
         self._follow = True
 
     def add_message(
@@ -244,6 +246,11 @@ class ChatView(QScrollArea):
         self.messages.append(message)
         self._update_last_markers()
         return message
+
+    def add_widget(self, widget: QWidget) -> None:
+        """Put another kind of item (a document card) at the end of the transcript."""
+        self._layout.insertWidget(self._layout.count() - 1, widget)
+        self._extras.append(widget)
 
     def remove_last(self) -> None:
         if self.messages:

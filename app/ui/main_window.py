@@ -48,17 +48,21 @@ from PySide6.QtWidgets import (
 
 from app import APP_NAME, __version__
 from app.core import settings as settings_store
+from app.core.documents import Document, read_document
 from app.core.engine import ChatMessage, LoadOptions, ModelInfo, ReplyStats, backend_description
 from app.core.errors import UserError
 from app.core.gguf_check import check_model_file
 from app.core.history import HistoryStore, ReplyRecorder
 from app.core.library import default_model, known_models
 from app.core.modes import Mode, ModePreset, preset_for
+from app.core.retrieval import DocumentIndex, approximate_tokens, build_context, context_budget
 from app.core.settings import Settings
+from app.core.summarize import Summarizer, SummaryProgress, SummaryResult
 from app.ui.chat_view import ChatView
+from app.ui.document_card import DocumentCard
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.theme import apply_theme
-from app.ui.workers import EngineClient, run_in_pool
+from app.ui.workers import EngineClient, EngineJob, run_in_pool
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +144,11 @@ class MainWindow(QMainWindow):
         self._last_stats: ReplyStats | None = None
         self._closed = False
         self._model_manager: Any = None
+        self._documents: dict[str, tuple[int, Document, DocumentCard]] = {}  # by content hash
+        self._document_index: DocumentIndex | None = None
+        self._summarizer: Summarizer | None = None
+        self._summary_target: str | None = None  # content hash of the document being summarized
+        self._summary_conversation: int | None = None  # where its summary is saved, even if the user moves on
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
         self.resize(1100, 760)
@@ -290,6 +299,13 @@ class MainWindow(QMainWindow):
         self.input.setFixedHeight(84)
         self.input.submitted.connect(self.send)
         input_row.addWidget(self.input, 1)
+        self.attach_button = QPushButton("Attach…")
+        self.attach_button.setAccessibleName("Attach documents")
+        self.attach_button.setToolTip(
+            "Attach documents to summarize and ask about (or drop them on the window)"
+        )
+        self.attach_button.clicked.connect(self.choose_documents)
+        input_row.addWidget(self.attach_button)
         self.send_button = QPushButton("Send")
         self.send_button.setAccessibleName("Send message")
         self.send_button.setDefault(True)
@@ -304,7 +320,8 @@ class MainWindow(QMainWindow):
         QWidget.setTabOrder(self.new_chat_button, self.search_box)
         QWidget.setTabOrder(self.search_box, self.conversation_list)
         QWidget.setTabOrder(self.conversation_list, self.input)
-        QWidget.setTabOrder(self.input, self.send_button)
+        QWidget.setTabOrder(self.input, self.attach_button)
+        QWidget.setTabOrder(self.attach_button, self.send_button)
         self.input.setFocus()
 
     def _build_status_bar(self) -> None:
@@ -350,6 +367,9 @@ class MainWindow(QMainWindow):
         self.client.token.connect(self._on_token)
         self.client.reply_finished.connect(self._on_reply_finished)
         self.client.reply_failed.connect(self._on_reply_failed)
+        self.client.job_progress.connect(self._on_summary_progress)
+        self.client.job_finished.connect(self._on_summary_finished)
+        self.client.job_failed.connect(self._on_summary_failed)
 
     # -- errors --------------------------------------------------------------------------------------------
 
@@ -550,6 +570,7 @@ class MainWindow(QMainWindow):
         self._abandon_reply()
         self.conversation_id = None
         self.chat_view.clear()
+        self._clear_documents()
         self._last_stats = None
         self.context_meter.setValue(0)
         self.conversation_list.clearSelection()
@@ -572,6 +593,8 @@ class MainWindow(QMainWindow):
             return
         self.conversation_id = conversation_id
         self.chat_view.clear()
+        self._clear_documents()
+        self._load_documents(conversation_id)
         for message in messages:
             stats = _stats_from_dict(message.stats)
             self.chat_view.add_message(message.role, message.content, state=message.state, stats=stats)
@@ -645,7 +668,7 @@ class MainWindow(QMainWindow):
     # -- sending and replies -------------------------------------------------------------------------------
 
     def _on_send_button(self) -> None:
-        if self.client.is_generating:
+        if self.client.is_generating or self._summarizer is not None:
             self.stop()
         else:
             self.send()
@@ -653,6 +676,11 @@ class MainWindow(QMainWindow):
     def send(self) -> None:
         text = self.input.toPlainText().strip()
         if not text or self.client.is_generating:
+            return
+        if self._summarizer is not None:
+            self.show_error(
+                "A summary is being written; your message is kept. Stop the summary (Esc) or wait."
+            )
             return
         if self.client.model is None:
             if self.client.is_loading:
@@ -687,11 +715,30 @@ class MainWindow(QMainWindow):
         self.refresh_conversations()
 
     def _engine_messages(self) -> list[ChatMessage]:
+        """The system prompt and the conversation; with documents attached, the passages most relevant to the
+        latest question go into that question's turn, with their page references.
+
+        The excerpts ride with the newest question rather than being pinned before the history: they change
+        with every question, and placed early they would invalidate the cached evaluation of the whole
+        conversation each turn.
+        """
         assert self.conversation_id is not None
         preset = self.preset()
         messages: list[ChatMessage] = [{"role": "system", "content": preset.system_prompt}]
         for turn in self.store.chat_messages(self.conversation_id):
             messages.append({"role": turn["role"], "content": turn["content"]})
+        if self._document_index is not None and messages[-1]["role"] == "user":
+            question = messages[-1]["content"]
+            context_size = self.client.model.context_size if self.client.model else self.settings.context_size
+            # Counted by characters on this thread (the model's tokenizer belongs to the engine thread), so the
+            # budget keeps a margin for text that tokenizes more densely than four characters a token.
+            budget = int(context_budget(context_size, preset.sampling.max_tokens) * 0.75)
+            context = build_context(self._document_index, question, approximate_tokens, budget)
+            if context.hits:
+                messages[-1] = {
+                    "role": "user",
+                    "content": f"{context.message['content']}\n\nQuestion: {question}",
+                }
         return messages
 
     def _start_reply(self) -> None:
@@ -702,10 +749,14 @@ class MainWindow(QMainWindow):
         self._update_controls()
 
     def stop(self) -> None:
+        if self._summarizer is not None:
+            self._summarizer.cancel()
         self.client.stop()
 
     def _abandon_reply(self) -> None:
         """Leaving a conversation mid-reply: stop it and keep what was written, marked stopped."""
+        if self._summarizer is not None:
+            self.stop()
         if self.client.is_generating:
             self.client.abandon_reply()
             if self._recorder is not None:
@@ -806,7 +857,7 @@ class MainWindow(QMainWindow):
         self._update_controls()
 
     def _update_controls(self) -> None:
-        generating = self.client.is_generating
+        generating = self.client.is_generating or self._summarizer is not None
         self.send_button.setText("Stop" if generating else "Send")
         self.send_button.setAccessibleName("Stop the reply" if generating else "Send message")
         self.send_button.setToolTip("Stop the reply (Esc)" if generating else "Send (Enter)")
@@ -830,9 +881,188 @@ class MainWindow(QMainWindow):
         if others:
             self.attach_documents(others)
 
+    def choose_documents(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self,
+            "Attach documents",
+            str(Path.home()),
+            "Documents (*.pdf *.docx *.txt *.md *.markdown *.rst *.html *.htm *.py *.js *.ts *.java *.c *.cpp "
+            "*.h *.rs *.go *.rb *.sh *.json *.yaml *.yml *.toml *.csv);;All files (*)",
+        )
+        if paths:
+            self.attach_documents(paths)
+
     def attach_documents(self, paths: list[str]) -> None:
-        names = ", ".join(Path(p).name for p in paths)
-        self.show_error(f"{names}: only GGUF model files can be dropped here.")
+        """Read each file off the GUI thread; a readable one joins the conversation, a bad one gets its sentence."""
+        if self.mode != Mode.SUMMARIZE:
+            self.set_mode(Mode.SUMMARIZE)
+        for path in paths:
+            self.statusBar().showMessage(f"Reading {Path(path).name}…", 5000)
+            self._read_document_in_background(path)
+
+    def _read_document_in_background(self, path: str) -> None:
+        def on_error(error: BaseException) -> None:
+            self.show_error(
+                str(error) if isinstance(error, UserError) else f"{Path(path).name} could not be read."
+            )
+
+        run_in_pool(lambda: read_document(path), self._on_document_read, on_error)
+
+    def _ensure_conversation(self) -> int:
+        if self.conversation_id is None:
+            model = str(self.client.model.path) if self.client.model else ""
+            conversation = self.store.create_conversation(mode=self.mode.value, model=model)
+            self.conversation_id = conversation.id
+        return self.conversation_id
+
+    def _on_document_read(self, document: Document) -> None:
+        if document.content_hash in self._documents:
+            self.statusBar().showMessage(f"{document.name} is already attached to this conversation.", 5000)
+            return
+        try:
+            conversation_id = self._ensure_conversation()
+            stored = self.store.add_document(
+                conversation_id,
+                document.name,
+                document.content_hash,
+                document.text,
+                token_count=approximate_tokens(document.text),
+                meta={"document": document.to_dict()},
+            )
+        except UserError as exc:
+            self.show_error(str(exc))
+            return
+        card = self._add_document_card(stored.id, document)
+        self.refresh_conversations()
+        if self.client.model is not None and not self.client.is_busy:
+            self.summarize_document(document.content_hash, card.style())
+        else:
+            card.set_idle("Attached. Summarize it when the model is ready, or ask about it.")
+
+    def _add_document_card(
+        self, document_id: int, document: Document, summary: str | None = None
+    ) -> DocumentCard:
+        card = DocumentCard(document, approximate_tokens(document.text))
+        card.summarize_requested.connect(
+            lambda style, h=document.content_hash: self.summarize_document(h, style)
+        )
+        card.stop_requested.connect(self.stop)
+        if summary:
+            card.set_idle("Summarized. Ask questions about it, or summarize it in another style.")
+        self.chat_view.add_widget(card)
+        self.chat_view.scroll_to_end()
+        self._documents[document.content_hash] = (document_id, document, card)
+        if self._document_index is None:
+            self._document_index = DocumentIndex()
+        self._document_index.add(document)
+        return card
+
+    def _clear_documents(self) -> None:
+        self._documents = {}
+        if self._document_index is not None:
+            self._document_index.close()
+        self._document_index = None
+
+    def _load_documents(self, conversation_id: int) -> None:
+        for stored in self.store.documents_for(conversation_id):
+            data = stored.meta.get("document")
+            if isinstance(data, dict):
+                try:
+                    self._add_document_card(stored.id, Document.from_dict(data), stored.summary)
+                except (KeyError, TypeError, ValueError):
+                    log.warning("document %s could not be restored", stored.id, exc_info=True)
+
+    def summarize_document(self, content_hash: str, style: str) -> None:
+        if content_hash not in self._documents:
+            return
+        if self.client.model is None:
+            self.show_error("No model is loaded. Choose one in the model menu, then summarize.")
+            return
+        if self.client.is_busy:
+            self.show_error("The model is busy. Stop the current reply or summary first (Esc).")
+            return
+        _document_id, document, card = self._documents[content_hash]
+        summarizer = Summarizer(self.client.engine)
+        self._summarizer = summarizer
+        self._summary_target = content_hash
+        card.set_started()
+        self._recorder = None
+
+        self._summary_conversation = self.conversation_id
+
+        def run(_engine: object, report: Any) -> SummaryResult:
+            return summarizer.summarize(document, style, on_progress=report, on_text=report)  # type: ignore[arg-type]
+
+        self.client.run_job(EngineJob(run))
+        self._update_controls()
+
+    def _summary_card(self) -> DocumentCard | None:
+        entry = self._documents.get(self._summary_target or "")
+        return entry[2] if entry else None
+
+    @Slot(object)
+    def _on_summary_progress(self, value: object) -> None:
+        if self.conversation_id != self._summary_conversation:
+            return  # the user moved to another conversation; the summary is still saved where it belongs
+        card = self._summary_card()
+        if isinstance(value, SummaryProgress):
+            if card is not None:
+                card.set_progress(value)
+        elif isinstance(value, str):
+            if self.chat_view.streaming_message is None:
+                self.chat_view.begin_reply()
+            self.chat_view.append_to_reply(value)
+
+    @Slot(object)
+    def _on_summary_finished(self, result: object) -> None:
+        assert isinstance(result, SummaryResult)
+        conversation_id = self._summary_conversation
+        card = self._summary_card()
+        entry = self._documents.get(self._summary_target or "")
+        here = conversation_id == self.conversation_id
+        streaming = self.chat_view.streaming_message if here else None
+        if streaming is not None:
+            self.chat_view.finish_reply(None, "stopped" if result.cancelled else "complete")
+        if result.text and conversation_id is not None:
+            try:
+                self.store.add_message(
+                    conversation_id,
+                    "assistant",
+                    result.text,
+                    state="stopped" if result.cancelled else "complete",
+                    stats={
+                        "summary_of": result.document_name,
+                        "style": result.style,
+                        "parts": result.chunk_count,
+                    },
+                )
+                if entry is not None and not result.cancelled:
+                    self.store.set_document_summary(entry[0], result.text)
+            except UserError as exc:
+                self.show_error(str(exc))
+        elif streaming is not None and not streaming.text:
+            self.chat_view.remove_last()
+        if card is not None and here:
+            card.set_finished(result)
+        self._summarizer = None
+        self._summary_target = None
+        self._update_controls()
+
+    @Slot(str)
+    def _on_summary_failed(self, message: str) -> None:
+        card = self._summary_card()
+        if self.chat_view.streaming_message is not None:
+            streaming = self.chat_view.streaming_message
+            self.chat_view.finish_reply(None, "failed")
+            if not streaming.text:
+                self.chat_view.remove_last()
+        if card is not None:
+            card.set_failed(message)
+        if message:
+            self.show_error(message)
+        self._summarizer = None
+        self._summary_target = None
+        self._update_controls()
 
     # -- settings and about ----------------------------------------------------------------------------------
 

@@ -1,0 +1,135 @@
+"""A document attached to the conversation: its name, size, and the summary in progress with ETA and Stop."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.documents import Document
+from app.core.summarize import SummaryProgress, SummaryResult
+from app.core.units import human_bytes, human_duration
+
+STYLE_LABELS = {"brief": "Brief", "detailed": "Detailed", "points": "Key points"}
+STAGE_LABELS = {
+    "sections": "Reading",
+    "combining": "Combining",
+    "final": "Writing the summary",
+    "done": "Done",
+}
+
+
+class DocumentCard(QFrame):
+    """Signals:
+    summarize_requested(str): the style the user asked for ("brief", "detailed", "points").
+    stop_requested(): stop the summary in progress (what is done is kept).
+    """
+
+    summarize_requested = Signal(str)
+    stop_requested = Signal()
+
+    def __init__(self, document: Document, tokens: int | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        self.setObjectName("documentCard")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAccessibleName(f"Document {document.name}")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 8, 10, 8)
+
+        header = QHBoxLayout()
+        title = QLabel(f"📄 <b>{document.name}</b>")
+        title.setTextFormat(title.textFormat().RichText)
+        header.addWidget(title)
+        details = [document.kind.upper()]
+        if document.page_count:
+            details.append(f"{document.page_count} pages")
+        if tokens:
+            details.append(f"about {tokens:,} tokens")
+        details.append(human_bytes(document.size))
+        self.details_label = QLabel(" · ".join(details))
+        self.details_label.setObjectName("messageStats")
+        header.addWidget(self.details_label)
+        header.addStretch(1)
+        self.style_box = QComboBox()
+        self.style_box.setAccessibleName("Summary style")
+        for style, label in STYLE_LABELS.items():
+            self.style_box.addItem(label, style)
+        header.addWidget(self.style_box)
+        self.summarize_button = QPushButton("Summarize")
+        self.summarize_button.setAccessibleName(f"Summarize {document.name}")
+        self.summarize_button.clicked.connect(
+            lambda: self.summarize_requested.emit(str(self.style_box.currentData()))
+        )
+        header.addWidget(self.summarize_button)
+        layout.addLayout(header)
+
+        progress_row = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setAccessibleName(f"Summary progress for {document.name}")
+        progress_row.addWidget(self.progress, 1)
+        self.status_label = QLabel()
+        progress_row.addWidget(self.status_label)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setAccessibleName(f"Stop summarizing {document.name}")
+        self.stop_button.clicked.connect(self.stop_requested.emit)
+        progress_row.addWidget(self.stop_button)
+        layout.addLayout(progress_row)
+        self.set_idle("Attached. Ask questions about it, or summarize it.")
+
+    def style(self) -> str:  # type: ignore[override]
+        return str(self.style_box.currentData())
+
+    def set_idle(self, text: str) -> None:
+        self.progress.hide()
+        self.stop_button.hide()
+        self.summarize_button.setEnabled(True)
+        self.style_box.setEnabled(True)
+        self.status_label.setText(text)
+
+    def set_started(self) -> None:
+        self.progress.setValue(0)
+        self.progress.show()
+        self.stop_button.show()
+        self.summarize_button.setEnabled(False)
+        self.style_box.setEnabled(False)
+        self.status_label.setText("Starting…")
+
+    def set_progress(self, progress: SummaryProgress) -> None:
+        self.progress.setValue(int(progress.fraction * 100))
+        text = (
+            f"{STAGE_LABELS.get(progress.stage, progress.stage)}: {progress.done} of {progress.total} parts"
+        )
+        if progress.eta_seconds is not None and progress.stage != "done":
+            text += f", about {human_duration(progress.eta_seconds)} left"
+        if progress.cache_hits:
+            text += f" ({progress.cache_hits} from earlier runs)"
+        self.status_label.setText(text)
+
+    def set_finished(self, result: SummaryResult) -> None:
+        if result.cancelled:
+            done = len(result.section_summaries)
+            self.set_idle(
+                f"Stopped after {done} of {result.chunk_count} parts. The finished parts are kept: "
+                "Summarize continues from there."
+            )
+        else:
+            self.progress.setValue(100)
+            self.set_idle(
+                f"{STYLE_LABELS.get(result.style, result.style)} summary of {result.chunk_count} parts "
+                f"in {human_duration(result.seconds)}"
+                + (f", {result.cache_hits} reused from earlier runs" if result.cache_hits else "")
+                + "."
+            )
+
+    def set_failed(self, message: str) -> None:
+        self.set_idle(message or "Stopped.")

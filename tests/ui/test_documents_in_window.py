@@ -1,0 +1,107 @@
+"""Documents dropped onto the real window: a card, a summary with progress, questions answered from pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from app.core.history import HistoryStore
+from app.core.modes import Mode
+from app.core.settings import Settings
+from app.ui.document_card import DocumentCard
+from app.ui.main_window import MainWindow
+from app.ui.workers import EngineClient
+from tests.fixtures.documents import build_pdf, corrupt_pdf_bytes, pdf_bytes, travelogue_pages
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot: QtBot, model_path: Path) -> Iterator[MainWindow]:
+    greedy = {mode.value: {"temperature": 0.0, "max_tokens": 96} for mode in Mode}
+    settings = Settings(context_size=2048, last_model=str(model_path), mode_overrides=greedy)
+    win = MainWindow(settings=settings, store=HistoryStore(), client=EngineClient())
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.client.model is not None, timeout=30_000)
+    yield win
+    win.close()
+
+
+def cards(window: MainWindow) -> list[DocumentCard]:
+    return [entry[2] for entry in window._documents.values()]
+
+
+def test_dropped_pdf_is_summarized_with_progress_and_kept(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
+    pages = travelogue_pages(3)
+    pdf = build_pdf(tmp_path / "journey.pdf", pages)
+    progress: list[object] = []
+    window.client.job_progress.connect(progress.append)
+    window.handle_dropped_files([str(pdf)])
+    qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=10_000)
+    assert window.mode == Mode.SUMMARIZE
+    card = cards(window)[0]
+    assert "3 pages" in card.details_label.text()
+    qtbot.waitUntil(lambda: window._summarizer is None, timeout=120_000)
+    assert card.progress.value() == 100
+    assert "summary of" in card.status_label.text()
+    summary = window.chat_view.messages[-1]
+    assert summary.role == "assistant" and summary.text
+    assert any(isinstance(p, str) for p in progress), "the summary streamed"
+    assert window.conversation_id is not None
+    stored = window.store.documents_for(window.conversation_id)
+    assert [d.name for d in stored] == ["journey.pdf"]
+    assert stored[0].summary == summary.text
+    assert window.store.messages(window.conversation_id)[-1].content == summary.text
+
+
+def test_question_is_answered_from_the_right_page(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
+    pages = [
+        "The harbour town keeps its boats painted blue. Fishing starts before dawn.",
+        "The lighthouse keeper is named Marguerite Olsen. She has kept the light for thirty years.",
+        "In winter the ferry stops running and the town is quiet.",
+    ]
+    path = tmp_path / "town.pdf"
+    path.write_bytes(pdf_bytes(pages))
+    window.attach_documents([str(path)])
+    qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=10_000)
+    qtbot.waitUntil(lambda: window._summarizer is None, timeout=120_000)
+    window.input.setPlainText("What is the name of the lighthouse keeper?")
+    qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    messages = window._engine_messages()
+    question_turn = messages[-1]["content"]
+    assert "[town.pdf, page 2]" in question_turn
+    assert "Marguerite Olsen" in question_turn
+    qtbot.waitUntil(lambda: not window.client.is_generating, timeout=60_000)
+    assert window.chat_view.messages[-1].text
+
+
+def test_bad_documents_get_their_sentence(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(corrupt_pdf_bytes(pdf_bytes(["Some text on a page."])))
+    window.handle_dropped_files([str(broken)])
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=5_000)
+    assert "broken.pdf" in window.banner.label.text()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    window.banner.hide()
+    window.handle_dropped_files([str(empty)])
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=5_000)
+    assert "empty" in window.banner.label.text()
+    assert cards(window) == []
+
+
+def test_stopping_a_summary_keeps_the_finished_parts(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
+    pdf = build_pdf(tmp_path / "long.pdf", travelogue_pages(24))
+    window.attach_documents([str(pdf)])
+    qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=10_000)
+    card = cards(window)[0]
+    qtbot.waitUntil(lambda: card.progress.value() > 0, timeout=120_000)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: window._summarizer is None, timeout=5_000)
+    assert "Stopped after" in card.status_label.text()
+    assert card.summarize_button.isEnabled()
