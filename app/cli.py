@@ -197,10 +197,20 @@ def run_chat(args: argparse.Namespace) -> int:
     messages: list[ChatMessage] = [{"role": "system", "content": preset.system_prompt}]
     interactive = args.prompt is None and sys.stdin.isatty()
 
+    failures = 0
+
     def turn(text: str) -> None:
+        nonlocal failures
         messages.append({"role": "user", "content": text})
-        with saved.turn(text) if saved else contextlib.nullcontext() as recorder:
-            reply_text, stats = stream_reply(engine, messages, preset.sampling, sys.stdout, recorder)
+        try:
+            with saved.turn(text) if saved else contextlib.nullcontext() as recorder:
+                reply_text, stats = stream_reply(engine, messages, preset.sampling, sys.stdout, recorder)
+        except UserError as exc:
+            # One bad message (too long for the context, say) must not end the conversation.
+            messages.pop()
+            failures += 1
+            print(f"{APP_NAME}: {exc}", file=sys.stderr)
+            return
         messages.append({"role": "assistant", "content": reply_text})
         sys.stdout.write("\n" if interactive else "\n\n")
         sys.stdout.flush()
@@ -209,13 +219,13 @@ def run_chat(args: argparse.Namespace) -> int:
 
     if args.prompt is not None:
         turn(args.prompt)
-        return 0
+        return 1 if failures else 0
     if not interactive:
         for line in sys.stdin:
             text = line.rstrip("\n")
             if text.strip():
                 turn(text)
-        return 0
+        return 1 if failures else 0
 
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())

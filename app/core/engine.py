@@ -61,6 +61,7 @@ class LoadOptions:
     gpu_layers: int = -1  # -1: all; only used when this llama.cpp build can offload
     use_mmap: bool = True
     batch_size: int = 512
+    flash_attention: bool = False
     memory_budget: int | None = None  # bytes; None: the memory available right now
 
 
@@ -140,6 +141,20 @@ class _Prompt:
     max_tokens: int
 
 
+class _RequestCancel:
+    """Whether the request under way was stopped: by ``Engine.cancel()`` or by its own event."""
+
+    def __init__(self, engine_event: threading.Event, own: threading.Event | None) -> None:
+        self._engine_event = engine_event
+        self._own = own
+
+    def is_set(self) -> bool:
+        return self._engine_event.is_set() or (self._own is not None and self._own.is_set())
+
+    def cancel(self) -> None:
+        self._engine_event.set()
+
+
 class Reply:
     """A streamed reply: iterate for text pieces; ``stats`` is complete once iteration ends."""
 
@@ -173,6 +188,7 @@ class Engine:
         # ctypes callbacks must outlive the C code that holds them.
         self._abort_callback: Any = None
         self.load_fraction = 0.0  # progress of the load under way, readable from any thread
+        self._loaded_footprint = 0  # estimated bytes the loaded model holds
 
     # -- state -------------------------------------------------------------------------------------------
 
@@ -201,10 +217,15 @@ class Engine:
         self.llama.reset()
         self._window = _ContextWindow()
 
-    def _begin_request(self) -> threading.Event:
+    def _begin_request(self, cancel: threading.Event | None = None) -> _RequestCancel:
+        """A fresh start for the engine's own cancel flag. A caller that queues requests passes each one's own
+        event, so a stop pressed while the request was still waiting is not wiped out here."""
         self._cancel_event.clear()
         self._abort_flag[0] = b"\x00"
-        return self._cancel_event
+        request = _RequestCancel(self._cancel_event, cancel)
+        if request.is_set():
+            self.cancel()  # stopped before it started: make llama.cpp's abort callback see it too
+        return request
 
     # -- loading -----------------------------------------------------------------------------------------
 
@@ -213,12 +234,16 @@ class Engine:
         path: str | os.PathLike[str],
         options: LoadOptions | None = None,
         progress: Callable[[float], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> ModelInfo:
-        """Validate, check memory, then load. Raises ModelFileError, NotEnoughMemoryError or Cancelled."""
+        """Validate, check memory, then load. Raises ModelFileError, NotEnoughMemoryError or Cancelled.
+
+        The model loaded before stays loaded until the new one is known to be valid and to fit.
+        """
         import llama_cpp
 
         options = options or LoadOptions()
-        cancel_event = self._begin_request()
+        cancel_event = self._begin_request(cancel)
         gguf = check_model_file(path)
         native = gguf.context_length
         context_size = options.context_size or native or 4096
@@ -229,11 +254,11 @@ class Engine:
         gpu_layers = options.gpu_layers if gpu_offload_supported() else 0
         shape = ModelShape.from_gguf(gguf)
 
-        self.unload()
         estimate = estimate_memory(gguf.file_size, shape, context_size, options.batch_size)
         budget = options.memory_budget
         if budget is None:
-            budget = psutil.virtual_memory().available
+            # The model loaded now gives its memory back before the new one loads.
+            budget = psutil.virtual_memory().available + self._loaded_footprint
         # With layers on a GPU the weights mostly leave system RAM; only count them when they stay here.
         needed = estimate.total if gpu_layers == 0 else estimate.total - estimate.weights
         if needed > budget:
@@ -262,6 +287,7 @@ class Engine:
                     n_threads_batch=threads,
                     n_gpu_layers=gpu_layers,
                     use_mmap=options.use_mmap,
+                    flash_attn=options.flash_attention,
                     verbose=False,
                 )
             except ValueError as exc:
@@ -277,6 +303,7 @@ class Engine:
 
         self._llama = llama
         self._gguf = gguf
+        self._loaded_footprint = needed
         self._install_abort_callback()
         self._formatter = self._make_formatter(gguf)
         self._window = _ContextWindow()
@@ -303,6 +330,7 @@ class Engine:
         if self._llama is not None:
             self._llama.close()
         self._llama = None
+        self._loaded_footprint = 0
         self._info = None
         self._gguf = None
         self._formatter = None
@@ -420,14 +448,19 @@ class Engine:
 
     # -- generation ----------------------------------------------------------------------------------------
 
-    def chat(self, messages: Sequence[ChatMessage], sampling: SamplingOptions | None = None) -> Reply:
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        sampling: SamplingOptions | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Reply:
         """Start a streamed reply to ``messages``. Iterate the result for text; read ``stats`` afterwards.
 
         Raises UserError before streaming starts (no model, message too long); once streaming, a cancel ends
         the reply with ``finish_reason == "cancelled"`` and what was generated so far.
         """
         sampling = sampling or SamplingOptions()
-        cancel_event = self._begin_request()
+        cancel_event = self._begin_request(cancel)
         requested = time.perf_counter()
         prompt = self._build_prompt(messages, sampling.max_tokens)
         stats = ReplyStats(
@@ -456,7 +489,7 @@ class Engine:
         prompt: _Prompt,
         sampling: SamplingOptions,
         stats: ReplyStats,
-        cancel_event: threading.Event,
+        cancel_event: _RequestCancel,
         requested: float,
     ) -> Iterator[str]:
         import llama_cpp
@@ -571,7 +604,7 @@ def _digest(messages: Sequence[ChatMessage]) -> str:
 
 
 @contextmanager
-def _load_progress(progress: Callable[[float], None] | None, cancel_event: threading.Event) -> Iterator[None]:
+def _load_progress(progress: Callable[[float], None] | None, cancel_event: _RequestCancel) -> Iterator[None]:
     """Report llama.cpp's load progress and let a cancel abort the load.
 
     ``Llama()`` takes no progress callback, but it builds its model parameters from
@@ -582,11 +615,15 @@ def _load_progress(progress: Callable[[float], None] | None, cancel_event: threa
     import llama_cpp.llama_cpp as bindings  # the module whose defaults Llama() reads
 
     def on_progress(fraction: float, _data: Any) -> bool:
-        if progress is not None:
-            try:
+        try:
+            if progress is not None:
                 progress(min(0.99, max(0.0, fraction)))
-            except Exception:  # a broken listener must not abort a load from inside C
-                log.exception("load progress listener failed")
+        except KeyboardInterrupt:
+            # Ctrl+C lands here when it arrives during the load; ctypes would swallow it and llama.cpp would
+            # report a failed load ("damaged file"). Turn it into the cancel it is.
+            cancel_event.cancel()
+        except Exception:  # a broken listener must not abort a load from inside C
+            log.exception("load progress listener failed")
         return not cancel_event.is_set()
 
     callback = llama_cpp.llama_progress_callback(on_progress)

@@ -74,6 +74,24 @@ class ConversationNotFoundError(UserError):
     """A conversation id that is not in the history (never was, or purged from the trash)."""
 
 
+class HistoryWriteError(UserError):
+    """The history could not be written or read right now: a full disk, a locked or failing file."""
+
+
+def _storage_error(error: sqlite3.Error, action: str) -> HistoryWriteError:
+    text = str(error).lower()
+    if "full" in text:
+        cause = "the disk is full"
+        advice = "Free some disk space; what is on screen is still there, and saving resumes by itself."
+    elif "locked" in text or "busy" in text:
+        cause = "another program is holding the history file"
+        advice = "Close other LlamaDesk windows or commands and try again."
+    else:
+        cause = f"the history file could not be used ({error})"
+        advice = "Check the disk; what is on screen is still there."
+    return HistoryWriteError(f"The conversation could not be {action}: {cause}. {advice}")
+
+
 class HistoryFormatError(UserError):
     """A file given to import that is not a LlamaDesk history export."""
 
@@ -579,14 +597,21 @@ class HistoryStore:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, _transaction(self._connection):
-            yield self._connection
+        try:
+            with self._lock, _transaction(self._connection):
+                yield self._connection
+        except sqlite3.OperationalError as exc:
+            # Disk full, locked, I/O error: the environment's fault, so a sentence, not a traceback.
+            raise _storage_error(exc, "saved") from exc
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            cursor = self._connection.execute(sql, parameters)
-            cursor.row_factory = sqlite3.Row
-            return cursor.fetchall()
+        try:
+            with self._lock:
+                cursor = self._connection.execute(sql, parameters)
+                cursor.row_factory = sqlite3.Row
+                return cursor.fetchall()
+        except sqlite3.OperationalError as exc:
+            raise _storage_error(exc, "read") from exc
 
     def integrity_check(self) -> list[str]:
         """SQLite's full check: ["ok"] for a healthy file."""
@@ -1435,7 +1460,9 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
     connection.execute("BEGIN IMMEDIATE")
     try:
         yield
+        connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        # Also when COMMIT itself failed (a full disk): an open transaction would block every later write.
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
         raise
-    connection.execute("COMMIT")

@@ -7,13 +7,14 @@ import logging
 import logging.handlers
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from app import APP_ID, APP_NAME, __version__
 from app.core import settings as settings_store
 from app.core.errors import UserError
-from app.core.paths import app_paths, resources_dir
+from app.core.paths import HOME_ENV, app_paths, resources_dir
 
 log = logging.getLogger(__name__)
 
@@ -115,25 +116,36 @@ def self_test(model: str | None) -> int:
 
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    try:
-        from PySide6.QtWidgets import QApplication
+    # The window step runs in a throwaway home: closing a window saves settings and empties the trash, and a
+    # self-test must not touch the user's own.
+    real_home = os.environ.get(HOME_ENV)
+    with tempfile.TemporaryDirectory(prefix="llamadesk-self-test-") as scratch:
+        os.environ[HOME_ENV] = scratch
+        try:
+            from PySide6.QtWidgets import QApplication
 
-        from app.core.history import HistoryStore
-        from app.ui.main_window import MainWindow
-        from app.ui.workers import EngineClient
+            from app.core.history import HistoryStore
+            from app.ui.main_window import MainWindow
+            from app.ui.workers import EngineClient
 
-        app = _make_application()
-        assert isinstance(app, QApplication)
-        store = HistoryStore()
-        window = MainWindow(settings=settings_store.Settings(), store=store, client=EngineClient(Engine()))
-        window.show()
-        app.processEvents()
-        shown = window.isVisible()
-        window.close()
-        app.processEvents()
-        step("window", shown, f"opened and closed on the '{app.platformName()}' platform")
-    except Exception as exc:
-        log.exception("self-test window step failed")
-        step("window", False, f"{type(exc).__name__}: {exc}")
+            app = _make_application()
+            assert isinstance(app, QApplication)
+            window = MainWindow(
+                settings=settings_store.Settings(), store=HistoryStore(), client=EngineClient(Engine())
+            )
+            window.show()
+            app.processEvents()
+            shown = window.isVisible()
+            window.close()
+            app.processEvents()
+            step("window", shown, f"opened and closed on the '{app.platformName()}' platform")
+        except Exception as exc:
+            log.exception("self-test window step failed")
+            step("window", False, f"{type(exc).__name__}: {exc}")
+        finally:
+            if real_home is None:
+                os.environ.pop(HOME_ENV, None)
+            else:
+                os.environ[HOME_ENV] = real_home
     print("Self-test passed." if failures == 0 else f"Self-test failed: {failures} step(s).", flush=True)
     return 0 if failures == 0 else 1

@@ -70,10 +70,16 @@ class MessageBody(QTextBrowser):
     def sizeHint(self) -> QSize:
         return QSize(400, int(self.document().size().height()) + 4)
 
+    def loadResource(self, kind: int, name: QUrl | str) -> Any:
+        """Nothing is loaded from disk or network for a message: its text is all there is."""
+        return None
+
     @Slot(QUrl)
     def _on_anchor(self, url: QUrl) -> None:
         if url.scheme() == "copy":
-            self.copy_code.emit(int(url.path() or 0))
+            index = url.path()
+            if index.isdigit():  # a model can write a copy: link of its own; only ours are numbers
+                self.copy_code.emit(int(index))
         elif url.scheme() in ("http", "https"):
             QDesktopServices.openUrl(url)
 
@@ -134,9 +140,9 @@ class MessageWidget(QFrame):
         button.clicked.connect(signal.emit)
         return button
 
-    def set_text(self, text: str) -> None:
+    def set_text(self, text: str, *, final: bool = True) -> None:
         self.text = text
-        self._rendered = self._renderer.render(text)
+        self._rendered = self._renderer.render(text, final=final)
         self.body.setHtml(self._rendered.html)
 
     @property
@@ -290,14 +296,15 @@ class ChatView(QScrollArea):
     def _flush(self) -> None:
         if self._streaming is None or not self._pending:
             return
-        self._streaming.set_text(self._streaming.text + self._pending)
+        self._streaming.set_text(self._streaming.text + self._pending, final=False)
         self._pending = ""
         self.render_count += 1
 
     def finish_reply(self, stats: ReplyStats | None, state: str) -> None:
-        self._flush()
         self._flush_timer.stop()
         if self._streaming is not None:
+            self._streaming.set_text(self._streaming.text + self._pending)  # final render, languages guessed
+            self._pending = ""
             self._streaming.set_state(state)
             self._streaming.set_stats(stats)
         self._streaming = None

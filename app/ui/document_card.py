@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -46,7 +48,7 @@ class DocumentCard(QFrame):
         layout.setContentsMargins(10, 8, 10, 8)
 
         header = QHBoxLayout()
-        title = QLabel(f"📄 <b>{document.name}</b>")
+        title = QLabel(f"📄 <b>{html.escape(document.name)}</b>")
         title.setTextFormat(title.textFormat().RichText)
         header.addWidget(title)
         details = [document.kind.upper()]

@@ -149,6 +149,9 @@ class MainWindow(QMainWindow):
         self._summarizer: Summarizer | None = None
         self._summary_target: str | None = None  # content hash of the document being summarized
         self._summary_conversation: int | None = None  # where its summary is saved, even if the user moves on
+        self._summary_document_id: int | None = None
+        self._summary_card_ref: DocumentCard | None = None
+        self._view_generation = 0  # changes whenever another conversation is shown
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
         self.resize(1100, 760)
@@ -435,7 +438,7 @@ class MainWindow(QMainWindow):
         run_in_pool(lambda: check_model_file(path), on_valid, on_invalid)
 
     def load_model(self, path: str) -> None:
-        if self.client.is_generating:
+        if self._busy():
             self.stop()
         self._pending_model = path
         options = LoadOptions(
@@ -569,6 +572,7 @@ class MainWindow(QMainWindow):
     def new_conversation(self) -> None:
         self._abandon_reply()
         self.conversation_id = None
+        self._view_generation += 1
         self.chat_view.clear()
         self._clear_documents()
         self._last_stats = None
@@ -592,6 +596,7 @@ class MainWindow(QMainWindow):
             self.show_error(str(exc))
             return
         self.conversation_id = conversation_id
+        self._view_generation += 1
         self.chat_view.clear()
         self._clear_documents()
         self._load_documents(conversation_id)
@@ -611,17 +616,30 @@ class MainWindow(QMainWindow):
             self.chat_view.highlight(query.split())
         self._update_controls()
 
+    def _guarded(self, action: Any) -> None:
+        """Run a history action; a storage problem becomes the banner's sentence, not a traceback."""
+        try:
+            action()
+        except UserError as exc:
+            self.show_error(str(exc))
+
     def _conversation_menu(self, position: Any) -> None:
         item = self.conversation_list.itemAt(position)
         if item is None or item.data(Qt.ItemDataRole.UserRole) is None:
             return
         conversation_id = int(item.data(Qt.ItemDataRole.UserRole))
         menu = QMenu(self)
-        menu.addAction("Rename…", lambda: self.rename_conversation(conversation_id))
-        menu.addAction("Export as Markdown…", lambda: self.export_conversation(conversation_id, "md"))
-        menu.addAction("Export as JSON…", lambda: self.export_conversation(conversation_id, "json"))
+        menu.addAction("Rename…", lambda: self._guarded(lambda: self.rename_conversation(conversation_id)))
+        menu.addAction(
+            "Export as Markdown…",
+            lambda: self._guarded(lambda: self.export_conversation(conversation_id, "md")),
+        )
+        menu.addAction(
+            "Export as JSON…",
+            lambda: self._guarded(lambda: self.export_conversation(conversation_id, "json")),
+        )
         menu.addSeparator()
-        menu.addAction("Delete", lambda: self.delete_conversation(conversation_id))
+        menu.addAction("Delete", lambda: self._guarded(lambda: self.delete_conversation(conversation_id)))
         menu.exec(self.conversation_list.viewport().mapToGlobal(position))
 
     def rename_conversation(self, conversation_id: int) -> None:
@@ -639,7 +657,7 @@ class MainWindow(QMainWindow):
         self.refresh_conversations()
 
         def undo() -> None:
-            self.store.restore_conversation(conversation_id)
+            self._guarded(lambda: self.store.restore_conversation(conversation_id))
             self.refresh_conversations()
 
         self.banner.show_message(f"Deleted “{title}”. It stays in the trash until you quit.", "Undo", undo)
@@ -692,6 +710,9 @@ class MainWindow(QMainWindow):
                     "No model is loaded. Choose one in the model menu or open a GGUF file (Ctrl+O)."
                 )
             return
+        if self.client.is_busy:
+            self.show_error("The model is still busy; your message is kept. Send it again in a moment.")
+            return
         try:
             if self.conversation_id is None:
                 conversation = self.store.create_conversation(
@@ -711,7 +732,10 @@ class MainWindow(QMainWindow):
         self.banner.hide()
         self.chat_view.add_message("user", text)
         self.chat_view.scroll_to_end()
-        self._start_reply()
+        try:
+            self._start_reply()
+        except UserError as exc:
+            self.show_error(str(exc))
         self.refresh_conversations()
 
     def _engine_messages(self) -> list[ChatMessage]:
@@ -757,10 +781,25 @@ class MainWindow(QMainWindow):
         """Leaving a conversation mid-reply: stop it and keep what was written, marked stopped."""
         if self._summarizer is not None:
             self.stop()
+            streaming = self.chat_view.streaming_message
+            if streaming is not None and streaming.text and self._summary_conversation is not None:
+                # The summary's end will arrive after the view has moved on (or the app has quit): keep the
+                # part already written, as a stopped reply, like any stopped reply.
+                try:
+                    self.store.add_message(
+                        self._summary_conversation, "assistant", streaming.text, state="stopped"
+                    )
+                except UserError as exc:
+                    self.show_error(str(exc))
+                self.chat_view.finish_reply(None, "stopped")
+                self._summary_conversation = None
         if self.client.is_generating:
             self.client.abandon_reply()
             if self._recorder is not None:
-                self._recorder.finish("stopped")
+                try:
+                    self._recorder.finish("stopped")
+                except UserError as exc:
+                    self.show_error(str(exc))
                 self._recorder = None
             self.chat_view.finish_reply(None, "stopped")
             self._update_controls()
@@ -818,7 +857,10 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_reply_failed(self, message: str) -> None:
         if self._recorder is not None:
-            self._recorder.finish("stopped")
+            try:
+                self._recorder.finish("stopped")
+            except UserError as exc:
+                message = f"{message} {exc}"
             self._recorder = None
         streaming = self.chat_view.streaming_message
         self.chat_view.finish_reply(None, "failed")
@@ -827,32 +869,45 @@ class MainWindow(QMainWindow):
         self.show_error(message, "Try again", self.regenerate)
         self._update_controls()
 
+    def _busy(self) -> bool:
+        """A reply, a summary or a load is under way: the conversation must not change under it."""
+        return self.client.is_busy or self._summarizer is not None
+
     def regenerate(self) -> None:
         """Write the last reply again (or answer the last question if its reply failed)."""
-        if self.client.is_generating or self.conversation_id is None or self.client.model is None:
+        if self._busy() or self.conversation_id is None or self.client.model is None:
             return
-        messages = self.store.messages(self.conversation_id)
-        if not messages:
-            return
-        if messages[-1].role == "assistant":
-            self.store.delete_message(messages[-1].id)
-            self.chat_view.remove_last()
-        self._start_reply()
+        try:
+            messages = self.store.messages(self.conversation_id)
+            if not messages:
+                return
+            if messages[-1].role == "assistant":
+                self.store.delete_message(messages[-1].id)
+                self.chat_view.remove_last()
+            self._start_reply()
+        except UserError as exc:
+            self.show_error(str(exc))
 
     def edit_last_question(self) -> None:
         """Put the last question back into the input, removing it and its reply from the conversation."""
-        if self.client.is_generating or self.conversation_id is None:
+        if self._busy() or self.conversation_id is None:
             return
-        messages = self.store.messages(self.conversation_id)
-        last_user = next((m for m in reversed(messages) if m.role == "user"), None)
-        if last_user is None:
+        if self.input.toPlainText().strip():
+            self.show_error("Your unsent message is still in the box. Send or clear it first, then edit.")
             return
-        for message in reversed(messages):
-            self.store.delete_message(message.id)
-            self.chat_view.remove_last()
-            if message.id == last_user.id:
-                break
-        self.input.setPlainText(last_user.content)
+        try:
+            messages = self.store.messages(self.conversation_id)
+            last_user = next((m for m in reversed(messages) if m.role == "user"), None)
+            if last_user is None:
+                return
+            self.input.setPlainText(last_user.content)  # first, so the text is safe whatever happens next
+            for message in reversed(messages):
+                self.store.delete_message(message.id)
+                self.chat_view.remove_last()
+                if message.id == last_user.id:
+                    break
+        except UserError as exc:
+            self.show_error(str(exc))
         self.input.setFocus()
         self._update_controls()
 
@@ -981,8 +1036,10 @@ class MainWindow(QMainWindow):
         if self.client.is_busy:
             self.show_error("The model is busy. Stop the current reply or summary first (Esc).")
             return
-        _document_id, document, card = self._documents[content_hash]
+        document_id, document, card = self._documents[content_hash]
         summarizer = Summarizer(self.client.engine)
+        self._summary_document_id = document_id
+        self._summary_card_ref = card
         self._summarizer = summarizer
         self._summary_target = content_hash
         card.set_started()
@@ -997,8 +1054,10 @@ class MainWindow(QMainWindow):
         self._update_controls()
 
     def _summary_card(self) -> DocumentCard | None:
-        entry = self._documents.get(self._summary_target or "")
-        return entry[2] if entry else None
+        """The card of the document being summarized, while its conversation is the one shown."""
+        if self._summary_conversation is None or self._summary_conversation != self.conversation_id:
+            return None
+        return self._summary_card_ref
 
     @Slot(object)
     def _on_summary_progress(self, value: object) -> None:
@@ -1017,9 +1076,9 @@ class MainWindow(QMainWindow):
     def _on_summary_finished(self, result: object) -> None:
         assert isinstance(result, SummaryResult)
         conversation_id = self._summary_conversation
+        document_id = self._summary_document_id
         card = self._summary_card()
-        entry = self._documents.get(self._summary_target or "")
-        here = conversation_id == self.conversation_id
+        here = conversation_id is not None and conversation_id == self.conversation_id
         streaming = self.chat_view.streaming_message if here else None
         if streaming is not None:
             self.chat_view.finish_reply(None, "stopped" if result.cancelled else "complete")
@@ -1036,22 +1095,20 @@ class MainWindow(QMainWindow):
                         "parts": result.chunk_count,
                     },
                 )
-                if entry is not None and not result.cancelled:
-                    self.store.set_document_summary(entry[0], result.text)
+                if document_id is not None and not result.cancelled:
+                    self.store.set_document_summary(document_id, result.text)
             except UserError as exc:
                 self.show_error(str(exc))
         elif streaming is not None and not streaming.text:
             self.chat_view.remove_last()
         if card is not None and here:
             card.set_finished(result)
-        self._summarizer = None
-        self._summary_target = None
-        self._update_controls()
+        self._end_summary()
 
     @Slot(str)
     def _on_summary_failed(self, message: str) -> None:
         card = self._summary_card()
-        if self.chat_view.streaming_message is not None:
+        if card is not None and self.chat_view.streaming_message is not None:
             streaming = self.chat_view.streaming_message
             self.chat_view.finish_reply(None, "failed")
             if not streaming.text:
@@ -1060,8 +1117,14 @@ class MainWindow(QMainWindow):
             card.set_failed(message)
         if message:
             self.show_error(message)
+        self._end_summary()
+
+    def _end_summary(self) -> None:
         self._summarizer = None
         self._summary_target = None
+        self._summary_conversation = None
+        self._summary_document_id = None
+        self._summary_card_ref = None
         self._update_controls()
 
     # -- settings and about ----------------------------------------------------------------------------------

@@ -43,7 +43,13 @@ class Rendered:
 class MarkdownRenderer:
     def __init__(self, palette: Palette = LIGHT) -> None:
         self.palette = palette
-        self._md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable("table")
+        # No images: a model's ![](/etc/passwd) must not make the view read local files.
+        self._md = (
+            MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True})
+            .enable("table")
+            .disable("image")
+        )
+        self.guess_languages = True
         # markdown-it binds rule functions to its renderer, so they take the renderer as first argument.
         self._md.add_render_rule("fence", lambda _r, tokens, idx, _o, _e: self._render_fence(tokens, idx))
         self._md.add_render_rule(
@@ -55,7 +61,13 @@ class MarkdownRenderer:
         self._blocks: list[str] = []
         self._languages: list[str] = []
 
-    def render(self, text: str) -> Rendered:
+    def render(self, text: str, *, final: bool = True) -> Rendered:
+        """``final=False`` while a reply streams: unlabelled code is not guessed at (slow, and the guess
+        changes as the block grows); the finished reply is rendered once more with the guess."""
+        self.guess_languages = final
+        return self._render(text)
+
+    def _render(self, text: str) -> Rendered:
         self._blocks = []
         self._languages = []
         body = self._md.render(text)
@@ -79,7 +91,7 @@ class MarkdownRenderer:
                 lexer = get_lexer_by_name(language)
             except ClassNotFound:
                 lexer = None
-        if lexer is None and code.strip():
+        if lexer is None and code.strip() and self.guess_languages:
             try:
                 lexer = guess_lexer(code)
             except ClassNotFound:

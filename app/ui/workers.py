@@ -53,6 +53,7 @@ class _EngineSignals(QObject):
     """Lives on the GUI thread; emitted from the engine thread, so every connection is queued."""
 
     loaded = Signal(int, object)  # ModelInfo
+    load_failed = Signal(int, str, object)  # the sentence, and the model still loaded (or None)
     token = Signal(int, str)
     finished = Signal(int, object)  # ReplyStats
     failed = Signal(int, str)
@@ -66,7 +67,7 @@ class _EngineThread:
     def __init__(self, engine: Engine, signals: _EngineSignals) -> None:
         self.engine = engine
         self.signals = signals
-        self.requests: queue.SimpleQueue[tuple[int, object] | None] = queue.SimpleQueue()
+        self.requests: queue.SimpleQueue[tuple[int, object, threading.Event] | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._serve, name="engine", daemon=True)
         self.thread.start()
 
@@ -76,37 +77,38 @@ class _EngineThread:
             if item is None:
                 self.engine.unload()
                 return
-            request_id, request = item
+            request_id, request, cancel = item
             try:
                 if isinstance(request, LoadRequest):
-                    self._load(request_id, request)
+                    self._load(request_id, request, cancel)
                 elif isinstance(request, ChatRequest):
-                    self._chat(request_id, request)
+                    self._chat(request_id, request, cancel)
                 elif isinstance(request, EngineJob):
-                    self._job(request_id, request)
+                    self._job(request_id, request, cancel)
             except Exception:  # never let the engine thread die: the window depends on it
                 log.exception("engine request %s failed", request_id)
 
-    def _load(self, request_id: int, request: LoadRequest) -> None:
+    def _load(self, request_id: int, request: LoadRequest, cancel: threading.Event) -> None:
+        message = ""
         try:
             # No progress callback: it would run inside llama.cpp's C callback; the client polls
             # ``engine.load_fraction`` instead, which is only a float written from there.
-            info = self.engine.load(request.path, request.options)
+            info = self.engine.load(request.path, request.options, cancel=cancel)
         except Cancelled:
-            self.signals.failed.emit(request_id, "")
+            pass
         except UserError as exc:
-            self.signals.failed.emit(request_id, str(exc))
+            message = str(exc)
         except Exception as exc:  # a bug, but the window must live on
             log.exception("loading %s failed", request.path)
-            self.signals.failed.emit(
-                request_id, f"Loading the model failed unexpectedly ({exc}). See the log for details."
-            )
+            message = f"Loading the model failed unexpectedly ({exc}). See the log for details."
         else:
             self.signals.loaded.emit(request_id, info)
+            return
+        self.signals.load_failed.emit(request_id, message, self.engine.model)
 
-    def _chat(self, request_id: int, request: ChatRequest) -> None:
+    def _chat(self, request_id: int, request: ChatRequest, cancel: threading.Event) -> None:
         try:
-            reply = self.engine.chat(request.messages, request.sampling)
+            reply = self.engine.chat(request.messages, request.sampling, cancel=cancel)
             for piece in reply:
                 self.signals.token.emit(request_id, piece)
         except UserError as exc:
@@ -119,7 +121,10 @@ class _EngineThread:
         else:
             self.signals.finished.emit(request_id, reply.stats)
 
-    def _job(self, request_id: int, job: EngineJob) -> None:
+    def _job(self, request_id: int, job: EngineJob, cancel: threading.Event) -> None:
+        if cancel.is_set():  # stopped while it waited its turn
+            self.signals.failed.emit(request_id, "")
+            return
         try:
             result = job.run(self.engine, lambda value: self.signals.job_progress.emit(request_id, value))
         except Cancelled:
@@ -163,6 +168,7 @@ class EngineClient(QObject):
         self.engine = engine or Engine()
         self._signals = _EngineSignals(self)
         self._signals.loaded.connect(self._on_loaded)
+        self._signals.load_failed.connect(self._on_load_failed)
         self._signals.token.connect(self._on_token)
         self._signals.finished.connect(self._on_finished)
         self._signals.failed.connect(self._on_failed)
@@ -176,14 +182,22 @@ class EngineClient(QObject):
         self._load_id = -1
         self._chat_id = -1
         self._job_id = -1
+        self._cancels: dict[int, threading.Event] = {}  # per request, so a stop reaches one still queued
         self.model: ModelInfo | None = None
 
     # -- requests ------------------------------------------------------------------------------------
 
     def _submit(self, request: object) -> int:
         self._next_id += 1
-        self._thread.requests.put((self._next_id, request))
+        cancel = threading.Event()
+        self._cancels[self._next_id] = cancel
+        self._thread.requests.put((self._next_id, request, cancel))
         return self._next_id
+
+    def _cancel(self, request_id: int) -> None:
+        event = self._cancels.pop(request_id, None)
+        if event is not None:
+            event.set()
 
     @property
     def is_loading(self) -> bool:
@@ -210,17 +224,22 @@ class EngineClient(QObject):
         self._job_id = self._submit(job)
 
     def stop(self) -> None:
-        """Stop the load, reply or job in progress. Returns at once; the work ends as cancelled."""
+        """Stop the load, reply or job in progress or queued. Returns at once; the work ends as cancelled."""
         if self.is_busy:
+            for request_id in (self._load_id, self._chat_id, self._job_id):
+                self._cancel(request_id)
             self.engine.cancel()
 
     def abandon_reply(self) -> None:
         """Stop the reply and forget it: its remaining tokens and its end are dropped, not delivered."""
         if self._chat_id != -1:
+            self._cancel(self._chat_id)
             self.engine.cancel()
             self._chat_id = -1
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
+        for event in self._cancels.values():
+            event.set()
         self.engine.cancel()
         self._load_id = self._chat_id = self._job_id = -1
         self._progress_timer.stop()
@@ -233,11 +252,21 @@ class EngineClient(QObject):
 
     @Slot(int, object)
     def _on_loaded(self, request_id: int, info: ModelInfo) -> None:
+        self._cancels.pop(request_id, None)
         if request_id == self._load_id:
             self._load_id = -1
             self._progress_timer.stop()
             self.model = info
             self.model_loaded.emit(info)
+
+    @Slot(int, str, object)
+    def _on_load_failed(self, request_id: int, message: str, still_loaded: ModelInfo | None) -> None:
+        self._cancels.pop(request_id, None)
+        if request_id == self._load_id:
+            self._load_id = -1
+            self._progress_timer.stop()
+            self.model = still_loaded
+            self.load_failed.emit(message)
 
     @Slot(int, str)
     def _on_token(self, request_id: int, text: str) -> None:
@@ -246,6 +275,7 @@ class EngineClient(QObject):
 
     @Slot(int, object)
     def _on_finished(self, request_id: int, stats: ReplyStats) -> None:
+        self._cancels.pop(request_id, None)
         if request_id == self._chat_id:
             self._chat_id = -1
             self.reply_finished.emit(stats)
@@ -257,18 +287,15 @@ class EngineClient(QObject):
 
     @Slot(int, object)
     def _on_job_done(self, request_id: int, result: object) -> None:
+        self._cancels.pop(request_id, None)
         if request_id == self._job_id:
             self._job_id = -1
             self.job_finished.emit(result)
 
     @Slot(int, str)
     def _on_failed(self, request_id: int, message: str) -> None:
-        if request_id == self._load_id:
-            self._load_id = -1
-            self._progress_timer.stop()
-            self.model = self.engine.model
-            self.load_failed.emit(message)
-        elif request_id == self._chat_id:
+        self._cancels.pop(request_id, None)
+        if request_id == self._chat_id:
             self._chat_id = -1
             self.reply_failed.emit(message)
         elif request_id == self._job_id:
