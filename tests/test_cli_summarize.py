@@ -1,0 +1,88 @@
+"""``llamadesk summarize`` as a person runs it: a real process, real files, the real model."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.documents import build_pdf, build_scanned_pdf, travelogue_pages
+
+
+def summarize(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", "summarize", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "sentence"),
+    [
+        ("empty.txt", b"", "is empty (0 bytes)"),
+        ("table.xlsx", b"PK\x03\x04 spreadsheet", "is a spreadsheet; save the sheet as CSV"),
+        ("photo.md", bytes(range(256)) * 8, "looks like a binary file"),
+        ("missing.pdf", None, "was not found"),
+    ],
+)
+def test_bad_input_exits_1_with_its_sentence_before_any_model_loads(
+    tmp_path: Path, name: str, content: bytes | None, sentence: str
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    # A model path that does not exist: the file must be refused before the model is even looked at.
+    result = summarize(str(path), "--model", str(tmp_path / "no-model.gguf"), timeout=60)
+    assert result.returncode == 1
+    assert sentence in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_scanned_pdf_gets_the_scanned_sentence(tmp_path: Path) -> None:
+    path = build_scanned_pdf(tmp_path / "scan.pdf")
+    result = summarize(str(path), "--model", str(tmp_path / "no-model.gguf"), timeout=60)
+    assert result.returncode == 1
+    assert "this PDF has no text to read; it is probably scanned images" in result.stderr
+
+
+def test_key_points_on_stdout_progress_on_stderr(model_path: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "harbour.md"
+    notes.write_text(
+        "# Boats\n\nThe fishing boats of Saltcombe leave the harbour at dawn and return at dusk.\n\n"
+        "# Market\n\nFish is sold in the square every Friday, and the best crab goes to the inn.\n\n"
+        "# Weather\n\nWinter storms close the harbour for a week or two each year.\n"
+    )
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    result = summarize(
+        str(notes), str(empty), "--model", str(model_path), "--ctx", "1024", "--style", "points"
+    )
+    # The good file is summarized; the bad one still makes the exit status 1.
+    assert result.returncode == 1, result.stderr
+    assert "empty.txt is empty" in result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert lines and all(line.startswith('- [section "') for line in lines), result.stdout
+    assert "(100%)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bench_prints_pipeline_and_raw_figures(model_path: Path, tmp_path: Path) -> None:
+    path = build_pdf(tmp_path / "two-pages.pdf", travelogue_pages(2))
+    result = summarize(
+        "--bench", str(path), "--model", str(model_path), "--ctx", "512", "--bench-tokens", "0"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Extraction:" in result.stdout
+    ratio = re.search(r"pipeline / raw = ([0-9.]+)", result.stdout)
+    raw = re.search(r"Raw prompt evaluation: ([0-9.]+) tokens/s", result.stdout)
+    assert ratio and raw, result.stdout
+    assert float(raw.group(1)) > 0
+    assert 0 < float(ratio.group(1)) <= 1.5
