@@ -209,7 +209,8 @@ def test_load_reports_progress_and_refuses_what_does_not_fit(model_path: Path) -
     with pytest.raises(NotEnoughMemoryError) as caught:
         engine.load(model_path, LoadOptions(context_size=8192, memory_budget=50_000_000))
     assert "only 50.0 MB is free" in str(caught.value)
-    assert not engine.is_loaded
+    # Refused before anything was unloaded: the model that was there still answers.
+    assert engine.is_loaded and engine.model is not None and engine.model.context_size == 512
 
 
 def test_context_is_capped_at_the_trained_length(model_path: Path) -> None:
@@ -227,6 +228,11 @@ def test_cancelled_load(model_path: Path) -> None:
 
     with pytest.raises(Cancelled):
         engine.load(model_path, LoadOptions(context_size=512), progress=cancel_on_first)
+    assert not engine.is_loaded
+    stopped_early = threading.Event()
+    stopped_early.set()
+    with pytest.raises(Cancelled):  # a stop pressed while the load was still queued
+        engine.load(model_path, LoadOptions(context_size=512), cancel=stopped_early)
     assert not engine.is_loaded
     engine.load(model_path, LoadOptions(context_size=512))
     assert engine.is_loaded
