@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from app.core.errors import UserError
+from app.core.files import read_json, write_json_atomic
 from app.core.fit import (
     ESTIMATED_QUANTS,
     QUALITY_FLOOR,
@@ -44,7 +45,7 @@ from app.core.fit import (
     recommend_quant,
     speed_key,
 )
-from app.core.hardware import HardwareInfo, read_json, write_json_atomic
+from app.core.hardware import HardwareInfo
 from app.core.paths import app_paths, resources_dir
 from app.core.units import human_bytes
 

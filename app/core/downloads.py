@@ -62,7 +62,8 @@ from app.core.catalog import (
     repo_from_folder_name,
 )
 from app.core.errors import Cancelled, ModelFileError, UserError
-from app.core.hardware import probe_hardware, read_json, write_json_atomic
+from app.core.files import read_json, write_json_atomic
+from app.core.hardware import probe_hardware
 from app.core.paths import app_paths
 from app.core.units import human_bytes, human_duration
 

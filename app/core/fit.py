@@ -345,7 +345,8 @@ def _speeds_file() -> Path:
 
 def measured_speeds() -> list[SpeedRecord]:
     """The generation speeds measured on this machine (records from another machine are ignored)."""
-    from app.core.hardware import machine_fingerprint, read_json
+    from app.core.files import read_json
+    from app.core.hardware import machine_fingerprint
 
     data = read_json(_speeds_file())
     if not isinstance(data, dict):
@@ -375,7 +376,8 @@ def record_measured_speed(
 ) -> None:
     """Remember how fast a model generated here (call after each reply; short replies are ignored by the
     caller's judgement). Successive measurements are averaged so one busy moment does not stick."""
-    from app.core.hardware import machine_fingerprint, read_json, write_json_atomic
+    from app.core.files import read_json, write_json_atomic
+    from app.core.hardware import machine_fingerprint
 
     if tokens_per_second <= 0 or file_size <= 0:
         return

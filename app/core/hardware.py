@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
 import logging
-import os
 import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -26,6 +23,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+from app.core.files import read_json, write_json_atomic
 from app.core.paths import app_paths
 from app.core.units import human_bytes
 
@@ -37,32 +35,6 @@ BANDWIDTH_SAMPLE_BYTES = 256 * 1024 * 1024
 BANDWIDTH_REPEATS = 5
 NVIDIA_SMI_TIMEOUT_SECONDS = 5.0
 GIB = 1024**3
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a crash mid-write leaves the previous file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def read_json(path: Path) -> Any:
-    """The decoded file, or None when it is missing or unreadable (a cache can always be rebuilt)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("Ignoring unreadable %s: %s", path, exc)
-        return None
 
 
 def _probe(what: str, probe: Callable[[], T], default: T) -> T:

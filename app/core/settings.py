@@ -6,12 +6,12 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.core.files import write_json_atomic
 from app.core.paths import app_paths
 
 log = logging.getLogger(__name__)
@@ -113,15 +113,4 @@ def load(path: Path | None = None) -> LoadedSettings:
 
 def save(settings: Settings, path: Path | None = None) -> None:
     """Write atomically: a crash mid-write leaves the previous file, never half of one."""
-    path = path or app_paths().settings_file
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp_name = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(to_dict(settings), handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path or app_paths().settings_file, to_dict(settings))
