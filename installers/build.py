@@ -81,11 +81,15 @@ def render_icons(svg: Path, out_dir: Path, sizes: tuple[int, ...] = ICON_SIZES) 
     """Render the SVG to square PNGs with Qt's own SVG renderer (no other image library needed)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import Qt
-    from PySide6.QtGui import QGuiApplication, QImage, QPainter
+    from PySide6.QtGui import QImage, QPainter
     from PySide6.QtSvg import QSvgRenderer
 
     # QPainter needs a GUI application object even for an offscreen image.
-    _application = QGuiApplication.instance() or QGuiApplication([sys.argv[0]])
+    from PySide6.QtWidgets import QApplication
+
+    # A full QApplication, not a QGuiApplication: in a process that later shows widgets (the test suite),
+    # the first application object created is the only one, and widgets abort without a QApplication.
+    _application = QApplication.instance() or QApplication([sys.argv[0]])
     renderer = QSvgRenderer(str(svg))
     if not renderer.isValid():
         raise SystemExit(f"{svg} is not an SVG that Qt can render.")

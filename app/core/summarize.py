@@ -50,7 +50,7 @@ STYLES: tuple[SummaryStyle, ...] = ("brief", "detailed", "points")
 STYLE_LABELS: dict[SummaryStyle, str] = {"brief": "Brief", "detailed": "Detailed", "points": "Key points"}
 
 # Bumped whenever a prompt below changes, so summaries made with old prompts are not served from the cache.
-PROMPT_VERSION = 1
+PROMPT_VERSION = 2
 # Small models follow one short instruction placed after the text far better than a long preamble.
 SYSTEM_PROMPT = "You summarize text accurately and briefly."
 # Below this a chunk plus its summary leaves too little room for text worth summarizing.
@@ -492,6 +492,14 @@ def _marked_text(document: Document) -> str:
     return "\n\n".join(f"[{s.label}]\n{s.text}" for s in document.sections if s.text)
 
 
+def whole_sentences(text: str) -> str:
+    """``text`` up to its last sentence end, unless that would drop more than half of it."""
+    ends = [m.end() for m in re.finditer(r"[.!?](?:[\"')\]]*)(?=\s|$)", text)]
+    if ends and ends[-1] >= len(text) // 2:
+        return text[: ends[-1]].strip()
+    return text.strip()
+
+
 class _Stopped(Exception):
     """A cancel, unwinding a run; control flow that never leaves this module."""
 
@@ -724,6 +732,14 @@ class _Run:
         self.pace.record(stats)
         return reply.text.strip()
 
+    def generate_part(self, stage: str, messages: list[ChatMessage], max_tokens: int) -> str:
+        """A section or combined summary: one cut off at the length limit loses its unfinished sentence, which
+        would otherwise end mid-word in the prompts built from it."""
+        text = self.generate(stage, messages, max_tokens)
+        if self.result.calls[-1].finish_reason == "length":
+            text = whole_sentences(text)
+        return text
+
     def emit(self, text: str) -> None:
         self.result.text += text
         if self.on_text is not None:
@@ -791,7 +807,9 @@ class _Run:
             text = self.cached(key)
             hit = text is not None
             if text is None:
-                text = self.generate("section", _map_prompt(chunk.text), self.settings.section_max_tokens)
+                text = self.generate_part(
+                    "section", _map_prompt(chunk.text), self.settings.section_max_tokens
+                )
                 self.store(key, text)
             self.result.section_summaries.append(
                 PartSummary(chunk.label, text, [chunk.index], chunk.first_section, chunk.last_section, 0, hit)
@@ -862,7 +880,7 @@ class _Run:
             text = self.cached(key)
             hit = text is not None
             if text is None:
-                text = self.generate("combine", _combine_prompt(group), section_max)
+                text = self.generate_part("combine", _combine_prompt(group), section_max)
                 self.store(key, text)
             combined.append(self._merged(group, text, level, hit))
             self.done += 1

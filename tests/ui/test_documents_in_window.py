@@ -36,7 +36,9 @@ def cards(window: MainWindow) -> list[DocumentCard]:
     return [entry[2] for entry in window._documents.values()]
 
 
-def test_dropped_pdf_is_summarized_with_progress_and_kept(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
+def test_dropped_pdf_is_summarized_with_progress_and_kept(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     pages = travelogue_pages(3)
     pdf = build_pdf(tmp_path / "journey.pdf", pages)
     progress: list[object] = []
@@ -95,7 +97,9 @@ def test_bad_documents_get_their_sentence(qtbot: QtBot, window: MainWindow, tmp_
     assert cards(window) == []
 
 
-def test_stopping_a_summary_keeps_the_finished_parts(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
+def test_stopping_a_summary_keeps_the_finished_parts(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     pdf = build_pdf(tmp_path / "long.pdf", travelogue_pages(24))
     window.attach_documents([str(pdf)])
     qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=10_000)
