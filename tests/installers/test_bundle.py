@@ -164,9 +164,9 @@ def test_self_test_offscreen_writes_nothing_inside_the_bundle(
     # llama.cpp's libraries came from inside the bundle: the backend line names the version that was bundled.
     assert "llama-cpp-python " in result.stdout
     assert _snapshot(built.unpacked) == before
-    # The data went where paths.py says: the history database and the log are under LLAMADESK_HOME.
+    # The self-test opens its window in a scratch home: the user's own history and settings stay untouched.
     written = {path.name for path in Path(env["LLAMADESK_HOME"]).rglob("*")}
-    assert "llamadesk.log" in written or "history.sqlite3" in written, written
+    assert "history.sqlite3" not in written and "settings.json" not in written, written
 
 
 def test_window_on_a_real_x_server(built: Built, model_path: Path, tmp_path: Path) -> None:
