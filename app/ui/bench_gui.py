@@ -35,9 +35,38 @@ class GuiBenchResult:
         )
 
 
+class GapTimer:
+    """A 10 ms timer on the GUI thread recording the time between its ticks; a blocked thread shows as a gap."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.gaps: list[float] = []
+        self._last = time.perf_counter()
+        self._timer = QTimer()
+        self._timer.setInterval(10)
+        self._timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self._last)
+        self._last = now
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    @property
+    def worst(self) -> float:
+        """The longest gap, leaving out the first (it includes the start-up before the loop ran)."""
+        return max(self.gaps[1:], default=0.0)
+
+
 def run_gui_benchmark(model: Path, context_size: int = 2048) -> GuiBenchResult:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from app.core.history import HistoryStore
@@ -46,17 +75,7 @@ def run_gui_benchmark(model: Path, context_size: int = 2048) -> GuiBenchResult:
 
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication([])
-    gaps: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
+    timer = GapTimer()
     timer.start()
 
     def wait(condition: object, limit: float = 300) -> None:
@@ -79,6 +98,7 @@ def run_gui_benchmark(model: Path, context_size: int = 2048) -> GuiBenchResult:
     window.send()
     wait(lambda: not window.client.is_generating)
     timer.stop()
+    gaps = timer.gaps
     stats = window._last_stats
     window.close()
     measured = sorted(gaps[1:])
