@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
     parser.add_argument("--model", metavar="PATH", help="open the window with this GGUF model loading")
     parser.add_argument(
+        "--no-model",
+        action="store_true",
+        help="open the window without loading the last model (if it keeps failing to load)",
+    )
+    parser.add_argument(
         "--self-test",
         action="store_true",
         help="load a model, generate a few tokens, open and close the window, and report what failed",

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from app.core.files import read_json, write_json_atomic
 from app.core.gguf_check import GGUFInfo
+from app.core.hardware import machine_fingerprint
+from app.core.paths import app_paths
 from app.core.units import human_bytes
 
 # A fixed allowance for llama.cpp's own buffers, graph and the Python process around it.
@@ -338,16 +341,11 @@ def predict_speed(
 
 
 def _speeds_file() -> Path:
-    from app.core.paths import app_paths
-
     return app_paths().cache_dir / "measured_speeds.json"
 
 
 def measured_speeds() -> list[SpeedRecord]:
     """The generation speeds measured on this machine (records from another machine are ignored)."""
-    from app.core.files import read_json
-    from app.core.hardware import machine_fingerprint
-
     data = read_json(_speeds_file())
     if not isinstance(data, dict):
         return []
@@ -376,9 +374,6 @@ def record_measured_speed(
 ) -> None:
     """Remember how fast a model generated here (call after each reply; short replies are ignored by the
     caller's judgement). Successive measurements are averaged so one busy moment does not stick."""
-    from app.core.files import read_json, write_json_atomic
-    from app.core.hardware import machine_fingerprint
-
     if tokens_per_second <= 0 or file_size <= 0:
         return
     path = _speeds_file()

@@ -7,8 +7,11 @@ test never touches the real home.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +87,25 @@ def app_paths() -> AppPaths:
         log_dir=Path(dirs.user_log_dir),
         models_dir=data_dir / "models",
     )
+
+
+@contextlib.contextmanager
+def scratch_home(prefix: str) -> Iterator[Path]:
+    """Point every path at a throwaway folder for the duration, then put the user's home back.
+
+    For the self-test and the window benchmark: a window saves its settings and history as it closes, and a
+    check must leave the user's own untouched.
+    """
+    real_home = os.environ.get(HOME_ENV)
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        os.environ[HOME_ENV] = scratch
+        try:
+            yield Path(scratch)
+        finally:
+            if real_home is None:
+                os.environ.pop(HOME_ENV, None)
+            else:
+                os.environ[HOME_ENV] = real_home
 
 
 def resources_dir() -> Path:

@@ -7,14 +7,13 @@ import logging
 import logging.handlers
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from app import APP_ID, APP_NAME, __version__
 from app.core import settings as settings_store
 from app.core.errors import UserError
-from app.core.paths import HOME_ENV, app_paths, resources_dir
+from app.core.paths import app_paths, resources_dir, scratch_home
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +53,13 @@ def run_gui(args: argparse.Namespace) -> int:
     configure_logging()
     from PySide6.QtWidgets import QApplication, QMessageBox
 
+    from app.core.engine import import_backend
     from app.core.history import HistoryStore
     from app.ui.main_window import MainWindow
 
     app = _make_application()
     assert isinstance(app, QApplication)
+    import_backend()
     loaded = settings_store.load()
     try:
         store = HistoryStore()
@@ -70,6 +71,7 @@ def run_gui(args: argparse.Namespace) -> int:
         store=store,
         startup_messages=loaded.warnings,
         initial_model=str(Path(args.model).expanduser()) if args.model else None,
+        open_default_model=not getattr(args, "no_model", False),
     )
     window.show()
     return int(app.exec())
@@ -116,11 +118,8 @@ def self_test(model: str | None) -> int:
 
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    # The window step runs in a throwaway home: closing a window saves settings and empties the trash, and a
-    # self-test must not touch the user's own.
-    real_home = os.environ.get(HOME_ENV)
-    with tempfile.TemporaryDirectory(prefix="llamadesk-self-test-") as scratch:
-        os.environ[HOME_ENV] = scratch
+    # The window step runs in a throwaway home: closing a window saves settings and empties the trash.
+    with scratch_home("llamadesk-self-test-"):
         try:
             from PySide6.QtWidgets import QApplication
 
@@ -142,10 +141,5 @@ def self_test(model: str | None) -> int:
         except Exception as exc:
             log.exception("self-test window step failed")
             step("window", False, f"{type(exc).__name__}: {exc}")
-        finally:
-            if real_home is None:
-                os.environ.pop(HOME_ENV, None)
-            else:
-                os.environ[HOME_ENV] = real_home
     print("Self-test passed." if failures == 0 else f"Self-test failed: {failures} step(s).", flush=True)
     return 0 if failures == 0 else 1

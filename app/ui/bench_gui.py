@@ -2,6 +2,10 @@
 
 A 10 ms timer on the GUI thread records the gap between its ticks; any work that blocked the thread (a
 synchronous call into the engine, a slow repaint) shows up as a long gap. Target: the worst gap < 50 ms.
+
+The timer runs from the moment the window is on screen: the model is then chosen and loaded the way the model
+menu does it, and a reply of 300 tokens is streamed. Building and first painting the window happen before
+anything is visible, so they are reported on their own. Everything runs in a throwaway home.
 """
 
 from __future__ import annotations
@@ -9,12 +13,17 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from app.core.errors import UserError
+from app.core.paths import scratch_home
 
 
 @dataclass
 class GuiBenchResult:
+    window_shown_ms: float
     ticks: int
     worst_gap_ms: float
     p99_gap_ms: float
@@ -26,6 +35,7 @@ class GuiBenchResult:
     def report(self) -> str:
         return "\n".join(
             [
+                f"Bindings imported, window built and painted in {self.window_shown_ms:.0f} ms (before the timer starts)",
                 f"GUI-thread timer: {self.ticks} ticks at 10 ms while loading and generating",
                 f"  worst gap {self.worst_gap_ms:.1f} ms   (target < 50 ms)",
                 f"  99th percentile {self.p99_gap_ms:.1f} ms, median {self.median_gap_ms:.1f} ms",
@@ -66,43 +76,70 @@ class GapTimer:
 
 
 def run_gui_benchmark(model: Path, context_size: int = 2048) -> GuiBenchResult:
+    with scratch_home("llamadesk-bench-"):
+        return _measure(model, context_size)
+
+
+def _run_until(condition: Callable[[], bool], limit_seconds: float) -> None:
+    """Run the Qt event loop, as the application does, until ``condition`` holds or the time is up."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    poll = QTimer()
+    poll.setInterval(5)
+    poll.timeout.connect(lambda: loop.quit() if condition() else None)
+    deadline = QTimer()
+    deadline.setSingleShot(True)
+    deadline.timeout.connect(loop.quit)
+    poll.start()
+    deadline.start(int(limit_seconds * 1000))
+    if not condition():
+        loop.exec()
+    poll.stop()
+    deadline.stop()
+
+
+def _measure(model: Path, context_size: int) -> GuiBenchResult:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
+    from app.core.engine import import_backend
     from app.core.history import HistoryStore
     from app.core.settings import Settings
     from app.ui.main_window import MainWindow
 
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication([])
-    timer = GapTimer()
-    timer.start()
-
-    def wait(condition: object, limit: float = 300) -> None:
-        deadline = time.monotonic() + limit
-        while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
-            app.processEvents()
-            time.sleep(0.001)
-
     settings = Settings(
-        context_size=context_size, last_model=str(model), mode_overrides={"chat": {"max_tokens": 300}}
+        context_size=context_size, mode_overrides={"chat": {"max_tokens": 300, "temperature": 0.0}}
     )
     started = time.perf_counter()
-    window = MainWindow(settings=settings, store=HistoryStore())
+    import_backend()  # as the application does before its window is shown
+    window = MainWindow(settings=settings, store=HistoryStore(), open_default_model=False)
     window.show()
-    wait(lambda: window.client.model is not None)
-    load_seconds = time.perf_counter() - started
+    app.processEvents()
+    window_shown = time.perf_counter() - started
+
+    timer = GapTimer()
+    timer.start()
+    load_started = time.perf_counter()
+    window.load_model(str(model))
+    _run_until(lambda: window.client.model is not None or not window.client.is_loading, 300)
+    load_seconds = time.perf_counter() - load_started
+    if window.client.model is None:
+        window.close()
+        raise UserError(f"The model {model.name} did not load, so the window could not be measured.")
     window.input.setPlainText(
         "Write a story about a lighthouse keeper and a storm, with a title in Markdown."
     )
     window.send()
-    wait(lambda: not window.client.is_generating)
+    _run_until(lambda: not window.client.is_generating, 600)
     timer.stop()
-    gaps = timer.gaps
     stats = window._last_stats
     window.close()
-    measured = sorted(gaps[1:])
+    measured = sorted(timer.gaps[1:])
     return GuiBenchResult(
+        window_shown_ms=window_shown * 1000,
         ticks=len(measured),
         worst_gap_ms=measured[-1] * 1000,
         p99_gap_ms=measured[int(len(measured) * 0.99) - 1] * 1000,

