@@ -67,7 +67,10 @@ SEPARATOR_TOKENS = 2
 class SummarySettings:
     """What shapes a summary; any change here makes new cache entries rather than reusing old ones."""
 
-    section_max_tokens: int = 96
+    # Two or three sentences. Near a full context a small model writes only ~25 tokens/s, so each token of a
+    # section summary costs what reading ~5 tokens of the document does: longer ones would make the summary
+    # cost far more than the reading.
+    section_max_tokens: int = 72
     point_max_tokens: int = 48
     brief_max_tokens: int = 200
     detailed_max_tokens: int = 480
