@@ -8,6 +8,7 @@ Each code block gets a header naming its language and a ``copy:N`` link the view
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -70,7 +71,7 @@ class MarkdownRenderer:
     def _render(self, text: str) -> Rendered:
         self._blocks = []
         self._languages = []
-        body = self._md.render(text)
+        body = self._md.render(fence_bare_code(text))
         wrapped = f'<div style="color:{self.palette.text};">{body}</div>'
         return Rendered(wrapped, list(self._blocks), list(self._languages))
 
@@ -91,13 +92,15 @@ class MarkdownRenderer:
                 lexer = get_lexer_by_name(language)
             except ClassNotFound:
                 lexer = None
+        if lexer is None and (inferred := infer_language(code)):
+            lexer = get_lexer_by_name(inferred)
         if lexer is None and code.strip() and self.guess_languages:
             try:
                 lexer = guess_lexer(code)
             except ClassNotFound:
                 lexer = None
-            # guess_lexer falls back to plain text readily; name only what it recognised.
-            if lexer is not None and lexer.name == "Text only":
+            # guess_lexer falls back to plain text readily, and to obscure dialects: name only common languages.
+            if lexer is not None and lexer.name.lower() not in _GUESSABLE:
                 lexer = None
         label = language or (lexer.name if lexer else "text")
         index = len(self._blocks)
@@ -116,3 +119,80 @@ class MarkdownRenderer:
             f'&nbsp;&nbsp;<a href="copy:{index}" style="color:{p.link}; font-size:small;">Copy</a></td></tr>'
             f'<tr><td><pre style="font-family:monospace; margin:0;">{body}</pre></td></tr></table>'
         )
+
+
+# Lines that open a piece of code, and the language each implies; matched case-sensitively, so prose ("Let
+# me...", "From here...") does not qualify.
+_OPENINGS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^(?:(?:async )?def \w+\(|class \w+[:(]|import \w|from [\w.]+ import )"), "python"),
+    (re.compile(r"^(?:(?:export )?(?:async )?function\b|(?:const|let|var) \w+\s*=)"), "javascript"),
+    (re.compile(r"^#include\b"), "cpp"),
+    (re.compile(r"^(?:pub )?fn \w+"), "rust"),
+    (re.compile(r"^(?:func \w+|package \w+)"), "go"),
+    (re.compile(r"^(?:public|private|protected|static) [\w<>\[\]]+ \w"), "java"),
+]
+# The languages a guess from Pygments is trusted for: its guesser readily names an obscure dialect.
+_GUESSABLE = frozenset(
+    "python javascript typescript c c++ c# java kotlin swift go rust ruby php lua r bash shell sql html css json "
+    "yaml toml".split()
+)
+
+
+def infer_language(code: str) -> str | None:
+    """The language named by the first line that opens like code in one (``def`` → python), if any."""
+    for line in code.split("\n"):
+        for pattern, language in _OPENINGS:
+            if pattern.match(line):
+                return language
+    return None
+
+
+_CALL_LINE = re.compile(r"^[A-Za-z_][\w.]*\(.*\)\s*;?$")
+_CLOSING_LINE = re.compile(r"^\s*[}\])]+;?\s*$")
+
+
+def fence_bare_code(text: str) -> str:
+    """Put code a model wrote without a ``` fence into one.
+
+    Small models often write a function straight into the text. Markdown would fold its indented lines into
+    the paragraph above, losing the indentation that is the code's meaning (in Python, its syntax), and it
+    would not be highlighted or offered for copying. A run is fenced only when it opens like code (``def``,
+    ``class``, ``function``, ``#include`` ...) and has indented lines after it, so prose is left alone.
+    """
+    lines = text.split("\n")
+    out: list[str] = []
+    index = 0
+    in_fence = False
+    while index < len(lines):
+        line = lines[index]
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        if in_fence or infer_language(line) is None:
+            out.append(line)
+            index += 1
+            continue
+        end = index + 1
+        while end < len(lines):
+            following = end
+            while following < len(lines) and not lines[following].strip():
+                following += 1  # a blank line inside a function does not end it
+            if following < len(lines) and _continues_code(lines[following]):
+                end = following + 1
+            else:
+                break
+        block = lines[index:end]
+        if any(part.startswith((" ", "\t")) and part.strip() for part in block[1:]):
+            out += [f"```{infer_language(line) or ''}", *block, "```"]
+        else:
+            out += block
+        index = end
+    return "\n".join(out)
+
+
+def _continues_code(line: str) -> bool:
+    return (
+        line.startswith((" ", "\t"))
+        or infer_language(line) is not None
+        or bool(_CALL_LINE.match(line))
+        or bool(_CLOSING_LINE.match(line))
+    )
