@@ -389,6 +389,8 @@ class _Reader:
                 self.handle.seek(block_start)
                 block = self.handle.read(_STRING_BLOCK)
                 offset = 0
+                if len(block) < 8:  # the file shrank since its size was read
+                    raise _truncated(self.path, what)
             length = unpack_length(block, offset)[0]
             if length > MAX_STRING_LENGTH:
                 raise _corrupt(self.path, f"a string in {what} claims {length} bytes")

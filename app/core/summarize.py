@@ -71,6 +71,8 @@ class SummarySettings:
     # section summary costs what reading ~5 tokens of the document does: longer ones would make the summary
     # cost far more than the reading.
     section_max_tokens: int = 72
+    # A combined summary stands for several sections: three or four sentences.
+    combine_max_tokens: int = 96
     point_max_tokens: int = 48
     brief_max_tokens: int = 200
     detailed_max_tokens: int = 480
@@ -824,8 +826,8 @@ class _Run:
 
     def _estimate_after_map(self, count: int) -> int:
         """Calls still needed after the section summaries, assuming each one uses its full length."""
-        per_item = self.settings.section_max_tokens + 12
-        room = self.context_size - 80 - self.settings.section_max_tokens
+        per_item = max(self.settings.section_max_tokens, self.settings.combine_max_tokens) + 12
+        room = self.context_size - 80 - self.settings.combine_max_tokens
         per_group = max(2, room // per_item)
         calls = 0
         if self.style == "points":
@@ -866,8 +868,8 @@ class _Run:
         )
 
     def _combine_level(self, parts: list[PartSummary], level: int, most: int) -> list[PartSummary]:
-        section_max = self.settings.section_max_tokens
-        groups = self._group(parts, lambda g: self._fits(_combine_prompt(g), section_max), most)
+        answer_max = self.settings.combine_max_tokens
+        groups = self._group(parts, lambda g: self._fits(_combine_prompt(g), answer_max), most)
         if len(groups) >= len(parts):
             raise AssertionError("combining made no progress: the context is too small for two summaries")
         self.total = self.done + len(groups) + self._estimate_after_map(len(groups))
@@ -883,7 +885,7 @@ class _Run:
             text = self.cached(key)
             hit = text is not None
             if text is None:
-                text = self.generate_part("combine", _combine_prompt(group), section_max)
+                text = self.generate_part("combine", _combine_prompt(group), answer_max)
                 self.store(key, text)
             combined.append(self._merged(group, text, level, hit))
             self.done += 1

@@ -59,7 +59,10 @@ def run_gui(args: argparse.Namespace) -> int:
 
     app = _make_application()
     assert isinstance(app, QApplication)
-    import_backend()
+    try:
+        import_backend()
+    except Exception:  # a broken llama.cpp build: the window still opens, and a model load says what failed
+        log.exception("llama.cpp's Python bindings could not be imported")
     loaded = settings_store.load()
     try:
         store = HistoryStore()

@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name, guess_lexer
 from pygments.util import ClassNotFound
 
@@ -50,7 +51,7 @@ class MarkdownRenderer:
             .enable("table")
             .disable("image")
         )
-        self.guess_languages = True
+        self.final = True
         # markdown-it binds rule functions to its renderer, so they take the renderer as first argument.
         self._md.add_render_rule("fence", lambda _r, tokens, idx, _o, _e: self._render_fence(tokens, idx))
         self._md.add_render_rule(
@@ -61,19 +62,35 @@ class MarkdownRenderer:
         )
         self._blocks: list[str] = []
         self._languages: list[str] = []
+        self._source_lines = 0
+        # Highlighted blocks by (lexer, code): a streaming reply re-renders ~30 times a second, and its
+        # finished code blocks do not change.
+        self._highlighted: dict[tuple[str, str], str] = {}
 
     def render(self, text: str, *, final: bool = True) -> Rendered:
-        """``final=False`` while a reply streams: unlabelled code is not guessed at (slow, and the guess
-        changes as the block grows); the finished reply is rendered once more with the guess."""
-        self.guess_languages = final
+        """``final=False`` while a reply streams: the block still being written is shown plain (highlighting it
+        on every repaint would cost the GUI thread most of its time), and unlabelled code is not guessed at;
+        the finished reply is rendered once more in full."""
+        self.final = final
         return self._render(text)
 
     def _render(self, text: str) -> Rendered:
         self._blocks = []
         self._languages = []
-        body = self._md.render(fence_bare_code(text))
+        source = fence_bare_code(text)
+        self._source_lines = source.count("\n") + 1
+        body = self._md.render(source)
         wrapped = f'<div style="color:{self.palette.text};">{body}</div>'
         return Rendered(wrapped, list(self._blocks), list(self._languages))
+
+    def _highlight(self, code: str, lexer: Lexer) -> str:
+        key = (lexer.name, code)
+        if key not in self._highlighted:
+            if len(self._highlighted) >= 64:
+                self._highlighted.clear()
+            formatter = HtmlFormatter(noclasses=True, nowrap=True, style=self.palette.pygments_style)
+            self._highlighted[key] = highlight(code, lexer, formatter)
+        return self._highlighted[key]
 
     def _render_inline_code(self, tokens: Sequence[Token], idx: int) -> str:
         code = html.escape(tokens[idx].content)
@@ -86,6 +103,7 @@ class MarkdownRenderer:
         token = tokens[idx]
         code = token.content.rstrip("\n")
         language = (token.info or "").strip().split(" ")[0] if token.type == "fence" else ""
+        growing = not self.final and token.map is not None and token.map[1] >= self._source_lines
         lexer = None
         if language:
             try:
@@ -94,7 +112,7 @@ class MarkdownRenderer:
                 lexer = None
         if lexer is None and (inferred := infer_language(code)):
             lexer = get_lexer_by_name(inferred)
-        if lexer is None and code.strip() and self.guess_languages:
+        if lexer is None and code.strip() and self.final:
             try:
                 lexer = guess_lexer(code)
             except ClassNotFound:
@@ -106,11 +124,7 @@ class MarkdownRenderer:
         index = len(self._blocks)
         self._blocks.append(code)
         self._languages.append(label)
-        if lexer is not None:
-            formatter = HtmlFormatter(noclasses=True, nowrap=True, style=self.palette.pygments_style)
-            body = highlight(code, lexer, formatter)
-        else:
-            body = html.escape(code)
+        body = html.escape(code) if lexer is None or growing else self._highlight(code, lexer)
         p = self.palette
         return (
             f'<table width="100%" cellspacing="0" cellpadding="8" style="background-color:{p.code_background};'
@@ -121,34 +135,56 @@ class MarkdownRenderer:
         )
 
 
-# Lines that open a piece of code, and the language each implies; matched case-sensitively, so prose ("Let
-# me...", "From here...") does not qualify.
-_OPENINGS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^(?:(?:async )?def \w+\(|class \w+[:(]|import \w|from [\w.]+ import )"), "python"),
-    (re.compile(r"^(?:(?:export )?(?:async )?function\b|(?:const|let|var) \w+\s*=)"), "javascript"),
-    (re.compile(r"^#include\b"), "cpp"),
-    (re.compile(r"^(?:pub )?fn \w+"), "rust"),
-    (re.compile(r"^(?:func \w+|package \w+)"), "go"),
-    (re.compile(r"^(?:public|private|protected|static) [\w<>\[\]]+ \w"), "java"),
+# Lines that open a piece of code, and the language each implies (None: clear code, unclear language).
+# Matched case-sensitively and tightly, so prose ("Let me...", "class notes:", "import duties apply") does not
+# qualify.
+_OPENINGS: list[tuple[re.Pattern[str], str | None]] = [
+    (re.compile(r"^(?:async )?def \w+\(|^class [A-Z_]\w*\s*[:(]|^@\w[\w.]*(?:\(.*\))?$"), "python"),
+    (
+        re.compile(r"^import [\w.]+(?: as \w+)?(?:, [\w.]+(?: as \w+)?)*$|^from [\w.]+ import [\w*(]"),
+        "python",
+    ),
+    (
+        re.compile(
+            r"^(?:export )?(?:async )?function\s*\*?\s*\w*\s*\(|^(?:const|let|var) \w+\s*=|^import .+ from ['\"]"
+        ),
+        "javascript",
+    ),
+    (re.compile(r"^#include\s*[<\"]"), "cpp"),
+    (re.compile(r"^(?:pub )?fn \w+|^use [\w:]+(?:::\{[^}]*\})?;$"), "rust"),
+    (re.compile(r"^func \w*\s*\(|^func \w+|^package \w+$|^import (?:\"|\($)"), "go"),
+    (re.compile(r"^(?:public|private|protected)\b.*[({;=]|^import [\w.]+(?:\.\*)?;$"), "java"),
+    # A C-family function signature ending in a brace: int main(void) {
+    (re.compile(r"^[A-Za-z_][\w\s*<>:,]*\([^)]*\)\s*(?:const\s*)?\{$"), None),
 ]
 # The languages a guess from Pygments is trusted for: its guesser readily names an obscure dialect.
-_GUESSABLE = frozenset(
-    "python javascript typescript c c++ c# java kotlin swift go rust ruby php lua r bash shell sql html css json "
-    "yaml toml".split()
+_GUESSABLE = {"python", "javascript", "typescript", "java", "kotlin", "swift", "go", "rust", "ruby", "php"}
+_GUESSABLE |= {"c", "c++", "c#", "lua", "r", "bash", "shell", "sql", "html", "css", "json", "yaml", "toml"}
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s")
+_CONTINUATION = re.compile(
+    r"^[A-Za-z_][\w.]*\(.*\)\s*;?$"  # a call: print(result)
+    r"|^[A-Za-z_][\w.\[\]]*\s*[-+*/]?=\s*\S"  # an assignment: result = add(2, 3)
+    r"|^\s*[}\])]+[;,]?\s*$"  # closing brackets
+    r"|^(?:if|elif|else|for|while|try|except|finally|with)\b.*:$"  # a Python block statement
 )
+_COMMENT = re.compile(r"^(?:#|//)\s")
+
+
+def _opening(line: str) -> tuple[bool, str | None]:
+    for pattern, language in _OPENINGS:
+        if pattern.match(line):
+            return True, language
+    return False, None
 
 
 def infer_language(code: str) -> str | None:
     """The language named by the first line that opens like code in one (``def`` → python), if any."""
     for line in code.split("\n"):
-        for pattern, language in _OPENINGS:
-            if pattern.match(line):
-                return language
+        opens, language = _opening(line)
+        if opens and language:
+            return language
     return None
-
-
-_CALL_LINE = re.compile(r"^[A-Za-z_][\w.]*\(.*\)\s*;?$")
-_CLOSING_LINE = re.compile(r"^\s*[}\])]+;?\s*$")
 
 
 def fence_bare_code(text: str) -> str:
@@ -157,42 +193,60 @@ def fence_bare_code(text: str) -> str:
     Small models often write a function straight into the text. Markdown would fold its indented lines into
     the paragraph above, losing the indentation that is the code's meaning (in Python, its syntax), and it
     would not be highlighted or offered for copying. A run is fenced only when it opens like code (``def``,
-    ``class``, ``function``, ``#include`` ...) and has indented lines after it, so prose is left alone.
+    ``#include``, ``function f(`` ...) and has indented lines after it that are not list items, so prose is
+    left alone. Fences already in the text are respected, by their own rules (same character, at least as
+    long), so code inside them is never fenced twice.
     """
     lines = text.split("\n")
     out: list[str] = []
     index = 0
-    in_fence = False
+    open_fence = ""
     while index < len(lines):
         line = lines[index]
-        if line.lstrip().startswith(("```", "~~~")):
-            in_fence = not in_fence
-        if in_fence or infer_language(line) is None:
+        fence = _FENCE.match(line)
+        if open_fence:
+            closes = fence and fence.group(1)[0] == open_fence[0] and len(fence.group(1)) >= len(open_fence)
+            if closes and not line.strip().strip(open_fence[0]):
+                open_fence = ""
             out.append(line)
             index += 1
             continue
-        end = index + 1
-        while end < len(lines):
-            following = end
-            while following < len(lines) and not lines[following].strip():
-                following += 1  # a blank line inside a function does not end it
-            if following < len(lines) and _continues_code(lines[following]):
-                end = following + 1
-            else:
-                break
+        if fence:
+            open_fence = fence.group(1)
+            out.append(line)
+            index += 1
+            continue
+        opens, _language = _opening(line)
+        if not opens:
+            out.append(line)
+            index += 1
+            continue
+        end = _end_of_code(lines, index + 1)
         block = lines[index:end]
-        if any(part.startswith((" ", "\t")) and part.strip() for part in block[1:]):
-            out += [f"```{infer_language(line) or ''}", *block, "```"]
+        if any(part[:1] in (" ", "\t") and part.strip() and not _LIST_ITEM.match(part) for part in block[1:]):
+            out += [f"```{infer_language(chr(10).join(block)) or ''}", *block, "```"]
         else:
             out += block
         index = end
     return "\n".join(out)
 
 
+def _end_of_code(lines: list[str], start: int) -> int:
+    """Where a run of code that began just before ``start`` ends: blank lines and comments inside it are
+    kept when code follows them."""
+    end = start
+    while end < len(lines):
+        following = end
+        while following < len(lines) and (not lines[following].strip() or _COMMENT.match(lines[following])):
+            following += 1
+        if following < len(lines) and _continues_code(lines[following]):
+            end = following + 1
+        else:
+            break
+    return end
+
+
 def _continues_code(line: str) -> bool:
-    return (
-        line.startswith((" ", "\t"))
-        or infer_language(line) is not None
-        or bool(_CALL_LINE.match(line))
-        or bool(_CLOSING_LINE.match(line))
-    )
+    if line[:1] in (" ", "\t"):
+        return not _LIST_ITEM.match(line)
+    return _opening(line)[0] or bool(_CONTINUATION.match(line))

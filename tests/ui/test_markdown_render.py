@@ -76,3 +76,58 @@ def test_prose_and_existing_fences_are_left_alone() -> None:
     assert fence_bare_code(fenced) == fenced
     one_liner = "import os"
     assert fence_bare_code(one_liner) == one_liner
+
+
+def test_prose_that_opens_like_code_with_an_indented_list_stays_prose() -> None:
+    for opening in (
+        "function of the heart:",
+        "static electricity builds up when:",
+        "import duties apply when:",
+    ):
+        prose = f"{opening}\n  - the first point\n  - the second point"
+        assert fence_bare_code(prose) == prose
+    notes = "class notes:\n    bring the textbook"
+    assert fence_bare_code(notes) == notes
+
+
+def test_a_whole_python_script_is_one_block() -> None:
+    script = (
+        "import math\n\n# Compute the area\n@lru_cache\ndef area(r):\n    return math.pi * r * r\n\n"
+        'def main():\n    print(area(2))\n\nif __name__ == "__main__":\n    main()\nresult = area(3)\nprint(result)'
+    )
+    rendered = MarkdownRenderer().render(f"Here you go:\n\n{script}\n\nRun it with Python 3.")
+    assert rendered.code_blocks == [script] and rendered.languages == ["python"]
+    assert "<h1>" not in rendered.html and "<strong>" not in rendered.html
+
+
+def test_c_and_go_programs_are_fenced_and_named() -> None:
+    c_program = '#include <stdio.h>\n\nint main(void) {\n    printf("hi\\n");\n    return 0;\n}'
+    go_program = 'package main\n\nimport "fmt"\n\nfunc main() {\n\tfmt.Println("hi")\n}'
+    for program, language in ((c_program, "cpp"), (go_program, "go")):
+        rendered = MarkdownRenderer().render(program)
+        assert rendered.code_blocks == [program] and rendered.languages == [language]
+
+
+def test_fences_nest_by_their_own_rules() -> None:
+    outer = "````markdown\n```python\ndef f():\n    pass\n```\n````"
+    assert fence_bare_code(outer) == outer
+    tilde = "```text\n~~~\n```\ndef g():\n    return 1"
+    assert fence_bare_code(tilde).endswith("```python\ndef g():\n    return 1\n```")
+
+
+def test_imports_name_their_own_language() -> None:
+    assert MarkdownRenderer().render("```\nimport React from 'react';\n```").languages == ["JavaScript"]
+    assert MarkdownRenderer().render("```\nimport java.util.List;\n```").languages == ["Java"]
+
+
+def test_while_streaming_the_growing_block_is_plain_and_finished_blocks_are_highlighted_once() -> None:
+    renderer = MarkdownRenderer()
+    done = "```python\nx = 1\n```\n\n"
+    growing = "```python\ndef long_function():\n    y = 2"
+    streamed = renderer.render(done + growing, final=False)
+    first, second = streamed.html.split("<pre", 2)[1:]
+    assert "<span" in first  # the finished block is highlighted
+    assert "<span" not in second  # the block still being written is not, yet
+    assert len(renderer._highlighted) == 1
+    finished = renderer.render(done + growing + "\n```", final=True)
+    assert finished.html.count("<span style") > streamed.html.count("<span style")
