@@ -1,0 +1,54 @@
+"""Starting the window: it opens even when llama.cpp's bindings are broken, and says so when a model loads."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+import app.core.engine as engine_module
+from app.ui.application import run_gui
+from app.ui.main_window import MainWindow
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """run_gui logs to a file in the test's home; later tests must not keep writing there."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+
+
+def test_window_opens_when_the_bindings_cannot_be_imported(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, llamadesk_home: Path
+) -> None:
+    def broken_build() -> None:  # stands in for a llama.cpp wheel whose shared library is missing
+        raise OSError("libllama.so: cannot open shared object file")
+
+    monkeypatch.setattr(engine_module, "import_backend", broken_build)
+    seen: list[MainWindow] = []
+
+    def look_and_quit() -> None:
+        seen.extend(w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible())
+        for window in seen:
+            window.close()
+        QApplication.quit()
+
+    QTimer.singleShot(300, look_and_quit)
+    assert run_gui(argparse.Namespace(self_test=False, model=None, no_model=True)) == 0
+    assert len(seen) == 1
+    log = (llamadesk_home / "logs" / "llamadesk.log").read_text()
+    assert "bindings could not be imported" in log and "libllama.so" in log
