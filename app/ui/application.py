@@ -9,11 +9,15 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app import APP_ID, APP_NAME, __version__
 from app.core import settings as settings_store
 from app.core.errors import UserError
 from app.core.paths import app_paths, resources_dir, scratch_home
+
+if TYPE_CHECKING:
+    from app.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -53,31 +57,37 @@ def run_gui(args: argparse.Namespace) -> int:
     configure_logging()
     from PySide6.QtWidgets import QApplication, QMessageBox
 
+    app = _make_application()
+    assert isinstance(app, QApplication)
+    try:
+        window = open_main_window(args)
+    except UserError as exc:
+        QMessageBox.critical(None, APP_NAME, str(exc))
+        return 1
+    window.show()
+    return int(app.exec())
+
+
+def open_main_window(args: argparse.Namespace) -> MainWindow:
+    """The main window, built as ``llamadesk [--model PATH] [--no-model]`` asks; raises UserError when the
+    history cannot be opened."""
     from app.core.engine import import_backend
     from app.core.history import HistoryStore
     from app.ui.main_window import MainWindow
 
-    app = _make_application()
-    assert isinstance(app, QApplication)
     try:
         import_backend()
     except Exception:  # a broken llama.cpp build: the window still opens, and a model load says what failed
         log.exception("llama.cpp's Python bindings could not be imported")
     loaded = settings_store.load()
-    try:
-        store = HistoryStore()
-    except UserError as exc:
-        QMessageBox.critical(None, APP_NAME, str(exc))
-        return 1
-    window = MainWindow(
+    store = HistoryStore()
+    return MainWindow(
         settings=loaded.settings,
         store=store,
         startup_messages=loaded.warnings,
         initial_model=str(Path(args.model).expanduser()) if args.model else None,
         open_default_model=not getattr(args, "no_model", False),
     )
-    window.show()
-    return int(app.exec())
 
 
 def self_test(model: str | None) -> int:

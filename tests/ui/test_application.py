@@ -8,12 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 import app.core.engine as engine_module
-from app.ui.application import run_gui
+from app.ui.application import configure_logging, open_main_window
 from app.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
@@ -39,16 +37,12 @@ def test_window_opens_when_the_bindings_cannot_be_imported(
         raise OSError("libllama.so: cannot open shared object file")
 
     monkeypatch.setattr(engine_module, "import_backend", broken_build)
-    seen: list[MainWindow] = []
-
-    def look_and_quit() -> None:
-        seen.extend(w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible())
-        for window in seen:
-            window.close()
-        QApplication.quit()
-
-    QTimer.singleShot(300, look_and_quit)
-    assert run_gui(argparse.Namespace(self_test=False, model=None, no_model=True)) == 0
-    assert len(seen) == 1
+    configure_logging()
+    window = open_main_window(argparse.Namespace(model=None, no_model=True))
+    qtbot.addWidget(window)
+    assert isinstance(window, MainWindow)
+    window.show()
+    assert window.isVisible()
+    window.close()
     log = (llamadesk_home / "logs" / "llamadesk.log").read_text()
     assert "bindings could not be imported" in log and "libllama.so" in log
