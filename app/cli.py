@@ -126,11 +126,12 @@ def load_engine(args: argparse.Namespace, *, quiet: bool = False) -> Engine:
 
 
 @contextlib.contextmanager
-def stop_reply_on_interrupt(engine: Engine) -> Iterator[None]:
-    """While a reply streams, Ctrl+C stops the reply, not the program."""
+def stop_on_interrupt(stop: Callable[[], None]) -> Iterator[None]:
+    """Inside the block, Ctrl+C calls ``stop`` (end the reply, or the summary, keeping what is done) instead of
+    ending the program mid-write."""
 
     def on_interrupt(_signum: int, _frame: FrameType | None) -> None:
-        engine.cancel()
+        stop()
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
@@ -160,7 +161,7 @@ def stream_reply(
     out: TextIO,
     recorder: ReplyRecorder | None = None,
 ) -> tuple[str, ReplyStats]:
-    with stop_reply_on_interrupt(engine):
+    with stop_on_interrupt(engine.cancel):
         reply = engine.chat(messages, sampling)
         for piece in reply:
             out.write(piece)

@@ -7,15 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
-from types import FrameType
 from typing import TextIO
 
 from app import APP_NAME
-from app.cli import add_model_arguments, load_engine
+from app.cli import add_model_arguments, load_engine, stop_on_interrupt
 from app.core.documents import Document, DocumentError, describe, read_document
 from app.core.errors import UserError
 from app.core.summarize import STYLES, Summarizer, SummaryProgress, SummarySettings
@@ -87,20 +83,6 @@ class ProgressLine:
         self.stream.flush()
 
 
-@contextlib.contextmanager
-def cancel_on_interrupt(summarizer: Summarizer) -> Iterator[None]:
-    """Ctrl+C stops the summary (keeping what is done) instead of killing the program mid-write."""
-
-    def on_interrupt(_signum: int, _frame: FrameType | None) -> None:
-        summarizer.cancel()
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def run_summarize(args: argparse.Namespace) -> int:
     if args.bench:
         if len(args.files) != 1:
@@ -121,7 +103,7 @@ def run_summarize(args: argparse.Namespace) -> int:
     summarizer = Summarizer(engine, settings=SummarySettings(), use_cache=not args.no_cache)
     out = sys.stdout
     stopped = False
-    with cancel_on_interrupt(summarizer):
+    with stop_on_interrupt(summarizer.cancel):
         for number, document in enumerate(documents):
             if len(documents) > 1:
                 out.write(("\n" if number else "") + f"== {document.name} ==\n")

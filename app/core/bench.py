@@ -109,13 +109,13 @@ def run_benchmark(engine: Engine, progress: Callable[[str], None] | None = None)
     say("Measuring generation speed (engine vs. raw, alternating)...")
     engine_runs: list[float] = []
     raw_runs: list[float] = []
+    measures: list[tuple[list[float], Callable[[], float]]] = [
+        (raw_runs, lambda: _raw_generation_tps(engine, prompt_tokens, GENERATION_TOKENS)),
+        (engine_runs, lambda: _engine_generation_tps(engine, story, GENERATION_TOKENS)),
+    ]
     for index in range(REPEATS):
-        if index % 2:
-            engine_runs.append(_engine_generation_tps(engine, story, GENERATION_TOKENS))
-            raw_runs.append(_raw_generation_tps(engine, prompt_tokens, GENERATION_TOKENS))
-        else:
-            raw_runs.append(_raw_generation_tps(engine, prompt_tokens, GENERATION_TOKENS))
-            engine_runs.append(_engine_generation_tps(engine, story, GENERATION_TOKENS))
+        for runs, measure in measures[:: -1 if index % 2 else 1]:
+            runs.append(measure())
     pair_ratios = [mine / raw for mine, raw in zip(engine_runs, raw_runs, strict=True) if raw > 0]
     generation_ratio = statistics.median(pair_ratios) if pair_ratios else 0.0
     engine_tps = statistics.median(engine_runs)

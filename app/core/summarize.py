@@ -745,6 +745,15 @@ class _Run:
             text = whole_sentences(text)
         return text
 
+    def write_final(self, key: str, messages: list[ChatMessage]) -> None:
+        """The final summary, streamed: from the cache when this exact request was answered before."""
+        cached = self.cached(key)
+        if cached is not None:
+            self.emit(cached)
+        else:
+            self.generate("final", messages, self.final_max, self.emit)
+            self.store(key, self.result.text.strip())
+
     def emit(self, text: str) -> None:
         self.result.text += text
         if self.on_text is not None:
@@ -776,12 +785,7 @@ class _Run:
         messages = _one_pass_prompt(self.style, marked)
         self.result.final_prompt_tokens = self.summarizer._prompt_tokens(messages)
         key = self.key("one pass", self.style)
-        cached = self.cached(key)
-        if cached is not None:
-            self.emit(cached)
-        else:
-            self.generate("final", messages, self.final_max, self.emit)
-            self.store(key, self.result.text.strip())
+        self.write_final(key, messages)
         self.result.visited_chunk_ids = [c.index for c in self.chunks]
         self.done = 1
 
@@ -923,12 +927,7 @@ class _Run:
         self.total = self.done + 1
         self.report("final")
         key = self.key("final", self.style, [p.text for p in parts])
-        cached = self.cached(key)
-        if cached is not None:
-            self.emit(cached)
-        else:
-            self.generate("final", messages, self.final_max, self.emit)
-            self.store(key, self.result.text.strip())
+        self.write_final(key, messages)
         self.done += 1
 
     def _write_points(self, parts: list[PartSummary]) -> None:

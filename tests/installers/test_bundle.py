@@ -58,6 +58,20 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int, float]]:
     }
 
 
+def _self_test(
+    built: Built, model_path: Path, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """The bundled executable's ``--self-test`` with the real model, its output captured."""
+    return subprocess.run(
+        [str(built.executable), "--self-test", "--model", str(model_path)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def _clean_environment(home: Path) -> dict[str, str]:
     """What a desktop session gives a program: no venv, no PYTHONPATH, the user's own home."""
     return {
@@ -149,14 +163,7 @@ def test_self_test_offscreen_writes_nothing_inside_the_bundle(
 ) -> None:
     before = _snapshot(built.unpacked)
     env = _clean_environment(tmp_path)
-    result = subprocess.run(
-        [str(built.executable), "--self-test", "--model", str(model_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = _self_test(built, model_path, tmp_path, env)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "Self-test passed." in result.stdout
     assert re.search(r"^\[ok\] generate: [1-9]\d* tokens", result.stdout, re.MULTILINE), result.stdout
@@ -185,14 +192,7 @@ def test_window_on_a_real_x_server(built: Built, model_path: Path, tmp_path: Pat
         display = server.stdout.readline().strip()
         assert display.isdigit(), display
         env = {**_clean_environment(tmp_path), "DISPLAY": f":{display}", "QT_QPA_PLATFORM": "xcb"}
-        result = subprocess.run(
-            [str(built.executable), "--self-test", "--model", str(model_path)],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        result = _self_test(built, model_path, tmp_path, env)
     finally:
         server.terminate()
         server.wait(10)
