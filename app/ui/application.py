@@ -71,8 +71,8 @@ def run_gui(args: argparse.Namespace) -> int:
 def open_main_window(args: argparse.Namespace) -> MainWindow:
     """The main window, built as ``llamadesk [--model PATH] [--no-model]`` asks; raises UserError when the
     history cannot be opened."""
-    from app.core.engine import import_backend
-    from app.core.history import HistoryStore
+    from app.core.history.store import HistoryStore
+    from app.core.llm.engine import import_backend
     from app.ui.main_window import MainWindow
 
     try:
@@ -92,8 +92,8 @@ def open_main_window(args: argparse.Namespace) -> MainWindow:
 
 def self_test(model: str | None) -> int:
     """Load a model, generate a few tokens, open and close the main window; print each step's outcome."""
-    from app.core.engine import Engine, LoadOptions, backend_description
-    from app.core.library import default_model
+    from app.core.llm.engine import Engine, LoadOptions, backend_description
+    from app.core.models.inventory import default_model
     from app.core.modes import SamplingOptions
 
     failures = 0
@@ -136,7 +136,7 @@ def self_test(model: str | None) -> int:
         try:
             from PySide6.QtWidgets import QApplication
 
-            from app.core.history import HistoryStore
+            from app.core.history.store import HistoryStore
             from app.ui.main_window import MainWindow
             from app.ui.workers import EngineClient
 

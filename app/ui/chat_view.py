@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.engine import ReplyStats
+from app.core.llm.engine import ReplyStats
 from app.ui.markdown_render import LIGHT, MarkdownRenderer, Palette, Rendered
 
 REPAINT_INTERVAL_MS = 33  # ~30 repaints a second while a reply streams

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.documents import Document
-from app.core.summarize import SummaryProgress, SummaryResult
+from app.core.documents.reader import Document
+from app.core.documents.summarize import SummaryProgress, SummaryResult
 from app.core.units import human_bytes, human_duration
 
 STYLE_LABELS = {"brief": "Brief", "detailed": "Detailed", "points": "Key points"}

@@ -48,17 +48,17 @@ from PySide6.QtWidgets import (
 
 from app import APP_NAME, __version__
 from app.core import settings as settings_store
-from app.core.documents import Document, read_document
-from app.core.engine import ChatMessage, LoadOptions, ModelInfo, ReplyStats, backend_description
+from app.core.documents.reader import Document, read_document
+from app.core.documents.retrieval import DocumentIndex, approximate_tokens, build_context, context_budget
+from app.core.documents.summarize import Summarizer, SummaryProgress, SummaryResult
 from app.core.errors import UserError
-from app.core.fit import record_measured_speed
-from app.core.gguf_check import check_model_file
-from app.core.history import HistoryStore, ReplyRecorder
-from app.core.library import default_model, known_models
+from app.core.history.store import HistoryStore, ReplyRecorder
+from app.core.llm.engine import ChatMessage, LoadOptions, ModelInfo, ReplyStats, backend_description
+from app.core.llm.gguf_check import check_model_file
+from app.core.models.fit import record_measured_speed
+from app.core.models.inventory import default_model, known_models
 from app.core.modes import Mode, ModePreset, preset_for
-from app.core.retrieval import DocumentIndex, approximate_tokens, build_context, context_budget
 from app.core.settings import Settings
-from app.core.summarize import Summarizer, SummaryProgress, SummaryResult
 from app.ui.chat_view import ChatView
 from app.ui.document_card import DocumentCard
 from app.ui.settings_dialog import SettingsDialog

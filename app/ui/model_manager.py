@@ -1,7 +1,7 @@
 """The model manager: which models run here and how fast, downloads with progress, and the installed models.
 
-Widgets only: the menu comes from ``app.core.catalog``, fit and speed from ``app.core.fit``, the machine from
-``app.core.hardware`` and every transfer from ``app.core.downloads``. Short jobs (probe, Hub file lists,
+Widgets only: the menu comes from ``app.core.models.catalog``, fit and speed from ``app.core.models.fit``, the machine from
+``app.core.models.hardware`` and every transfer from ``app.core.models.downloads``. Short jobs (probe, Hub file lists,
 search, planning a download) run on Qt's pool through ``run_in_pool``; each download runs on its own Python
 thread, because it can take hours and must not hold one of the pool's few threads. Progress is relayed to
 the GUI thread by queued signals; pause and cancel call the downloader directly (both are thread-safe).
@@ -36,7 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.catalog import (
+from app.core.errors import Cancelled, UserError
+from app.core.models.catalog import (
     CatalogEntry,
     HubModel,
     MenuOption,
@@ -48,7 +49,7 @@ from app.core.catalog import (
     load_listings,
     search_hub,
 )
-from app.core.downloads import (
+from app.core.models.downloads import (
     STATE_DONE,
     STATE_DOWNLOADING,
     STATE_FAILED,
@@ -62,9 +63,8 @@ from app.core.downloads import (
     installed_models,
     remove_installed,
 )
-from app.core.errors import Cancelled, UserError
-from app.core.fit import FitLabel, measured_speeds
-from app.core.hardware import HardwareInfo, probe_hardware
+from app.core.models.fit import FitLabel, measured_speeds
+from app.core.models.hardware import HardwareInfo, probe_hardware
 from app.core.units import human_bytes
 from app.ui.workers import run_in_pool
 

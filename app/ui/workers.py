@@ -22,8 +22,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
 
-from app.core.engine import ChatMessage, Engine, LoadOptions, ModelInfo, ReplyStats
 from app.core.errors import Cancelled, UserError
+from app.core.llm.engine import ChatMessage, Engine, LoadOptions, ModelInfo, ReplyStats
 from app.core.modes import SamplingOptions
 
 log = logging.getLogger(__name__)

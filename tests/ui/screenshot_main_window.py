@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication
 
 def main(output: str, model: str) -> int:
     app = QApplication(sys.argv[:1])
-    from app.core.history import HistoryStore
+    from app.core.history.store import HistoryStore
     from app.core.settings import Settings
     from app.ui.main_window import MainWindow
 

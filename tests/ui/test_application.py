@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
-import app.core.engine as engine_module
+import app.core.llm.engine as engine_module
 from app.ui.application import configure_logging, open_main_window
 from app.ui.main_window import MainWindow
 

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from app.core.history import HistoryStore
+from app.core.history.store import HistoryStore
 from app.core.modes import Mode
 from app.core.settings import Settings
 from app.ui.document_card import DocumentCard

@@ -11,10 +11,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from app.core.history import HistoryStore
+from app.bench.gui import run_gui_benchmark
+from app.core.history.store import HistoryStore
 from app.core.modes import PRESETS, Mode
 from app.core.settings import Settings
-from app.ui.bench_gui import run_gui_benchmark
 from app.ui.main_window import MainWindow
 from app.ui.workers import EngineClient
 

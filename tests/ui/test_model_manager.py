@@ -11,9 +11,9 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
 from pytestqt.qtbot import QtBot
 
-from app.core.catalog import load_catalog
-from app.core.downloads import STATE_PAUSED, DownloadQueue
-from app.core.hardware import HardwareInfo
+from app.core.models.catalog import load_catalog
+from app.core.models.downloads import STATE_PAUSED, DownloadQueue
+from app.core.models.hardware import HardwareInfo
 from app.core.paths import app_paths
 from app.ui.model_manager import COLUMN_FIT, COLUMN_SIZE, COLUMN_SPEED, ModelManagerDialog
 from tests.fixtures.fake_hub import FakeHub, use_fake_hub_only

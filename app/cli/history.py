@@ -1,0 +1,191 @@
+"""``llamadesk history``: list, show, search, export and import the saved conversations; and the saving of
+``llamadesk chat``'s conversations.
+
+Everything a command prints as its result goes to stdout (so it can be piped or redirected); notes for the
+person go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from app.core.errors import UserError
+from app.core.history.store import HistoryStore, ReplyRecorder
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    history = commands.add_parser(
+        "history",
+        help="list, show, search, export and import saved conversations",
+        description="The conversations saved by the window and by `llamadesk chat`.",
+    )
+    actions = history.add_subparsers(dest="history_command", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="the conversations, newest first, grouped by day")
+    listing.add_argument("--limit", type=int, metavar="N", help="show only the N most recent")
+    listing.add_argument("--trash", action="store_true", help="list the deleted conversations instead")
+    listing.set_defaults(handler=run_list)
+
+    show = actions.add_parser("show", help="print one conversation as Markdown")
+    show.add_argument("id", type=int, metavar="ID", help="the number shown by `history list`")
+    show.set_defaults(handler=run_show)
+
+    search = actions.add_parser("search", help="find messages containing all the given words")
+    search.add_argument("text", nargs="+", metavar="TEXT")
+    search.add_argument("--limit", type=int, default=20, metavar="N", help="at most N results (default 20)")
+    search.set_defaults(handler=run_search)
+
+    export = actions.add_parser("export", help="print one conversation, or all of them, as Markdown or JSON")
+    export.add_argument("id", type=int, nargs="?", metavar="ID", help="one conversation (default: all)")
+    export.add_argument("--format", choices=["md", "json"], default="md", help="md (default) or json")
+    export.set_defaults(handler=run_export)
+
+    restore = actions.add_parser("import", help="add the conversations of a JSON export (- reads stdin)")
+    restore.add_argument("file", metavar="FILE")
+    restore.set_defaults(handler=run_import)
+
+    bench = actions.add_parser(
+        "bench", help="time listing and searching a large generated history (in a temporary folder)"
+    )
+    bench.add_argument("--conversations", type=int, default=10_000, metavar="N")
+    bench.add_argument("--messages", type=int, default=200_000, metavar="N", help="messages in all")
+    bench.add_argument("--runs", type=int, default=7, metavar="N", help="timed runs of each query")
+    bench.set_defaults(handler=run_bench)
+
+
+def open_store() -> HistoryStore:
+    store = HistoryStore()
+    if store.recovery_notice:
+        print(store.recovery_notice, file=sys.stderr)
+    return store
+
+
+def _local_time(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with open_store() as store:
+        if args.trash:
+            trash = store.list_trash()
+            for deleted in trash[: args.limit]:
+                print(f"{deleted.id:>6}  deleted {_local_time(deleted.deleted)}  {deleted.display_title}")
+            if not trash:
+                print("The trash is empty.", file=sys.stderr)
+            return 0
+        conversations = store.list_conversations(limit=args.limit)
+        if not conversations:
+            print("No saved conversations yet. Start one with: llamadesk chat", file=sys.stderr)
+            return 0
+        group = None
+        for conversation in conversations:
+            if conversation.group != group:
+                group = conversation.group
+                print(group)
+            when = _local_time(conversation.updated)
+            print(f"{conversation.id:>6}  {when}  [{conversation.mode}]  {conversation.display_title}")
+        total = store.count_conversations()
+        if total > len(conversations):
+            print(f"({len(conversations)} of {total} shown)", file=sys.stderr)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    with open_store() as store:
+        conversation = store.get_conversation(args.id)
+        if conversation.deleted:
+            print(f"Conversation {args.id} is in the trash.", file=sys.stderr)
+        sys.stdout.write(store.export_markdown([args.id]))
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    text = " ".join(args.text)
+    with open_store() as store:
+        hits = store.search(text, limit=args.limit)
+    if not hits:
+        print(f"No message contains {text!r}.", file=sys.stderr)
+        return 0
+    for hit in hits:
+        title = hit.conversation_title or "New conversation"
+        print(f"{hit.conversation_id:>6}  {_local_time(hit.created)}  {title}")
+        print(f"        {hit.role}: {hit.snippet}")
+    print("Open one with: llamadesk history show ID", file=sys.stderr)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    with open_store() as store:
+        ids = None if args.id is None else [store.get_conversation(args.id).id]
+        output = store.export_json(ids) if args.format == "json" else store.export_markdown(ids)
+    sys.stdout.write(output)
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    if args.file == "-":
+        text, source = sys.stdin.read(), "The input"
+    else:
+        path = Path(args.file).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"There is no file {path}. Check the name and try again.") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(
+                f"{path} could not be read ({exc}). Choose a JSON file made by history export."
+            ) from exc
+        source = str(path)
+    with open_store() as store:
+        result = store.import_json(text, source)
+    added = len(result.imported)
+    message = f"Imported {added} conversation{'s' if added != 1 else ''}"
+    if result.skipped:
+        message += f"; {result.skipped} already in the history and skipped"
+    print(message + ".")
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from app.bench.history import run_history_benchmark
+
+    if args.conversations < 1 or args.messages < args.conversations or args.runs < 1:
+        raise UserError("Give at least one conversation, at least one message per conversation, and one run.")
+    run_history_benchmark(
+        conversations=args.conversations,
+        messages=args.messages,
+        runs=args.runs,
+        progress=lambda line: print(line, file=sys.stderr),
+        out=sys.stdout,
+    )
+    return 0
+
+
+class SavedChat:
+    """Keeps a terminal chat in the history. The conversation is created with its first message, so a session
+    that never says anything leaves nothing behind."""
+
+    def __init__(self, *, mode: str, model: str, settings: Mapping[str, Any]) -> None:
+        self.store = open_store()
+        self.mode = mode
+        self.model = model
+        self.settings = dict(settings)
+        self.conversation_id: int | None = None
+
+    @contextlib.contextmanager
+    def turn(self, text: str) -> Iterator[ReplyRecorder]:
+        """Commit the user's message, then record the reply streamed inside the block."""
+        if self.conversation_id is None:
+            conversation = self.store.create_conversation(
+                mode=self.mode, model=self.model, settings=self.settings
+            )
+            self.conversation_id = conversation.id
+        self.store.add_message(self.conversation_id, "user", text)
+        with self.store.begin_reply(self.conversation_id) as recorder:
+            yield recorder

@@ -1,0 +1,291 @@
+"""Questions about attached documents: find the passages that answer them, and hand them to the model.
+
+Each attached document is cut into short passages that never cross a page or section, so every passage has one
+exact reference ("page 7"). The passages go into an SQLite FTS5 index and a question is matched against them
+with BM25 ranking: no embedding model to download or run, and good at the names and numbers people ask about.
+The best passages, as many as the token budget allows, become one pinned context message; the engine keeps a
+pinned message in the context when old turns are dropped, and the message tells the model to name the pages.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from app.core.documents.reader import Document
+from app.core.documents.summarize import chunk_document
+from app.core.llm.engine import ChatMessage
+
+# Passages of about this many tokens: long enough to hold a fact with its context, short enough that several
+# from different pages fit a small context.
+PASSAGE_TOKENS = 160
+# Most of the question words that carry no meaning; left out so they do not decide the ranking.
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "our",
+        "she",
+        "he",
+        "so",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "about",
+        "tell",
+        "say",
+        "said",
+        "please",
+        "document",
+        "text",
+        "page",
+        "pages",
+    ]
+)
+
+
+def approximate_tokens(text: str) -> int:
+    """About four characters per token: enough to size passages before any model is loaded."""
+    return max(1, len(text) // 4)
+
+
+@dataclass(frozen=True)
+class Passage:
+    document_name: str
+    document_hash: str
+    label: str  # "page 7", 'section "Results"'
+    page: int | None
+    position: int  # order within its document
+    text: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.document_name}, {self.label}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    passage: Passage
+    score: float  # BM25 relevance: higher is better
+
+
+@dataclass(frozen=True)
+class DocumentContext:
+    """The pinned message to send before the question, and what went into it."""
+
+    message: ChatMessage
+    hits: list[Hit]
+    tokens: int
+
+    @property
+    def references(self) -> list[str]:
+        """Where the excerpts come from, in reading order: ["report.pdf, page 7", ...]."""
+        return [hit.passage.reference for hit in self.hits]
+
+
+class DocumentIndex:
+    """Passages of the documents attached to one conversation, searchable by BM25.
+
+    An in-memory SQLite database: rebuilding it from the documents takes milliseconds, so there is nothing to
+    keep on disk. A lock serializes use, since the window may search from one thread and attach from another.
+    """
+
+    def __init__(self, count_tokens: Callable[[str], int] = approximate_tokens) -> None:
+        self._count_tokens = count_tokens
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        self._db.execute(
+            "CREATE VIRTUAL TABLE passages USING fts5("
+            "text, document_name UNINDEXED, document_hash UNINDEXED, label UNINDEXED, page UNINDEXED, "
+            "position UNINDEXED, tokenize = 'porter unicode61 remove_diacritics 2')"
+        )
+        self._documents: dict[str, Document] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @property
+    def documents(self) -> list[Document]:
+        return list(self._documents.values())
+
+    def add(self, document: Document) -> int:
+        """Index ``document`` (again, if it was already); returns how many passages it gave."""
+        chunks = chunk_document(document, self._count_tokens, PASSAGE_TOKENS, keep_sections_apart=True)
+        rows = [
+            (
+                chunk.text,
+                document.name,
+                document.content_hash,
+                chunk.label,
+                document.sections[chunk.first_section].page,
+                chunk.index,
+            )
+            for chunk in chunks
+        ]
+        with self._lock:
+            self._db.execute("DELETE FROM passages WHERE document_hash = ?", (document.content_hash,))
+            self._db.executemany(
+                "INSERT INTO passages (text, document_name, document_hash, label, page, position) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._db.commit()
+            self._documents[document.content_hash] = document
+        return len(rows)
+
+    def remove(self, document: Document) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM passages WHERE document_hash = ?", (document.content_hash,))
+            self._db.commit()
+            self._documents.pop(document.content_hash, None)
+
+    def search(self, question: str, limit: int = 8) -> list[Hit]:
+        """The passages that best match ``question``, best first; none when it has no searchable words."""
+        query = fts_query(question)
+        if not query:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT text, document_name, document_hash, label, page, position, bm25(passages) AS rank "
+                "FROM passages WHERE passages MATCH ? ORDER BY rank LIMIT ?",
+                (query, limit),
+            ).fetchall()
+        # SQLite's bm25() is negated so that smaller sorts first; flip it so a higher score means a better match.
+        return [
+            Hit(Passage(name, digest, label, page, int(position), text), -float(rank))
+            for text, name, digest, label, page, position, rank in rows
+        ]
+
+    def opening_passages(self, limit: int = 3) -> list[Hit]:
+        """The start of each document: the context for questions with no searchable words ("summarize this")."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT text, document_name, document_hash, label, page, position FROM passages "
+                "WHERE position < ? ORDER BY document_name, position",
+                (limit,),
+            ).fetchall()
+        return [
+            Hit(Passage(name, digest, label, page, int(pos), text), 0.0)
+            for text, name, digest, label, page, pos in rows
+        ]
+
+
+def fts_query(question: str) -> str:
+    """An FTS5 query matching any meaningful word of ``question``; each word quoted, so punctuation or FTS
+    operators typed by a person ("AND", "NEAR", a stray quote) can never make the query invalid."""
+    words: list[str] = []
+    for word in re.findall(r"\w+", question.lower()):
+        if len(word) > 1 and word not in _STOPWORDS and word not in words:
+            words.append(word)
+    return " OR ".join(f'"{word}"' for word in words)
+
+
+def build_context(
+    index: DocumentIndex,
+    question: str,
+    count_tokens: Callable[[str], int],
+    budget_tokens: int,
+    *,
+    candidates: int = 12,
+) -> DocumentContext:
+    """The pinned message with the passages most relevant to ``question`` that fit ``budget_tokens``.
+
+    Passages are chosen best first and skipped when they would overflow the budget, then written in reading
+    order, each under its reference, so the model (and the person) can see where each excerpt comes from.
+    """
+    hits = index.search(question, limit=candidates) or index.opening_passages()
+    header = (
+        "Excerpts from the attached documents, each under its source in square brackets. Answer from these "
+        "excerpts and name the page or section you used, like [page 3]."
+    )
+    used = count_tokens(header) + 8  # the chat template's wrapping of one message
+    chosen: list[Hit] = []
+    for hit in hits:
+        cost = count_tokens(_excerpt(hit)) + 2
+        if used + cost <= budget_tokens:
+            chosen.append(hit)
+            used += cost
+    chosen.sort(key=lambda h: (h.passage.document_name, h.passage.position))
+    content = "\n\n".join([header, *(_excerpt(hit) for hit in chosen)])
+    message: ChatMessage = {"role": "system", "content": content, "pinned": True}
+    return DocumentContext(message=message, hits=chosen, tokens=count_tokens(content))
+
+
+def _excerpt(hit: Hit) -> str:
+    return f"[{hit.passage.reference}]\n{hit.passage.text}"
+
+
+def context_budget(context_size: int, reply_tokens: int) -> int:
+    """Half of what the reply leaves free: the other half stays for the conversation itself."""
+    return max(64, (context_size - reply_tokens) // 2)
+
+
+def index_documents(
+    documents: Iterable[Document], count_tokens: Callable[[str], int] = approximate_tokens
+) -> DocumentIndex:
+    index = DocumentIndex(count_tokens)
+    for document in documents:
+        index.add(document)
+    return index

@@ -1,0 +1,100 @@
+"""Questions about an attached document: BM25 finds the right page, and the real model answers from it."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.core.documents.reader import Document, read_document
+from app.core.documents.retrieval import (
+    DocumentIndex,
+    approximate_tokens,
+    build_context,
+    context_budget,
+    fts_query,
+    index_documents,
+)
+from app.core.llm.engine import ChatMessage, Engine
+from app.core.modes import SamplingOptions
+from tests.fixtures.documents import (
+    FACT_ANSWER_WORDS,
+    FACT_PAGE,
+    FACT_QUESTION,
+    build_pdf,
+    travelogue_pages,
+)
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory: pytest.TempPathFactory) -> Document:
+    path = build_pdf(tmp_path_factory.mktemp("qa") / "travelogue.pdf", travelogue_pages(24))
+    return read_document(path)
+
+
+def test_the_page_with_the_fact_ranks_first(document: Document) -> None:
+    index = index_documents([document])
+    hits = index.search(FACT_QUESTION)
+    assert hits, "the question found nothing"
+    assert hits[0].passage.page == FACT_PAGE
+    assert hits[0].passage.label == f"page {FACT_PAGE}"
+    assert "Oswin Tarrant" in hits[0].passage.text
+    assert hits[0].score >= hits[-1].score
+
+
+def test_every_passage_belongs_to_exactly_one_page(document: Document) -> None:
+    index = DocumentIndex()
+    count = index.add(document)
+    assert count > len(document.sections)  # pages were cut into passages
+    hits = index.search("market church river road", limit=200)
+    assert {hit.passage.label for hit in hits} <= {s.label for s in document.sections}
+    for hit in hits:
+        page_words = " ".join(document.sections[hit.passage.page - 1].text.split())
+        assert " ".join(hit.passage.text.split()) in page_words
+
+
+def test_any_typed_question_is_a_valid_query(document: Document) -> None:
+    index = index_documents([document])
+    for question in ['"unbalanced', "NEAR(keeper AND", "what's -the- lighthouse*?", "", "the of and"]:
+        index.search(question)  # must not raise
+    assert fts_query("Who was the KEEPER of the keeper's lamp?") == '"keeper" OR "lamp"'
+
+
+def test_context_fits_its_budget_and_names_its_pages(document: Document) -> None:
+    index = index_documents([document])
+    context = build_context(index, FACT_QUESTION, approximate_tokens, budget_tokens=300)
+    assert context.tokens <= 300
+    assert context.message["pinned"] is True
+    assert f"[travelogue.pdf, page {FACT_PAGE}]" in context.message["content"]
+    assert f"travelogue.pdf, page {FACT_PAGE}" in context.references
+    tight = build_context(index, "market river church road", approximate_tokens, budget_tokens=300)
+    roomy = build_context(index, "market river church road", approximate_tokens, budget_tokens=2000)
+    assert tight.tokens <= 300 < roomy.tokens <= 2000
+    assert len(roomy.hits) > len(tight.hits)
+    positions = [(h.passage.document_name, h.passage.position) for h in roomy.hits]
+    assert positions == sorted(positions)  # written in reading order
+
+
+def test_removed_document_is_no_longer_found(document: Document) -> None:
+    index = index_documents([document])
+    index.remove(document)
+    assert index.search(FACT_QUESTION) == []
+    assert index.documents == []
+
+
+def test_the_model_answers_from_the_cited_page(document: Document, engine: Engine) -> None:
+    n_ctx = engine.llama.n_ctx()
+    reply_tokens = 48
+    index = DocumentIndex(engine.count_tokens)
+    index.add(document)
+    context = build_context(index, FACT_QUESTION, engine.count_tokens, context_budget(n_ctx, reply_tokens))
+    assert context.hits[0].passage.page == FACT_PAGE or any(h.passage.page == FACT_PAGE for h in context.hits)
+    assert f"page {FACT_PAGE}]" in context.message["content"]
+
+    messages: list[ChatMessage] = [
+        {"role": "system", "content": "You answer questions about documents."},
+        context.message,
+        {"role": "user", "content": FACT_QUESTION},
+    ]
+    reply = engine.chat(messages, SamplingOptions(temperature=0.0, max_tokens=reply_tokens))
+    answer = reply.collect()
+    assert reply.stats.prompt_tokens + reply.stats.generated_tokens <= n_ctx
+    assert any(word in answer for word in FACT_ANSWER_WORDS), answer
