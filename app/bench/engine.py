@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from app.core.llm.engine import ChatMessage, Engine
+from app.core.llm.context import ChatMessage
+from app.core.llm.engine import Engine
 from app.core.modes import SamplingOptions
 
 GENERATION_TOKENS = 200

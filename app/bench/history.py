@@ -1,4 +1,5 @@
-"""How fast the history stays when it is large: list and search timings on a generated history.
+"""``llamadesk history bench``: how fast the history stays when it is large: list and search timings on a
+generated history.
 
 The history is generated (deterministically) into a temporary folder in the cache directory and deleted
 afterwards, so the real history is never touched. Word frequencies follow Zipf's law, as in real text, so the
@@ -21,7 +22,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from app.core.history.store import EXPORT_FORMAT, EXPORT_VERSION, MATCH_WINDOW, HistoryStore
+from app.core.history.export import EXPORT_FORMAT, EXPORT_VERSION
+from app.core.history.search import MATCH_WINDOW
+from app.core.history.store import HistoryStore
 from app.core.paths import app_paths
 from app.core.units import human_bytes
 

@@ -19,8 +19,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from app.core.documents.reader import Document, Section, make_document, read_document
-from app.core.documents.summarize import Chunk, Summarizer, SummaryStyle
+from app.core.documents.chunking import Chunk
+from app.core.documents.document import Document, Section, make_document
+from app.core.documents.reader import read_document
+from app.core.documents.summarize import Summarizer
+from app.core.documents.summary_types import SummaryStyle
 from app.core.llm.engine import Engine
 
 TARGET_RATIO = 0.85

@@ -8,15 +8,12 @@ person go to stderr.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from app.core.errors import UserError
-from app.core.history.store import HistoryStore, ReplyRecorder
+from app.core.history.store import HistoryStore
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -165,27 +162,3 @@ def run_bench(args: argparse.Namespace) -> int:
         out=sys.stdout,
     )
     return 0
-
-
-class SavedChat:
-    """Keeps a terminal chat in the history. The conversation is created with its first message, so a session
-    that never says anything leaves nothing behind."""
-
-    def __init__(self, *, mode: str, model: str, settings: Mapping[str, Any]) -> None:
-        self.store = open_store()
-        self.mode = mode
-        self.model = model
-        self.settings = dict(settings)
-        self.conversation_id: int | None = None
-
-    @contextlib.contextmanager
-    def turn(self, text: str) -> Iterator[ReplyRecorder]:
-        """Commit the user's message, then record the reply streamed inside the block."""
-        if self.conversation_id is None:
-            conversation = self.store.create_conversation(
-                mode=self.mode, model=self.model, settings=self.settings
-            )
-            self.conversation_id = conversation.id
-        self.store.add_message(self.conversation_id, "user", text)
-        with self.store.begin_reply(self.conversation_id) as recorder:
-            yield recorder

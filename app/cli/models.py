@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
-from types import FrameType
 from typing import Any
 
+from app.cli.common import stop_on_interrupt
 from app.core import settings as settings_store
 from app.core.errors import Cancelled, UserError
 from app.core.units import human_bytes
@@ -102,9 +101,11 @@ def _context_size(args: argparse.Namespace) -> int:
 
 
 def _menu(args: argparse.Namespace) -> tuple[Any, list[Any], str]:
-    from app.core.models.catalog import build_menu, load_catalog, load_listings
+    from app.core.models.catalog import load_catalog
     from app.core.models.fit import measured_speeds
     from app.core.models.hardware import probe_hardware
+    from app.core.models.hub import load_listings
+    from app.core.models.menu import build_menu
 
     entries = load_catalog()
     hardware = probe_hardware()
@@ -116,19 +117,7 @@ def _menu(args: argparse.Namespace) -> tuple[Any, list[Any], str]:
 
 
 def _hardware_line(hardware: Any, context_size: int) -> str:
-    parts = []
-    if hardware.available_ram is not None and hardware.total_ram is not None:
-        parts.append(
-            f"{human_bytes(hardware.available_ram)} of {human_bytes(hardware.total_ram)} memory available"
-        )
-    if hardware.memory_bandwidth:
-        parts.append(f"{hardware.memory_bandwidth / 1e9:.1f} GB/s memory bandwidth")
-    if hardware.gpu_offload and hardware.gpus:
-        parts.append("GPU: " + ", ".join(gpu.name for gpu in hardware.gpus))
-    elif not hardware.gpu_offload:
-        parts.append("CPU only")
-    parts.append(f"planning for a context of {context_size} tokens")
-    return "This computer: " + "; ".join(parts) + "."
+    return f"{hardware.summary()}; planning for a context of {context_size} tokens."
 
 
 def _print_table(rows: list[list[str]]) -> None:
@@ -266,7 +255,8 @@ class _ProgressPrinter:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from app.core.models.downloads import STATE_PAUSED, Downloader
+    from app.core.models.downloads.downloader import Downloader
+    from app.core.models.downloads.queue import STATE_PAUSED
 
     repo, quant = parse_target(args.target)
     quant = args.quant or quant
@@ -285,13 +275,11 @@ def run_download(args: argparse.Namespace) -> int:
     else:
         print(f"Downloading {job.name} ({files}, {human_bytes(job.total_size)}).", file=sys.stderr)
 
-    def on_interrupt(_signum: int, _frame: FrameType | None) -> None:
-        downloader.pause(job.job_id)
-
     printer = _ProgressPrinter()
-    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        result = downloader.download(job.job_id, printer)
+        # The first Ctrl+C pauses: the partial is kept and the same command resumes it.
+        with stop_on_interrupt(lambda: downloader.pause(job.job_id)):
+            result = downloader.download(job.job_id, printer)
     except Cancelled:
         printer.finish()
         current = downloader.queue.get(job.job_id)
@@ -301,8 +289,6 @@ def run_download(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
     printer.finish()
     rate = result.bytes_transferred / result.seconds if result.seconds > 0 else 0.0
     print(
@@ -315,7 +301,8 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_resume(_args: argparse.Namespace) -> int:
-    from app.core.models.downloads import STATE_DONE, Downloader
+    from app.core.models.downloads.downloader import Downloader
+    from app.core.models.downloads.queue import STATE_DONE
 
     downloader = Downloader()
     jobs = [job for job in downloader.queue.jobs() if job.state != STATE_DONE]
@@ -333,22 +320,21 @@ def run_resume(_args: argparse.Namespace) -> int:
             failures.append(message)
             print(message, file=sys.stderr)
 
-    def on_interrupt(_signum: int, _frame: FrameType | None) -> None:
+    def pause_all() -> None:
         for job in jobs:
             downloader.pause(job.job_id)
 
     printer = _ProgressPrinter()
-    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        downloader.run_queue(printer, finished)
+        with stop_on_interrupt(pause_all):
+            downloader.run_queue(printer, finished)
     finally:
-        signal.signal(signal.SIGINT, previous)
         printer.finish()
     return 1 if failures else 0
 
 
 def run_queue(args: argparse.Namespace) -> int:
-    from app.core.models.downloads import DownloadQueue
+    from app.core.models.downloads.queue import DownloadQueue
 
     jobs = DownloadQueue().jobs()
     if args.json:
@@ -373,7 +359,7 @@ def run_queue(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from app.core.models.catalog import search_hub
+    from app.core.models.hub import search_hub
 
     found = search_hub(args.text, limit=args.limit)
     if not found:
@@ -387,7 +373,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_installed(args: argparse.Namespace) -> int:
-    from app.core.models.downloads import installed_models
+    from app.core.models.inventory import installed_models
 
     models = installed_models(settings_store.load().settings.imported_models)
     if args.json:
@@ -418,7 +404,7 @@ def run_installed(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from app.core.models.downloads import find_installed, installed_models, remove_installed
+    from app.core.models.inventory import find_installed, installed_models, remove_installed
 
     models = installed_models(settings_store.load().settings.imported_models)
     model = find_installed(args.model_id, models)

@@ -1,20 +1,25 @@
 """``llamadesk summarize FILE...``: the summary on stdout, progress on stderr, one sentence and exit 1 on a bad file.
 
 ``--bench`` instead measures the whole summarization pipeline against raw prompt evaluation of the same text
-(see app/core/summarize_bench.py).
+(see app/bench/summaries.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from typing import TextIO
 
 from app import APP_NAME
-from app.cli import add_model_arguments, load_engine, stop_on_interrupt
-from app.core.documents.reader import Document, DocumentError, describe, read_document
-from app.core.documents.summarize import STYLES, Summarizer, SummaryProgress, SummarySettings
+from app.cli.common import add_model_arguments, loaded_model, stop_on_interrupt
+from app.core.documents.document import Document, DocumentError, describe
+from app.core.documents.reader import read_document
+from app.core.documents.summarize import Summarizer
+from app.core.documents.summary_types import STYLES, SummaryProgress, SummaryResult, SummarySettings
 from app.core.errors import UserError
+from app.core.llm.engine import Engine
+from app.core.llm.service import Job
 from app.core.units import human_duration
 
 
@@ -99,23 +104,15 @@ def run_summarize(args: argparse.Namespace) -> int:
     if not documents:
         return 1
 
-    engine = load_engine(args)
-    summarizer = Summarizer(engine, settings=SummarySettings(), use_cache=not args.no_cache)
     out = sys.stdout
     stopped = False
-    with stop_on_interrupt(summarizer.cancel):
+    with loaded_model(args) as (client, _info):
         for number, document in enumerate(documents):
             if len(documents) > 1:
                 out.write(("\n" if number else "") + f"== {document.name} ==\n")
-            print(describe(document, engine.count_tokens), file=sys.stderr)
-
-            def write(piece: str) -> None:
-                out.write(piece)
-                out.flush()
-
-            result = summarizer.summarize(
-                document, args.style, on_progress=ProgressLine(sys.stderr, document.name), on_text=write
-            )
+            job = client.start_job(_summary_job(document, args, out))
+            with stop_on_interrupt(job.cancel):
+                result = job.result()
             out.write("\n")
             out.flush()
             if result.cancelled:
@@ -136,21 +133,44 @@ def run_summarize(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _summary_job(document: Document, args: argparse.Namespace, out: TextIO) -> Job[SummaryResult]:
+    """The summary of one document, as a job for the engine thread; its text streams to ``out``."""
+
+    def write(piece: str) -> None:
+        out.write(piece)
+        out.flush()
+
+    def run(engine: Engine, cancel: threading.Event) -> SummaryResult:
+        print(describe(document, engine.count_tokens), file=sys.stderr)
+        summarizer = Summarizer(engine, settings=SummarySettings(), use_cache=not args.no_cache)
+        return summarizer.summarize(
+            document,
+            args.style,
+            on_progress=ProgressLine(sys.stderr, document.name),
+            on_text=write,
+            cancel=cancel,
+        )
+
+    return run
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     from app.bench.summaries import run_summarize_bench, timed_read
 
     # Read before loading the model: a bad file costs a sentence, not a model load.
     document, extraction_seconds = timed_read(args.files[0])
     print(f"Read {describe(document)} in {extraction_seconds:.2f} s.", file=sys.stderr)
-    engine = load_engine(args)
-    result = run_summarize_bench(
-        document,
-        extraction_seconds,
-        engine,
-        token_limit=args.bench_tokens or None,
-        style=args.style,
-        rounds=max(1, args.bench_rounds),
-        progress=lambda line: print(line, file=sys.stderr),
-    )
+    with loaded_model(args) as (client, _info):
+        result = client.start_job(
+            lambda engine, _cancel: run_summarize_bench(
+                document,
+                extraction_seconds,
+                engine,
+                token_limit=args.bench_tokens or None,
+                style=args.style,
+                rounds=max(1, args.bench_rounds),
+                progress=lambda line: print(line, file=sys.stderr),
+            )
+        ).result()
     print(result.report())
     return 0

@@ -16,12 +16,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.documents.reader import Document
-from app.core.documents.summarize import SummaryProgress, SummaryResult
+from app.core.documents.document import Document
+from app.core.documents.summary_types import (
+    STYLE_LABELS,
+    SummaryProgress,
+    SummaryResult,
+    SummaryStage,
+    SummaryStyle,
+    summary_style,
+)
 from app.core.units import human_bytes, human_duration
 
-STYLE_LABELS = {"brief": "Brief", "detailed": "Detailed", "points": "Key points"}
-STAGE_LABELS = {
+STAGE_LABELS: dict[SummaryStage, str] = {
     "sections": "Reading",
     "combining": "Combining",
     "final": "Writing the summary",
@@ -68,9 +74,7 @@ class DocumentCard(QFrame):
         header.addWidget(self.style_box)
         self.summarize_button = QPushButton("Summarize")
         self.summarize_button.setAccessibleName(f"Summarize {document.name}")
-        self.summarize_button.clicked.connect(
-            lambda: self.summarize_requested.emit(str(self.style_box.currentData()))
-        )
+        self.summarize_button.clicked.connect(lambda: self.summarize_requested.emit(self.chosen_style()))
         header.addWidget(self.summarize_button)
         layout.addLayout(header)
 
@@ -88,8 +92,9 @@ class DocumentCard(QFrame):
         layout.addLayout(progress_row)
         self.set_idle("Attached. Ask questions about it, or summarize it.")
 
-    def style(self) -> str:  # type: ignore[override]
-        return str(self.style_box.currentData())
+    def chosen_style(self) -> SummaryStyle:
+        """The summary style picked in the card's menu."""
+        return summary_style(str(self.style_box.currentData()))
 
     def set_idle(self, text: str) -> None:
         self.progress.hide()
@@ -108,9 +113,7 @@ class DocumentCard(QFrame):
 
     def set_progress(self, progress: SummaryProgress) -> None:
         self.progress.setValue(int(progress.fraction * 100))
-        text = (
-            f"{STAGE_LABELS.get(progress.stage, progress.stage)}: {progress.done} of {progress.total} parts"
-        )
+        text = f"{STAGE_LABELS[progress.stage]}: {progress.done} of {progress.total} parts"
         if progress.eta_seconds is not None and progress.stage != "done":
             text += f", about {human_duration(progress.eta_seconds)} left"
         if progress.cache_hits:
@@ -127,7 +130,7 @@ class DocumentCard(QFrame):
         else:
             self.progress.setValue(100)
             self.set_idle(
-                f"{STYLE_LABELS.get(result.style, result.style)} summary of {result.chunk_count} parts "
+                f"{STYLE_LABELS[result.style]} summary of {result.chunk_count} parts "
                 f"in {human_duration(result.seconds)}"
                 + (f", {result.cache_hits} reused from earlier runs" if result.cache_hits else "")
                 + "."

@@ -1,9 +1,10 @@
 """The model manager: which models run here and how fast, downloads with progress, and the installed models.
 
-Widgets only: the menu comes from ``app.core.models.catalog``, fit and speed from ``app.core.models.fit``, the machine from
-``app.core.models.hardware`` and every transfer from ``app.core.models.downloads``. Short jobs (probe, Hub file lists,
-search, planning a download) run on Qt's pool through ``run_in_pool``; each download runs on its own Python
-thread, because it can take hours and must not hold one of the pool's few threads. Progress is relayed to
+Widgets only: the menu comes from ``app.core.models.menu``, fit and speed from ``app.core.models.fit``, the
+machine from ``app.core.models.hardware``, the Hub from ``app.core.models.hub``, every transfer from
+``app.core.models.downloads`` and the installed models from ``app.core.models.inventory``. Short jobs (probe,
+Hub file lists, search, planning a download) run on Qt's pool through ``run_in_pool``; each download runs on
+its own Python thread, because it can take hours and must not hold one of the pool's few threads. Progress is relayed to
 the GUI thread by queued signals; pause and cancel call the downloader directly (both are thread-safe).
 """
 
@@ -37,36 +38,24 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.errors import Cancelled, UserError
-from app.core.models.catalog import (
-    CatalogEntry,
-    HubModel,
-    MenuOption,
-    MenuRow,
-    RepoListing,
-    build_menu,
-    fetch_listing,
-    load_catalog,
-    load_listings,
-    search_hub,
-)
-from app.core.models.downloads import (
+from app.core.models.catalog import CatalogEntry, load_catalog
+from app.core.models.downloads.downloader import Downloader, DownloadResult
+from app.core.models.downloads.progress import DownloadProgress
+from app.core.models.downloads.queue import (
     STATE_DONE,
     STATE_DOWNLOADING,
     STATE_FAILED,
     STATE_PAUSED,
-    Downloader,
     DownloadJob,
-    DownloadProgress,
     DownloadQueue,
-    DownloadResult,
-    InstalledModel,
-    installed_models,
-    remove_installed,
 )
 from app.core.models.fit import FitLabel, measured_speeds
 from app.core.models.hardware import HardwareInfo, probe_hardware
+from app.core.models.hub import HubModel, RepoListing, fetch_listing, load_listings, search_hub
+from app.core.models.inventory import InstalledModel, installed_models, remove_installed
+from app.core.models.menu import MenuOption, MenuRow, build_menu
 from app.core.units import human_bytes
-from app.ui.workers import run_in_pool
+from app.ui.background import run_in_pool
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +367,7 @@ class ModelManagerDialog(QDialog):
         hardware = self._hardware
         if hardware is None:
             return
-        self.hardware_label.setText(self._hardware_summary(hardware))
+        self.hardware_label.setText(hardware.summary())
         self.hardware_label.setToolTip("\n".join(hardware.summary_lines()))
         self._rows = build_menu(
             hardware,
@@ -420,23 +409,6 @@ class ModelManagerDialog(QDialog):
             self._show_option(index)
         table.resizeColumnsToContents()
         table.horizontalHeader().setSectionResizeMode(COLUMN_MODEL, QHeaderView.ResizeMode.Stretch)
-
-    @staticmethod
-    def _hardware_summary(hardware: HardwareInfo) -> str:
-        parts = []
-        if hardware.available_ram is not None and hardware.total_ram is not None:
-            parts.append(
-                f"{human_bytes(hardware.available_ram)} of {human_bytes(hardware.total_ram)} memory free"
-            )
-        if hardware.physical_cores:
-            parts.append(f"{hardware.physical_cores} cores")
-        if hardware.memory_bandwidth:
-            parts.append(f"{hardware.memory_bandwidth / 1e9:.0f} GB/s")
-        gpus = [gpu.name for gpu in hardware.gpus]
-        parts.append(("GPU: " + ", ".join(gpus)) if gpus and hardware.gpu_offload else "CPU only")
-        if hardware.disk_free is not None:
-            parts.append(f"{human_bytes(hardware.disk_free)} disk free")
-        return "This computer: " + ", ".join(parts)
 
     def selected_option(self, row_index: int) -> MenuOption | None:
         combo = self.catalog_table.cellWidget(row_index, COLUMN_QUANT)

@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.llm.engine import gpu_offload_supported, physical_cores
+from app.core.llm.bindings import gpu_offload_supported
+from app.core.llm.engine import physical_cores
 from app.core.modes import Mode, preset_for
 from app.core.settings import THEMES, Settings
 

@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
-from app.ui.markdown_render import DARK, LIGHT, Palette
+from app.ui.transcript.markdown_render import DARK, LIGHT, Palette
 
 _STYLE = """
 QFrame#userMessage { background: %(user)s; border: none; border-radius: 8px; }

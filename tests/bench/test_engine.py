@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core import bench
+from app.bench import engine as bench
 from app.core.llm.engine import Engine
 
 

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.documents import build_pdf, build_scanned_pdf, travelogue_pages
-
-
-def summarize(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", "summarize", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-    )
+from tests.helpers.cli import run
 
 
 @pytest.mark.parametrize(
@@ -39,7 +27,7 @@ def test_bad_input_exits_1_with_its_sentence_before_any_model_loads(
     if content is not None:
         path.write_bytes(content)
     # A model path that does not exist: the file must be refused before the model is even looked at.
-    result = summarize(str(path), "--model", str(tmp_path / "no-model.gguf"), timeout=60)
+    result = run("summarize", str(path), "--model", str(tmp_path / "no-model.gguf"), timeout=60)
     assert result.returncode == 1
     assert sentence in result.stderr
     assert "Traceback" not in result.stderr
@@ -48,7 +36,7 @@ def test_bad_input_exits_1_with_its_sentence_before_any_model_loads(
 
 def test_scanned_pdf_gets_the_scanned_sentence(tmp_path: Path) -> None:
     path = build_scanned_pdf(tmp_path / "scan.pdf")
-    result = summarize(str(path), "--model", str(tmp_path / "no-model.gguf"), timeout=60)
+    result = run("summarize", str(path), "--model", str(tmp_path / "no-model.gguf"), timeout=60)
     assert result.returncode == 1
     assert "this PDF has no text to read; it is probably scanned images" in result.stderr
 
@@ -62,8 +50,17 @@ def test_key_points_on_stdout_progress_on_stderr(model_path: Path, tmp_path: Pat
     )
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")
-    result = summarize(
-        str(notes), str(empty), "--model", str(model_path), "--ctx", "1024", "--style", "points"
+    result = run(
+        "summarize",
+        str(notes),
+        str(empty),
+        "--model",
+        str(model_path),
+        "--ctx",
+        "1024",
+        "--style",
+        "points",
+        timeout=600,
     )
     # The good file is summarized; the bad one still makes the exit status 1.
     assert result.returncode == 1, result.stderr
@@ -76,8 +73,17 @@ def test_key_points_on_stdout_progress_on_stderr(model_path: Path, tmp_path: Pat
 
 def test_bench_prints_pipeline_and_raw_figures(model_path: Path, tmp_path: Path) -> None:
     path = build_pdf(tmp_path / "two-pages.pdf", travelogue_pages(2))
-    result = summarize(
-        "--bench", str(path), "--model", str(model_path), "--ctx", "512", "--bench-tokens", "0"
+    result = run(
+        "summarize",
+        "--bench",
+        str(path),
+        "--model",
+        str(model_path),
+        "--ctx",
+        "512",
+        "--bench-tokens",
+        "0",
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "Extraction:" in result.stdout

@@ -62,11 +62,16 @@ def test_staged_desktop_files_validate(icons: dict[int, Path], tmp_path: Path) -
     metainfo = tmp_path / "share" / "metainfo" / f"{app_id}.metainfo.xml"
 
     validator = shutil.which("desktop-file-validate")
-    assert validator, "desktop-file-validate is missing: install the Debian package desktop-file-utils"
+    assert validator, (
+        "desktop-file-validate is missing: install the Debian package desktop-file-utils"
+        " (`bash tests/system-packages.sh` does)"
+    )
     result = subprocess.run([validator, str(desktop_file)], capture_output=True, text=True)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
     validator = shutil.which("appstreamcli")
-    assert validator, "appstreamcli is missing: install the Debian package appstream"
+    assert validator, (
+        "appstreamcli is missing: install the Debian package appstream (`bash tests/system-packages.sh` does)"
+    )
     result = subprocess.run(
         [validator, "validate", "--no-net", str(metainfo)], capture_output=True, text=True
     )

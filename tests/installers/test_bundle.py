@@ -179,7 +179,7 @@ def test_self_test_offscreen_writes_nothing_inside_the_bundle(
 def test_window_on_a_real_x_server(built: Built, model_path: Path, tmp_path: Path) -> None:
     """Qt's xcb plugin, the one a Linux desktop uses, loads from the bundle with its X libraries."""
     xvfb = shutil.which("Xvfb")
-    assert xvfb, "Xvfb is missing: install the Debian package xvfb (.ci/run does)"
+    assert xvfb, "Xvfb is missing: install the Debian package xvfb (`bash tests/system-packages.sh` does)"
     # -displayfd: the server picks a free display and writes its number once it accepts connections.
     server = subprocess.Popen(
         [xvfb, "-displayfd", "1", "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
@@ -257,7 +257,8 @@ def _png_size(path: Path) -> tuple[int, int]:
 def _validator(name: str) -> str:
     path = shutil.which(name)
     assert path, (
-        f"{name} is missing: install the Debian packages desktop-file-utils and appstream (.ci/run does)"
+        f"{name} is missing: install the Debian packages desktop-file-utils and appstream"
+        " (`bash tests/system-packages.sh` does)"
     )
     return path
 

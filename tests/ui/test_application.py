@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pytestqt.qtbot import QtBot
 
-import app.core.llm.engine as engine_module
+import app.core.llm.bindings as bindings_module
 from app.ui.application import configure_logging, open_main_window
 from app.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """run_gui logs to a file in the test's home; later tests must not keep writing there."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
 
 
 def test_window_opens_when_the_bindings_cannot_be_imported(
@@ -36,7 +21,7 @@ def test_window_opens_when_the_bindings_cannot_be_imported(
     def broken_build() -> None:  # stands in for a llama.cpp wheel whose shared library is missing
         raise OSError("libllama.so: cannot open shared object file")
 
-    monkeypatch.setattr(engine_module, "import_backend", broken_build)
+    monkeypatch.setattr(bindings_module, "import_backend", broken_build)
     configure_logging()
     window = open_main_window(argparse.Namespace(model=None, no_model=True))
     qtbot.addWidget(window)

@@ -11,32 +11,18 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from app.bench.gui import run_gui_benchmark
 from app.core.history.store import HistoryStore
 from app.core.modes import PRESETS, Mode
 from app.core.settings import Settings
 from app.ui.main_window import MainWindow
-from app.ui.workers import EngineClient
+from tests.helpers.window import open_window
 
 pytestmark = pytest.mark.gui
 
 
-def make_window(qtbot: QtBot, model_path: Path, **settings_changes: object) -> MainWindow:
-    # Greedy sampling in every mode, so the small model's answers are repeatable.
-    greedy = {mode.value: {"temperature": 0.0} for mode in Mode}
-    settings = Settings(
-        context_size=2048, last_model=str(model_path), mode_overrides=greedy, **settings_changes
-    )  # type: ignore[arg-type]
-    window = MainWindow(settings=settings, store=HistoryStore(), client=EngineClient())
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.client.model is not None, timeout=30_000)
-    return window
-
-
 @pytest.fixture
 def window(qtbot: QtBot, model_path: Path) -> Iterator[MainWindow]:
-    win = make_window(qtbot, model_path)
+    win = open_window(qtbot, model_path)
     yield win
     win.close()
 
@@ -64,8 +50,8 @@ def test_send_streams_the_reply_token_by_token(qtbot: QtBot, window: MainWindow)
     assert len(pieces) >= 3
     assert window.chat_view.render_count >= 1
     assert window.send_button.text() == "Send"
-    assert "tokens/s" in window.speed_label.text()
-    assert window.context_meter.value() > 0
+    assert "tokens/s" in window.conversation.speed_label.text()
+    assert window.conversation.context_meter.value() > 0
     # Both messages are in the history store, the reply complete.
     assert window.conversation_id is not None
     stored = window.store.messages(window.conversation_id)
@@ -131,7 +117,7 @@ def test_switching_mode_changes_prompt_and_sampling(qtbot: QtBot, window: MainWi
     wait_reply(qtbot, window)
     assert window.conversation_id is not None
     assert window.store.get_conversation(window.conversation_id).mode == "code"
-    assert window._engine_messages()[0]["content"] == PRESETS[Mode.CODE].system_prompt
+    assert window.engine_messages()[0]["content"] == PRESETS[Mode.CODE].system_prompt
 
 
 def test_bad_gguf_gives_a_sentence_and_the_window_lives(
@@ -198,14 +184,14 @@ def test_markdown_and_code_are_rendered(qtbot: QtBot, window: MainWindow) -> Non
 
 
 def test_conversations_persist_and_reopen(qtbot: QtBot, model_path: Path) -> None:
-    first = make_window(qtbot, model_path)
+    first = open_window(qtbot, model_path)
     send(qtbot, first, "My name is Ada. What is the capital of France?")
     wait_reply(qtbot, first)
     conversation_id = first.conversation_id
     first.close()
 
-    second = make_window(qtbot, model_path)
-    items = [second.conversation_list.item(i) for i in range(second.conversation_list.count())]
+    second = open_window(qtbot, model_path)
+    items = [second.sidebar.list.item(i) for i in range(second.sidebar.list.count())]
     ids = [i.data(Qt.ItemDataRole.UserRole) for i in items]
     assert conversation_id in ids
     assert items[0].text() == "Today"
@@ -213,7 +199,7 @@ def test_conversations_persist_and_reopen(qtbot: QtBot, model_path: Path) -> Non
     assert [m.role for m in second.chat_view.messages] == ["user", "assistant"]
     send(qtbot, second, "What is my name?")
     wait_reply(qtbot, second)
-    engine_messages = second._engine_messages()
+    engine_messages = second.engine_messages()
     assert any("Ada" in m["content"] for m in engine_messages)
     second.close()
 
@@ -225,14 +211,14 @@ def test_search_filters_the_conversation_list(qtbot: QtBot, window: MainWindow) 
     send(qtbot, window, "Tell me about giraffes.")
     wait_reply(qtbot, window)
     qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
-    assert window.search_box.hasFocus()
-    qtbot.keyClicks(window.search_box, "zebras")
+    assert window.sidebar.search_box.hasFocus()
+    qtbot.keyClicks(window.sidebar.search_box, "zebras")
     qtbot.waitUntil(
         lambda: (
             [
-                window.conversation_list.item(i).text()
-                for i in range(window.conversation_list.count())
-                if window.conversation_list.item(i).data(Qt.ItemDataRole.UserRole) is not None
+                window.sidebar.list.item(i).text()
+                for i in range(window.sidebar.list.count())
+                if window.sidebar.list.item(i).data(Qt.ItemDataRole.UserRole) is not None
             ]
             == ["Tell me about zebras."]
         ),
@@ -240,20 +226,9 @@ def test_search_filters_the_conversation_list(qtbot: QtBot, window: MainWindow) 
     )
 
 
-def test_gui_thread_never_waits_while_loading_and_generating(model_path: Path, llamadesk_home: Path) -> None:
-    """The window benchmark itself: a 10 ms timer on the GUI thread, the real model loading and answering."""
-    result = run_gui_benchmark(model_path)
-    print(result.report())
-    assert result.ticks > 10 and result.reply_tokens > 0
-    assert result.worst_gap_ms < 250, f"the GUI thread was blocked for {result.worst_gap_ms:.0f} ms"
-    assert not llamadesk_home.exists(), "the benchmark must run in a throwaway home"
-
-
 def test_no_model_opens_the_window_without_loading(qtbot: QtBot, model_path: Path) -> None:
     settings = Settings(context_size=2048, last_model=str(model_path))
-    window = MainWindow(
-        settings=settings, store=HistoryStore(), client=EngineClient(), open_default_model=False
-    )
+    window = MainWindow(settings=settings, store=HistoryStore(), open_default_model=False)
     qtbot.addWidget(window)
     window.show()
     assert not window.client.is_loading and window.client.model is None

@@ -12,11 +12,12 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
 from pytestqt.qtbot import QtBot
 
 from app.core.models.catalog import load_catalog
-from app.core.models.downloads import STATE_PAUSED, DownloadQueue
+from app.core.models.downloads.queue import STATE_PAUSED, DownloadQueue
 from app.core.models.hardware import HardwareInfo
 from app.core.paths import app_paths
 from app.ui.model_manager import COLUMN_FIT, COLUMN_SIZE, COLUMN_SPEED, ModelManagerDialog
 from tests.fixtures.fake_hub import FakeHub, use_fake_hub_only
+from tests.helpers.hardware import laptop
 
 pytestmark = pytest.mark.gui
 
@@ -27,23 +28,6 @@ SMOL = "bartowski/SmolLM2-135M-Instruct-GGUF"
 Q4 = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
 Q4_DATA = random.Random(1).randbytes(2 * 1024 * 1024)
 Q8_DATA = random.Random(2).randbytes(3 * 1024 * 1024)
-
-
-def laptop(available: int = 12 * GB, total: int = 16 * GB) -> HardwareInfo:
-    return HardwareInfo(
-        system="Linux",
-        machine="x86_64",
-        cpu_name="test CPU",
-        total_ram=total,
-        available_ram=available,
-        physical_cores=8,
-        logical_cores=16,
-        cpu_features=("AVX2",),
-        gpus=(),
-        gpu_offload=False,
-        disk_free=500 * GB,
-        memory_bandwidth=40e9,
-    )
 
 
 @pytest.fixture
@@ -80,6 +64,7 @@ def test_menu_shows_fit_speed_size_and_the_recommended_quantization(dialog: Mode
     table = dialog.catalog_table
     assert table.rowCount() == len(load_catalog()) >= 12
     assert "12.0 GB of 16.0 GB memory free" in dialog.hardware_label.text()
+    assert dialog.hardware_label.text() == laptop().summary()  # the CLI prints the same sentence
     llama70 = dialog.row_index("bartowski/Llama-3.3-70B-Instruct-GGUF")
     assert cell_text(dialog, llama70, COLUMN_FIT) == "too large"
     assert cell_text(dialog, llama70, COLUMN_SIZE).startswith(
@@ -219,3 +204,59 @@ def test_delete_asks_first_and_frees_the_disk(qtbot: QtBot, dialog: ModelManager
     qtbot.mouseClick(delete, LEFT)
     assert not (folder / Q4).exists()
     assert "2.1 MB freed" in dialog.notice.text()
+
+
+def test_the_window_the_manager_and_the_cli_list_the_same_models(
+    qtbot: QtBot, hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hashlib
+    import json
+
+    from app.cli import main
+    from app.core import settings as settings_store
+    from app.core.history.store import HistoryStore
+    from app.core.settings import Settings
+    from app.ui.main_window import MainWindow
+
+    downloaded = app_paths().models_dir / "org__A-GGUF" / "A-Q4_K_M.gguf"
+    downloaded.parent.mkdir(parents=True)
+    downloaded.write_bytes(b"a" * 10)
+    imported = tmp_path / "elsewhere" / "Mine.gguf"
+    imported.parent.mkdir()
+    imported.write_bytes(b"m" * 5)
+    # One model in the Hugging Face cache: the manager and the CLI list it, the window's picker does not.
+    from huggingface_hub import constants
+
+    snapshot = Path(constants.HF_HUB_CACHE) / "models--someone--Cached-GGUF" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("a" * 40)
+    blob = snapshot.parents[1] / "blobs" / hashlib.sha256(b"c").hexdigest()
+    blob.parent.mkdir()
+    blob.write_bytes(b"c")
+    (snapshot / "Cached-Q5_K_M.gguf").symlink_to(blob)
+    cached = str(snapshot / "Cached-Q5_K_M.gguf")
+
+    settings = Settings(imported_models=[str(imported)])
+    settings_store.save(settings)
+    assert main(["models", "installed", "--json"]) == 0
+    cli = [entry["path"] for entry in json.loads(capsys.readouterr().out)]
+
+    window = MainWindow(settings=settings, store=HistoryStore(), open_default_model=False)
+    qtbot.addWidget(window)
+    picker = [
+        window.models.picker.itemData(i) for i in range(window.models.picker.count() - 1)
+    ]  # less "Open…"
+
+    manager = ModelManagerDialog(
+        None, endpoint=hub.url, hardware=laptop(), context_size=4096, imported_models=settings.imported_models
+    )
+    qtbot.addWidget(manager)
+    table = manager.installed_table
+    listed = [table.item(i, 0).toolTip() for i in range(table.rowCount())]  # type: ignore[union-attr]
+    manager.shutdown()
+    window.close()
+
+    assert cli[:3] == [str(downloaded.resolve()), cached, str(imported.resolve())]
+    assert listed == cli
+    assert picker == [path for path in cli if path != cached]

@@ -25,7 +25,7 @@ def _free_display() -> int:
 @pytest.mark.gui
 def test_screenshot_of_the_main_window_mid_conversation(model_path: Path) -> None:
     xvfb = shutil.which("Xvfb")
-    assert xvfb, "Xvfb is missing: install the Debian package xvfb (.ci/run does)"
+    assert xvfb, "Xvfb is missing: install the Debian package xvfb (`bash tests/system-packages.sh` does)"
     display = _free_display()
     server = subprocess.Popen(
         [xvfb, f":{display}", "-screen", "0", "1280x860x24", "-nolisten", "tcp"],
@@ -47,7 +47,10 @@ def test_screenshot_of_the_main_window_mid_conversation(model_path: Path) -> Non
             text=True,
             timeout=180,
         )
-        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.returncode == 0, (
+            "the window failed under Xvfb (if Qt could not load its xcb plugin,"
+            " `bash tests/system-packages.sh` installs the X libraries it needs):\n" + result.stderr[-2000:]
+        )
     finally:
         server.terminate()
         server.wait(10)

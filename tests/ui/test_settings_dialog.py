@@ -7,9 +7,9 @@ from pytestqt.qtbot import QtBot
 from app.core import settings as settings_store
 from app.core.modes import PRESETS, Mode
 from app.core.settings import Settings
-from app.ui.markdown_render import DARK, LIGHT
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.theme import apply_theme
+from app.ui.transcript.markdown_render import DARK, LIGHT
 
 pytestmark = pytest.mark.gui
 

@@ -9,31 +9,35 @@ loop checks between tokens and that llama.cpp's abort callback checks while a pr
 from __future__ import annotations
 
 import codecs
-import ctypes
-import hashlib
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 import psutil
 
 from app.core.errors import (
     Cancelled,
-    ContextOverflowError,
     ModelFileError,
     NoModelLoadedError,
     NotEnoughMemoryError,
     UserError,
 )
+from app.core.llm.bindings import (
+    AbortSwitch,
+    cached_tokens,
+    chat_formatter,
+    end_of_generation,
+    gpu_offload_supported,
+    load_progress,
+)
+from app.core.llm.context import ChatMessage, ContextCut, Prompt, fit_to_context
 from app.core.llm.gguf_check import GGUFInfo, check_model_file
-from app.core.models.fit import ModelShape, estimate_memory
+from app.core.models.fit import MemoryEstimate, ModelShape, estimate_memory
 from app.core.modes import SamplingOptions
 from app.core.units import human_bytes
 
@@ -46,12 +50,6 @@ FALLBACK_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-
-
-class ChatMessage(TypedDict, total=False):
-    role: str  # "system" | "user" | "assistant"
-    content: str
-    pinned: bool  # kept in the context when old turns are dropped (an attached document, say)
 
 
 @dataclass(frozen=True)
@@ -109,48 +107,6 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def import_backend() -> None:
-    """Import llama.cpp's Python bindings now: with numpy and jinja2 they take ~0.3 s.
-
-    The window calls this before it is shown. Left to the first load on the engine thread, the import's long
-    steps that hold the interpreter lock (unmarshalling large modules) would stall the window's thread.
-    """
-    import llama_cpp  # noqa: F401
-    from llama_cpp import llama_chat_format  # noqa: F401
-
-
-def gpu_offload_supported() -> bool:
-    import llama_cpp
-
-    return bool(llama_cpp.llama_supports_gpu_offload())
-
-
-def backend_description() -> str:
-    """Which llama.cpp build this is (CPU features, GPU backend), for the About panel and bug reports."""
-    import llama_cpp
-
-    info = llama_cpp.llama_print_system_info()
-    text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
-    kind = "GPU offload available" if gpu_offload_supported() else "CPU only"
-    return f"llama-cpp-python {llama_cpp.__version__} ({kind}): {text.strip()}"
-
-
-@dataclass
-class _ContextWindow:
-    """Which old messages were left out last time, so the next turn keeps the same cut and the cache."""
-
-    dropped_digest: str = ""
-    dropped_count: int = 0
-
-
-@dataclass
-class _Prompt:
-    tokens: list[int]
-    stop: list[str]
-    dropped_messages: int
-    max_tokens: int
-
-
 class _RequestCancel:
     """Whether the request under way was stopped: by ``Engine.cancel()`` or by its own event."""
 
@@ -184,19 +140,45 @@ class Reply:
         return self.text
 
 
+@dataclass(frozen=True)
+class _LoadPlan:
+    """A model file that passed its checks, with the context and memory it will take."""
+
+    gguf: GGUFInfo
+    options: LoadOptions
+    context_size: int
+    gpu_layers: int
+    estimate: MemoryEstimate
+    needed: int  # bytes of system memory
+
+    @classmethod
+    def make(cls, path: str | os.PathLike[str], options: LoadOptions) -> _LoadPlan:
+        gguf = check_model_file(path)
+        native = gguf.context_length
+        context_size = options.context_size or native or 4096
+        if native:
+            # Beyond the trained length a model's output degrades into noise; never go there silently.
+            context_size = min(context_size, native)
+        gpu_layers = options.gpu_layers if gpu_offload_supported() else 0
+        estimate = estimate_memory(
+            gguf.file_size, ModelShape.from_gguf(gguf), context_size, options.batch_size
+        )
+        # With layers on a GPU the weights mostly leave system RAM; only count them when they stay here.
+        needed = estimate.total if gpu_layers == 0 else estimate.total - estimate.weights
+        return cls(gguf, options, context_size, gpu_layers, estimate, needed)
+
+
 class Engine:
     """Owns one model at a time. See the module docstring for which thread may call what."""
 
     def __init__(self) -> None:
         self._llama: Any = None
         self._info: ModelInfo | None = None
-        self._gguf: GGUFInfo | None = None
+        self._options: LoadOptions | None = None  # what the loaded model was loaded with, to reload it
         self._formatter: Any = None
         self._cancel_event = threading.Event()
-        self._abort_flag = ctypes.create_string_buffer(2)  # see _install_abort_callback
-        self._window = _ContextWindow()
-        # ctypes callbacks must outlive the C code that holds them.
-        self._abort_callback: Any = None
+        self._abort = AbortSwitch(self._cancel_event)
+        self._cut = ContextCut()
         self.load_fraction = 0.0  # progress of the load under way, readable from any thread
         self._loaded_footprint = 0  # estimated bytes the loaded model holds
 
@@ -220,18 +202,18 @@ class Engine:
     def cancel(self) -> None:
         """Stop the current load or reply as soon as possible. Safe from any thread."""
         self._cancel_event.set()
-        self._abort_flag[0] = b"\x01"
+        self._abort.trip()
 
     def clear_cache(self) -> None:
         """Forget the evaluated prompt, so the next request starts cold (benchmarks, a model reset)."""
         self.llama.reset()
-        self._window = _ContextWindow()
+        self._cut = ContextCut()
 
     def _begin_request(self, cancel: threading.Event | None = None) -> _RequestCancel:
         """A fresh start for the engine's own cancel flag. A caller that queues requests passes each one's own
         event, so a stop pressed while the request was still waiting is not wiped out here."""
         self._cancel_event.clear()
-        self._abort_flag[0] = b"\x00"
+        self._abort.reset()
         request = _RequestCancel(self._cancel_event, cancel)
         if request.is_set():
             self.cancel()  # stopped before it started: make llama.cpp's abort callback see it too
@@ -248,37 +230,51 @@ class Engine:
     ) -> ModelInfo:
         """Validate, check memory, then load. Raises ModelFileError, NotEnoughMemoryError or Cancelled.
 
-        The model loaded before stays loaded until the new one is known to be valid and to fit.
+        The model loaded before stays loaded until the new file has passed its checks and is known to fit; then
+        it is closed before the new one loads, so two models never share the memory that was counted for one.
+        If the new model then fails to load (or the load is stopped), the previous one is loaded again.
         """
-        import llama_cpp
-
         options = options or LoadOptions()
         cancel_event = self._begin_request(cancel)
-        gguf = check_model_file(path)
-        native = gguf.context_length
-        context_size = options.context_size or native or 4096
-        if native:
-            # Beyond the trained length a model's output degrades into noise; never go there silently.
-            context_size = min(context_size, native)
-        threads = options.threads or physical_cores()
-        gpu_layers = options.gpu_layers if gpu_offload_supported() else 0
-        shape = ModelShape.from_gguf(gguf)
-
-        estimate = estimate_memory(gguf.file_size, shape, context_size, options.batch_size)
+        plan = _LoadPlan.make(path, options)
         budget = options.memory_budget
         if budget is None:
             # The model loaded now gives its memory back before the new one loads.
             budget = psutil.virtual_memory().available + self._loaded_footprint
-        # With layers on a GPU the weights mostly leave system RAM; only count them when they stay here.
-        needed = estimate.total if gpu_layers == 0 else estimate.total - estimate.weights
-        if needed > budget:
+        if plan.needed > budget:
             raise NotEnoughMemoryError(
-                f"{gguf.name} needs about {human_bytes(needed)} of memory at a context of {context_size} tokens "
-                f"(weights {human_bytes(estimate.weights)}, context cache {human_bytes(estimate.kv_cache)}), but "
-                f"only {human_bytes(budget)} is free. Close other programs, choose a smaller context size, "
-                "or pick a smaller model or quantization."
+                f"{plan.gguf.name} needs about {human_bytes(plan.needed)} of memory at a context of "
+                f"{plan.context_size} tokens (weights {human_bytes(plan.estimate.weights)}, context cache "
+                f"{human_bytes(plan.estimate.kv_cache)}), but only {human_bytes(budget)} is free. Close other "
+                "programs, choose a smaller context size, or pick a smaller model or quantization."
             )
+        previous = (self._info.path, self._options) if self._info is not None and self._options else None
+        self.unload()
+        try:
+            return self._load_planned(plan, progress, cancel_event)
+        except (ModelFileError, Cancelled) as exc:
+            if previous is None:
+                raise
+            restored = self._reload(*previous)
+            if isinstance(exc, Cancelled) or restored is None:
+                raise
+            raise ModelFileError(f"{exc} {restored.name} is loaded again.") from exc
 
+    def _reload(self, path: Path, options: LoadOptions) -> ModelInfo | None:
+        """Load again the model a failed or stopped load replaced; None if even that fails."""
+        try:
+            return self._load_planned(_LoadPlan.make(path, options), None, self._begin_request())
+        except (UserError, Cancelled):
+            log.warning("the previous model %s could not be loaded again", path, exc_info=True)
+            return None
+
+    def _load_planned(
+        self, plan: _LoadPlan, progress: Callable[[float], None] | None, cancel_event: _RequestCancel
+    ) -> ModelInfo:
+        gguf, options, context_size, gpu_layers = plan.gguf, plan.options, plan.context_size, plan.gpu_layers
+        import llama_cpp
+
+        threads = options.threads or physical_cores()
         started = time.perf_counter()
         self.load_fraction = 0.0
 
@@ -287,7 +283,7 @@ class Engine:
             if progress is not None:
                 progress(fraction)
 
-        with _load_progress(track, cancel_event):
+        with load_progress(track, cancel_event):
             try:
                 llama = llama_cpp.Llama(
                     model_path=str(gguf.path),
@@ -312,17 +308,17 @@ class Engine:
             raise Cancelled()
 
         self._llama = llama
-        self._gguf = gguf
-        self._loaded_footprint = needed
-        self._install_abort_callback()
-        self._formatter = self._make_formatter(gguf)
-        self._window = _ContextWindow()
+        self._options = options
+        self._loaded_footprint = plan.needed
+        self._abort.install(llama)
+        self._formatter = chat_formatter(llama, gguf.chat_template or FALLBACK_CHAT_TEMPLATE)
+        self._cut = ContextCut()
         self._info = ModelInfo(
             path=gguf.path,
             name=gguf.name,
             architecture=gguf.architecture,
             parameters=gguf.parameter_count,
-            native_context=native,
+            native_context=gguf.context_length,
             context_size=llama.n_ctx(),
             has_chat_template=gguf.chat_template is not None,
             file_size=gguf.file_size,
@@ -342,45 +338,9 @@ class Engine:
         self._llama = None
         self._loaded_footprint = 0
         self._info = None
-        self._gguf = None
+        self._options = None
         self._formatter = None
-        self._abort_callback = None
-
-    def _install_abort_callback(self) -> None:
-        """Let llama.cpp's graph computation see a cancel, without calling into Python.
-
-        ggml asks its abort callback between graph nodes, hundreds of times per token. A Python callback
-        would take the GIL each time, competing with the GUI thread for it in the middle of every token. So
-        the callback is the C library's own ``strlen`` reading a two-byte buffer: "" (length 0, false:
-        continue) until ``cancel()`` writes a 1 into it (length 1, true: abort). No Python, no GIL, and it
-        only reads memory this engine owns. Where ``strlen`` cannot be found, a Python callback does the job.
-        """
-        import llama_cpp
-
-        strlen = _c_strlen()
-        if strlen is not None:
-            self._abort_callback = ctypes.cast(strlen, llama_cpp.ggml_abort_callback)
-            data = ctypes.cast(self._abort_flag, ctypes.c_void_p)
-        else:
-            cancel_event = self._cancel_event
-
-            def should_abort(_data: Any) -> bool:
-                return cancel_event.is_set()
-
-            self._abort_callback = llama_cpp.ggml_abort_callback(should_abort)
-            data = None
-        llama_cpp.llama_set_abort_callback(self._llama._ctx.ctx, self._abort_callback, data)
-
-    def _make_formatter(self, gguf: GGUFInfo) -> Any:
-        from llama_cpp import llama_chat_format
-
-        llama = self._llama
-        eos_id, bos_id = llama.token_eos(), llama.token_bos()
-        eos = llama._model.token_get_text(eos_id) if eos_id != -1 else ""
-        bos = llama._model.token_get_text(bos_id) if bos_id != -1 else ""
-        template = gguf.chat_template or FALLBACK_CHAT_TEMPLATE
-        # Rendered in llama-cpp-python's ImmutableSandboxedEnvironment: templates come from downloaded files.
-        return llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self._abort.release()
 
     # -- prompts and the context budget --------------------------------------------------------------------
 
@@ -397,64 +357,18 @@ class Engine:
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def _build_prompt(self, messages: Sequence[ChatMessage], max_tokens: int) -> _Prompt:
-        """Fit ``messages`` into the context, dropping the oldest turns in large blocks when needed.
-
-        The system prompt and pinned messages stay first. When a drop is needed, enough is dropped to bring
-        the prompt down to half the context, and the same cut is kept on later turns: the prompt's start then
-        stays the same for many turns, so llama.cpp's prefix cache keeps serving it.
-        """
-        if not messages:
-            raise ValueError("a conversation needs at least one message")
-        n_ctx = int(self.llama.n_ctx())
-        reserve = max(1, min(max_tokens, n_ctx // 4))
-        kept_first = [
-            m for i, m in enumerate(messages) if m.get("pinned") or (m["role"] == "system" and i == 0)
-        ]
-        droppable = [
-            m for i, m in enumerate(messages) if not (m.get("pinned") or (m["role"] == "system" and i == 0))
-        ]
-        last = len(droppable) - 1  # the newest message is never dropped
-
-        def attempt(cut: int) -> tuple[list[int], list[str]]:
-            return self.tokenize_messages([*kept_first, *droppable[cut:]])
-
-        def fits(tokens: list[int], limit: int) -> bool:
-            return len(tokens) + reserve <= limit
-
-        # Cuts fall on user messages, so a reply never appears without its question.
-        cuts = [i for i, m in enumerate(droppable) if m["role"] == "user" and i <= last] or [max(0, last)]
-        if cuts[0] != 0:
-            cuts.insert(0, 0)
-
-        start = 0
-        previous = self._window.dropped_count
-        if previous and previous <= last and _digest(droppable[:previous]) == self._window.dropped_digest:
-            start = previous
-        tokens, stops = attempt(start)
-        cut = start
-        if not fits(tokens, n_ctx):
-            candidates = [c for c in cuts if c > start]
-            low_water = n_ctx // 2
-            chosen: tuple[int, list[int], list[str]] | None = None
-            for candidate in candidates:
-                candidate_tokens, candidate_stops = attempt(candidate)
-                if fits(candidate_tokens, low_water):
-                    chosen = (candidate, candidate_tokens, candidate_stops)
-                    break
-                if fits(candidate_tokens, n_ctx) and chosen is None:
-                    chosen = (candidate, candidate_tokens, candidate_stops)
-            if chosen is None:
-                newest = self.count_tokens(droppable[last]["content"]) if droppable else 0
-                raise ContextOverflowError(
-                    f"This message is about {newest} tokens, too long for the model's context of {n_ctx} tokens "
-                    "with room for a reply. Shorten it, attach it as a document instead, or raise the context "
-                    "size in Settings."
-                )
-            cut, tokens, stops = chosen
-        self._window = _ContextWindow(_digest(droppable[:cut]), cut)
-        room = n_ctx - len(tokens)
-        return _Prompt(tokens, stops, cut, max(1, min(max_tokens, room)))
+    def build_prompt(self, messages: Sequence[ChatMessage], max_tokens: int) -> Prompt:
+        """The prompt for ``messages`` in this model's context, keeping the previous turn's cut when it still
+        applies (see ``app.core.llm.context``)."""
+        prompt, self._cut = fit_to_context(
+            messages,
+            self.tokenize_messages,
+            self.count_tokens,
+            int(self.llama.n_ctx()),
+            max_tokens,
+            self._cut,
+        )
+        return prompt
 
     # -- generation ----------------------------------------------------------------------------------------
 
@@ -472,7 +386,7 @@ class Engine:
         sampling = sampling or SamplingOptions()
         cancel_event = self._begin_request(cancel)
         requested = time.perf_counter()
-        prompt = self._build_prompt(messages, sampling.max_tokens)
+        prompt = self.build_prompt(messages, sampling.max_tokens)
         stats = ReplyStats(
             prompt_tokens=len(prompt.tokens),
             dropped_messages=prompt.dropped_messages,
@@ -483,8 +397,7 @@ class Engine:
 
     def _tokens_to_evaluate(self, tokens: list[int]) -> int:
         """What ``Llama.generate`` will compute: everything after the longest cached prefix (at least one)."""
-        llama = self.llama
-        cached = llama._input_ids.tolist() if llama.n_tokens else []
+        cached = cached_tokens(self.llama)
         prefix = 0
         for a, b in zip(cached, tokens, strict=False):
             if a != b:
@@ -496,16 +409,14 @@ class Engine:
 
     def _stream(
         self,
-        prompt: _Prompt,
+        prompt: Prompt,
         sampling: SamplingOptions,
         stats: ReplyStats,
         cancel_event: _RequestCancel,
         requested: float,
     ) -> Iterator[str]:
-        import llama_cpp
-
         llama = self.llama
-        vocab = llama._model.vocab
+        is_end = end_of_generation(llama)
         if sampling.seed is not None:
             llama.set_seed(sampling.seed)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -541,7 +452,7 @@ class Engine:
                     raise
                 if prompt_done_at is None:
                     prompt_done_at = time.perf_counter()
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                if is_end(token):
                     finish = "stop"
                     break
                 generated.append(token)
@@ -589,78 +500,6 @@ class Engine:
                 stats.time_to_first_token = done - requested
 
 
-def _c_strlen() -> Any:
-    """The C library's ``strlen``, or None where it cannot be found."""
-    try:
-        libc = ctypes.cdll.msvcrt if sys.platform == "win32" else ctypes.CDLL(None)
-        return libc.strlen
-    except (OSError, AttributeError):
-        return None
-
-
 def _find_stop(text: str, stops: Sequence[str]) -> int | None:
     positions = [text.find(s) for s in stops if s and s in text]
     return min(positions) if positions else None
-
-
-def _digest(messages: Sequence[ChatMessage]) -> str:
-    hasher = hashlib.sha256()
-    for message in messages:
-        hasher.update(message["role"].encode())
-        hasher.update(b"\0")
-        hasher.update(message["content"].encode("utf-8", "replace"))
-        hasher.update(b"\0")
-    return hasher.hexdigest()
-
-
-@contextmanager
-def _load_progress(progress: Callable[[float], None] | None, cancel_event: _RequestCancel) -> Iterator[None]:
-    """Report llama.cpp's load progress and let a cancel abort the load.
-
-    ``Llama()`` takes no progress callback, but it builds its model parameters from
-    ``llama_model_default_params()``; for the duration of one load (the engine loads one model at a time) the
-    defaults are swapped for ones carrying our callback.
-    """
-    import llama_cpp
-    import llama_cpp.llama_cpp as bindings  # the module whose defaults Llama() reads
-
-    def on_progress(fraction: float, _data: Any) -> bool:
-        try:
-            if progress is not None:
-                progress(min(0.99, max(0.0, fraction)))
-        except KeyboardInterrupt:
-            # Ctrl+C lands here when it arrives during the load; ctypes would swallow it and llama.cpp would
-            # report a failed load ("damaged file"). Turn it into the cancel it is.
-            cancel_event.cancel()
-        except Exception:  # a broken listener must not abort a load from inside C
-            log.exception("load progress listener failed")
-        return not cancel_event.is_set()
-
-    callback = llama_cpp.llama_progress_callback(on_progress)
-    original = getattr(bindings, "llama_model_default_params")  # noqa: B009
-
-    def params_with_progress() -> Any:
-        params = original()
-        params.progress_callback = callback
-        params.progress_callback_user_data = ctypes.c_void_p(0)
-        return params
-
-    setattr(bindings, "llama_model_default_params", params_with_progress)  # noqa: B010
-    try:
-        yield
-    finally:
-        setattr(bindings, "llama_model_default_params", original)  # noqa: B010
-
-
-__all__ = [
-    "ChatMessage",
-    "Engine",
-    "LoadOptions",
-    "ModelInfo",
-    "Reply",
-    "ReplyStats",
-    "UserError",
-    "backend_description",
-    "gpu_offload_supported",
-    "physical_cores",
-]

@@ -1,0 +1,1 @@
+"""Models: this machine's hardware, the catalog, fit and speed, the Hub, downloads, and the installed models."""

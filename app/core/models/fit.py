@@ -181,10 +181,6 @@ class FitAssessment:
     gpu_layers: int  # 0: CPU only, -1: all layers on the GPU, n: partial offload
     reason: str
 
-    @property
-    def runs_well(self) -> bool:
-        return self.label is FitLabel.RUNS_WELL
-
 
 def assess_fit(estimate: MemoryEstimate, n_layers: int, budget: MemoryBudget) -> FitAssessment:
     """Sort a model into runs well / tight / too large for this memory budget.

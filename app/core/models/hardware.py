@@ -82,7 +82,24 @@ class HardwareInfo:
         values = [gpu.free_memory for gpu in self.gpus if not gpu.unified and gpu.free_memory is not None]
         return sum(values) if values else None
 
+    def summary(self) -> str:
+        """The one sentence above a model list: free memory, cores, bandwidth, GPU and free disk."""
+        parts = []
+        if self.available_ram is not None and self.total_ram is not None:
+            parts.append(f"{human_bytes(self.available_ram)} of {human_bytes(self.total_ram)} memory free")
+        if self.physical_cores:
+            parts.append(f"{self.physical_cores} cores")
+        if self.memory_bandwidth:
+            parts.append(f"{self.memory_bandwidth / 1e9:.1f} GB/s memory bandwidth")
+        gpus = [gpu.name for gpu in self.gpus]
+        parts.append(("GPU: " + ", ".join(gpus)) if gpus and self.gpu_offload else "CPU only")
+        if self.disk_free is not None:
+            parts.append(f"{human_bytes(self.disk_free)} disk free")
+        return "This computer: " + ", ".join(parts)
+
     def summary_lines(self) -> list[str]:
+        """Every figure on a line of its own (``llamadesk models hardware``, the model manager's tooltip)."""
+
         def known(value: int | None, text: Callable[[int], str]) -> str:
             return "unknown" if value is None else text(value)
 
@@ -251,7 +268,8 @@ def _gpus(total_ram: int | None, available_ram: int | None, cpu_name: str | None
     return nvidia + apple
 
 
-def _existing_parent(path: Path) -> Path:
+def existing_parent(path: Path) -> Path:
+    """The path itself, or its nearest ancestor that exists (a folder not created yet is on that disk)."""
     while not path.exists() and path.parent != path:
         path = path.parent
     return path
@@ -259,7 +277,7 @@ def _existing_parent(path: Path) -> Path:
 
 def disk_free(path: Path | None = None) -> int | None:
     """Free bytes on the disk that holds ``path`` (default: the models folder), or None."""
-    target = _existing_parent(path or app_paths().models_dir)
+    target = existing_parent(path or app_paths().models_dir)
     return _probe("disk", lambda: shutil.disk_usage(target).free, None)
 
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+
 import pytest
 
-from app.core.documents.reader import Document, read_document
+from app.core.documents.document import Document
+from app.core.documents.reader import read_document
 from app.core.documents.retrieval import (
+    EXCERPTS_HEADER,
     DocumentIndex,
     approximate_tokens,
     build_context,
     context_budget,
-    fts_query,
-    index_documents,
+    passage_match_query,
 )
-from app.core.llm.engine import ChatMessage, Engine
+from app.core.llm.context import ChatMessage
+from app.core.llm.engine import Engine
 from app.core.modes import SamplingOptions
 from tests.fixtures.documents import (
     FACT_ANSWER_WORDS,
@@ -30,8 +35,14 @@ def document(tmp_path_factory: pytest.TempPathFactory) -> Document:
     return read_document(path)
 
 
+def index_of(document: Document) -> DocumentIndex:
+    index = DocumentIndex()
+    index.add(document)
+    return index
+
+
 def test_the_page_with_the_fact_ranks_first(document: Document) -> None:
-    index = index_documents([document])
+    index = index_of(document)
     hits = index.search(FACT_QUESTION)
     assert hits, "the question found nothing"
     assert hits[0].passage.page == FACT_PAGE
@@ -52,18 +63,18 @@ def test_every_passage_belongs_to_exactly_one_page(document: Document) -> None:
 
 
 def test_any_typed_question_is_a_valid_query(document: Document) -> None:
-    index = index_documents([document])
+    index = index_of(document)
     for question in ['"unbalanced', "NEAR(keeper AND", "what's -the- lighthouse*?", "", "the of and"]:
         index.search(question)  # must not raise
-    assert fts_query("Who was the KEEPER of the keeper's lamp?") == '"keeper" OR "lamp"'
+    assert passage_match_query("Who was the KEEPER of the keeper's lamp?") == '"keeper" OR "lamp"'
 
 
 def test_context_fits_its_budget_and_names_its_pages(document: Document) -> None:
-    index = index_documents([document])
+    index = index_of(document)
     context = build_context(index, FACT_QUESTION, approximate_tokens, budget_tokens=300)
     assert context.tokens <= 300
-    assert context.message["pinned"] is True
-    assert f"[travelogue.pdf, page {FACT_PAGE}]" in context.message["content"]
+    assert context.text.startswith(EXCERPTS_HEADER)
+    assert f"[travelogue.pdf, page {FACT_PAGE}]" in context.text
     assert f"travelogue.pdf, page {FACT_PAGE}" in context.references
     tight = build_context(index, "market river church road", approximate_tokens, budget_tokens=300)
     roomy = build_context(index, "market river church road", approximate_tokens, budget_tokens=2000)
@@ -74,10 +85,43 @@ def test_context_fits_its_budget_and_names_its_pages(document: Document) -> None
 
 
 def test_removed_document_is_no_longer_found(document: Document) -> None:
-    index = index_documents([document])
+    index = index_of(document)
     index.remove(document)
     assert index.search(FACT_QUESTION) == []
-    assert index.documents == []
+    assert index.opening_passages() == []
+
+
+def test_the_index_belongs_to_the_thread_that_made_it(document: Document) -> None:
+    index = index_of(document)
+    failures: list[BaseException] = []
+
+    def search_elsewhere() -> None:
+        try:
+            index.search(FACT_QUESTION)
+        except sqlite3.ProgrammingError as exc:
+            failures.append(exc)
+
+    other = threading.Thread(target=search_elsewhere)
+    other.start()
+    other.join()
+    assert len(failures) == 1, "a search from another thread must raise, not race"
+    assert index.search(FACT_QUESTION)  # its owner still uses it
+
+
+def test_an_index_built_on_one_thread_is_handed_to_another(document: Document) -> None:
+    built: list[DocumentIndex] = []
+
+    def build() -> None:  # as the window's thread pool does
+        index = DocumentIndex(handed_over=True)
+        index.add(document)
+        built.append(index)
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    builder.join()
+    index = built[0]
+    assert index.search(FACT_QUESTION)[0].passage.page == FACT_PAGE
+    index.close()
 
 
 def test_the_model_answers_from_the_cited_page(document: Document, engine: Engine) -> None:
@@ -87,12 +131,12 @@ def test_the_model_answers_from_the_cited_page(document: Document, engine: Engin
     index.add(document)
     context = build_context(index, FACT_QUESTION, engine.count_tokens, context_budget(n_ctx, reply_tokens))
     assert context.hits[0].passage.page == FACT_PAGE or any(h.passage.page == FACT_PAGE for h in context.hits)
-    assert f"page {FACT_PAGE}]" in context.message["content"]
+    assert f"page {FACT_PAGE}]" in context.text
 
+    # As the conversation sends them: the excerpts ride in the question's own turn.
     messages: list[ChatMessage] = [
         {"role": "system", "content": "You answer questions about documents."},
-        context.message,
-        {"role": "user", "content": FACT_QUESTION},
+        {"role": "user", "content": f"{context.text}\n\nQuestion: {FACT_QUESTION}"},
     ]
     reply = engine.chat(messages, SamplingOptions(temperature=0.0, max_tokens=reply_tokens))
     answer = reply.collect()

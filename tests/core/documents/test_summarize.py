@@ -16,15 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from app.core.documents.reader import Document, Section, make_document, read_document
-from app.core.documents.summarize import (
-    Summarizer,
-    SummaryCache,
-    SummaryProgress,
-    SummaryResult,
-    SummarySettings,
-    chunk_document,
-)
+from app.core.documents.document import Document, Section, make_document
+from app.core.documents.reader import read_document
+from app.core.documents.summarize import Summarizer
+from app.core.documents.summary_cache import SummaryCache
+from app.core.documents.summary_types import SummaryProgress, SummaryResult, SummarySettings, SummaryStyle
 from app.core.llm.engine import Engine, LoadOptions
 from tests.fixtures.documents import build_docx, build_pdf, travelogue_pages
 
@@ -41,10 +37,10 @@ class Run:
     streamed: str
 
 
-def summarize(summarizer: Summarizer, document: Document, style: str = "brief") -> Run:
+def summarize(summarizer: Summarizer, document: Document, style: SummaryStyle = "brief") -> Run:
     progress: list[SummaryProgress] = []
     pieces: list[str] = []
-    result = summarizer.summarize(document, style, on_progress=progress.append, on_text=pieces.append)  # type: ignore[arg-type]
+    result = summarizer.summarize(document, style, on_progress=progress.append, on_text=pieces.append)
     return Run(result, progress, "".join(pieces))
 
 
@@ -98,13 +94,6 @@ def test_chunks_fit_their_budget_and_cover_the_document_in_order(
     assert " ".join(c.text for c in chunks).split() == long_pdf.text.split()
     # Chunks are filled: no more than one in four is under half its budget.
     assert sum(c.tokens < budget / 2 for c in chunks) <= len(chunks) / 4
-
-
-def test_a_giant_paragraph_is_cut_between_words_within_budget() -> None:
-    document = make_document("wall.txt", "text", [Section("lines 1-1", "word " * 3000)])
-    chunks = chunk_document(document, lambda text: len(text.split()), 500)
-    assert all(c.tokens <= 500 for c in chunks)
-    assert sum(len(c.text.split()) for c in chunks) == 3000
 
 
 def test_long_pdf_is_summarized_end_to_end(first_run: Run, small_engine: Engine, long_pdf: Document) -> None:
@@ -212,19 +201,34 @@ def test_a_document_that_fits_is_summarized_in_one_pass(small_engine: Engine) ->
     assert_within_context(result)
 
 
-def test_result_survives_a_round_trip_through_plain_data(first_run: Run) -> None:
-    import json
+def test_the_requests_own_cancel_event_stops_it_between_parts(
+    small_engine: Engine, tmp_path: Path, long_pdf: Document
+) -> None:
+    """Cancelled as the engine service cancels a job: the request's event is set and the engine told to stop.
+    Landing between two parts, the engine's stop is cleared by the next request, so only the event stops it."""
+    cache = SummaryCache(tmp_path / "summaries.sqlite3")
+    summarizer = Summarizer(small_engine, cache, SETTINGS)
+    cancel = threading.Event()
 
-    restored = SummaryResult.from_dict(json.loads(json.dumps(first_run.result.to_dict())))
-    assert restored.text == first_run.result.text
-    assert restored.section_summaries == first_run.result.section_summaries
-    assert restored.visited_chunk_ids == first_run.result.visited_chunk_ids
+    def on_progress(progress: SummaryProgress) -> None:
+        if progress.stage == "sections" and progress.done == 1:
+            cancel.set()
+            small_engine.cancel()
+
+    partial = summarizer.summarize(long_pdf, "brief", on_progress=on_progress, cancel=cancel)
+    assert partial.cancelled and not partial.complete
+    assert len(partial.calls) == 1
+    assert [s.chunk_ids for s in partial.section_summaries] == [[0]]
+    assert partial.visited_chunk_ids == [0]
+    assert cache.count() == 1
+    assert not summarizer.cancel_requested  # the request's event, not the summarizer's own cancel()
 
 
-def test_a_damaged_cache_file_is_replaced_not_fatal(tmp_path: Path) -> None:
-    path = tmp_path / "summaries.sqlite3"
-    path.write_bytes(b"this is not a database" * 100)
-    cache = SummaryCache(path)
-    assert cache.get("anything") is None
-    cache.put("key", "a summary")
-    assert cache.get("key") == "a summary"
+def test_a_request_cancelled_before_it_starts_calls_no_model(
+    small_engine: Engine, long_pdf: Document
+) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    result = Summarizer(small_engine, settings=SETTINGS, use_cache=False).summarize(long_pdf, cancel=cancel)
+    assert result.cancelled
+    assert result.calls == [] and result.section_summaries == []

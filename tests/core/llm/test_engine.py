@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.core.errors import Cancelled, ContextOverflowError, ModelFileError, NotEnoughMemoryError
-from app.core.llm.engine import ChatMessage, Engine, LoadOptions
+from app.core.llm.context import ChatMessage
+from app.core.llm.engine import Engine, LoadOptions
 from app.core.modes import SamplingOptions
 
 GREEDY = SamplingOptions(temperature=0.0, max_tokens=48)
@@ -180,7 +181,7 @@ def test_pinned_messages_survive_dropping(engine: Engine) -> None:
         messages.append({"role": "user", "content": f"Part {turn}: " + LONG_TEXT})
         messages.append({"role": "assistant", "content": "Noted."})
     messages.append({"role": "user", "content": "Say the secret word."})
-    prompt = engine._build_prompt(messages, 64)
+    prompt = engine.build_prompt(messages, 64)
     assert prompt.dropped_messages > 0
     text = engine.llama.detokenize(prompt.tokens).decode()
     assert "PINEAPPLE" in text and "Part 0:" not in text

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from app.core.models.hardware import (
+    GpuInfo,
     disk_free,
     machine_fingerprint,
     parse_nvidia_smi,
@@ -19,6 +21,7 @@ from app.core.models.hardware import (
     write_json_atomic,
 )
 from app.core.paths import app_paths
+from tests.helpers.hardware import GB, laptop
 
 
 def test_probe_reads_this_machine_and_caches_the_bandwidth() -> None:
@@ -97,11 +100,13 @@ def test_disk_free_of_a_folder_not_created_yet(tmp_path: Path) -> None:
     assert free is not None and free > 0
 
 
-def test_cli_hardware(capsys: pytest.CaptureFixture[str]) -> None:
-    from app.cli import main
-
-    assert main(["models", "hardware", "--json"]) == 0
-    figures = json.loads(capsys.readouterr().out)
-    assert figures["total_ram"] > 0 and figures["memory_bandwidth"] > 0
-    assert main(["models", "hardware"]) == 0
-    assert "Memory bandwidth:" in capsys.readouterr().out
+def test_one_sentence_describes_the_machine() -> None:
+    assert laptop().summary() == (
+        "This computer: 12.0 GB of 16.0 GB memory free, 8 cores, 40.0 GB/s memory bandwidth, CPU only, "
+        "500.0 GB disk free"
+    )
+    gpu = GpuInfo("Fake GPU", "nvidia", total_memory=8 * GB, free_memory=6 * GB)
+    with_gpu = replace(laptop(bandwidth=None), available_ram=None, gpus=(gpu,), gpu_offload=True)
+    assert with_gpu.summary() == "This computer: 8 cores, GPU: Fake GPU, 500.0 GB disk free"
+    # A GPU this llama.cpp build cannot use does not count.
+    assert "CPU only" in replace(with_gpu, gpu_offload=False).summary()

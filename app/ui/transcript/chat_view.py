@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.llm.engine import ReplyStats
-from app.ui.markdown_render import LIGHT, MarkdownRenderer, Palette, Rendered
+from app.ui.transcript.markdown_render import LIGHT, MarkdownRenderer, Palette, Rendered
 
 REPAINT_INTERVAL_MS = 33  # ~30 repaints a second while a reply streams
 
@@ -260,6 +260,11 @@ class ChatView(QScrollArea):
     def add_widget(self, widget: QWidget) -> None:
         """Put another kind of item (a document card) at the end of the transcript."""
         self._layout.insertWidget(self._layout.count() - 1, widget)
+        self._extras.append(widget)
+
+    def insert_widget(self, position: int, widget: QWidget) -> None:
+        """Put another kind of item at ``position`` among the transcript's items (0: the top)."""
+        self._layout.insertWidget(min(position, self._layout.count() - 1), widget)
         self._extras.append(widget)
 
     def remove_last(self) -> None:

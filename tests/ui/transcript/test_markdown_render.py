@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.ui.markdown_render import _GUESSABLE, DARK, LIGHT, MarkdownRenderer, fence_bare_code
+from app.ui.transcript.markdown_render import _GUESSABLE, DARK, LIGHT, MarkdownRenderer, fence_bare_code
 
 
 def test_headings_lists_tables_and_inline_code() -> None:

@@ -9,31 +9,24 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from app.core.history.store import HistoryStore
 from app.core.modes import Mode
-from app.core.settings import Settings
 from app.ui.document_card import DocumentCard
 from app.ui.main_window import MainWindow
-from app.ui.workers import EngineClient
 from tests.fixtures.documents import build_pdf, corrupt_pdf_bytes, pdf_bytes, travelogue_pages
+from tests.helpers.window import open_window
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
 def window(qtbot: QtBot, model_path: Path) -> Iterator[MainWindow]:
-    greedy = {mode.value: {"temperature": 0.0, "max_tokens": 96} for mode in Mode}
-    settings = Settings(context_size=2048, last_model=str(model_path), mode_overrides=greedy)
-    win = MainWindow(settings=settings, store=HistoryStore(), client=EngineClient())
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitUntil(lambda: win.client.model is not None, timeout=30_000)
+    win = open_window(qtbot, model_path, sampling={"max_tokens": 96})
     yield win
     win.close()
 
 
 def cards(window: MainWindow) -> list[DocumentCard]:
-    return [entry[2] for entry in window._documents.values()]
+    return [entry.card for entry in window.documents.documents.values()]
 
 
 def test_dropped_pdf_is_summarized_with_progress_and_kept(
@@ -42,13 +35,13 @@ def test_dropped_pdf_is_summarized_with_progress_and_kept(
     pages = travelogue_pages(3)
     pdf = build_pdf(tmp_path / "journey.pdf", pages)
     progress: list[object] = []
-    window.client.job_progress.connect(progress.append)
+    window.documents.summary_signals.text.connect(progress.append)
     window.handle_dropped_files([str(pdf)])
     qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=10_000)
     assert window.mode == Mode.SUMMARIZE
     card = cards(window)[0]
     assert "3 pages" in card.details_label.text()
-    qtbot.waitUntil(lambda: window._summarizer is None, timeout=120_000)
+    qtbot.waitUntil(lambda: not window.documents.summarizing, timeout=120_000)
     assert card.progress.value() == 100
     assert "summary of" in card.status_label.text()
     summary = window.chat_view.messages[-1]
@@ -71,10 +64,10 @@ def test_question_is_answered_from_the_right_page(qtbot: QtBot, window: MainWind
     path.write_bytes(pdf_bytes(pages))
     window.attach_documents([str(path)])
     qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=10_000)
-    qtbot.waitUntil(lambda: window._summarizer is None, timeout=120_000)
+    qtbot.waitUntil(lambda: not window.documents.summarizing, timeout=120_000)
     window.input.setPlainText("What is the name of the lighthouse keeper?")
     qtbot.keyClick(window.input, Qt.Key.Key_Return)
-    messages = window._engine_messages()
+    messages = window.engine_messages()
     question_turn = messages[-1]["content"]
     assert "[town.pdf, page 2]" in question_turn
     assert "Marguerite Olsen" in question_turn
@@ -106,6 +99,6 @@ def test_stopping_a_summary_keeps_the_finished_parts(
     card = cards(window)[0]
     qtbot.waitUntil(lambda: "parts" in card.status_label.text(), timeout=120_000)  # under way
     qtbot.keyClick(window, Qt.Key.Key_Escape)
-    qtbot.waitUntil(lambda: window._summarizer is None, timeout=5_000)
+    qtbot.waitUntil(lambda: not window.documents.summarizing, timeout=5_000)
     assert "Stopped after" in card.status_label.text()
     assert card.summarize_button.isEnabled()

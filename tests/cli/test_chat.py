@@ -1,32 +1,13 @@
-"""``llamadesk`` as a person runs it: a real process, the real model."""
+"""``llamadesk chat`` as a person runs it: a real process, the real model."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from app import __version__
-
-
-def run(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-    )
-
-
-def test_version() -> None:
-    result = run("--version")
-    assert result.returncode == 0
-    assert __version__ in result.stdout
+from tests.helpers.cli import llamadesk_command, run
 
 
 def test_one_shot_prompt(model_path: Path) -> None:
@@ -69,25 +50,9 @@ def test_bad_model_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert "is not a GGUF model file" in result.stderr
 
 
-def test_usage_error_exits_2() -> None:
-    result = run("chat", "--mode", "poetry")
-    assert result.returncode == 2
-
-
 def test_ctrl_c_stops_the_reply_not_the_program(model_path: Path) -> None:
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "chat",
-            "--model",
-            str(model_path),
-            "--max-tokens",
-            "2000",
-            "--temp",
-            "0",
-        ],
+        llamadesk_command("chat", "--model", str(model_path), "--max-tokens", "2000", "--temp", "0"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -111,15 +76,3 @@ def test_ctrl_c_stops_the_reply_not_the_program(model_path: Path) -> None:
     assert len(replies) == 2, replies
     assert "Paris" in replies[1]
     assert "Traceback" not in err
-
-
-def test_core_imports_no_qt() -> None:
-    code = (
-        "import sys, pkgutil, importlib, app.core\n"
-        "for m in pkgutil.walk_packages(app.core.__path__, 'app.core.'):\n"
-        "    importlib.import_module(m.name)\n"
-        "qt = [n for n in sys.modules if n.startswith(('PySide6', 'PyQt', 'shiboken'))]\n"
-        "assert not qt, qt\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pytestqt.qtbot import QtBot
 
-from app.ui.chat_view import ChatView
+from app.ui.transcript.chat_view import ChatView
 
 pytestmark = pytest.mark.gui
 

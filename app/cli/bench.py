@@ -1,0 +1,40 @@
+"""``llamadesk bench``: the engine benchmark on one model (``--json`` for figures a script can read), or with
+``--gui`` the window's GUI-thread gaps. The benchmarks themselves live in app/bench/."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from app.cli.common import add_model_arguments, loaded_model, resolve_model
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = commands.add_parser("bench", help="measure generation and prompt speed on one model")
+    add_model_arguments(bench)
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.add_argument(
+        "--gui", action="store_true", help="measure how long the window's GUI thread ever waits instead"
+    )
+    bench.set_defaults(handler=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.gui:
+        from app.bench.gui import run_gui_benchmark
+
+        gui_result = run_gui_benchmark(resolve_model(args), context_size=args.ctx or 2048)
+        print(json.dumps(dataclasses.asdict(gui_result), indent=2) if args.json else gui_result.report())
+        return 0
+    from app.bench.engine import run_benchmark
+
+    progress = None if args.json else lambda line: print(line, file=sys.stderr)
+    with loaded_model(args, quiet=args.json) as (client, _info):
+        result = client.start_job(lambda engine, _cancel: run_benchmark(engine, progress=progress)).result()
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(result.report())
+    return 0

@@ -1,0 +1,134 @@
+"""``llamadesk chat``: a conversation in the terminal, interactive, one ``-p`` prompt, or stdin line by line.
+
+The reply goes to stdout as it is generated; statistics and notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+from app import APP_NAME
+from app.cli.common import add_model_arguments, loaded_model, resolve_model, stop_on_interrupt
+from app.cli.history import open_store
+from app.core import settings as settings_store
+from app.core.chat.session import ChatSession
+from app.core.errors import UserError
+from app.core.llm.engine import ReplyStats
+from app.core.llm.service import EngineClient
+from app.core.modes import Mode, ModePreset, preset_for
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    chat = commands.add_parser("chat", help="chat in the terminal (reads stdin line by line when piped)")
+    add_model_arguments(chat)
+    chat.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.CHAT.value)
+    chat.add_argument("--temp", type=float, metavar="T", help="sampling temperature (0 = deterministic)")
+    chat.add_argument("--max-tokens", type=int, metavar="N", help="longest reply, in tokens")
+    chat.add_argument("--system", metavar="TEXT", help="system prompt instead of the mode's")
+    chat.add_argument("-p", "--prompt", metavar="TEXT", help="send one message, print the reply and exit")
+    chat.add_argument("--stats", action="store_true", help="print each reply's statistics to stderr")
+    chat.add_argument("--no-save", action="store_true", help="do not keep this conversation in the history")
+    chat.set_defaults(handler=run_chat)
+
+
+def chat_preset(args: argparse.Namespace) -> ModePreset:
+    """The mode's preset with the user's saved changes, then this command line's options on top."""
+    saved = settings_store.load().settings.mode_overrides.get(args.mode, {})
+    overrides = dict(saved)
+    for key, value in (
+        ("system_prompt", args.system),
+        ("temperature", args.temp),
+        ("max_tokens", args.max_tokens),
+    ):
+        if value is not None:
+            overrides[key] = value
+    return preset_for(Mode(args.mode), overrides)
+
+
+def describe_stats(stats: ReplyStats) -> str:
+    parts = [
+        f"{stats.generated_tokens} tokens",
+        f"{stats.tokens_per_second:.1f} tokens/s",
+        f"first token after {stats.time_to_first_token:.2f} s",
+        f"{stats.evaluated_tokens}/{stats.prompt_tokens} prompt tokens evaluated",
+    ]
+    if stats.dropped_messages:
+        parts.append(f"{stats.dropped_turns} oldest turns left out to fit the context")
+    if stats.finish_reason != "stop":
+        parts.append({"length": "stopped at the length limit", "cancelled": "stopped"}[stats.finish_reason])
+    return "[" + ", ".join(parts) + "]"
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    preset = chat_preset(args)
+    # The history opens before the model loads: a history this version cannot use stops us at once.
+    store = None if args.no_save else open_store()
+    try:
+        model = str(resolve_model(args).resolve())
+        with loaded_model(args, quiet=not sys.stdin.isatty() or args.prompt is not None) as (client, info):
+            return _converse(
+                args, preset, ChatSession(store, mode=args.mode), client, model, info.context_size
+            )
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _converse(
+    args: argparse.Namespace,
+    preset: ModePreset,
+    session: ChatSession,
+    client: EngineClient,
+    model: str,
+    context_size: int,
+) -> int:
+    interactive = args.prompt is None and sys.stdin.isatty()
+    failures = 0
+
+    def write(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    def turn(text: str) -> None:
+        nonlocal failures
+        try:
+            session.add_user_message(text, model=model, preset=preset, context_size=context_size)
+            reply = session.ask(client, preset)
+            with stop_on_interrupt(reply.cancel):  # Ctrl+C ends the reply, keeping its text
+                stats = session.record_stream(reply, write)
+        except UserError as exc:
+            # One bad message (too long for the context, say) must not end the conversation.
+            session.forget_last_question()
+            failures += 1
+            print(f"{APP_NAME}: {exc}", file=sys.stderr)
+            return
+        sys.stdout.write("\n" if interactive else "\n\n")
+        sys.stdout.flush()
+        if interactive or args.stats:
+            print(describe_stats(stats), file=sys.stderr)
+
+    if args.prompt is not None:
+        turn(args.prompt)
+        return 1 if failures else 0
+    if not interactive:
+        for line in sys.stdin:
+            text = line.rstrip("\n")
+            if text.strip():
+                turn(text)
+        return 1 if failures else 0
+
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (line editing and history for input())
+    print("Type a message and press Enter. Ctrl+C stops a reply; Ctrl+D or /exit quits.", file=sys.stderr)
+    while True:
+        try:
+            text = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if text.strip() in ("/exit", "/quit"):
+            return 0
+        if text.strip():
+            turn(text)

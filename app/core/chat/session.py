@@ -1,0 +1,184 @@
+"""A conversation session: the history -> the messages the engine sees -> the reply, streamed and recorded.
+
+Every front end goes through here (the window, the terminal, and any other), so none of them writes prompt
+logic of its own. A session lives on the thread that owns its history store, and is told about the reply's
+pieces on that thread: the window hands them over with queued Qt signals, the terminal iterates a
+``StreamedReply``. Without a store (``llamadesk chat --no-save``) the turns are kept in memory only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal
+
+from app.core.documents.retrieval import DocumentIndex, approximate_tokens, build_context, context_budget
+from app.core.errors import UserError
+from app.core.history.recorder import ReplyRecorder
+from app.core.history.records import Message
+from app.core.history.store import HistoryStore
+from app.core.llm.context import ChatMessage
+from app.core.llm.engine import ReplyStats
+from app.core.llm.service import EngineClient, StreamedReply
+from app.core.modes import ModePreset
+
+ReplyState = Literal["complete", "stopped", "interrupted"]
+
+# Excerpts are counted by characters (the model's tokenizer belongs to the engine thread), so the budget keeps a
+# margin for text that tokenizes more densely than four characters a token.
+EXCERPT_BUDGET_SHARE = 0.75
+
+
+class ChatSession:
+    """One conversation. ``conversation_id`` is None until its first message is stored."""
+
+    def __init__(
+        self, store: HistoryStore | None, conversation_id: int | None = None, *, mode: str = "chat"
+    ) -> None:
+        self.store = store
+        self.conversation_id = conversation_id
+        self.mode = mode
+        self.documents: DocumentIndex | None = None  # attached documents, for excerpts with each question
+        self._memory: list[ChatMessage] = []  # the turns, when there is no store
+        self._recorder: ReplyRecorder | None = None
+        self._unsaved_reply = ""
+
+    # -- the conversation --------------------------------------------------------------------------------
+
+    def ensure_conversation(self, *, model: str, settings: dict[str, Any] | None = None) -> int | None:
+        """The stored conversation, created on first use (a conversation never said anything leaves nothing)."""
+        if self.store is not None and self.conversation_id is None:
+            conversation = self.store.create_conversation(
+                mode=self.mode, model=model, settings=settings or {}
+            )
+            self.conversation_id = conversation.id
+        return self.conversation_id
+
+    def add_user_message(self, text: str, *, model: str, preset: ModePreset, context_size: int) -> None:
+        """Commit the person's message before the model is asked: whatever happens next, it is kept."""
+        if self.store is None:
+            self._memory.append({"role": "user", "content": text})
+            return
+        settings = {
+            "system_prompt": preset.system_prompt,
+            "context_size": context_size,
+            **dataclasses.asdict(preset.sampling),
+        }
+        conversation_id = self.ensure_conversation(model=model, settings=settings)
+        assert conversation_id is not None
+        self.store.add_message(conversation_id, "user", text)
+
+    def turns(self) -> list[ChatMessage]:
+        if self.store is None:
+            return list(self._memory)
+        if self.conversation_id is None:
+            return []
+        return self.store.chat_messages(self.conversation_id)
+
+    def engine_messages(self, preset: ModePreset, context_size: int) -> list[ChatMessage]:
+        """The system prompt and the conversation; with documents attached, the passages most relevant to the
+        latest question go into that question's turn, with their page references.
+
+        The excerpts ride with the newest question rather than being placed before the history: they change
+        with every question, and placed early they would invalidate the cached evaluation of the whole
+        conversation each turn.
+        """
+        messages: list[ChatMessage] = [{"role": "system", "content": preset.system_prompt}, *self.turns()]
+        if self.documents is not None and messages[-1]["role"] == "user":
+            question = messages[-1]["content"]
+            budget = int(context_budget(context_size, preset.sampling.max_tokens) * EXCERPT_BUDGET_SHARE)
+            context = build_context(self.documents, question, approximate_tokens, budget)
+            if context.hits:
+                messages[-1] = {
+                    "role": "user",
+                    "content": f"{context.text}\n\nQuestion: {question}",
+                }
+        return messages
+
+    # -- the reply ---------------------------------------------------------------------------------------
+
+    def begin_reply(self) -> None:
+        if self.store is not None and self.conversation_id is not None:
+            self._recorder = self.store.begin_reply(self.conversation_id)
+        self._unsaved_reply = ""
+
+    @property
+    def replying(self) -> bool:
+        return self._recorder is not None or bool(self._unsaved_reply)
+
+    def record(self, piece: str) -> None:
+        """A piece of the reply arrived; raises UserError if the history cannot be written (the reply goes on)."""
+        if self._recorder is not None:
+            self._recorder.append(piece)
+        else:
+            self._unsaved_reply += piece
+
+    def finish_reply(self, state: ReplyState, stats: ReplyStats | None = None) -> Message | None:
+        """Store the reply with its state; None when nothing was said (stopped before its first word)."""
+        recorder, self._recorder = self._recorder, None
+        text, self._unsaved_reply = self._unsaved_reply, ""
+        if recorder is not None:
+            return recorder.finish(state, dataclasses.asdict(stats) if stats else None)
+        if self.store is None and text:
+            self._memory.append({"role": "assistant", "content": text})
+        return None
+
+    def forget_last_question(self) -> None:
+        """The last question could not be answered at all (too long for the context, say). In memory it is
+        taken back so the conversation goes on without it; a stored one stays, as the person wrote it."""
+        if self.store is None and self._memory and self._memory[-1]["role"] == "user":
+            self._memory.pop()
+
+    def ask(self, client: EngineClient, preset: ModePreset) -> StreamedReply:
+        """Ask the engine for the reply to the conversation as it stands, to stream on this thread."""
+        context_size = client.model.context_size if client.model else 0
+        return client.stream_chat(self.engine_messages(preset, context_size), preset.sampling)
+
+    def record_stream(self, reply: StreamedReply, on_piece: Callable[[str], None]) -> ReplyStats:
+        """Stream ``reply`` on this thread, recording it as it comes (the terminal's way).
+
+        Raises UserError with the engine's sentence when the reply fails; what arrived before is kept.
+        """
+        self.begin_reply()
+        try:
+            for piece in reply:
+                on_piece(piece)
+                self.record(piece)
+        except UserError:
+            self.finish_reply("stopped")
+            raise
+        assert reply.stats is not None
+        self.finish_reply("stopped" if reply.stats.finish_reason == "cancelled" else "complete", reply.stats)
+        return reply.stats
+
+    # -- changing the past -------------------------------------------------------------------------------
+
+    def drop_last_reply(self) -> bool:
+        """Remove the last reply, so it can be written again; False when the conversation ends with a question."""
+        if self.store is None or self.conversation_id is None:
+            return False
+        messages = self.store.messages(self.conversation_id)
+        if not messages or messages[-1].role != "assistant":
+            return False
+        self.store.delete_message(messages[-1].id)
+        return True
+
+    def last_question(self) -> str | None:
+        if self.store is None or self.conversation_id is None:
+            return None
+        return next(
+            (m.content for m in reversed(self.store.messages(self.conversation_id)) if m.role == "user"), None
+        )
+
+    def remove_last_question(self) -> int:
+        """Remove the last question and everything after it (to edit it); returns how many messages went."""
+        if self.store is None or self.conversation_id is None:
+            return 0
+        messages = self.store.messages(self.conversation_id)
+        last_user = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), None)
+        if last_user is None:
+            return 0
+        removed = messages[last_user:]
+        for message in reversed(removed):
+            self.store.delete_message(message.id)
+        return len(removed)

@@ -1,0 +1,170 @@
+"""Everything that reaches past llama-cpp-python's public API, in one place.
+
+llama-cpp-python exposes no load-progress callback, no abort callback, no way to read the cached prompt and no
+chat formatter built from a GGUF's own template through ``Llama`` itself. Each workaround below relies on an
+internal of the bindings (named in its docstring); a new bindings version that moves one breaks only this module,
+and its tests say which piece.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class CancelFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+    def cancel(self) -> None: ...
+
+
+def import_backend() -> None:
+    """Import llama.cpp's Python bindings now: with numpy and jinja2 they take ~0.3 s.
+
+    The window calls this before it is shown. Left to the first load on the engine thread, the import's long
+    steps that hold the interpreter lock (unmarshalling large modules) would stall the window's thread.
+    """
+    import llama_cpp  # noqa: F401
+    from llama_cpp import llama_chat_format  # noqa: F401
+
+
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def backend_description() -> str:
+    """Which llama.cpp build this is (CPU features, GPU backend), for the About panel and bug reports."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info()
+    text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+    kind = "GPU offload available" if gpu_offload_supported() else "CPU only"
+    return f"llama-cpp-python {llama_cpp.__version__} ({kind}): {text.strip()}"
+
+
+class AbortSwitch:
+    """Lets llama.cpp's graph computation see a cancel, without calling into Python.
+
+    ggml asks its abort callback between graph nodes, hundreds of times per token. A Python callback would take
+    the GIL each time, competing with the GUI thread for it in the middle of every token. So the callback is the
+    C library's own ``strlen`` reading a two-byte buffer: "" (length 0, false: continue) until ``trip()`` writes
+    a 1 into it (length 1, true: abort). No Python, no GIL, and it only reads memory this object owns. Where
+    ``strlen`` cannot be found, a Python callback reading ``fallback`` does the job.
+
+    Internal used: ``Llama._ctx.ctx``, the raw context pointer ``llama_set_abort_callback`` needs.
+    """
+
+    def __init__(self, fallback: threading.Event) -> None:
+        self._flag = ctypes.create_string_buffer(2)
+        self._fallback = fallback
+        self._callback: Any = None  # ctypes callbacks must outlive the C code that holds them
+
+    def trip(self) -> None:
+        self._flag[0] = b"\x01"
+
+    def reset(self) -> None:
+        self._flag[0] = b"\x00"
+
+    def install(self, llama: Any) -> None:
+        import llama_cpp
+
+        strlen = _c_strlen()
+        if strlen is not None:
+            self._callback = ctypes.cast(strlen, llama_cpp.ggml_abort_callback)
+            data = ctypes.cast(self._flag, ctypes.c_void_p)
+        else:
+            fallback = self._fallback
+
+            def should_abort(_data: Any) -> bool:
+                return fallback.is_set()
+
+            self._callback = llama_cpp.ggml_abort_callback(should_abort)
+            data = None
+        llama_cpp.llama_set_abort_callback(llama._ctx.ctx, self._callback, data)
+
+    def release(self) -> None:
+        self._callback = None
+
+
+def _c_strlen() -> Any:
+    """The C library's ``strlen``, or None where it cannot be found."""
+    try:
+        libc = ctypes.cdll.msvcrt if sys.platform == "win32" else ctypes.CDLL(None)
+        return libc.strlen
+    except (OSError, AttributeError):
+        return None
+
+
+@contextmanager
+def load_progress(progress: Callable[[float], None] | None, cancel: CancelFlag) -> Iterator[None]:
+    """Report llama.cpp's load progress and let a cancel abort the load.
+
+    ``Llama()`` takes no progress callback, but it builds its model parameters from
+    ``llama_cpp.llama_cpp.llama_model_default_params()``; for the duration of one load (the engine loads one
+    model at a time) the defaults are swapped for ones carrying our callback.
+    """
+    import llama_cpp
+    import llama_cpp.llama_cpp as raw  # the module whose defaults Llama() reads
+
+    def on_progress(fraction: float, _data: Any) -> bool:
+        try:
+            if progress is not None:
+                progress(min(0.99, max(0.0, fraction)))
+        except KeyboardInterrupt:
+            # Ctrl+C lands here when it arrives during the load; ctypes would swallow it and llama.cpp would
+            # report a failed load ("damaged file"). Turn it into the cancel it is.
+            cancel.cancel()
+        except Exception:  # a broken listener must not abort a load from inside C
+            log.exception("load progress listener failed")
+        return not cancel.is_set()
+
+    callback = llama_cpp.llama_progress_callback(on_progress)
+    original = getattr(raw, "llama_model_default_params")  # noqa: B009
+
+    def params_with_progress() -> Any:
+        params = original()
+        params.progress_callback = callback
+        params.progress_callback_user_data = ctypes.c_void_p(0)
+        return params
+
+    setattr(raw, "llama_model_default_params", params_with_progress)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(raw, "llama_model_default_params", original)  # noqa: B010
+
+
+def chat_formatter(llama: Any, template: str) -> Any:
+    """A formatter rendering ``template`` with the model's own BOS/EOS texts.
+
+    Internal used: ``Llama._model.token_get_text``. Templates come from downloaded files, so they are rendered
+    in llama-cpp-python's ImmutableSandboxedEnvironment (inside ``Jinja2ChatFormatter``).
+    """
+    from llama_cpp import llama_chat_format
+
+    eos_id, bos_id = llama.token_eos(), llama.token_bos()
+    eos = llama._model.token_get_text(eos_id) if eos_id != -1 else ""
+    bos = llama._model.token_get_text(bos_id) if bos_id != -1 else ""
+    return llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+
+def cached_tokens(llama: Any) -> list[int]:
+    """The tokens whose evaluation llama.cpp holds in its cache. Internal used: ``Llama._input_ids``."""
+    return list(llama._input_ids.tolist()) if llama.n_tokens else []
+
+
+def end_of_generation(llama: Any) -> Callable[[int], bool]:
+    """A test for end-of-generation tokens (EOS, EOT, ...). Internal used: ``Llama._model.vocab``."""
+    import llama_cpp
+
+    vocab = llama._model.vocab
+    return lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))

@@ -1,0 +1,369 @@
+"""The engine service: one thread owns the Engine (and so the one ``Llama``) and serves requests in order.
+
+Every front end talks to the model through here: the window (through a thin Qt adapter), the terminal, and any
+other client. A request is a chat reply, a model load or a job (a document summary); each carries its own cancel
+event, so a stop reaches a request still waiting in the queue, and stopping the running one never waits behind
+it (``Ticket.cancel()`` only sets events that the engine checks between tokens and inside llama.cpp).
+
+Requests run one at a time in arrival order, except that a client opened with ``priority=True`` (the window: a
+person is waiting at it) goes ahead of requests queued by other clients. Answers are delivered through the
+callbacks given with each request, on the engine thread, so each client sees only its own answers; a client that
+needs them on another thread (Qt's GUI thread, a terminal's main thread) hands them over itself, e.g. with a
+queued signal or with ``Ticket.stream()``.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from app.core.errors import Cancelled, UserError
+from app.core.llm.context import ChatMessage
+from app.core.llm.engine import Engine, LoadOptions, ModelInfo, ReplyStats
+from app.core.modes import SamplingOptions
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A job runs on the engine thread with the engine and its request's cancel event.
+Job = Callable[[Engine, threading.Event], T]
+
+
+@dataclass(frozen=True)
+class ReplyCallbacks:
+    token: Callable[[str], None]
+    finished: Callable[[ReplyStats], None]
+    failed: Callable[[str], None]  # a sentence
+
+
+@dataclass(frozen=True)
+class LoadCallbacks:
+    loaded: Callable[[ModelInfo], None]
+    # A sentence ("" when stopped), and the model loaded now: the previous one, kept or loaded again, or None.
+    failed: Callable[[str, ModelInfo | None], None]
+
+
+@dataclass(frozen=True)
+class JobCallbacks(Generic[T]):
+    done: Callable[[T], None]
+    failed: Callable[[str], None]  # a sentence; "" when stopped
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One request: its id, its client, and its cancel."""
+
+    id: int
+    client: str
+    priority: bool
+    _stop_running: Callable[[Ticket], None] = field(repr=False)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        """Stop this request, queued or running. Safe from any thread; returns at once."""
+        self.cancelled.set()
+        self._stop_running(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.done.wait(timeout)
+
+
+@dataclass(eq=False)
+class _Request:
+    ticket: Ticket
+    run: Callable[[Engine, threading.Event], None]
+
+
+class EngineService:
+    """Owns the engine thread. See the module docstring."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self._engine = engine or Engine()  # touched only by the engine thread, apart from cancel()
+        self._ids = itertools.count(1)
+        self._lock = threading.Condition()
+        self._urgent: collections.deque[_Request] = collections.deque()
+        self._normal: collections.deque[_Request] = collections.deque()
+        self._running: Ticket | None = None
+        self._closing = False
+        self._thread = threading.Thread(target=self._serve, name="engine", daemon=True)
+        self._thread.start()
+
+    # -- clients -----------------------------------------------------------------------------------------
+
+    def client(self, name: str, *, priority: bool = False) -> EngineClient:
+        return EngineClient(self, name, priority)
+
+    @property
+    def model(self) -> ModelInfo | None:
+        """The model loaded now: a reference the engine thread replaces whole, so readable from anywhere."""
+        return self._engine.model
+
+    @property
+    def load_fraction(self) -> float:
+        """Progress of the load under way (0..1); a float written by the engine thread."""
+        return self._engine.load_fraction
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._urgent) + len(self._normal) + (self._running is not None)
+
+    # -- the queue ---------------------------------------------------------------------------------------
+
+    def submit(self, client: EngineClient, run: Callable[[Engine, threading.Event], None]) -> Ticket:
+        """Queue ``run(engine, cancel)`` for the engine thread on behalf of ``client``."""
+        ticket = Ticket(next(self._ids), client.name, client.priority, self._cancel_if_running)
+        with self._lock:
+            if self._closing:
+                raise UserError("The model is shutting down; try again after restarting.")
+            (self._urgent if client.priority else self._normal).append(_Request(ticket, run))
+            self._lock.notify()
+        return ticket
+
+    def _next(self) -> _Request | None:
+        with self._lock:
+            while not (self._urgent or self._normal or self._closing):
+                self._lock.wait()
+            if self._urgent:
+                request = self._urgent.popleft()
+            elif self._normal:
+                request = self._normal.popleft()
+            else:
+                return None
+            self._running = request.ticket
+            return request
+
+    def _cancel_if_running(self, ticket: Ticket) -> None:
+        with self._lock:
+            running = self._running is ticket
+        if running:
+            self._engine.cancel()
+
+    def _serve(self) -> None:
+        while True:
+            request = self._next()
+            if request is None:
+                break
+            try:
+                request.run(self._engine, request.ticket.cancelled)
+            except Exception:  # never let the engine thread die: every client depends on it
+                log.exception("engine request %s failed", request.ticket.id)
+            finally:
+                with self._lock:
+                    self._running = None
+                request.ticket.done.set()
+        self._engine.unload()
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Stop everything queued and running, unload the model and end the thread."""
+        with self._lock:
+            self._closing = True
+            dropped = [*self._urgent, *self._normal]
+            self._urgent.clear()
+            self._normal.clear()
+            running = self._running
+            self._lock.notify()
+        for request in dropped:
+            request.ticket.cancelled.set()
+            request.ticket.done.set()
+        if running is not None:
+            running.cancel()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("the engine thread did not stop in time")
+
+
+class EngineClient:
+    """One front end's handle on the service: its requests share its name and priority."""
+
+    def __init__(self, service: EngineService, name: str, priority: bool) -> None:
+        self.service = service
+        self.name = name
+        self.priority = priority
+
+    @property
+    def model(self) -> ModelInfo | None:
+        return self.service.model
+
+    def load(self, path: str, options: LoadOptions, answer: LoadCallbacks) -> Ticket:
+        return self.service.submit(
+            self, lambda engine, cancel: _serve_load(engine, cancel, path, options, answer)
+        )
+
+    def chat(self, messages: list[ChatMessage], sampling: SamplingOptions, answer: ReplyCallbacks) -> Ticket:
+        snapshot = list(messages)
+        return self.service.submit(
+            self, lambda engine, cancel: _serve_chat(engine, cancel, snapshot, sampling, answer)
+        )
+
+    def run_job(self, job: Job[T], answer: JobCallbacks[T]) -> Ticket:
+        return self.service.submit(self, lambda engine, cancel: _serve_job(engine, cancel, job, answer))
+
+    def stream_chat(self, messages: list[ChatMessage], sampling: SamplingOptions) -> StreamedReply:
+        """A reply to iterate on the calling thread (a terminal, a server's request thread)."""
+        return StreamedReply(self, messages, sampling)
+
+    def load_and_wait(self, path: str, options: LoadOptions) -> ModelInfo:
+        """Load on the engine thread and wait; raises UserError with the sentence, or Cancelled."""
+        outcome: list[ModelInfo | str] = []
+        ticket = self.load(
+            path,
+            options,
+            LoadCallbacks(loaded=outcome.append, failed=lambda message, _m: outcome.append(message)),
+        )
+        _wait_interruptibly(ticket)
+        result = outcome[0] if outcome else ""
+        if isinstance(result, ModelInfo):
+            return result
+        if not result:
+            raise Cancelled()
+        raise UserError(result)
+
+    def start_job(self, job: Job[T]) -> PendingJob[T]:
+        """Run ``job`` on the engine thread; its ``result()`` waits for it on the calling thread."""
+        return PendingJob(self, job)
+
+
+# -- the three kinds of request, run on the engine thread ------------------------------------------------------
+
+
+def _serve_load(
+    engine: Engine, cancel: threading.Event, path: str, options: LoadOptions, answer: LoadCallbacks
+) -> None:
+    engine.load_fraction = 0.0
+    try:
+        # No progress callback: it would run inside llama.cpp's C callback; clients poll
+        # ``load_fraction`` instead, which is only a float written from there.
+        info = engine.load(path, options, cancel=cancel)
+    except Cancelled:
+        message = ""
+    except UserError as exc:
+        message = str(exc)
+    except Exception as exc:  # a bug, but every client must live on
+        log.exception("loading %s failed", path)
+        message = f"Loading the model failed unexpectedly ({exc}). See the log for details."
+    else:
+        answer.loaded(info)
+        return
+    answer.failed(message, engine.model)
+
+
+def _serve_chat(
+    engine: Engine,
+    cancel: threading.Event,
+    messages: list[ChatMessage],
+    sampling: SamplingOptions,
+    answer: ReplyCallbacks,
+) -> None:
+    try:
+        reply = engine.chat(messages, sampling, cancel=cancel)
+        for piece in reply:
+            answer.token(piece)
+    except UserError as exc:
+        answer.failed(str(exc))
+    except Exception as exc:
+        log.exception("generating a reply failed")
+        answer.failed(f"The reply failed unexpectedly ({exc}). Try again, or reload the model.")
+    else:
+        answer.finished(reply.stats)
+
+
+def _serve_job(engine: Engine, cancel: threading.Event, job: Job[T], answer: JobCallbacks[T]) -> None:
+    if cancel.is_set():  # stopped while it waited its turn
+        answer.failed("")
+        return
+    try:
+        result = job(engine, cancel)
+    except Cancelled:
+        answer.failed("")
+    except UserError as exc:
+        answer.failed(str(exc))
+    except Exception as exc:
+        log.exception("an engine job failed")
+        answer.failed(f"The work failed unexpectedly ({exc}). Try again.")
+    else:
+        answer.done(result)
+
+
+class PendingJob(Generic[T]):
+    """A job whose answer a thread waits for (a terminal); ``cancel()`` is safe from anywhere."""
+
+    def __init__(self, client: EngineClient, job: Job[T]) -> None:
+        self._results: list[T] = []
+        self._failures: list[str] = []
+        self.ticket = client.run_job(
+            job, JobCallbacks(done=self._results.append, failed=self._failures.append)
+        )
+
+    def cancel(self) -> None:
+        self.ticket.cancel()
+
+    def result(self) -> T:
+        """The job's result; raises UserError with its sentence, or Cancelled if it was stopped first."""
+        _wait_interruptibly(self.ticket)
+        if self._results:
+            return self._results[0]
+        if self._failures and self._failures[0]:
+            raise UserError(self._failures[0])
+        raise Cancelled()
+
+
+class StreamedReply:
+    """Iterate for the reply's text on the calling thread; ``stats`` is set once iteration ends.
+
+    Raises UserError (with the engine's sentence) from the iteration if the reply fails. ``cancel()`` may be
+    called from any thread, a signal handler included.
+    """
+
+    _END = object()
+
+    def __init__(self, client: EngineClient, messages: list[ChatMessage], sampling: SamplingOptions) -> None:
+        self._pieces: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.stats: ReplyStats | None = None
+        self.text = ""
+        self._error = ""
+        self.ticket = client.chat(
+            messages,
+            sampling,
+            ReplyCallbacks(token=self._pieces.put, finished=self._finish, failed=self._fail),
+        )
+
+    def _finish(self, stats: ReplyStats) -> None:
+        self.stats = stats
+        self._pieces.put(self._END)
+
+    def _fail(self, message: str) -> None:
+        self._error = message or "The reply was stopped."
+        self._pieces.put(self._END)
+
+    def cancel(self) -> None:
+        self.ticket.cancel()
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            try:
+                # A timeout keeps the wait interruptible: Ctrl+C's handler runs between waits.
+                piece = self._pieces.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if piece is self._END:
+                break
+            assert isinstance(piece, str)
+            self.text += piece
+            yield piece
+        if self._error:
+            raise UserError(self._error)
+
+
+def _wait_interruptibly(ticket: Ticket) -> None:
+    """Wait for ``ticket`` in short steps, so a Ctrl+C handler on this thread can run (and cancel it)."""
+    while not ticket.wait(0.1):
+        pass

@@ -1,0 +1,307 @@
+"""The conversation shown in the window: sending, the reply streaming into the transcript, stop, regenerate,
+edit, and switching conversations. The prompt and the recording are the core chat session's; this class only
+moves its pieces between the session, the engine bridge and the widgets."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any, Literal
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
+
+from app.core.chat.session import ChatSession
+from app.core.errors import UserError
+from app.core.history.records import Conversation
+from app.core.history.store import HistoryStore
+from app.core.llm.engine import ReplyStats
+from app.core.models.fit import record_measured_speed
+from app.core.modes import ModePreset
+from app.core.settings import Settings
+from app.ui.chat_input import InputBar
+from app.ui.engine_bridge import EngineBridge
+from app.ui.transcript.chat_view import ChatView
+
+log = logging.getLogger(__name__)
+
+MIN_TIMED_TOKENS = 16  # replies shorter than this are too short to say how fast a model runs
+STATUS_SECONDS_MS = 8000
+
+
+class ConversationController(QObject):
+    """Signals:
+    message(str, str, object): a sentence for the banner, an action label and the action (or None).
+    sent(): the person's message is stored and on its way.
+    conversation_changed(): another conversation is shown, or the one shown was created or changed.
+    busy_changed(): a reply started or ended.
+    """
+
+    message = Signal(str, str, object)
+    sent = Signal()
+    conversation_changed = Signal()
+    busy_changed = Signal()
+
+    def __init__(
+        self,
+        *,
+        engine: EngineBridge,
+        store: HistoryStore,
+        settings: Settings,
+        chat_view: ChatView,
+        input_bar: InputBar,
+        status: QStatusBar,
+        preset: Callable[[], ModePreset],
+        mode: Callable[[], str],
+        other_work: Callable[[], bool],
+    ) -> None:
+        super().__init__(chat_view)
+        self.engine = engine
+        self.store = store
+        self.settings = settings
+        self.chat_view = chat_view
+        self.input_bar = input_bar
+        self.status = status
+        self._preset = preset
+        self._mode = mode
+        self._other_work = other_work  # a summary is being written: the conversation must not change under it
+        self.session = ChatSession(store, mode=mode())
+        self.last_stats: ReplyStats | None = None
+        self.view_generation = 0  # changes whenever another conversation is shown
+
+        self.speed_label = QLabel()
+        self.speed_label.setAccessibleName("Speed of the last reply")
+        status.addPermanentWidget(self.speed_label)
+        self.context_meter = QProgressBar()
+        self.context_meter.setMaximumWidth(200)
+        self.context_meter.setFormat("Context %v / %m")
+        self.context_meter.setAccessibleName("Context used")
+        self.context_meter.setToolTip("Tokens of the conversation in the model's context window")
+        status.addPermanentWidget(self.context_meter)
+
+        engine.token.connect(self._on_token)
+        engine.reply_finished.connect(self._on_reply_finished)
+        engine.reply_failed.connect(self._on_reply_failed)
+        engine.model_loaded.connect(self._on_model_loaded)
+        chat_view.regenerate_requested.connect(self.regenerate)
+        chat_view.edit_requested.connect(self.edit_last_question)
+
+    @property
+    def conversation_id(self) -> int | None:
+        return self.session.conversation_id
+
+    def busy(self) -> bool:
+        """A reply, a summary or a load is under way."""
+        return self.engine.is_busy or self._other_work()
+
+    def _say(self, text: str, action_label: str = "", action: Callable[[], None] | None = None) -> None:
+        self.message.emit(text, action_label, action)
+
+    # -- showing conversations -----------------------------------------------------------------------------
+
+    def show_new(self) -> None:
+        self.abandon_reply()
+        self.session = ChatSession(self.store, mode=self._mode())
+        self.view_generation += 1
+        self.chat_view.clear()
+        self.last_stats = None
+        self.context_meter.setValue(0)
+        self.conversation_changed.emit()
+
+    def show(self, conversation_id: int, highlight: list[str]) -> Conversation | None:
+        """Show a stored conversation; returns it (its mode and model, for the window to follow), or None if it
+        could not be read."""
+        self.abandon_reply()
+        try:
+            conversation = self.store.get_conversation(conversation_id)
+            messages = self.store.messages(conversation_id)
+        except UserError as exc:
+            self._say(str(exc))
+            return None
+        self.session = ChatSession(self.store, conversation_id, mode=self._mode())
+        self.view_generation += 1
+        self.chat_view.clear()
+        for message in messages:
+            stats = _stats_from_dict(message.stats)
+            self.chat_view.add_message(message.role, message.content, state=message.state, stats=stats)
+        self.chat_view.scroll_to_end()
+        if highlight:
+            self.chat_view.highlight(highlight)
+        self.conversation_changed.emit()
+        return conversation
+
+    # -- sending and replies -------------------------------------------------------------------------------
+
+    def send(self) -> None:
+        text = self.input_bar.input.toPlainText().strip()
+        if not text or self.engine.is_generating:
+            return
+        if self._other_work():
+            self._say("A summary is being written; your message is kept. Stop the summary (Esc) or wait.")
+            return
+        model = self.engine.model
+        if model is None:
+            if self.engine.is_loading:
+                self._say("The model is still loading; your message is kept. Send it when loading is done.")
+            else:
+                self._say("No model is loaded. Choose one in the model menu or open a GGUF file (Ctrl+O).")
+            return
+        if self.engine.is_busy:
+            self._say("The model is still busy; your message is kept. Send it again in a moment.")
+            return
+        self.session.mode = self._mode()
+        try:
+            self.session.add_user_message(
+                text, model=str(model.path), preset=self._preset(), context_size=self.settings.context_size
+            )
+        except UserError as exc:
+            self._say(str(exc))
+            return
+        self.input_bar.input.clear()
+        self.chat_view.add_message("user", text)
+        self.chat_view.scroll_to_end()
+        self.sent.emit()
+        self.conversation_changed.emit()
+        try:
+            self._start_reply()
+        except UserError as exc:
+            self._say(str(exc))
+
+    def _start_reply(self) -> None:
+        preset = self._preset()
+        model = self.engine.model
+        context_size = model.context_size if model else self.settings.context_size
+        self.session.begin_reply()
+        self.chat_view.begin_reply()
+        self.engine.chat(self.session.engine_messages(preset, context_size), preset.sampling)
+        self.busy_changed.emit()
+
+    def stop(self) -> None:
+        self.engine.stop()
+
+    def abandon_reply(self) -> None:
+        """Leaving a conversation mid-reply: stop it and keep what was written, marked stopped."""
+        if not self.engine.is_generating:
+            return
+        self.engine.abandon_reply()
+        self._finish_session_reply("stopped")
+        self.chat_view.finish_reply(None, "stopped")
+        self.busy_changed.emit()
+
+    def _finish_session_reply(
+        self, state: Literal["complete", "stopped"], stats: ReplyStats | None = None
+    ) -> Any:
+        try:
+            return self.session.finish_reply(state, stats)
+        except UserError as exc:
+            self._say(str(exc))
+            return None
+
+    @Slot(str)
+    def _on_token(self, text: str) -> None:
+        self.chat_view.append_to_reply(text)
+        try:
+            self.session.record(text)
+        except UserError as exc:
+            self._say(str(exc))
+
+    @Slot(ReplyStats)
+    def _on_reply_finished(self, stats: ReplyStats) -> None:
+        state: Literal["stopped", "complete"] = (
+            "stopped" if stats.finish_reason == "cancelled" else "complete"
+        )
+        saved = self._finish_session_reply(state, stats)
+        streaming = self.chat_view.streaming_message
+        self.chat_view.finish_reply(stats, state)
+        if saved is None and streaming is not None and not streaming.text:
+            self.chat_view.remove_last()  # stopped before the first word: nothing to keep
+        self.last_stats = stats
+        self._record_speed(stats)
+        self.speed_label.setText(f"{stats.tokens_per_second:.1f} tokens/s")
+        self.context_meter.setMaximum(stats.context_size or self.context_meter.maximum())
+        self.context_meter.setValue(min(stats.context_used, self.context_meter.maximum()))
+        if stats.dropped_messages:
+            self.status.showMessage(
+                f"The {stats.dropped_turns} oldest turns no longer fit the context and were left out of this reply.",
+                STATUS_SECONDS_MS,
+            )
+        self.busy_changed.emit()
+        self.conversation_changed.emit()
+
+    def _record_speed(self, stats: ReplyStats) -> None:
+        """Teach the fit advisor how fast this model really runs here (replies too short to time are skipped)."""
+        model = self.engine.model
+        if model is None or stats.generated_tokens < MIN_TIMED_TOKENS or stats.tokens_per_second <= 0:
+            return
+        try:
+            record_measured_speed(model.path, model.parameters, model.file_size, stats.tokens_per_second)
+        except OSError:
+            log.warning("could not record the measured speed", exc_info=True)
+
+    @Slot(str)
+    def _on_reply_failed(self, message: str) -> None:
+        if self.session.replying:
+            self._finish_session_reply("stopped")
+        streaming = self.chat_view.streaming_message
+        self.chat_view.finish_reply(None, "failed")
+        if streaming is not None and not streaming.text:
+            self.chat_view.remove_last()
+        self._say(message, "Try again", self.regenerate)
+        self.busy_changed.emit()
+
+    @Slot(object)
+    def _on_model_loaded(self, info: Any) -> None:
+        self.chat_view.assistant_name = info.path.stem
+        self.context_meter.setMaximum(info.context_size)
+        self.context_meter.setValue(self.last_stats.context_used if self.last_stats else 0)
+        if self.conversation_id is not None:
+            try:
+                self.store.update_conversation(self.conversation_id, model=str(info.path))
+            except UserError as exc:
+                self._say(str(exc))
+
+    # -- changing the past -----------------------------------------------------------------------------------
+
+    def regenerate(self) -> None:
+        """Write the last reply again (or answer the last question if its reply failed)."""
+        if self.busy() or self.conversation_id is None or self.engine.model is None:
+            return
+        try:
+            if not self.session.turns():
+                return
+            if self.session.drop_last_reply():
+                self.chat_view.remove_last()
+            self._start_reply()
+        except UserError as exc:
+            self._say(str(exc))
+
+    def edit_last_question(self) -> None:
+        """Put the last question back into the input, removing it and its reply from the conversation."""
+        if self.busy() or self.conversation_id is None:
+            return
+        box = self.input_bar.input
+        if box.toPlainText().strip():
+            self._say("Your unsent message is still in the box. Send or clear it first, then edit.")
+            return
+        try:
+            question = self.session.last_question()
+            if question is None:
+                return
+            box.setPlainText(question)  # first, so the text is safe whatever happens next
+            for _ in range(self.session.remove_last_question()):
+                self.chat_view.remove_last()
+        except UserError as exc:
+            self._say(str(exc))
+        box.setFocus()
+        self.busy_changed.emit()
+
+
+def _stats_from_dict(data: dict[str, Any] | None) -> ReplyStats | None:
+    if not data:
+        return None
+    known = {f.name for f in dataclasses.fields(ReplyStats)}
+    try:
+        return ReplyStats(**{k: v for k, v in data.items() if k in known})
+    except TypeError:
+        return None

@@ -1,0 +1,375 @@
+"""Documents in the window: attaching (drop or Attach…), their cards in the transcript, and their summaries.
+
+Reading a file, storing it and indexing its passages all happen off the GUI thread: a read is a pool job, and
+storing and indexing another one that opens its own connection to the history (a connection belongs to the
+thread that opened it) and builds a fresh passage index of the conversation's documents, which the GUI thread
+then owns. A summary runs on the engine service as a job; everything about the summary under way is one
+``SummaryRun``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtWidgets import QFileDialog, QStatusBar, QWidget
+
+from app.core.documents.document import Document
+from app.core.documents.reader import read_document
+from app.core.documents.retrieval import DocumentIndex, approximate_tokens
+from app.core.documents.summarize import Summarizer
+from app.core.documents.summary_types import SummaryProgress, SummaryResult, SummaryStyle, summary_style
+from app.core.errors import UserError
+from app.core.history.store import HistoryStore
+from app.core.llm.engine import Engine
+from app.core.llm.service import Ticket
+from app.ui.background import run_in_pool
+from app.ui.conversation import ConversationController
+from app.ui.document_card import DocumentCard
+from app.ui.engine_bridge import EngineBridge
+from app.ui.transcript.chat_view import ChatView
+
+log = logging.getLogger(__name__)
+
+STATUS_MS = 5000
+FILE_FILTER = (
+    "Documents (*.pdf *.docx *.txt *.md *.markdown *.rst *.html *.htm *.py *.js *.ts *.java *.c *.cpp "
+    "*.h *.rs *.go *.rb *.sh *.json *.yaml *.yml *.toml *.csv);;All files (*)"
+)
+
+
+@dataclass
+class Attached:
+    """A document of the conversation shown, with its row id and its card."""
+
+    document_id: int
+    document: Document
+    card: DocumentCard
+
+
+@dataclass
+class _Indexed:
+    """What the storing job hands back: the rows stored and the conversation's new passage index."""
+
+    conversation_id: int
+    stored: list[tuple[int, Document, str | None]]  # (document id, document, summary)
+    index: DocumentIndex
+    generation: int
+
+
+@dataclass
+class SummaryRun:
+    """The summary being written: whose it is, where it is saved, and how to stop it."""
+
+    document_id: int
+    content_hash: str
+    conversation_id: int
+    card: DocumentCard
+    ticket: Ticket | None = None
+    streamed: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.streamed)
+
+
+class _SummarySignals(QObject):
+    """Emitted from the engine thread while a summary runs; queued to the GUI thread."""
+
+    progress = Signal(SummaryProgress)
+    text = Signal(str)
+
+
+class DocumentsController(QObject):
+    """Signals:
+    message(str): a sentence for the banner.
+    attached(): a document joined the conversation (the window switches to Summarize mode and refreshes).
+    busy_changed(): a summary started or ended.
+    """
+
+    message = Signal(str)
+    attached = Signal()
+    busy_changed = Signal()
+
+    def __init__(
+        self,
+        *,
+        engine: EngineBridge,
+        store: HistoryStore,
+        conversation: ConversationController,
+        chat_view: ChatView,
+        status: QStatusBar,
+        window: QWidget,
+    ) -> None:
+        super().__init__(window)
+        self.engine = engine
+        self.store = store
+        self.conversation = conversation
+        self.chat_view = chat_view
+        self.status = status
+        self.window = window
+        self.documents: dict[str, Attached] = {}  # by content hash, for the conversation shown
+        self.summary: SummaryRun | None = None
+        self.summary_signals = _SummarySignals(self)
+        self.summary_signals.progress.connect(self._on_summary_progress)
+        self.summary_signals.text.connect(self._on_summary_text)
+
+    @property
+    def summarizing(self) -> bool:
+        return self.summary is not None
+
+    # -- attaching -------------------------------------------------------------------------------------------
+
+    def choose(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self.window, "Attach documents", str(Path.home()), FILE_FILTER
+        )
+        if paths:
+            self.attach(paths)
+
+    def attach(self, paths: list[str]) -> None:
+        """Read each file off the GUI thread; a readable one joins the conversation, a bad one gets its sentence."""
+        for path in paths:
+            self.status.showMessage(f"Reading {Path(path).name}…", STATUS_MS)
+
+            def on_error(error: BaseException, name: str = Path(path).name) -> None:
+                self.message.emit(
+                    str(error) if isinstance(error, UserError) else f"{name} could not be read."
+                )
+
+            run_in_pool(lambda path=path: read_document(path), self._on_read, on_error)  # type: ignore[misc]
+
+    def _on_read(self, document: Document) -> None:
+        if document.content_hash in self.documents:
+            self.status.showMessage(f"{document.name} is already attached to this conversation.", STATUS_MS)
+            return
+        model = self.engine.model
+        try:
+            conversation_id = self.conversation.session.ensure_conversation(
+                model=str(model.path) if model else ""
+            )
+        except UserError as exc:
+            self.message.emit(str(exc))
+            return
+        assert conversation_id is not None
+        existing = [attached.document for attached in self.documents.values()]
+        generation = self.conversation.view_generation
+        path = self.store.path
+
+        def store_and_index() -> _Indexed:
+            with HistoryStore(path) as own:
+                stored = own.add_document(
+                    conversation_id, document, token_count=approximate_tokens(document.text)
+                )
+            return _Indexed(
+                conversation_id, [(stored.id, document, None)], _index_of([*existing, document]), generation
+            )
+
+        def on_error(error: BaseException) -> None:
+            self.message.emit(
+                str(error) if isinstance(error, UserError) else f"{document.name} could not be stored."
+            )
+
+        run_in_pool(store_and_index, self._on_stored, on_error)
+
+    def _on_stored(self, result: _Indexed) -> None:
+        if result.generation != self.conversation.view_generation:
+            result.index.close()  # the person moved on; the document is stored with its conversation
+            return
+        self._use_index(result.index)
+        for document_id, document, summary in result.stored:
+            card = self._add_card(document_id, document, summary)
+        self.attached.emit()
+        if self.engine.model is not None and not self.conversation.busy():
+            self.summarize(document.content_hash, card.chosen_style())
+        else:
+            card.set_idle("Attached. Summarize it when the model is ready, or ask about it.")
+
+    # -- the conversation shown --------------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        self.documents = {}
+        self._use_index(None)
+
+    def load(self, conversation_id: int) -> None:
+        """Show the documents of a conversation just opened; read and indexed off the GUI thread."""
+        self.clear()
+        generation = self.conversation.view_generation
+        path = self.store.path
+
+        def read_and_index() -> _Indexed:
+            with HistoryStore(path) as own:
+                attached = own.attached_documents(conversation_id)
+            stored = [(row.id, document, row.summary) for row, document in attached]
+            return _Indexed(conversation_id, stored, _index_of([d for _, d, _ in stored]), generation)
+
+        def on_error(error: BaseException) -> None:
+            self.message.emit(
+                str(error) if isinstance(error, UserError) else "The attached documents could not be read."
+            )
+
+        run_in_pool(read_and_index, self._on_loaded, on_error)
+
+    def _on_loaded(self, result: _Indexed) -> None:
+        if result.generation != self.conversation.view_generation:
+            result.index.close()
+            return
+        if result.stored:
+            self._use_index(result.index)
+        else:
+            result.index.close()
+        for document_id, document, summary in result.stored:
+            self._add_card(document_id, document, summary, at_top=True)
+
+    def _use_index(self, index: DocumentIndex | None) -> None:
+        previous = self.conversation.session.documents
+        if previous is not None and previous is not index:
+            previous.close()
+        self.conversation.session.documents = index
+
+    def _add_card(
+        self, document_id: int, document: Document, summary: str | None, *, at_top: bool = False
+    ) -> DocumentCard:
+        card = DocumentCard(document, approximate_tokens(document.text))
+        card.summarize_requested.connect(
+            lambda style, h=document.content_hash: self.summarize(h, summary_style(style))
+        )
+        card.stop_requested.connect(self.stop)
+        if summary:
+            card.set_idle("Summarized. Ask questions about it, or summarize it in another style.")
+        if at_top:
+            self.chat_view.insert_widget(len(self.documents), card)
+        else:
+            self.chat_view.add_widget(card)
+            self.chat_view.scroll_to_end()
+        self.documents[document.content_hash] = Attached(document_id, document, card)
+        return card
+
+    # -- summaries ---------------------------------------------------------------------------------------------
+
+    def summarize(self, content_hash: str, style: SummaryStyle) -> None:
+        attached = self.documents.get(content_hash)
+        conversation_id = self.conversation.conversation_id
+        if attached is None or conversation_id is None:
+            return
+        if self.engine.model is None:
+            self.message.emit("No model is loaded. Choose one in the model menu, then summarize.")
+            return
+        if self.conversation.busy():
+            self.message.emit("The model is busy. Stop the current reply or summary first (Esc).")
+            return
+        run = SummaryRun(attached.document_id, content_hash, conversation_id, attached.card)
+        document = attached.document
+        signals = self.summary_signals
+
+        def job(engine: Engine, cancel: threading.Event) -> SummaryResult:
+            summarizer = Summarizer(engine)  # built on the engine thread, with the engine it is given
+            return summarizer.summarize(
+                document, style, on_progress=signals.progress.emit, on_text=signals.text.emit, cancel=cancel
+            )
+
+        self.summary = run
+        attached.card.set_started()
+        run.ticket = self.engine.run_job(job, self._on_summary_finished, self._on_summary_failed)
+        self.busy_changed.emit()
+
+    def _shown(self, run: SummaryRun) -> bool:
+        return run.conversation_id == self.conversation.conversation_id
+
+    @Slot(SummaryProgress)
+    def _on_summary_progress(self, progress: SummaryProgress) -> None:
+        run = self.summary
+        if run is not None and self._shown(run):
+            run.card.set_progress(progress)
+
+    @Slot(str)
+    def _on_summary_text(self, text: str) -> None:
+        run = self.summary
+        if run is None:
+            return
+        run.streamed.append(text)
+        if self._shown(run):
+            if self.chat_view.streaming_message is None:
+                self.chat_view.begin_reply()
+            self.chat_view.append_to_reply(text)
+
+    def _on_summary_finished(self, result: SummaryResult) -> None:
+        run = self.summary
+        if run is None:
+            return  # abandoned: its partial text was kept when the person left
+        shown = self._shown(run)
+        streaming = self.chat_view.streaming_message if shown else None
+        if streaming is not None:
+            self.chat_view.finish_reply(None, "stopped" if result.cancelled else "complete")
+        if result.text:
+            try:
+                self.store.add_message(
+                    run.conversation_id,
+                    "assistant",
+                    result.text,
+                    state="stopped" if result.cancelled else "complete",
+                    stats={
+                        "summary_of": result.document_name,
+                        "style": result.style,
+                        "parts": result.chunk_count,
+                    },
+                )
+                if not result.cancelled:
+                    self.store.set_document_summary(run.document_id, result.text)
+            except UserError as exc:
+                self.message.emit(str(exc))
+        elif streaming is not None and not streaming.text:
+            self.chat_view.remove_last()
+        if shown:
+            run.card.set_finished(result)
+        self._end_summary()
+
+    def _on_summary_failed(self, message: str) -> None:
+        run = self.summary
+        if run is None:
+            return
+        if self._shown(run):
+            streaming = self.chat_view.streaming_message
+            if streaming is not None:
+                self.chat_view.finish_reply(None, "failed")
+                if not streaming.text:
+                    self.chat_view.remove_last()
+            run.card.set_failed(message)
+        if message:
+            self.message.emit(message)
+        self._end_summary()
+
+    def _end_summary(self) -> None:
+        self.summary = None
+        self.busy_changed.emit()
+
+    def stop(self) -> None:
+        if self.summary is not None and self.summary.ticket is not None:
+            self.summary.ticket.cancel()
+
+    def abandon_summary(self) -> None:
+        """Leaving the conversation mid-summary: stop it, and keep what was written as a stopped reply."""
+        run = self.summary
+        if run is None:
+            return
+        self.stop()
+        self.summary = None
+        if run.text:
+            try:
+                self.store.add_message(run.conversation_id, "assistant", run.text, state="stopped")
+            except UserError as exc:
+                self.message.emit(str(exc))
+        if self.chat_view.streaming_message is not None:
+            self.chat_view.finish_reply(None, "stopped")
+        self.busy_changed.emit()
+
+
+def _index_of(documents: list[Document]) -> DocumentIndex:
+    """A passage index of ``documents``, built on the calling (pool) thread and then handed to the GUI thread."""
+    index = DocumentIndex(handed_over=True)
+    for document in documents:
+        index.add(document)
+    return index

@@ -1,0 +1,203 @@
+"""Choosing and loading the model: the toolbar's picker, the status bar's load progress, Open GGUF, and the
+model manager (which lives as long as the window, so downloads go on while it is closed)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
+
+from app.core.errors import UserError
+from app.core.llm.engine import LoadOptions, ModelInfo
+from app.core.llm.gguf_check import check_model_file
+from app.core.models.inventory import installed_models
+from app.core.settings import Settings
+from app.ui.background import run_in_pool
+from app.ui.engine_bridge import EngineBridge
+
+if TYPE_CHECKING:
+    from app.ui.model_manager import ModelManagerDialog
+
+log = logging.getLogger(__name__)
+
+OPEN_FILE_ITEM = "__open_file__"
+CODE_MODEL_HINTS = ("coder", "code")
+
+
+class ModelController(QObject):
+    """Owns the picker and the load status widgets; asks the engine bridge to load.
+
+    Signals:
+        settings_changed(): the last model or the imported files changed; the window saves the settings.
+        message(str): a sentence for the banner.
+    """
+
+    settings_changed = Signal()
+    message = Signal(str)
+
+    def __init__(self, engine: EngineBridge, settings: Settings, window: QWidget, status: QStatusBar) -> None:
+        super().__init__(window)
+        self.engine = engine
+        self.settings = settings
+        self.window = window
+        self.pending_model: str | None = None
+        self.model_manager: ModelManagerDialog | None = None
+
+        self.picker = QComboBox()
+        self.picker.setMinimumWidth(280)
+        self.picker.setAccessibleName("Model")
+        self.picker.setToolTip("The model that answers")
+        self.picker.activated.connect(self._on_picked)
+
+        self.model_label = QLabel("No model")
+        self.model_label.setAccessibleName("Loaded model")
+        status.addWidget(self.model_label)
+        self.load_bar = QProgressBar()
+        self.load_bar.setRange(0, 100)
+        self.load_bar.setMaximumWidth(180)
+        self.load_bar.setAccessibleName("Model loading progress")
+        self.load_bar.hide()
+        status.addWidget(self.load_bar)
+        self.cancel_load_button = QPushButton("Cancel")
+        self.cancel_load_button.setAccessibleName("Cancel loading the model")
+        self.cancel_load_button.clicked.connect(self.engine.stop)
+        self.cancel_load_button.hide()
+        status.addWidget(self.cancel_load_button)
+
+        engine.load_progress.connect(self._on_load_progress)
+        engine.model_loaded.connect(self._on_model_loaded)
+        engine.load_failed.connect(self._on_load_failed)
+
+    # -- the picker --------------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        self.picker.blockSignals(True)
+        self.picker.clear()
+        loaded = str(self.engine.model.path) if self.engine.model else self.pending_model
+        for model in installed_models(self.settings.imported_models, include_hf_cache=False):
+            label = model.display_name + ("  (starter)" if model.source == "starter" else "")
+            self.picker.addItem(label, str(model.path))
+            self.picker.setItemData(self.picker.count() - 1, str(model.path), Qt.ItemDataRole.ToolTipRole)
+        if loaded and self.picker.findData(loaded) < 0:
+            self.picker.addItem(Path(loaded).stem, loaded)
+        self.picker.addItem("Open GGUF file…", OPEN_FILE_ITEM)
+        index = self.picker.findData(loaded) if loaded else -1
+        self.picker.setCurrentIndex(index)
+        if index < 0:
+            self.picker.setPlaceholderText("Choose a model")
+        self.picker.blockSignals(False)
+
+    @Slot(int)
+    def _on_picked(self, index: int) -> None:
+        data = self.picker.itemData(index)
+        if data == OPEN_FILE_ITEM:
+            self.refresh()
+            self.choose_file()
+        elif data and (self.engine.model is None or str(self.engine.model.path) != data):
+            self.load(str(data))
+
+    def code_model(self) -> str | None:
+        """An installed model made for code, for the Code mode."""
+        for model in installed_models(self.settings.imported_models, include_hf_cache=False):
+            if any(hint in model.path.name.lower() for hint in CODE_MODEL_HINTS):
+                return str(model.path)
+        return None
+
+    # -- opening and loading -----------------------------------------------------------------------------
+
+    def choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self.window, "Open a GGUF model", str(Path.home()), "GGUF models (*.gguf)"
+        )
+        if path:
+            self.import_file(path)
+
+    def import_file(self, path: str) -> None:
+        """Validate off the GUI thread, remember the file, then load it."""
+        self.model_label.setText(f"Checking {Path(path).name}…")
+
+        def on_valid(_info: object) -> None:
+            resolved = str(Path(path).resolve())
+            known = installed_models(self.settings.imported_models, include_hf_cache=False)
+            if resolved not in self.settings.imported_models and not any(
+                str(m.path) == resolved for m in known
+            ):
+                self.settings.imported_models.append(resolved)
+                self.settings_changed.emit()
+            self.load(resolved)
+
+        def on_invalid(error: BaseException) -> None:
+            self.model_label.setText(self.engine.model.name if self.engine.model else "No model")
+            self.message.emit(
+                str(error) if isinstance(error, UserError) else f"{Path(path).name} could not be read."
+            )
+
+        run_in_pool(lambda: check_model_file(path), on_valid, on_invalid)
+
+    def load(self, path: str) -> None:
+        self.pending_model = path
+        options = LoadOptions(
+            context_size=self.settings.context_size,
+            threads=self.settings.threads,
+            gpu_layers=self.settings.gpu_layers,
+        )
+        self.model_label.setText(f"Loading {Path(path).stem}…")
+        self.load_bar.setValue(0)
+        self.load_bar.show()
+        self.cancel_load_button.show()
+        self.engine.load(path, options)
+
+    @Slot(float)
+    def _on_load_progress(self, fraction: float) -> None:
+        self.load_bar.setValue(int(fraction * 100))
+
+    @Slot(ModelInfo)
+    def _on_model_loaded(self, info: ModelInfo) -> None:
+        self.pending_model = None
+        self.load_bar.hide()
+        self.cancel_load_button.hide()
+        self.model_label.setText(
+            f"{info.path.stem} · {info.context_size:,} tokens of context"
+            + ("" if info.has_chat_template else " · no chat template, using ChatML")
+        )
+        self.settings.last_model = str(info.path)
+        self.settings_changed.emit()
+        self.refresh()
+        if self.model_manager is not None:
+            self.model_manager.set_context(info.context_size, info.file_size)
+
+    @Slot(str)
+    def _on_load_failed(self, message: str) -> None:
+        self.pending_model = None
+        self.load_bar.hide()
+        self.cancel_load_button.hide()
+        model = self.engine.model
+        self.model_label.setText(model.name if model else "No model")
+        if message:
+            self.message.emit(message)
+        self.refresh()
+
+    # -- the model manager -------------------------------------------------------------------------------
+
+    def open_manager(self) -> None:
+        from app.ui.model_manager import ModelManagerDialog  # built on first use: it probes the hardware
+
+        if self.model_manager is None:
+            loaded = self.engine.model
+            self.model_manager = ModelManagerDialog(
+                self.window,
+                context_size=self.settings.context_size,
+                loaded_model_bytes=loaded.file_size if loaded else 0,
+                imported_models=tuple(self.settings.imported_models),
+            )
+            self.model_manager.model_installed.connect(lambda _path: self.refresh())
+            self.model_manager.model_chosen.connect(self.load)
+        self.model_manager.show()
+        self.model_manager.raise_()
+
+    def shutdown(self) -> None:
+        if self.model_manager is not None:
+            self.model_manager.shutdown()

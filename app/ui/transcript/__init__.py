@@ -1,0 +1,1 @@
+"""The transcript: messages rendered from Markdown, code blocks highlighted, replies streaming in."""
