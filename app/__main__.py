@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 
 
 def main() -> None:
+    # Documents are read in a child process; in the desktop bundle that child is this same executable.
+    multiprocessing.freeze_support()
     from app.cli import main as cli_main
 
     sys.exit(cli_main())

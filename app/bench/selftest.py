@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 def self_test(model: str | None) -> int:
     """Load a model, generate a few tokens, open and close the main window; print each step's outcome."""
     from app.core.llm.bindings import backend_description
-    from app.core.llm.engine import Engine, LoadOptions
+    from app.core.llm.engine import LoadOptions
+    from app.core.llm.service import EngineService
     from app.core.models.inventory import default_model
     from app.core.modes import SamplingOptions
 
@@ -37,25 +38,23 @@ def self_test(model: str | None) -> int:
     if path is None:
         step("model", False, "no model given (--model PATH) and none installed")
         return 1
-    engine = Engine()
+    service = EngineService()  # the way every front end reaches the model
     try:
+        client = service.client("self-test")
         started = time.perf_counter()
-        info = engine.load(path, LoadOptions(context_size=1024))
+        info = client.load_and_wait(str(path), LoadOptions(context_size=1024))
         step("load", True, f"{info.name} ({info.quantization}) in {time.perf_counter() - started:.1f} s")
-        reply = engine.chat(
+        reply = client.stream_chat(
             [{"role": "user", "content": "Say hello in five words."}],
             SamplingOptions(temperature=0.0, max_tokens=16),
         )
-        text = reply.collect()
-        step(
-            "generate",
-            reply.stats.generated_tokens > 0,
-            f"{reply.stats.generated_tokens} tokens: {text.strip()!r}",
-        )
+        text = "".join(reply)
+        generated = reply.stats.generated_tokens if reply.stats else 0
+        step("generate", generated > 0, f"{generated} tokens: {text.strip()!r}")
     except UserError as exc:
         step("load", False, str(exc))
     finally:
-        engine.unload()
+        service.shutdown()
 
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

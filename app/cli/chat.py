@@ -10,11 +10,19 @@ import contextlib
 import sys
 
 from app import APP_NAME
-from app.cli.common import add_model_arguments, loaded_model, resolve_model, stop_on_interrupt
-from app.cli.history import open_store
+from app.cli.common import (
+    add_model_arguments,
+    loaded_model,
+    real_number,
+    resolve_model,
+    stop_on_interrupt,
+    whole_number,
+)
+from app.cli.history import open_store_for_saving
 from app.core import settings as settings_store
 from app.core.chat.session import ChatSession
 from app.core.errors import UserError
+from app.core.limits import MAX_REPLY_TOKENS, MAX_TEMPERATURE, check_max_tokens, check_temperature
 from app.core.llm.engine import ReplyStats
 from app.core.llm.service import EngineClient
 from app.core.modes import Mode, ModePreset, preset_for
@@ -24,8 +32,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     chat = commands.add_parser("chat", help="chat in the terminal (reads stdin line by line when piped)")
     add_model_arguments(chat)
     chat.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.CHAT.value)
-    chat.add_argument("--temp", type=float, metavar="T", help="sampling temperature (0 = deterministic)")
-    chat.add_argument("--max-tokens", type=int, metavar="N", help="longest reply, in tokens")
+    chat.add_argument(
+        "--temp",
+        type=real_number(check_temperature),
+        metavar="T",
+        help=f"sampling temperature, 0..{MAX_TEMPERATURE:g} (0 = deterministic)",
+    )
+    chat.add_argument(
+        "--max-tokens",
+        type=whole_number(check_max_tokens),
+        metavar="N",
+        help=f"longest reply, in tokens (1..{MAX_REPLY_TOKENS})",
+    )
     chat.add_argument("--system", metavar="TEXT", help="system prompt instead of the mode's")
     chat.add_argument("-p", "--prompt", metavar="TEXT", help="send one message, print the reply and exit")
     chat.add_argument("--stats", action="store_true", help="print each reply's statistics to stderr")
@@ -64,7 +82,7 @@ def describe_stats(stats: ReplyStats) -> str:
 def run_chat(args: argparse.Namespace) -> int:
     preset = chat_preset(args)
     # The history opens before the model loads: a history this version cannot use stops us at once.
-    store = None if args.no_save else open_store()
+    store = None if args.no_save else open_store_for_saving()
     try:
         model = str(resolve_model(args).resolve())
         with loaded_model(args, quiet=not sys.stdin.isatty() or args.prompt is not None) as (client, info):

@@ -13,8 +13,10 @@ from types import FrameType
 
 from app.core import settings as settings_store
 from app.core.errors import UserError
+from app.core.limits import MIN_CONTEXT, OutOfRange, check_context_size, check_threads
 from app.core.llm.engine import LoadOptions, ModelInfo
 from app.core.llm.service import EngineClient, EngineService
+from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.models.inventory import default_model
 
 
@@ -23,9 +25,57 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", metavar="PATH", help="GGUF model file (default: the last used or starter model)"
     )
     parser.add_argument(
-        "--ctx", type=int, metavar="N", help="context size in tokens (default: from settings)"
+        "--ctx",
+        type=whole_number(check_context_size),
+        metavar="N",
+        help=f"context size in tokens, {MIN_CONTEXT}.. or 0 for the model's own (default: from settings)",
     )
-    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
+    parser.add_argument(
+        "--threads",
+        type=whole_number(check_threads),
+        metavar="N",
+        help="CPU threads (default: physical cores)",
+    )
+    parser.add_argument(
+        "--chat-template",
+        type=str.lower,
+        choices=list(BUILTIN_TEMPLATES),
+        metavar="NAME",
+        help="a built-in chat template instead of the model's own, for a model whose template is refused: "
+        + ", ".join(BUILTIN_TEMPLATES),
+    )
+
+
+def whole_number(check: Callable[[int], int]) -> Callable[[str], int]:
+    """An argparse type: a whole number that passes ``check``, else a usage error with its sentence (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}.") from None
+        try:
+            return check(value)
+        except OutOfRange as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def real_number(check: Callable[[float], float]) -> Callable[[str], float]:
+    """An argparse type: a finite number that passes ``check``, else a usage error with its sentence (exit 2)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}.") from None
+        try:
+            return check(value)
+        except OutOfRange as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def resolve_model(args: argparse.Namespace) -> Path:
@@ -60,6 +110,7 @@ def loaded_model(
         context_size=args.ctx if args.ctx is not None else settings.context_size,
         threads=args.threads if args.threads is not None else settings.threads,
         gpu_layers=settings.gpu_layers,
+        chat_template=getattr(args, "chat_template", None),
     )
     model_path = resolve_model(args)
     service = EngineService()

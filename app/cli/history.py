@@ -2,7 +2,8 @@
 ``llamadesk chat``'s conversations.
 
 Everything a command prints as its result goes to stdout (so it can be piped or redirected); notes for the
-person go to stderr.
+person go to stderr. Titles and messages are printed with their control characters shown as symbols
+(``printable_line``/``printable_text``): an imported title must not send escape sequences to the terminal.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from app.cli.common import whole_number
 from app.core.errors import UserError
+from app.core.history.imports import MAX_IMPORT_CHARACTERS
+from app.core.history.records import printable_line
 from app.core.history.store import HistoryStore
+from app.core.limits import check_count
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,7 +30,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     actions = history.add_subparsers(dest="history_command", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="the conversations, newest first, grouped by day")
-    listing.add_argument("--limit", type=int, metavar="N", help="show only the N most recent")
+    listing.add_argument(
+        "--limit", type=whole_number(check_count), metavar="N", help="show only the N most recent"
+    )
     listing.add_argument("--trash", action="store_true", help="list the deleted conversations instead")
     listing.set_defaults(handler=run_list)
 
@@ -35,7 +42,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     search = actions.add_parser("search", help="find messages containing all the given words")
     search.add_argument("text", nargs="+", metavar="TEXT")
-    search.add_argument("--limit", type=int, default=20, metavar="N", help="at most N results (default 20)")
+    search.add_argument(
+        "--limit",
+        type=whole_number(check_count),
+        default=20,
+        metavar="N",
+        help="at most N results (default 20)",
+    )
     search.set_defaults(handler=run_search)
 
     export = actions.add_parser("export", help="print one conversation, or all of them, as Markdown or JSON")
@@ -57,9 +70,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def open_store() -> HistoryStore:
+    """The history, saying on stderr when a damaged file was moved aside or it could only be opened read-only."""
     store = HistoryStore()
     if store.recovery_notice:
         print(store.recovery_notice, file=sys.stderr)
+    return store
+
+
+def open_store_for_saving() -> HistoryStore | None:
+    """The history to save a chat in; None (the chat is kept in memory, as with --no-save) when it could only be
+    opened read-only, which ``open_store`` has said."""
+    store = open_store()
+    if store.read_only:
+        store.close()
+        return None
     return store
 
 
@@ -72,7 +96,8 @@ def run_list(args: argparse.Namespace) -> int:
         if args.trash:
             trash = store.list_trash()
             for deleted in trash[: args.limit]:
-                print(f"{deleted.id:>6}  deleted {_local_time(deleted.deleted)}  {deleted.display_title}")
+                title = printable_line(deleted.display_title)
+                print(f"{deleted.id:>6}  deleted {_local_time(deleted.deleted)}  {title}")
             if not trash:
                 print("The trash is empty.", file=sys.stderr)
             return 0
@@ -86,7 +111,8 @@ def run_list(args: argparse.Namespace) -> int:
                 group = conversation.group
                 print(group)
             when = _local_time(conversation.updated)
-            print(f"{conversation.id:>6}  {when}  [{conversation.mode}]  {conversation.display_title}")
+            mode, title = printable_line(conversation.mode), printable_line(conversation.display_title)
+            print(f"{conversation.id:>6}  {when}  [{mode}]  {title}")
         total = store.count_conversations()
         if total > len(conversations):
             print(f"({len(conversations)} of {total} shown)", file=sys.stderr)
@@ -107,12 +133,12 @@ def run_search(args: argparse.Namespace) -> int:
     with open_store() as store:
         hits = store.search(text, limit=args.limit)
     if not hits:
-        print(f"No message contains {text!r}.", file=sys.stderr)
+        print(f"No message contains {printable_line(repr(text))}.", file=sys.stderr)
         return 0
     for hit in hits:
-        title = hit.conversation_title or "New conversation"
+        title = printable_line(hit.conversation_title or "New conversation")
         print(f"{hit.conversation_id:>6}  {_local_time(hit.created)}  {title}")
-        print(f"        {hit.role}: {hit.snippet}")
+        print(f"        {hit.role}: {printable_line(hit.snippet)}")
     print("Open one with: llamadesk history show ID", file=sys.stderr)
     return 0
 
@@ -131,6 +157,11 @@ def run_import(args: argparse.Namespace) -> int:
     else:
         path = Path(args.file).expanduser()
         try:
+            if path.stat().st_size > MAX_IMPORT_CHARACTERS * 4:  # checked again by characters once read
+                raise UserError(
+                    f"{path} is too large to import (at most {MAX_IMPORT_CHARACTERS // 2**20:,} MB). Export "
+                    "fewer conversations at a time and import each file."
+                )
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UserError(f"There is no file {path}. Check the name and try again.") from None
@@ -142,11 +173,15 @@ def run_import(args: argparse.Namespace) -> int:
     with open_store() as store:
         result = store.import_json(text, source)
     added = len(result.imported)
+    for refusal in result.refused:
+        print(printable_line(refusal), file=sys.stderr)
     message = f"Imported {added} conversation{'s' if added != 1 else ''}"
     if result.skipped:
         message += f"; {result.skipped} already in the history and skipped"
+    if result.refused:
+        message += f"; {len(result.refused)} refused (see above)"
     print(message + ".")
-    return 0
+    return 1 if result.refused else 0
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -11,9 +11,10 @@ import sys
 import time
 from typing import Any
 
-from app.cli.common import stop_on_interrupt
+from app.cli.common import stop_on_interrupt, whole_number
 from app.core import settings as settings_store
 from app.core.errors import Cancelled, UserError
+from app.core.limits import check_context_size, check_count
 from app.core.units import human_bytes
 
 
@@ -56,7 +57,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "file", nargs="?", metavar="FILE", help="a file of the repository, instead of a quant"
     )
     download.add_argument("--quant", metavar="Q", help="quantization, e.g. Q4_K_M")
-    download.add_argument("--ctx", type=int, metavar="N", help="context size used to pick the quantization")
+    download.add_argument(
+        "--ctx",
+        type=whole_number(check_context_size),
+        metavar="N",
+        help="context size used to pick the quantization",
+    )
     download.set_defaults(handler=run_download)
 
     resume = actions.add_parser("resume", help="continue every paused, failed or interrupted download")
@@ -68,7 +74,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     search = actions.add_parser("search", help="search the Hugging Face Hub for GGUF models")
     search.add_argument("text", help="words in the repository name, e.g. 'llama 3.2'")
-    search.add_argument("--limit", type=int, default=20, metavar="N")
+    search.add_argument("--limit", type=whole_number(check_count), default=20, metavar="N")
     search.set_defaults(handler=run_search)
 
     installed = actions.add_parser(
@@ -85,7 +91,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _menu_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--ctx", type=int, metavar="N", help="context size to plan for (default: from settings)"
+        "--ctx",
+        type=whole_number(check_context_size),
+        metavar="N",
+        help="context size to plan for (default: from settings)",
     )
     parser.add_argument("--json", action="store_true", help="print the menu as JSON")
     parser.add_argument("--refresh", action="store_true", help="ask the Hub for current file lists now")
@@ -255,8 +264,8 @@ class _ProgressPrinter:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from app.core.models.downloads.downloader import Downloader
-    from app.core.models.downloads.queue import STATE_PAUSED
+    from app.core.models.downloads.downloader import DownloadBusyError, Downloader
+    from app.core.models.downloads.queue import STATE_DOWNLOADING, STATE_PAUSED
 
     repo, quant = parse_target(args.target)
     quant = args.quant or quant
@@ -265,6 +274,8 @@ def run_download(args: argparse.Namespace) -> int:
     if job is None:
         planned = downloader.plan(repo, quant, args.file, context_size=_context_size(args))
         job = downloader.enqueue(planned)
+    if job.state == STATE_DOWNLOADING:  # its owner is alive: the queue reads a dead owner's job as queued
+        raise DownloadBusyError(job)
     already = job.bytes_on_disk()
     files = f"{len(job.files)} files" if len(job.files) > 1 else job.files[0].basename
     if already:
@@ -288,6 +299,8 @@ def run_download(args: argparse.Namespace) -> int:
                 f"Paused with {human_bytes(current.bytes_on_disk())} downloaded; run the same command to resume.",
                 file=sys.stderr,
             )
+        elif current is None:
+            print(f"{job.name} was cancelled and what was downloaded deleted.", file=sys.stderr)
         return 130
     printer.finish()
     rate = result.bytes_transferred / result.seconds if result.seconds > 0 else 0.0
@@ -301,17 +314,20 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_resume(_args: argparse.Namespace) -> int:
-    from app.core.models.downloads.downloader import Downloader
-    from app.core.models.downloads.queue import STATE_DONE
+    from app.core.models.downloads.downloader import DownloadBusyError, Downloader
+    from app.core.models.downloads.queue import STATE_DONE, STATE_DOWNLOADING
 
     downloader = Downloader()
     jobs = [job for job in downloader.queue.jobs() if job.state != STATE_DONE]
     if not jobs:
         print("No download is waiting.", file=sys.stderr)
         return 0
+    failures: list[str] = []
     for job in jobs:
         downloader.resume(job.job_id)
-    failures: list[str] = []
+        if job.state == STATE_DOWNLOADING:  # by a live process: left to it
+            failures.append(str(DownloadBusyError(job)))
+            print(failures[-1], file=sys.stderr)
 
     def finished(job: Any, result: Any, message: str) -> None:
         if result is not None:
@@ -320,13 +336,10 @@ def run_resume(_args: argparse.Namespace) -> int:
             failures.append(message)
             print(message, file=sys.stderr)
 
-    def pause_all() -> None:
-        for job in jobs:
-            downloader.pause(job.job_id)
-
     printer = _ProgressPrinter()
     try:
-        with stop_on_interrupt(pause_all):
+        # Ctrl+C pauses what this command downloads, never a download running in another window or terminal.
+        with stop_on_interrupt(downloader.pause_running):
             downloader.run_queue(printer, finished)
     finally:
         printer.finish()

@@ -20,7 +20,7 @@ from app.core.documents.summary_types import STYLES, SummaryProgress, SummaryRes
 from app.core.errors import UserError
 from app.core.llm.engine import Engine
 from app.core.llm.service import Job
-from app.core.units import human_duration
+from app.core.units import counted, human_duration
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -124,7 +124,7 @@ def run_summarize(args: argparse.Namespace) -> int:
                 stopped = True
                 break
             print(
-                f"[{result.chunk_count} parts, {result.method}, {result.cache_hits} from cache, "
+                f"[{counted(result.chunk_count, 'part')}, {result.method}, {result.cache_hits} from cache, "
                 f"{result.seconds:.1f} s]",
                 file=sys.stderr,
             )
@@ -134,13 +134,20 @@ def run_summarize(args: argparse.Namespace) -> int:
 
 
 def _summary_job(document: Document, args: argparse.Namespace, out: TextIO) -> Job[SummaryResult]:
-    """The summary of one document, as a job for the engine thread; its text streams to ``out``."""
-
-    def write(piece: str) -> None:
-        out.write(piece)
-        out.flush()
+    """The summary of one document, as a job for the engine thread; its text streams to ``out``. When ``out`` is
+    closed (``| head``), the summary stops: nobody reads the rest."""
 
     def run(engine: Engine, cancel: threading.Event) -> SummaryResult:
+        def write(piece: str) -> None:
+            if cancel.is_set():
+                return
+            try:
+                out.write(piece)
+                out.flush()
+            except BrokenPipeError:
+                cancel.set()
+                engine.cancel()
+
         print(describe(document, engine.count_tokens), file=sys.stderr)
         summarizer = Summarizer(engine, settings=SummarySettings(), use_cache=not args.no_cache)
         return summarizer.summarize(

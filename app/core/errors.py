@@ -30,5 +30,9 @@ class NoModelLoadedError(UserError):
     """A reply was asked for before a model was loaded."""
 
 
+class InvalidOptionError(UserError):
+    """An option or setting outside the range it must fall in."""
+
+
 class Cancelled(Exception):
     """The user stopped the work; not an error, nothing to report."""

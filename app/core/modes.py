@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
+
+from app.core.limits import (
+    OutOfRange,
+    check_max_tokens,
+    check_system_prompt,
+    check_temperature,
+    check_top_p,
+)
 
 
 class Mode(str, Enum):
@@ -61,29 +69,45 @@ PRESETS: dict[Mode, ModePreset] = {
 }
 
 
-OVERRIDABLE = ("system_prompt", "temperature", "top_p", "max_tokens")
+# What a user may change in a preset, and the check each value must pass (a sentence when it does not).
+OVERRIDE_CHECKS: dict[str, Callable[[object], object]] = {
+    "system_prompt": check_system_prompt,
+    "temperature": check_temperature,
+    "top_p": check_top_p,
+    "max_tokens": check_max_tokens,
+}
+OVERRIDABLE = tuple(OVERRIDE_CHECKS)
+
+
+def valid_overrides(overrides: object) -> tuple[dict[str, Any], list[str]]:
+    """The overrides that pass their checks, and a sentence for each one that does not (or is unknown)."""
+    if not isinstance(overrides, Mapping):
+        return {}, [f"the changes to a mode must be a JSON object, not {overrides!r}"]
+    kept: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in overrides.items():
+        check = OVERRIDE_CHECKS.get(key)
+        if check is None:
+            problems.append(f"'{key}' cannot be changed (only {', '.join(OVERRIDABLE)} can)")
+            continue
+        try:
+            kept[key] = check(value)
+        except OutOfRange as exc:
+            problems.append(str(exc).rstrip("."))
+    return kept, problems
 
 
 def preset_for(mode: Mode | str, overrides: Mapping[str, Any] | None = None) -> ModePreset:
-    """The preset for ``mode`` with the user's changes on top; unknown or ill-typed values are ignored."""
+    """The preset for ``mode`` with the user's changes on top; unknown, ill-typed or out-of-range values are
+    ignored (settings.load has already said so, once)."""
     preset = PRESETS[Mode(mode)]
-    overrides = overrides or {}
+    kept, _problems = valid_overrides(overrides or {})
     sampling = preset.sampling
-    temperature = _number(overrides.get("temperature"))
-    if temperature is not None and temperature >= 0:
-        sampling = replace(sampling, temperature=temperature)
-    top_p = _number(overrides.get("top_p"))
-    if top_p is not None and 0 < top_p <= 1:
-        sampling = replace(sampling, top_p=top_p)
-    max_tokens = overrides.get("max_tokens")
-    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0:
-        sampling = replace(sampling, max_tokens=max_tokens)
-    prompt = overrides.get("system_prompt")
-    system_prompt = prompt.strip() if isinstance(prompt, str) and prompt.strip() else preset.system_prompt
-    return replace(preset, system_prompt=system_prompt, sampling=sampling)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
+    if "temperature" in kept:
+        sampling = replace(sampling, temperature=float(kept["temperature"]))
+    if "top_p" in kept:
+        sampling = replace(sampling, top_p=float(kept["top_p"]))
+    if "max_tokens" in kept:
+        sampling = replace(sampling, max_tokens=int(kept["max_tokens"]))
+    prompt = str(kept.get("system_prompt", "")).strip()
+    return replace(preset, system_prompt=prompt or preset.system_prompt, sampling=sampling)

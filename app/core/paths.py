@@ -55,10 +55,6 @@ class AppPaths:
     def summary_cache_dir(self) -> Path:
         return self.cache_dir / "summaries"
 
-    @property
-    def model_registry_file(self) -> Path:
-        return self.data_dir / "models.json"
-
     def ensure(self) -> AppPaths:
         """Create the directories (owner-only: conversations and models are private)."""
         for directory in (self.config_dir, self.data_dir, self.cache_dir, self.log_dir, self.models_dir):

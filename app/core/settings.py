@@ -7,11 +7,15 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.core.files import write_json_atomic
+from app.core.limits import OutOfRange, check_context_size, check_gpu_layers, check_threads
+from app.core.llm.templates import BUILTIN_TEMPLATES
+from app.core.modes import Mode, valid_overrides
 from app.core.paths import app_paths
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,8 @@ class Settings:
     theme: str = "system"
     last_model: str = ""
     imported_models: list[str] = field(default_factory=list)
+    # Model file -> the built-in chat template chosen for it, when its own was refused.
+    chat_templates: dict[str, str] = field(default_factory=dict)
     window_geometry: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # keys from a newer version, kept untouched
 
@@ -55,24 +61,92 @@ def _matches(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
+def _check_mode(value: object) -> str:
+    if value not in {mode.value for mode in Mode}:
+        raise OutOfRange(f"The mode must be one of {', '.join(mode.value for mode in Mode)}, not {value!r}.")
+    return str(value)
+
+
+def _check_theme(value: object) -> str:
+    if value not in THEMES:
+        raise OutOfRange(f"The theme must be one of {', '.join(THEMES)}, not {value!r}.")
+    return str(value)
+
+
+def _check_model_list(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise OutOfRange("The list of imported models must hold only file paths.")
+    return [str(item) for item in value]
+
+
+def _check_chat_templates(value: object) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(name in BUILTIN_TEMPLATES for name in value.values()):
+        raise OutOfRange(
+            f"The chat templates chosen for models must each be one of {', '.join(BUILTIN_TEMPLATES)}."
+        )
+    return {str(path): str(name) for path, name in value.items()}
+
+
+# Beyond its type, what each setting's value must satisfy; a value that fails falls back to the default.
+VALUE_CHECKS: dict[str, Callable[[Any], object]] = {
+    "context_size": check_context_size,
+    "threads": check_threads,
+    "gpu_layers": check_gpu_layers,
+    "mode": _check_mode,
+    "theme": _check_theme,
+    "imported_models": _check_model_list,
+    "chat_templates": _check_chat_templates,
+}
+
+
+def _mode_overrides(value: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Each mode's valid changes; an unknown mode or a bad value is dropped with one warning per mode."""
+    kept: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    for mode, overrides in value.items():
+        if mode not in {m.value for m in Mode}:
+            warnings.append(f"The setting 'mode_overrides' names an unknown mode ({mode!r}); it is ignored.")
+            continue
+        valid, problems = valid_overrides(overrides)
+        if problems:
+            warnings.append(
+                f"The changes to the {mode} mode in the setting 'mode_overrides' were partly invalid "
+                f"({'; '.join(problems)}); the preset's values are used instead."
+            )
+        if valid:
+            kept[mode] = valid
+    return kept, warnings
+
+
 def from_dict(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
-    """Build settings from a decoded JSON object; a wrong-typed value falls back to its default."""
+    """Build settings from a decoded JSON object. Each value is checked for its type and its range (nested
+    values too); one that fails falls back to its default, with one warning each."""
     defaults = Settings()
     values: dict[str, Any] = {}
     warnings: list[str] = []
-    known = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
+    known = [f.name for f in dataclasses.fields(Settings) if f.name != "extra"]
     for name in known:
         if name not in raw:
             continue
         default = getattr(defaults, name)
         value = raw[name]
-        if _matches(default, value):
-            values[name] = float(value) if isinstance(default, float) else value
-        else:
-            warnings.append(f"The setting '{name}' had an invalid value ({value!r}); the default is used.")
-    if values.get("theme", "system") not in THEMES:
-        warnings.append(f"The theme '{values['theme']}' is unknown; following the system instead.")
-        values["theme"] = "system"
+        if not _matches(default, value):
+            warnings.append(
+                f"The setting '{name}' had an invalid value ({value!r:.80}); the default is used."
+            )
+            continue
+        if name == "mode_overrides":
+            values[name], nested_warnings = _mode_overrides(value)
+            warnings.extend(nested_warnings)
+            continue
+        try:
+            checked = VALUE_CHECKS[name](value) if name in VALUE_CHECKS else value
+        except OutOfRange as exc:
+            warnings.append(
+                f"The setting '{name}' was out of range: {exc} The default ({default!r}) is used."
+            )
+            continue
+        values[name] = float(checked) if isinstance(default, float) else checked  # type: ignore[arg-type]
     extra = dict(raw.get("extra", {})) if isinstance(raw.get("extra"), dict) else {}
     extra.update({k: v for k, v in raw.items() if k not in known and k != "extra"})
     return Settings(**values, extra=extra), warnings

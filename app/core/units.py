@@ -25,3 +25,8 @@ def human_duration(seconds: float) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """A count with its noun in the right number, thousands grouped: "1 token", "2,048 tokens"."""
+    return f"{count:,} {noun if count == 1 else (plural or noun + 's')}"

@@ -50,9 +50,13 @@ def make_application() -> object:
 
 
 def run_gui(args: argparse.Namespace) -> int:
-    configure_logging()
+    log_file = configure_logging()
     from PySide6.QtWidgets import QApplication, QMessageBox
 
+    from app.core.crash import install_crash_handlers
+    from app.ui.crash import close_on_quit_signals, install_window_crash_handlers
+
+    install_crash_handlers(log_file)  # until the window exists, an uncaught error is logged only
     app = make_application()
     assert isinstance(app, QApplication)
     try:
@@ -60,8 +64,23 @@ def run_gui(args: argparse.Namespace) -> int:
     except UserError as exc:
         QMessageBox.critical(None, APP_NAME, str(exc))
         return 1
+    except (
+        Exception
+    ) as exc:  # a bug at start-up: a dialog that says where its traceback is, not a silent exit
+        log.exception("The window could not start")
+        QMessageBox.critical(None, APP_NAME, startup_failure_sentence(exc, log_file))
+        return 1
+    install_window_crash_handlers(log_file, window.show_error, window)
+    close_on_quit_signals(window)
     window.show()
     return int(app.exec())
+
+
+def startup_failure_sentence(error: BaseException, log_file: Path) -> str:
+    return (
+        f"{APP_NAME} could not start: something went wrong inside it ({type(error).__name__}: {error}). This is a "
+        f"bug; please report it. The details are in {log_file}."
+    )
 
 
 def open_main_window(args: argparse.Namespace) -> MainWindow:

@@ -50,9 +50,10 @@ def run_in_pool(
     func: Callable[[], Any],
     on_result: Callable[[Any], None],
     on_error: Callable[[BaseException], None],
+    pool: QThreadPool | None = None,
 ) -> None:
-    """Run a short job (file import, extraction, probe) on Qt's pool; the result or exception comes back on
-    the GUI thread."""
+    """Run a short job (file import, extraction, probe) on Qt's pool (or ``pool``: one of a single thread runs
+    its jobs one after another); the result or exception comes back on the GUI thread."""
     relay = _JobRelay()
     _live_relays.add(relay)
 
@@ -66,4 +67,4 @@ def run_in_pool(
 
     relay.succeeded.connect(done_ok)
     relay.failed.connect(done_error)
-    QThreadPool.globalInstance().start(_Job(relay, func))
+    (pool or QThreadPool.globalInstance()).start(_Job(relay, func))

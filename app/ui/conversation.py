@@ -14,15 +14,16 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 
 from app.core.chat.session import ChatSession
 from app.core.errors import UserError
-from app.core.history.records import Conversation
+from app.core.history.records import Conversation, Message
 from app.core.history.store import HistoryStore
-from app.core.llm.engine import ReplyStats
+from app.core.llm.context import ChatMessage
+from app.core.llm.engine import ModelInfo, ReplyStats
 from app.core.models.fit import record_measured_speed
 from app.core.modes import ModePreset
 from app.core.settings import Settings
 from app.ui.chat_input import InputBar
 from app.ui.engine_bridge import EngineBridge
-from app.ui.transcript.chat_view import ChatView
+from app.ui.transcript.chat_view import PAGE, ChatView, HistoryEntry
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class ConversationController(QObject):
         preset: Callable[[], ModePreset],
         mode: Callable[[], str],
         other_work: Callable[[], bool],
+        documents_loading: Callable[[], bool],
     ) -> None:
         super().__init__(chat_view)
         self.engine = engine
@@ -66,6 +68,7 @@ class ConversationController(QObject):
         self._preset = preset
         self._mode = mode
         self._other_work = other_work  # a summary is being written: the conversation must not change under it
+        self._documents_loading = documents_loading  # questions asked now would miss the attached documents
         self.session = ChatSession(store, mode=mode())
         self.last_stats: ReplyStats | None = None
         self.view_generation = 0  # changes whenever another conversation is shown
@@ -110,24 +113,39 @@ class ConversationController(QObject):
         self.conversation_changed.emit()
 
     def show(self, conversation_id: int, highlight: list[str]) -> Conversation | None:
-        """Show a stored conversation; returns it (its mode and model, for the window to follow), or None if it
-        could not be read."""
+        """Show a stored conversation, newest messages first and older ones as the person scrolls up; returns
+        it (its mode and model, for the window to follow), or None if it could not be read."""
         self.abandon_reply()
+        store = self.store
         try:
-            conversation = self.store.get_conversation(conversation_id)
-            messages = self.store.messages(conversation_id)
+            conversation = store.get_conversation(conversation_id)
+            # A search shows every message from the first match on, so all are read; otherwise one page.
+            newest = (
+                store.messages(conversation_id) if highlight else store.recent_messages(conversation_id, PAGE)
+            )
         except UserError as exc:
             self._say(str(exc))
             return None
-        self.session = ChatSession(self.store, conversation_id, mode=self._mode())
+        oldest = [newest[0].id] if newest else []
+
+        def fetch_older(count: int) -> list[HistoryEntry]:
+            if not oldest:
+                return []
+            try:
+                older = store.recent_messages(conversation_id, count, before_id=oldest[0])
+            except UserError as exc:
+                self._say(str(exc))
+                return []
+            if older:
+                oldest[0] = older[0].id
+            return [_entry(m) for m in older]
+
+        self.session = ChatSession(store, conversation_id, mode=self._mode())
         self.view_generation += 1
         self.chat_view.clear()
-        for message in messages:
-            stats = _stats_from_dict(message.stats)
-            self.chat_view.add_message(message.role, message.content, state=message.state, stats=stats)
-        self.chat_view.scroll_to_end()
-        if highlight:
-            self.chat_view.highlight(highlight)
+        self.chat_view.show_history(
+            [_entry(m) for m in newest], None if highlight or len(newest) < PAGE else fetch_older, highlight
+        )
         self.conversation_changed.emit()
         return conversation
 
@@ -150,6 +168,11 @@ class ConversationController(QObject):
         if self.engine.is_busy:
             self._say("The model is still busy; your message is kept. Send it again in a moment.")
             return
+        if self._documents_loading():
+            self._say(
+                "The attached documents are still being read; your message is kept. Send it in a moment."
+            )
+            return
         self.session.mode = self._mode()
         try:
             self.session.add_user_message(
@@ -168,13 +191,17 @@ class ConversationController(QObject):
         except UserError as exc:
             self._say(str(exc))
 
-    def _start_reply(self) -> None:
-        preset = self._preset()
+    def engine_messages(self) -> list[ChatMessage]:
+        """What the model is sent for the conversation as it stands."""
         model = self.engine.model
         context_size = model.context_size if model else self.settings.context_size
+        return self.session.engine_messages(self._preset(), context_size)
+
+    def _start_reply(self) -> None:
+        messages = self.engine_messages()
         self.session.begin_reply()
         self.chat_view.begin_reply()
-        self.engine.chat(self.session.engine_messages(preset, context_size), preset.sampling)
+        self.engine.chat(messages, self._preset().sampling)
         self.busy_changed.emit()
 
     def stop(self) -> None:
@@ -185,18 +212,20 @@ class ConversationController(QObject):
         if not self.engine.is_generating:
             return
         self.engine.abandon_reply()
-        self._finish_session_reply("stopped")
+        _saved, problem = self._finish_session_reply("stopped")
+        if problem:
+            self._say(problem)
         self.chat_view.finish_reply(None, "stopped")
         self.busy_changed.emit()
 
     def _finish_session_reply(
         self, state: Literal["complete", "stopped"], stats: ReplyStats | None = None
-    ) -> Any:
+    ) -> tuple[Message | None, str]:
+        """The stored reply (None when nothing was said), and a sentence if the history could not keep it."""
         try:
-            return self.session.finish_reply(state, stats)
+            return self.session.finish_reply(state, stats), ""
         except UserError as exc:
-            self._say(str(exc))
-            return None
+            return None, str(exc)
 
     @Slot(str)
     def _on_token(self, text: str) -> None:
@@ -211,7 +240,9 @@ class ConversationController(QObject):
         state: Literal["stopped", "complete"] = (
             "stopped" if stats.finish_reason == "cancelled" else "complete"
         )
-        saved = self._finish_session_reply(state, stats)
+        saved, problem = self._finish_session_reply(state, stats)
+        if problem:
+            self._say(problem)
         streaming = self.chat_view.streaming_message
         self.chat_view.finish_reply(stats, state)
         if saved is None and streaming is not None and not streaming.text:
@@ -242,7 +273,8 @@ class ConversationController(QObject):
     @Slot(str)
     def _on_reply_failed(self, message: str) -> None:
         if self.session.replying:
-            self._finish_session_reply("stopped")
+            _saved, problem = self._finish_session_reply("stopped")
+            message = f"{message} {problem}".strip()
         streaming = self.chat_view.streaming_message
         self.chat_view.finish_reply(None, "failed")
         if streaming is not None and not streaming.text:
@@ -250,8 +282,8 @@ class ConversationController(QObject):
         self._say(message, "Try again", self.regenerate)
         self.busy_changed.emit()
 
-    @Slot(object)
-    def _on_model_loaded(self, info: Any) -> None:
+    @Slot(ModelInfo)
+    def _on_model_loaded(self, info: ModelInfo) -> None:
         self.chat_view.assistant_name = info.path.stem
         self.context_meter.setMaximum(info.context_size)
         self.context_meter.setValue(self.last_stats.context_used if self.last_stats else 0)
@@ -295,6 +327,10 @@ class ConversationController(QObject):
             self._say(str(exc))
         box.setFocus()
         self.busy_changed.emit()
+
+
+def _entry(message: Message) -> HistoryEntry:
+    return HistoryEntry(message.role, message.content, message.state, _stats_from_dict(message.stats))
 
 
 def _stats_from_dict(data: dict[str, Any] | None) -> ReplyStats | None:

@@ -25,7 +25,7 @@ from app.core.documents.summary_types import (
     SummaryStyle,
     summary_style,
 )
-from app.core.units import human_bytes, human_duration
+from app.core.units import counted, human_bytes, human_duration
 
 STAGE_LABELS: dict[SummaryStage, str] = {
     "sections": "Reading",
@@ -59,9 +59,9 @@ class DocumentCard(QFrame):
         header.addWidget(title)
         details = [document.kind.upper()]
         if document.page_count:
-            details.append(f"{document.page_count} pages")
+            details.append(counted(document.page_count, "page"))
         if tokens:
-            details.append(f"about {tokens:,} tokens")
+            details.append("about " + counted(tokens, "token"))
         details.append(human_bytes(document.size))
         self.details_label = QLabel(" · ".join(details))
         self.details_label.setObjectName("messageStats")
@@ -130,7 +130,7 @@ class DocumentCard(QFrame):
         else:
             self.progress.setValue(100)
             self.set_idle(
-                f"{STYLE_LABELS[result.style]} summary of {result.chunk_count} parts "
+                f"{STYLE_LABELS[result.style]} summary of {counted(result.chunk_count, 'part')} "
                 f"in {human_duration(result.seconds)}"
                 + (f", {result.cache_hits} reused from earlier runs" if result.cache_hits else "")
                 + "."

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QStatusBar, QWidget
 
 from app.core.documents.document import Document
@@ -52,18 +53,21 @@ class Attached:
 
 @dataclass
 class _Indexed:
-    """What the storing job hands back: the rows stored and the conversation's new passage index."""
+    """What a storing or loading job hands back: the conversation's documents and their new passage index."""
 
     conversation_id: int
-    stored: list[tuple[int, Document, str | None]]  # (document id, document, summary)
-    index: DocumentIndex
     generation: int
+    attached: list[tuple[int, Document, str | None]]  # (document id, document, summary), as stored
+    index: DocumentIndex | None
+    added: Document | None = None  # the document this job stored, if it stored one
+    duplicate: str | None = None  # the name of a document that was already attached
 
 
 @dataclass
 class SummaryRun:
     """The summary being written: whose it is, where it is saved, and how to stop it."""
 
+    number: int  # tells this run's text and progress from those of a run stopped before it
     document_id: int
     content_hash: str
     conversation_id: int
@@ -79,8 +83,8 @@ class SummaryRun:
 class _SummarySignals(QObject):
     """Emitted from the engine thread while a summary runs; queued to the GUI thread."""
 
-    progress = Signal(SummaryProgress)
-    text = Signal(str)
+    progress = Signal(int, SummaryProgress)  # the run's number, and its progress
+    text = Signal(int, str)
 
 
 class DocumentsController(QObject):
@@ -113,6 +117,14 @@ class DocumentsController(QObject):
         self.window = window
         self.documents: dict[str, Attached] = {}  # by content hash, for the conversation shown
         self.summary: SummaryRun | None = None
+        self._runs = 0
+        self._index: DocumentIndex | None = (
+            None  # the passage index of the conversation shown; the session uses it
+        )
+        self._loading: int | None = None  # the view generation whose documents are being read
+        # One thread: documents are stored and indexed one after another, each index built from all before it.
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
         self.summary_signals = _SummarySignals(self)
         self.summary_signals.progress.connect(self._on_summary_progress)
         self.summary_signals.text.connect(self._on_summary_text)
@@ -120,6 +132,11 @@ class DocumentsController(QObject):
     @property
     def summarizing(self) -> bool:
         return self.summary is not None
+
+    @property
+    def loading(self) -> bool:
+        """The documents of the conversation shown are still being read (questions would miss them)."""
+        return self._loading is not None and self._loading == self.conversation.view_generation
 
     # -- attaching -------------------------------------------------------------------------------------------
 
@@ -142,6 +159,12 @@ class DocumentsController(QObject):
 
             run_in_pool(lambda path=path: read_document(path), self._on_read, on_error)  # type: ignore[misc]
 
+    def _read_failed(self, name: str) -> Callable[[BaseException], None]:
+        def on_error(error: BaseException) -> None:
+            self.message.emit(str(error) if isinstance(error, UserError) else f"{name} could not be read.")
+
+        return on_error
+
     def _on_read(self, document: Document) -> None:
         if document.content_hash in self.documents:
             self.status.showMessage(f"{document.name} is already attached to this conversation.", STATUS_MS)
@@ -154,18 +177,26 @@ class DocumentsController(QObject):
         except UserError as exc:
             self.message.emit(str(exc))
             return
-        assert conversation_id is not None
-        existing = [attached.document for attached in self.documents.values()]
+        if conversation_id is None:  # the history is open read-only
+            self.message.emit(
+                f"{document.name} was not attached: the conversation history is open read-only, so nothing new "
+                "can be kept. Make it writable and restart LlamaDesk to attach documents."
+            )
+            return
         generation = self.conversation.view_generation
         path = self.store.path
 
         def store_and_index() -> _Indexed:
             with HistoryStore(path) as own:
+                attached = own.attached_documents(conversation_id)
+                if any(known.content_hash == document.content_hash for _, known in attached):
+                    return _Indexed(conversation_id, generation, [], None, duplicate=document.name)
                 stored = own.add_document(
                     conversation_id, document, token_count=approximate_tokens(document.text)
                 )
+            rows = [(row.id, known, row.summary) for row, known in attached] + [(stored.id, document, None)]
             return _Indexed(
-                conversation_id, [(stored.id, document, None)], _index_of([*existing, document]), generation
+                conversation_id, generation, rows, _index_of([d for _, d, _ in rows]), added=document
             )
 
         def on_error(error: BaseException) -> None:
@@ -173,61 +204,75 @@ class DocumentsController(QObject):
                 str(error) if isinstance(error, UserError) else f"{document.name} could not be stored."
             )
 
-        run_in_pool(store_and_index, self._on_stored, on_error)
+        run_in_pool(store_and_index, self._on_stored, on_error, self._pool)
 
     def _on_stored(self, result: _Indexed) -> None:
+        if result.duplicate:
+            self.status.showMessage(
+                f"{result.duplicate} is already attached to this conversation.", STATUS_MS
+            )
+            return
         if result.generation != self.conversation.view_generation:
-            result.index.close()  # the person moved on; the document is stored with its conversation
+            if result.index is not None:
+                result.index.close()  # the person moved on; the document is stored with its conversation
             return
         self._use_index(result.index)
-        for document_id, document, summary in result.stored:
-            card = self._add_card(document_id, document, summary)
+        for document_id, document, summary in result.attached:
+            if document.content_hash not in self.documents:
+                self._add_card(document_id, document, summary)
         self.attached.emit()
+        added = self.documents.get(result.added.content_hash) if result.added else None
+        if added is None:
+            return
         if self.engine.model is not None and not self.conversation.busy():
-            self.summarize(document.content_hash, card.chosen_style())
+            self.summarize(added.document.content_hash, added.card.chosen_style())
         else:
-            card.set_idle("Attached. Summarize it when the model is ready, or ask about it.")
+            added.card.set_idle("Attached. Summarize it when the model is ready, or ask about it.")
 
     # -- the conversation shown --------------------------------------------------------------------------------
 
     def clear(self) -> None:
         self.documents = {}
+        self._loading = None
         self._use_index(None)
 
     def load(self, conversation_id: int) -> None:
         """Show the documents of a conversation just opened; read and indexed off the GUI thread."""
         self.clear()
-        generation = self.conversation.view_generation
+        generation = self._loading = self.conversation.view_generation
         path = self.store.path
 
         def read_and_index() -> _Indexed:
             with HistoryStore(path) as own:
                 attached = own.attached_documents(conversation_id)
-            stored = [(row.id, document, row.summary) for row, document in attached]
-            return _Indexed(conversation_id, stored, _index_of([d for _, d, _ in stored]), generation)
+            rows = [(row.id, document, row.summary) for row, document in attached]
+            index = _index_of([d for _, d, _ in rows]) if rows else None
+            return _Indexed(conversation_id, generation, rows, index)
 
         def on_error(error: BaseException) -> None:
+            if generation == self._loading:
+                self._loading = None
             self.message.emit(
                 str(error) if isinstance(error, UserError) else "The attached documents could not be read."
             )
 
-        run_in_pool(read_and_index, self._on_loaded, on_error)
+        run_in_pool(read_and_index, self._on_loaded, on_error, self._pool)
 
     def _on_loaded(self, result: _Indexed) -> None:
         if result.generation != self.conversation.view_generation:
-            result.index.close()
+            if result.index is not None:
+                result.index.close()
             return
-        if result.stored:
-            self._use_index(result.index)
-        else:
-            result.index.close()
-        for document_id, document, summary in result.stored:
+        self._loading = None
+        self._use_index(result.index)
+        for document_id, document, summary in result.attached:
             self._add_card(document_id, document, summary, at_top=True)
 
     def _use_index(self, index: DocumentIndex | None) -> None:
-        previous = self.conversation.session.documents
-        if previous is not None and previous is not index:
-            previous.close()
+        """``index`` becomes the conversation's; the one it replaces is closed (this controller owns both)."""
+        if self._index is not None and self._index is not index:
+            self._index.close()
+        self._index = index
         self.conversation.session.documents = index
 
     def _add_card(
@@ -261,34 +306,44 @@ class DocumentsController(QObject):
         if self.conversation.busy():
             self.message.emit("The model is busy. Stop the current reply or summary first (Esc).")
             return
-        run = SummaryRun(attached.document_id, content_hash, conversation_id, attached.card)
+        self._runs += 1
+        run = SummaryRun(self._runs, attached.document_id, content_hash, conversation_id, attached.card)
         document = attached.document
         signals = self.summary_signals
+        number = run.number
 
         def job(engine: Engine, cancel: threading.Event) -> SummaryResult:
             summarizer = Summarizer(engine)  # built on the engine thread, with the engine it is given
             return summarizer.summarize(
-                document, style, on_progress=signals.progress.emit, on_text=signals.text.emit, cancel=cancel
+                document,
+                style,
+                on_progress=lambda progress: signals.progress.emit(number, progress),
+                on_text=lambda text: signals.text.emit(number, text),
+                cancel=cancel,
             )
 
         self.summary = run
         attached.card.set_started()
-        run.ticket = self.engine.run_job(job, self._on_summary_finished, self._on_summary_failed)
+        run.ticket = self.engine.run_job(
+            job,
+            lambda result: self._on_summary_finished(run, result),
+            lambda message: self._on_summary_failed(run, message),
+        )
         self.busy_changed.emit()
 
     def _shown(self, run: SummaryRun) -> bool:
         return run.conversation_id == self.conversation.conversation_id
 
-    @Slot(SummaryProgress)
-    def _on_summary_progress(self, progress: SummaryProgress) -> None:
+    @Slot(int, SummaryProgress)
+    def _on_summary_progress(self, number: int, progress: SummaryProgress) -> None:
         run = self.summary
-        if run is not None and self._shown(run):
+        if run is not None and run.number == number and self._shown(run):
             run.card.set_progress(progress)
 
-    @Slot(str)
-    def _on_summary_text(self, text: str) -> None:
+    @Slot(int, str)
+    def _on_summary_text(self, number: int, text: str) -> None:
         run = self.summary
-        if run is None:
+        if run is None or run.number != number:
             return
         run.streamed.append(text)
         if self._shown(run):
@@ -296,9 +351,8 @@ class DocumentsController(QObject):
                 self.chat_view.begin_reply()
             self.chat_view.append_to_reply(text)
 
-    def _on_summary_finished(self, result: SummaryResult) -> None:
-        run = self.summary
-        if run is None:
+    def _on_summary_finished(self, run: SummaryRun, result: SummaryResult) -> None:
+        if run is not self.summary:
             return  # abandoned: its partial text was kept when the person left
         shown = self._shown(run)
         streaming = self.chat_view.streaming_message if shown else None
@@ -327,9 +381,8 @@ class DocumentsController(QObject):
             run.card.set_finished(result)
         self._end_summary()
 
-    def _on_summary_failed(self, message: str) -> None:
-        run = self.summary
-        if run is None:
+    def _on_summary_failed(self, run: SummaryRun, message: str) -> None:
+        if run is not self.summary:
             return
         if self._shown(run):
             streaming = self.chat_view.streaming_message

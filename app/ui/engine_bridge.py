@@ -16,7 +16,15 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import LoadOptions, ModelInfo, ReplyStats
-from app.core.llm.service import EngineService, Job, JobCallbacks, LoadCallbacks, ReplyCallbacks, Ticket
+from app.core.llm.service import (
+    EngineService,
+    Job,
+    JobCallbacks,
+    LoadCallbacks,
+    LoadFailure,
+    ReplyCallbacks,
+    Ticket,
+)
 from app.core.modes import SamplingOptions
 
 log = logging.getLogger(__name__)
@@ -33,6 +41,7 @@ class EngineBridge(QObject):
         load_progress(float): 0..1 while a model loads.
         model_loaded(ModelInfo): the model now loaded.
         load_failed(str): a sentence; empty when the person cancelled.
+        template_refused(str, str): the model file and the sentence, when its chat template was refused.
         token(str): a piece of the reply being written.
         reply_finished(ReplyStats): the finished (or stopped) reply's statistics.
         reply_failed(str): a sentence.
@@ -41,13 +50,14 @@ class EngineBridge(QObject):
     load_progress = Signal(float)
     model_loaded = Signal(ModelInfo)
     load_failed = Signal(str)
+    template_refused = Signal(str, str)
     token = Signal(str)
     reply_finished = Signal(ReplyStats)
     reply_failed = Signal(str)
 
     # Emitted on the engine thread, so every connection is queued to this object's (the GUI) thread.
     _loaded = Signal(int, ModelInfo)
-    _load_failed = Signal(int, str, object)  # the sentence, and the model still loaded (or None)
+    _load_failed = Signal(int, LoadFailure)
     _token = Signal(int, str)
     _finished = Signal(int, ReplyStats)
     _failed = Signal(int, str)
@@ -69,6 +79,7 @@ class EngineBridge(QObject):
         self._progress_timer.setInterval(LOAD_PROGRESS_INTERVAL_MS)
         self._progress_timer.timeout.connect(lambda: self.load_progress.emit(self.service.load_fraction))
         self._last_id = 0
+        self._load_path = ""
         self._load: tuple[int, Ticket] | None = None  # (request id, ticket) of the current load
         self._reply: tuple[int, Ticket] | None = None
         self._jobs: dict[int, tuple[list[Ticket], Callable[[Any], None], Callable[[str], None]]] = {}
@@ -101,9 +112,10 @@ class EngineBridge(QObject):
         request_id = self._new_id()
         callbacks = LoadCallbacks(
             loaded=lambda info: self._loaded.emit(request_id, info),
-            failed=lambda message, still: self._load_failed.emit(request_id, message, still),
+            failed=lambda failure: self._load_failed.emit(request_id, failure),
         )
         self._load = (request_id, self._client.load(path, options, callbacks))
+        self._load_path = path
 
     def chat(self, messages: list[ChatMessage], sampling: SamplingOptions) -> None:
         request_id = self._new_id()
@@ -158,13 +170,15 @@ class EngineBridge(QObject):
             self.model = info
             self.model_loaded.emit(info)
 
-    @Slot(int, str, object)
-    def _on_load_failed(self, request_id: int, message: str, still_loaded: ModelInfo | None) -> None:
+    @Slot(int, LoadFailure)
+    def _on_load_failed(self, request_id: int, failure: LoadFailure) -> None:
         if self._load is not None and request_id == self._load[0]:
             self._load = None
             self._progress_timer.stop()
-            self.model = still_loaded
-            self.load_failed.emit(message)
+            self.model = failure.still_loaded
+            self.load_failed.emit(failure.message)
+            if failure.template_refused:
+                self.template_refused.emit(self._load_path, failure.message)
 
     @Slot(int, str)
     def _on_token(self, request_id: int, text: str) -> None:

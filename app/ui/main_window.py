@@ -32,7 +32,6 @@ from app.core import settings as settings_store
 from app.core.errors import UserError
 from app.core.history.store import HistoryStore
 from app.core.llm.bindings import backend_description
-from app.core.llm.context import ChatMessage
 from app.core.models.inventory import default_model
 from app.core.modes import Mode, ModePreset, preset_for
 from app.core.settings import Settings
@@ -99,6 +98,7 @@ class MainWindow(QMainWindow):
             preset=self.preset,
             mode=lambda: self.mode.value,
             other_work=lambda: self.documents.summarizing,
+            documents_loading=lambda: self.documents.loading,
         )
         self.documents = DocumentsController(
             engine=self.client,
@@ -214,6 +214,11 @@ class MainWindow(QMainWindow):
         self.sidebar.conversation_chosen.connect(self.open_conversation)
         self.sidebar.deleted.connect(self._on_deleted)
         self.models.message.connect(self.show_error)
+        self.models.template_refused.connect(
+            lambda sentence, path: self.show_error(
+                sentence, "Choose a chat template…", lambda: self.models.choose_template(path)
+            )
+        )
         self.models.settings_changed.connect(self._save_settings)
         self.client.model_loaded.connect(lambda _info: self._update_controls())
         self.client.load_failed.connect(lambda _message: self._update_controls())
@@ -222,7 +227,7 @@ class MainWindow(QMainWindow):
         self.conversation.conversation_changed.connect(self._on_conversation_changed)
         self.conversation.busy_changed.connect(self._update_controls)
         self.documents.message.connect(self.show_error)
-        self.documents.attached.connect(self.sidebar.refresh)
+        self.documents.attached.connect(self._on_conversation_changed)
         self.documents.busy_changed.connect(self._update_controls)
 
     # -- what the parts share ----------------------------------------------------------------------------------
@@ -236,12 +241,6 @@ class MainWindow(QMainWindow):
 
     def preset(self) -> ModePreset:
         return preset_for(self.mode, self.settings.mode_overrides.get(self.mode.value, {}))
-
-    def engine_messages(self) -> list[ChatMessage]:
-        """What the model would be sent now for the conversation shown (tests and the GUI benchmark)."""
-        model = self.client.model
-        context_size = model.context_size if model else self.settings.context_size
-        return self.conversation.session.engine_messages(self.preset(), context_size)
 
     def _update_controls(self) -> None:
         self.input_bar.set_generating(self.client.is_generating or self.documents.summarizing)
@@ -282,6 +281,7 @@ class MainWindow(QMainWindow):
 
     def _show_mode(self, mode: Mode) -> None:
         self.mode = mode
+        self.conversation.session.mode = mode.value
         for button in self.mode_buttons.buttons():
             button.setChecked(button.property("mode") == mode.value)
         self.input_bar.set_mode(mode)

@@ -8,11 +8,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
-from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QStatusBar,
+    QWidget,
+)
 
 from app.core.errors import UserError
 from app.core.llm.engine import LoadOptions, ModelInfo
 from app.core.llm.gguf_check import check_model_file
+from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.models.inventory import installed_models
 from app.core.settings import Settings
 from app.ui.background import run_in_pool
@@ -33,10 +43,13 @@ class ModelController(QObject):
     Signals:
         settings_changed(): the last model or the imported files changed; the window saves the settings.
         message(str): a sentence for the banner.
+        template_refused(str, str): a model's chat template was refused (the sentence, the model file): the
+            window offers ``choose_template`` for it.
     """
 
     settings_changed = Signal()
     message = Signal(str)
+    template_refused = Signal(str, str)
 
     def __init__(self, engine: EngineBridge, settings: Settings, window: QWidget, status: QStatusBar) -> None:
         super().__init__(window)
@@ -70,6 +83,7 @@ class ModelController(QObject):
         engine.load_progress.connect(self._on_load_progress)
         engine.model_loaded.connect(self._on_model_loaded)
         engine.load_failed.connect(self._on_load_failed)
+        engine.template_refused.connect(lambda path, sentence: self.template_refused.emit(sentence, path))
 
     # -- the picker --------------------------------------------------------------------------------------
 
@@ -143,12 +157,34 @@ class ModelController(QObject):
             context_size=self.settings.context_size,
             threads=self.settings.threads,
             gpu_layers=self.settings.gpu_layers,
+            chat_template=self.settings.chat_templates.get(path),
         )
         self.model_label.setText(f"Loading {Path(path).stem}…")
         self.load_bar.setValue(0)
         self.load_bar.show()
         self.cancel_load_button.show()
         self.engine.load(path, options)
+
+    def choose_template(self, path: str) -> None:
+        """Ask which built-in chat template to use for ``path`` (its own was refused), then load with it."""
+        titles = [template.title for template in BUILTIN_TEMPLATES.values()]
+        title, ok = QInputDialog.getItem(
+            self.window,
+            "Choose a chat template",
+            f"{Path(path).name} cannot use its own chat template. Load it with one of these instead (the one its "
+            "model card names, if you know it):",
+            titles,
+            0,
+            False,
+        )
+        if ok:
+            self.load_with_template(path, next(k for k, t in BUILTIN_TEMPLATES.items() if t.title == title))
+
+    def load_with_template(self, path: str, name: str) -> None:
+        """Remember ``name`` as ``path``'s chat template and load the model with it."""
+        self.settings.chat_templates[path] = name
+        self.settings_changed.emit()
+        self.load(path)
 
     @Slot(float)
     def _on_load_progress(self, fraction: float) -> None:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.limits import max_threads
 from app.core.llm.bindings import gpu_offload_supported
 from app.core.llm.engine import physical_cores
 from app.core.modes import Mode, preset_for
@@ -82,7 +83,7 @@ class SettingsDialog(QDialog):
         performance = QGroupBox("Performance")
         form = QFormLayout(performance)
         self.threads = QSpinBox()
-        self.threads.setRange(0, 256)
+        self.threads.setRange(0, max_threads())  # the range settings.load accepts
         self.threads.setSpecialValueText(f"Automatic ({physical_cores()} physical cores)")
         self.threads.setValue(settings.threads)
         self.threads.setAccessibleName("CPU threads")

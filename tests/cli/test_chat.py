@@ -76,3 +76,32 @@ def test_ctrl_c_stops_the_reply_not_the_program(model_path: Path) -> None:
     assert len(replies) == 2, replies
     assert "Paris" in replies[1]
     assert "Traceback" not in err
+
+
+def test_refused_chat_template_then_a_builtin_one(model_path: Path, tmp_path: Path) -> None:
+    from tests.core.llm.test_templates import HOSTILE, with_template
+
+    hostile = with_template(model_path, tmp_path, "loops", HOSTILE["nested_loops"][0])
+    started = time.perf_counter()
+    refused = run("chat", "--model", str(hostile), "--no-save", "-p", "What is the capital of France?")
+    print(f"refused in {time.perf_counter() - started:.1f} s: {refused.stderr.strip()}")
+    assert refused.returncode == 1
+    assert "it took more than 2 s" in refused.stderr and "--chat-template" not in refused.stdout
+    assert "ChatML (chatml)" in refused.stderr and "Traceback" not in refused.stderr
+    chosen = run(
+        "chat",
+        "--model",
+        str(hostile),
+        "--chat-template",
+        "ChatML",
+        "--temp",
+        "0",
+        "--no-save",
+        "-p",
+        "What is the capital of France?",
+    )
+    assert chosen.returncode == 0, chosen.stderr
+    assert "Paris" in chosen.stdout
+    unknown = run("chat", "--model", str(hostile), "--chat-template", "vicuna", "-p", "hi")
+    assert unknown.returncode == 2
+    assert "invalid choice: 'vicuna'" in unknown.stderr and "'chatml', 'llama3'" in unknown.stderr

@@ -68,3 +68,76 @@ def test_mode_overrides_apply_on_top_of_presets() -> None:
     assert preset.system_prompt == "Be terse."
     assert preset.sampling.max_tokens == preset_for(Mode.CODE).sampling.max_tokens
     assert preset_for(Mode.SUMMARIZE).sampling.temperature < preset_for(Mode.CHAT).sampling.temperature
+
+
+def write_settings(raw: object) -> Path:
+    path = app_paths().settings_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def test_out_of_range_values_fall_back_per_key_with_one_warning_each() -> None:
+    write_settings(
+        {
+            "context_size": -5,
+            "threads": 100_000,
+            "gpu_layers": -7,
+            "mode": "poetry",
+            "imported_models": ["/models/a.gguf", 3],
+            "last_model": "/models/b.gguf",
+        }
+    )
+    loaded = store.load()
+    print(*loaded.warnings, sep="\n")
+    defaults = store.Settings()
+    assert loaded.settings.context_size == defaults.context_size
+    assert loaded.settings.threads == defaults.threads
+    assert loaded.settings.gpu_layers == defaults.gpu_layers
+    assert loaded.settings.mode == defaults.mode
+    assert loaded.settings.imported_models == []
+    assert loaded.settings.last_model == "/models/b.gguf"  # a good key next to bad ones is kept
+    assert len(loaded.warnings) == 5
+    assert any("context size must be 0 (the model's own) or between 256" in w for w in loaded.warnings)
+    assert any("threads must be between 0" in w and "100,000" in w for w in loaded.warnings)
+
+
+def test_context_size_zero_means_the_models_own_and_is_kept() -> None:
+    write_settings({"context_size": 0, "threads": 0})
+    loaded = store.load()
+    assert (loaded.settings.context_size, loaded.settings.threads, loaded.warnings) == (0, 0, [])
+
+
+def test_mode_overrides_are_checked_per_mode_and_per_value() -> None:
+    write_settings(
+        {
+            "mode_overrides": {
+                "chat": 5,
+                "code": {"temperature": float("nan"), "max_tokens": 300, "top_p": 0},
+                "summarize": {"system_prompt": "Be brief.", "colour": "red"},
+                "poetry": {"temperature": 1.0},
+            }
+        }
+    )
+    loaded = store.load()
+    print(*loaded.warnings, sep="\n")
+    assert loaded.settings.mode_overrides == {
+        "code": {"max_tokens": 300},
+        "summarize": {"system_prompt": "Be brief."},
+    }
+    assert len(loaded.warnings) == 4  # chat, code, summarize, the unknown mode: one each
+    # What the first Send does with them: the presets build, with the valid changes on top.
+    for mode in Mode:
+        preset = preset_for(mode, loaded.settings.mode_overrides.get(mode.value, {}))
+        assert preset.sampling.temperature == preset_for(mode).sampling.temperature
+    assert preset_for(Mode.CODE, loaded.settings.mode_overrides["code"]).sampling.max_tokens == 300
+
+
+def test_a_nan_in_the_file_is_refused() -> None:
+    # json.dumps writes NaN and Infinity, and json.loads reads them back: a hand-edited file can hold them.
+    path = write_settings({})
+    path.write_text('{"mode_overrides": {"chat": {"temperature": Infinity}}, "context_size": 1e400}')
+    loaded = store.load()
+    assert loaded.settings.mode_overrides == {}
+    assert loaded.settings.context_size == store.Settings().context_size
+    assert len(loaded.warnings) == 2

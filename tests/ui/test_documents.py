@@ -35,7 +35,7 @@ def test_dropped_pdf_is_summarized_with_progress_and_kept(
     pages = travelogue_pages(3)
     pdf = build_pdf(tmp_path / "journey.pdf", pages)
     progress: list[object] = []
-    window.documents.summary_signals.text.connect(progress.append)
+    window.documents.summary_signals.text.connect(lambda _run, text: progress.append(text))
     window.handle_dropped_files([str(pdf)])
     qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=10_000)
     assert window.mode == Mode.SUMMARIZE
@@ -67,7 +67,7 @@ def test_question_is_answered_from_the_right_page(qtbot: QtBot, window: MainWind
     qtbot.waitUntil(lambda: not window.documents.summarizing, timeout=120_000)
     window.input.setPlainText("What is the name of the lighthouse keeper?")
     qtbot.keyClick(window.input, Qt.Key.Key_Return)
-    messages = window.engine_messages()
+    messages = window.conversation.engine_messages()
     question_turn = messages[-1]["content"]
     assert "[town.pdf, page 2]" in question_turn
     assert "Marguerite Olsen" in question_turn
@@ -102,3 +102,43 @@ def test_stopping_a_summary_keeps_the_finished_parts(
     qtbot.waitUntil(lambda: not window.documents.summarizing, timeout=5_000)
     assert "Stopped after" in card.status_label.text()
     assert card.summarize_button.isEnabled()
+
+
+def test_documents_dropped_together_are_all_indexed_and_reopen_with_the_conversation(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    harbour = tmp_path / "harbour.txt"
+    harbour.write_text("The harbour master is called Ingrid Halvorsen and keeps a red boat.\n")
+    mill = tmp_path / "mill.txt"
+    mill.write_text("The old mill grinds barley every Thursday, powered by the river Tarn.\n")
+    window.client.stop()  # no summaries: this is about attaching
+    window.attach_documents([str(harbour), str(mill), str(harbour)])  # the same file twice
+    qtbot.waitUntil(lambda: len(cards(window)) == 2, timeout=20_000)
+    qtbot.waitUntil(lambda: not window.documents.summarizing and not window.client.is_busy, timeout=120_000)
+    conversation_id = window.conversation_id
+    assert conversation_id is not None
+    # Attaching switched to Summarize mode, and the conversation is stored in that mode, selected in the list.
+    assert window.store.get_conversation(conversation_id).mode == Mode.SUMMARIZE.value
+    assert window.sidebar.current_id == conversation_id
+    assert sorted(d.name for d in window.store.documents_for(conversation_id)) == ["harbour.txt", "mill.txt"]
+    session = window.conversation.session
+    session.add_user_message(
+        "Who is the harbour master?", model="m", preset=window.preset(), context_size=2048
+    )
+    assert "Ingrid Halvorsen" in window.conversation.engine_messages()[-1]["content"]
+    session.add_user_message(
+        "Which river powers the mill?", model="m", preset=window.preset(), context_size=2048
+    )
+    assert "Tarn" in window.conversation.engine_messages()[-1]["content"]
+
+    # Reopened, the documents come back (read off the GUI thread); a question waits for them, kept in the box.
+    window.new_conversation()
+    window.open_conversation(conversation_id)
+    assert window.documents.loading
+    window.input.setPlainText("Which river powers the mill?")
+    window.send()
+    assert "still being read" in window.banner.label.text()
+    assert window.input.toPlainText() == "Which river powers the mill?"
+    qtbot.waitUntil(lambda: len(cards(window)) == 2, timeout=20_000)
+    assert not window.documents.loading
+    assert "Tarn" in window.conversation.engine_messages()[-1]["content"]

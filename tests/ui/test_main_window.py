@@ -117,7 +117,7 @@ def test_switching_mode_changes_prompt_and_sampling(qtbot: QtBot, window: MainWi
     wait_reply(qtbot, window)
     assert window.conversation_id is not None
     assert window.store.get_conversation(window.conversation_id).mode == "code"
-    assert window.engine_messages()[0]["content"] == PRESETS[Mode.CODE].system_prompt
+    assert window.conversation.engine_messages()[0]["content"] == PRESETS[Mode.CODE].system_prompt
 
 
 def test_bad_gguf_gives_a_sentence_and_the_window_lives(
@@ -199,7 +199,7 @@ def test_conversations_persist_and_reopen(qtbot: QtBot, model_path: Path) -> Non
     assert [m.role for m in second.chat_view.messages] == ["user", "assistant"]
     send(qtbot, second, "What is my name?")
     wait_reply(qtbot, second)
-    engine_messages = second.engine_messages()
+    engine_messages = second.conversation.engine_messages()
     assert any("Ada" in m["content"] for m in engine_messages)
     second.close()
 
@@ -237,4 +237,35 @@ def test_no_model_opens_the_window_without_loading(qtbot: QtBot, model_path: Pat
     window.send()
     assert "No model is loaded" in window.banner.label.text()
     assert window.input.toPlainText() == "Hello"
+    window.close()
+
+
+def test_a_conversation_of_5000_messages_opens_without_freezing_the_window(
+    qtbot: QtBot, model_path: Path
+) -> None:
+    import time
+
+    from app.bench.gui import GapTimer
+    from app.ui.transcript.chat_view import PAGE
+
+    store = HistoryStore()
+    conversation = store.create_conversation(mode="chat", model=str(model_path))
+    for index in range(5000):
+        store.add_message(conversation.id, "user" if index % 2 == 0 else "assistant", f"Message {index} " * 8)
+    window = MainWindow(settings=Settings(), store=store, open_default_model=False)
+    qtbot.addWidget(window)
+    window.show()
+    timer = GapTimer()
+    timer.start()
+    started = time.perf_counter()
+    window.open_conversation(conversation.id)
+    qtbot.waitUntil(lambda: len(window.chat_view.messages) == PAGE, timeout=10_000)
+    opened = time.perf_counter() - started
+    qtbot.wait(100)
+    timer.stop()
+    print(
+        f"5,000-message conversation: newest {PAGE} shown in {opened * 1000:.0f} ms, worst gap {timer.worst * 1000:.1f} ms"
+    )
+    assert window.chat_view.messages[-1].text.startswith("Message 4999")
+    assert opened < 5.0 and timer.worst < 0.25
     window.close()

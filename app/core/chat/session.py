@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from app.core.documents.retrieval import DocumentIndex, approximate_tokens, build_context, context_budget
 from app.core.errors import UserError
 from app.core.history.recorder import ReplyRecorder
-from app.core.history.records import Message
+from app.core.history.records import FinalState, Message
 from app.core.history.store import HistoryStore
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import ReplyStats
 from app.core.llm.service import EngineClient, StreamedReply
 from app.core.modes import ModePreset
-
-ReplyState = Literal["complete", "stopped", "interrupted"]
 
 # Excerpts are counted by characters (the model's tokenizer belongs to the engine thread), so the budget keeps a
 # margin for text that tokenizes more densely than four characters a token.
@@ -30,7 +28,11 @@ EXCERPT_BUDGET_SHARE = 0.75
 
 
 class ChatSession:
-    """One conversation. ``conversation_id`` is None until its first message is stored."""
+    """One conversation. ``conversation_id`` is None until its first message is stored.
+
+    With a read-only history (a file that cannot be written), stored turns are read as context and the new ones
+    are kept in memory, as without a store: chatting works, and nothing new is saved.
+    """
 
     def __init__(
         self, store: HistoryStore | None, conversation_id: int | None = None, *, mode: str = "chat"
@@ -39,7 +41,8 @@ class ChatSession:
         self.conversation_id = conversation_id
         self.mode = mode
         self.documents: DocumentIndex | None = None  # attached documents, for excerpts with each question
-        self._memory: list[ChatMessage] = []  # the turns, when there is no store
+        self._saving = store is not None and not store.read_only
+        self._memory: list[ChatMessage] = []  # the turns not saved: without a store, or with a read-only one
         self._recorder: ReplyRecorder | None = None
         self._unsaved_reply = ""
 
@@ -47,7 +50,7 @@ class ChatSession:
 
     def ensure_conversation(self, *, model: str, settings: dict[str, Any] | None = None) -> int | None:
         """The stored conversation, created on first use (a conversation never said anything leaves nothing)."""
-        if self.store is not None and self.conversation_id is None:
+        if self.store is not None and self._saving and self.conversation_id is None:
             conversation = self.store.create_conversation(
                 mode=self.mode, model=model, settings=settings or {}
             )
@@ -56,7 +59,7 @@ class ChatSession:
 
     def add_user_message(self, text: str, *, model: str, preset: ModePreset, context_size: int) -> None:
         """Commit the person's message before the model is asked: whatever happens next, it is kept."""
-        if self.store is None:
+        if self.store is None or not self._saving:
             self._memory.append({"role": "user", "content": text})
             return
         settings = {
@@ -69,11 +72,12 @@ class ChatSession:
         self.store.add_message(conversation_id, "user", text)
 
     def turns(self) -> list[ChatMessage]:
-        if self.store is None:
-            return list(self._memory)
-        if self.conversation_id is None:
-            return []
-        return self.store.chat_messages(self.conversation_id)
+        stored = (
+            self.store.chat_messages(self.conversation_id)
+            if self.store is not None and self.conversation_id is not None
+            else []
+        )
+        return [*stored, *self._memory]
 
     def engine_messages(self, preset: ModePreset, context_size: int) -> list[ChatMessage]:
         """The system prompt and the conversation; with documents attached, the passages most relevant to the
@@ -98,7 +102,7 @@ class ChatSession:
     # -- the reply ---------------------------------------------------------------------------------------
 
     def begin_reply(self) -> None:
-        if self.store is not None and self.conversation_id is not None:
+        if self.store is not None and self._saving and self.conversation_id is not None:
             self._recorder = self.store.begin_reply(self.conversation_id)
         self._unsaved_reply = ""
 
@@ -113,21 +117,27 @@ class ChatSession:
         else:
             self._unsaved_reply += piece
 
-    def finish_reply(self, state: ReplyState, stats: ReplyStats | None = None) -> Message | None:
+    def finish_reply(self, state: FinalState, stats: ReplyStats | None = None) -> Message | None:
         """Store the reply with its state; None when nothing was said (stopped before its first word)."""
         recorder, self._recorder = self._recorder, None
         text, self._unsaved_reply = self._unsaved_reply, ""
         if recorder is not None:
             return recorder.finish(state, dataclasses.asdict(stats) if stats else None)
-        if self.store is None and text:
+        if not self._saving and text:
             self._memory.append({"role": "assistant", "content": text})
         return None
 
     def forget_last_question(self) -> None:
-        """The last question could not be answered at all (too long for the context, say). In memory it is
-        taken back so the conversation goes on without it; a stored one stays, as the person wrote it."""
-        if self.store is None and self._memory and self._memory[-1]["role"] == "user":
-            self._memory.pop()
+        """The last question could not be answered at all (too long for the context, say): it is taken back, so
+        the conversation goes on without it instead of every later prompt having to make room for it."""
+        if self._memory:
+            if self._memory[-1]["role"] == "user":
+                self._memory.pop()
+            return
+        if self.store is not None and self._saving and self.conversation_id is not None:
+            messages = self.store.messages(self.conversation_id)
+            if messages and messages[-1].role == "user":
+                self.store.delete_message(messages[-1].id)
 
     def ask(self, client: EngineClient, preset: ModePreset) -> StreamedReply:
         """Ask the engine for the reply to the conversation as it stands, to stream on this thread."""

@@ -18,6 +18,14 @@ from app.core.documents.document import Document, Section
 SECTION_CUT_FILL = 0.85
 # Paragraphs are joined with a blank line: about one token each.
 SEPARATOR_TOKENS = 2
+# A paragraph of more than this many characters per token of budget is cut by characters before any of it is
+# tokenized: a 100 MB line given to the tokenizer whole took 3.3 GB and minutes that no Ctrl+C could stop.
+# Real prose runs about 4 characters a token, so a cut piece (half this) still holds several chunks' worth.
+OVERLONG_CHARS_PER_TOKEN = 16
+
+
+class ChunkingStopped(Exception):
+    """``should_stop`` said so; raised between two tokenizer calls."""
 
 
 @dataclass(frozen=True)
@@ -60,23 +68,33 @@ def chunk_document(
     max_tokens: int,
     *,
     keep_sections_apart: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[Chunk]:
     """Cut ``document`` into chunks of at most ``max_tokens`` tokens (as ``count_tokens`` counts them).
 
     Cuts fall between paragraphs, and between sections (pages, headings) once a chunk is mostly full; a
     paragraph longer than the budget is cut between sentences, and a sentence longer than it between words.
     With ``keep_sections_apart`` no chunk spans two sections, so each has exactly one page or heading.
+    ``should_stop`` is asked between tokenizer calls; when it says yes, ChunkingStopped is raised.
     """
     if max_tokens < 16:
         raise ValueError("a chunk budget under 16 tokens cannot hold a sentence")
+    stop = should_stop or (lambda: False)
+    tokenizer = count_tokens
+
+    def counted(text: str) -> int:
+        if stop():
+            raise ChunkingStopped
+        return tokenizer(text)
+
     units: list[tuple[int, str, int]] = []  # (section index, text, tokens)
     for section_index, section in enumerate(document.sections):
         for paragraph in re.split(r"\n\s*\n", section.text):
-            if paragraph.strip():
+            for run in _character_runs(paragraph.strip(), max_tokens * OVERLONG_CHARS_PER_TOKEN):
                 units.extend(
-                    (section_index, piece, tokens)
-                    for piece, tokens in _fit_pieces(paragraph.strip(), count_tokens, max_tokens)
+                    (section_index, piece, tokens) for piece, tokens in _fit_pieces(run, counted, max_tokens)
                 )
+    count_tokens = counted
     chunks: list[Chunk] = []
     pending = deque(units)
     while pending:
@@ -111,6 +129,31 @@ def chunk_document(
             Chunk(len(chunks), span_label(document.sections[first : last + 1]), text, exact, first, last)
         )
     return chunks
+
+
+def _character_runs(text: str, limit: int) -> list[str]:
+    """``text`` in runs of at most ``limit`` characters (none when it is blank), cut at the last sentence end or
+    space in the second half of each run when there is one."""
+    if not text:
+        return []
+    if len(text) <= limit:
+        return [text]
+    runs: list[str] = []
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + limit)
+        if end < len(text):
+            window = text[start + limit // 2 : end]
+            cut = max(window.rfind(". "), window.rfind("\n"))
+            if cut < 0:
+                cut = window.rfind(" ")
+            if cut >= 0:
+                end = start + limit // 2 + cut + 1
+        run = text[start:end].strip()
+        if run:
+            runs.append(run)
+        start = end
+    return runs
 
 
 def _split_to_fit(

@@ -12,11 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from app.core.errors import UserError
+from app.core.units import counted
 
 DocumentKind = Literal["pdf", "docx", "text", "markdown", "rest", "html", "code"]
 
 # Between the sections of a document's text (empty sections are left out).
 SECTION_SEPARATOR = "\n\n"
+# The most text one document may hold, in tokens as ``approximate_tokens`` estimates them (about 5,000 pages of
+# prose): a summary of more would take days on a laptop, and tokenizing it at all takes gigabytes.
+MAX_DOCUMENT_TOKENS = 2_000_000
 
 
 class DocumentError(UserError):
@@ -103,6 +107,25 @@ class Document:
         )
 
 
+def approximate_tokens(text: str) -> int:
+    """Tokens as a model would count them, without its tokenizer and in one pass in C: about four ASCII
+    characters per token, and a token for each other character (CJK text is close to one token a character)."""
+    non_ascii = 0 if text.isascii() else len(text) - len(text.encode("ascii", errors="ignore"))
+    return max(1, (len(text) - non_ascii) // 4 + non_ascii)
+
+
+def check_document_size(name: str, text: str, *, so_far: bool = False) -> None:
+    """Raise DocumentError when ``text`` is over MAX_DOCUMENT_TOKENS (``so_far``: the text read up to now)."""
+    tokens = approximate_tokens(text)
+    if tokens > MAX_DOCUMENT_TOKENS:
+        amount = f"more than {tokens:,}" if so_far else f"about {tokens:,}"
+        raise DocumentError(
+            f"{name} holds {amount} tokens of text, over the limit of {MAX_DOCUMENT_TOKENS:,} tokens (about "
+            "5,000 pages) for one document, so it was not read. Split it into smaller files, or save only the "
+            "part you need."
+        )
+
+
 def join_sections(sections: list[Section]) -> str:
     return SECTION_SEPARATOR.join(s.text for s in sections if s.text)
 
@@ -116,13 +139,18 @@ def make_document(
     return Document(name, path, kind, sections, text, digest, size or len(text.encode("utf-8")))
 
 
-def describe(document: Document, count_tokens: Callable[[str], int] | None = None) -> str:
-    """One line for the terminal: name, pages or sections, size in words (or tokens)."""
+def describe(
+    document: Document, count_tokens: Callable[[str], int] | None = None, *, estimate_tokens: bool = False
+) -> str:
+    """One line for the terminal: name, pages or sections, size in words, or in tokens (counted by
+    ``count_tokens``, or estimated without a tokenizer with ``estimate_tokens``)."""
     parts = [document.name]
     pages = document.page_count
-    parts.append(f"{pages} pages" if pages else f"{len(document.sections)} sections")
+    parts.append(counted(pages, "page") if pages else counted(len(document.sections), "section"))
     if count_tokens is not None:
-        parts.append(f"{count_tokens(document.text)} tokens")
+        parts.append(counted(count_tokens(document.text), "token"))
+    elif estimate_tokens:
+        parts.append("about " + counted(approximate_tokens(document.text), "token"))
     else:
-        parts.append(f"{len(document.text.split())} words")
+        parts.append(counted(len(document.text.split()), "word"))
     return ", ".join(parts)

@@ -4,6 +4,11 @@ reStructuredText titles, and runs of lines for plain text and code.
 Nothing here trusts the file: every failure a person can cause (a password, a damaged file, a scan without text,
 a binary file named .txt) becomes a ``DocumentError`` sentence saying what to do. Text encodings are detected,
 not assumed: byte-order marks first, then strict UTF-8, then charset-normalizer.
+
+Memory: a .docx is judged from its zip directory before it is inflated (``archive_check``); pypdf inflates no
+stream past 75 MB and no content array past 10,000 parts (its ``Configuration`` limits, left at their defaults);
+text over MAX_DOCUMENT_TOKENS is refused as soon as it is seen. The reader runs all of this in a child process
+with a memory limit and a deadline, for whatever these limits miss.
 """
 
 from __future__ import annotations
@@ -14,11 +19,26 @@ import re
 import threading
 import unicodedata
 import zipfile
-from html.parser import HTMLParser
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from app.core.documents.document import DocumentError, DocumentKind, Section
+from app.core.documents.archive_check import check_word_package
+from app.core.documents.document import (
+    MAX_DOCUMENT_TOKENS,
+    DocumentError,
+    DocumentKind,
+    Section,
+    approximate_tokens,
+    check_document_size,
+)
+from app.core.documents.html_text import html_blocks
 from app.core.errors import UserError
+from app.core.units import human_bytes
+
+if TYPE_CHECKING:
+    from pypdf import PdfReader
+
+# What pypdf inflates one stream to at most (its default, which we keep): named in the sentence for a PDF bomb.
+ZLIB_MAX_OUTPUT_LENGTH = 75_000_000
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +70,10 @@ def extract_sections(
     if kind == "docx":
         return _docx_sections(name, data)
     text = decode_text(name, data)
+    if kind != "html":  # an HTML page's markup is not its text: its size is checked once extracted
+        check_document_size(name, text)
     if kind == "html":
-        return _html_sections(text)
+        return _html_sections(name, text)
     if kind == "markdown":
         return _headed_sections(text, _markdown_headings(text))
     if kind == "rest":
@@ -146,6 +168,7 @@ def _pdf_sections(name: str, data: bytes, max_pages: int, stop: threading.Event)
         )
     sections: list[Section] = []
     failed_pages = 0
+    tokens_so_far = 0
     for number in range(1, page_count + 1):
         if stop.is_set():
             raise DocumentError(f"Reading {name} was stopped.")
@@ -158,14 +181,39 @@ def _pdf_sections(name: str, data: bytes, max_pages: int, stop: threading.Event)
             failed_pages += 1
             text = ""
         sections.append(Section(f"page {number}", text, page=number))
+        tokens_so_far += approximate_tokens(text)
+        if tokens_so_far > MAX_DOCUMENT_TOKENS:  # refused now, not after the remaining pages
+            check_document_size(name, "\n".join(s.text for s in sections), so_far=number < page_count)
     if not any(s.text.strip() for s in sections):
         if failed_pages == page_count:
             raise damaged
+        if _over_inflation_limit(reader):
+            raise DocumentError(
+                f"{name} has pages whose contents unpack to more than pypdf's limit of "
+                f"{human_bytes(ZLIB_MAX_OUTPUT_LENGTH)}, so they were not read (a file made this way can exhaust "
+                "the computer's memory). If it is a real document, open it in a PDF viewer and print it to a new "
+                "PDF."
+            )
         raise DocumentError(
             f"{name}: this PDF has no text to read; it is probably scanned images. Run it through text "
             "recognition (OCR) first, for example with OCRmyPDF or your scanner's software."
         )
     return sections
+
+
+def _over_inflation_limit(reader: PdfReader, pages_tried: int = 3) -> bool:
+    """Whether the first pages' contents stop at pypdf's inflation limit: its text extraction swallows that
+    error and returns no text, which would otherwise read as a scan."""
+    from pypdf.errors import LimitReachedError
+
+    for page in list(reader.pages)[:pages_tried]:
+        try:
+            page.get_contents()
+        except LimitReachedError:
+            return True
+        except Exception:  # any other damage is the "no text" case it was
+            log.debug("pdf page contents unreadable", exc_info=True)
+    return False
 
 
 # -- Word ----------------------------------------------------------------------------------------------------
@@ -175,12 +223,14 @@ def _docx_sections(name: str, data: bytes) -> list[Section]:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
     from docx.table import Table
+    from lxml import etree
 
     if data.startswith(_OLE_MAGIC):
         raise DocumentError(
             f"{name} is a password-protected (or very old) Word file. Open it in Word or LibreOffice, remove the "
             "password and save it as .docx, then drop that copy here."
         )
+    check_word_package(name, data)
     try:
         word = docx.Document(io.BytesIO(data))
         blocks: list[tuple[str | None, str]] = []  # (heading text or None, block text)
@@ -193,12 +243,13 @@ def _docx_sections(name: str, data: bytes) -> list[Section]:
             style = (item.style.name if item.style is not None else "") or ""
             is_heading = style.startswith("Heading") or style == "Title"
             blocks.append((text.strip() if is_heading and text.strip() else None, text))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, etree.LxmlError, EOFError) as exc:
         log.info("docx %s failed: %r", name, exc)
         raise DocumentError(
             f"{name} could not be read as a Word document; it may be damaged or not really a .docx. Open it in "
             "Word or LibreOffice and save it again."
         ) from exc
+    check_document_size(name, "\n\n".join(text for _, text in blocks))
     return _sections_from_blocks(blocks)
 
 
@@ -229,81 +280,10 @@ def _short(heading: str, limit: int = 60) -> str:
 # -- HTML ----------------------------------------------------------------------------------------------------
 
 
-class _HTMLText(HTMLParser):
-    """Text as a reader sees it: no markup, no scripts or styles, a block break where the layout breaks."""
-
-    SKIPPED = frozenset({"script", "style", "noscript", "template", "svg", "head", "iframe", "object"})
-    BLOCKS = frozenset({
-        "p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header", "footer", "nav",
-        "blockquote", "pre", "hr", "dt", "dd", "figcaption", "h1", "h2", "h3", "h4", "h5", "h6", "title", "main",
-    })  # fmt: skip
-    SECTION_HEADINGS = frozenset({"h1", "h2", "h3"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: list[tuple[str | None, str]] = []
-        self._parts: list[str] = []
-        self._skip_depth = 0
-        self._heading: list[str] | None = None
-        self._in_pre = 0
-
-    def _flush(self) -> None:
-        text = "".join(self._parts)
-        if not self._in_pre:
-            text = re.sub(r"[ \t\r\n]+", " ", text)
-        if text.strip():
-            self.blocks.append((None, text.strip() if not self._in_pre else text))
-        self._parts = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.SKIPPED:
-            self._skip_depth += 1
-            return
-        if tag in self.BLOCKS:
-            self._flush()
-        if tag == "pre":
-            self._in_pre += 1
-        if tag in self.SECTION_HEADINGS and not self._skip_depth:
-            self._heading = []
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.BLOCKS:
-            self._flush()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.SKIPPED:
-            self._skip_depth = max(0, self._skip_depth - 1)
-            return
-        if tag == "pre":
-            self._flush()
-            self._in_pre = max(0, self._in_pre - 1)
-        if tag in self.SECTION_HEADINGS and self._heading is not None:
-            heading = " ".join("".join(self._heading).split())
-            self._heading = None
-            self._parts = []
-            if heading:
-                self.blocks.append((heading, heading))
-            return
-        if tag in self.BLOCKS:
-            self._flush()
-
-    def handle_data(self, data: str) -> None:
-        if self._skip_depth:
-            return
-        if self._heading is not None:
-            self._heading.append(data)
-        self._parts.append(data)
-
-    def close(self) -> None:
-        super().close()
-        self._flush()
-
-
-def _html_sections(text: str) -> list[Section]:
-    parser = _HTMLText()
-    parser.feed(text)
-    parser.close()
-    return _sections_from_blocks(parser.blocks)
+def _html_sections(name: str, text: str) -> list[Section]:
+    blocks = html_blocks(text)
+    check_document_size(name, "\n\n".join(text for _, text in blocks))
+    return _sections_from_blocks(blocks)
 
 
 # -- Markdown, reStructuredText, plain text, code -----------------------------------------------------------

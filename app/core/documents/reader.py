@@ -2,21 +2,25 @@
 
 Reading never trusts the file: the size is checked before anything is read, the type comes from the name and is
 confirmed by the content (``formats``), and every failure a person can cause becomes a ``DocumentError``
-sentence. Parsing runs on a worker thread under a deadline (``read_document``), so a pathological PDF costs an
-error message, not a hung app. The window calls ``read_document`` from its thread pool, never from the GUI
-thread.
+sentence. Parsing runs in a child process under a deadline and a memory limit (``extraction_process``), so a
+pathological file costs an error message, not a hung app or its memory. The window calls ``read_document``
+from its thread pool, never from the GUI thread.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import threading
+import stat
 from pathlib import Path
 
-from app.core.documents.document import Document, DocumentError, DocumentKind, Section, make_document
-from app.core.documents.formats import SUPPORTED_DESCRIPTION, extract_sections
-from app.core.errors import UserError
+from app.core.documents.document import Document, DocumentError, DocumentKind
+from app.core.documents.extraction_process import (
+    MAX_READER_MEMORY_BYTES,
+    ExtractionFailed,
+    ReadFigures,
+    extract_in_child,
+)
+from app.core.documents.formats import SUPPORTED_DESCRIPTION
 from app.core.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -77,43 +81,42 @@ def read_document(
     max_bytes: int = MAX_DOCUMENT_BYTES,
     max_pages: int = MAX_PDF_PAGES,
     timeout: float = EXTRACTION_TIMEOUT_SECONDS,
+    figures: ReadFigures | None = None,
 ) -> Document:
     """Read ``path`` into a Document, or raise DocumentError with a sentence for the person who dropped it.
 
-    The parsing runs on a daemon thread and is given up after ``timeout`` seconds: PDF parsers can loop for a
-    long time on hostile files, and nothing must wait for that. The worker checks a stop flag between pages, so
-    a PDF stops soon after the deadline; a single page stuck inside the parser finishes in the background
-    without blocking anyone.
+    The parsing runs in a child process that is killed after ``timeout`` seconds and cannot use more than
+    MAX_READER_MEMORY_BYTES (``extraction_process``): parsers can loop or swell on hostile files, and nothing
+    must wait for that or pay its memory. ``figures``, when given, receives the time and the child's peak memory.
     """
     path = Path(path)
     kind = _check_file(path, max_bytes)
-    outcome: list[Document | BaseException] = []
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            outcome.append(_extract(path, kind, max_pages, stop))
-        except BaseException as exc:  # handed to the caller's thread below
-            outcome.append(exc)
-
-    worker = threading.Thread(target=work, name=f"read {path.name}", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive() or not outcome:
-        stop.set()
-        raise DocumentError(
-            f"Reading {path.name} took longer than {timeout:.0f} s, so it was stopped. The file may be damaged "
-            "or unusually complex; try saving or exporting it again, or as plain text."
+    try:
+        return extract_in_child(
+            path,
+            kind,
+            max_bytes=max_bytes,
+            max_pages=max_pages,
+            timeout=timeout,
+            figures=figures or ReadFigures(),
         )
-    result = outcome[0]
-    if isinstance(result, BaseException):
-        if isinstance(result, UserError):
-            raise result
-        log.error("reading %s failed", path, exc_info=result)
+    except ExtractionFailed as failure:
+        if failure.reason == "deadline":
+            raise DocumentError(
+                f"Reading {path.name} took longer than {timeout:.0f} s, so it was stopped. The file may be "
+                "damaged or unusually complex; try saving or exporting it again, or as plain text."
+            ) from None
+        if failure.reason == "memory":
+            raise DocumentError(
+                f"Reading {path.name} needed more than the {human_bytes(MAX_READER_MEMORY_BYTES)} of memory "
+                "allowed for one document, so it was stopped. The file may be damaged or made to exhaust "
+                "memory; try saving or exporting it again, or save the part you need as a separate file."
+            ) from None
+        log.error("reading %s failed: %s", path, failure.details)
         raise DocumentError(
-            f"{path.name} could not be read ({type(result).__name__}). The file may be damaged; try saving it again."
-        ) from result
-    return result
+            f"{path.name} could not be read (the reader stopped unexpectedly). The file may be damaged; try "
+            "saving it again."
+        ) from None
 
 
 def document_kind(path: Path) -> DocumentKind | None:
@@ -138,10 +141,21 @@ def document_kind(path: Path) -> DocumentKind | None:
 
 def _check_file(path: Path, max_bytes: int) -> DocumentKind:
     name = path.name
-    if not path.exists():
-        raise DocumentError(f"{name} was not found. It may have been moved or deleted.")
-    if not path.is_file():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DocumentError(f"{name} was not found. It may have been moved or deleted.") from None
+    except OSError as exc:
+        raise DocumentError(
+            f"{name} could not be opened ({exc.strerror}). Check that you may read it."
+        ) from None
+    if stat.S_ISDIR(mode):
         raise DocumentError(f"{name} is a folder, not a file. Drop the documents inside it instead.")
+    if not stat.S_ISREG(mode):
+        raise DocumentError(
+            f"{name} is {_special_file_kind(mode)}, not a regular file, so there is no document to read in it. "
+            "Save what you want summarized to a file and drop that file instead."
+        )
     kind = document_kind(path)
     if kind is None:
         suffix = path.suffix.lower()
@@ -163,18 +177,11 @@ def _check_file(path: Path, max_bytes: int) -> DocumentKind:
     return kind
 
 
-def _extract(path: Path, kind: DocumentKind, max_pages: int, stop: threading.Event) -> Document:
-    data = path.read_bytes()
-    name = path.name
-    sections = extract_sections(name, data, kind, max_pages, stop)
-    sections = [s for s in (Section(s.label, _tidy(s.text), s.page) for s in sections) if s.text or s.page]
-    if not any(s.text for s in sections):
-        raise DocumentError(f"{name} has no text in it; there is nothing to summarize.")
-    return make_document(name, kind, sections, path=str(path.resolve()), size=len(data))
-
-
-def _tidy(text: str) -> str:
-    """One newline convention, no trailing spaces, at most one blank line in a row."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
-    lines = [line.rstrip() for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+def _special_file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"

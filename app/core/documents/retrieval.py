@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from app.core.documents.chunking import chunk_document
 from app.core.documents.document import Document
+from app.core.documents.document import approximate_tokens as approximate_tokens  # the window's sizing
 
 # Passages of about this many tokens: long enough to hold a fact with its context, short enough that several
 # from different pages fit a small context.
@@ -34,11 +35,6 @@ _STOPWORDS = frozenset({
     "whom", "whose", "why", "will", "with", "would", "you", "your", "about", "tell", "say", "said", "please",
     "document", "text", "page", "pages"
 })  # fmt: skip
-
-
-def approximate_tokens(text: str) -> int:
-    """About four characters per token: enough to size passages before any model is loaded."""
-    return max(1, len(text) // 4)
 
 
 @dataclass(frozen=True)

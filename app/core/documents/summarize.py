@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
-from app.core.documents.chunking import Chunk, chunk_document, span_label
+from app.core.documents.chunking import Chunk, ChunkingStopped, chunk_document, span_label
 from app.core.documents.document import Document
 from app.core.documents.summary_cache import SummaryCache, cache_key
 from app.core.documents.summary_prompts import (
@@ -222,7 +222,14 @@ class _Run:
         assert info is not None
         self.model_identity = f"{info.path.name}|{info.file_size}|{info.quantization}"
         self.chunk_budget = summarizer.chunk_budget()
-        self.chunks = chunk_document(document, self.engine.count_tokens, self.chunk_budget)
+        try:  # a long document takes a while to tokenize: a cancel must not wait for all of it
+            self.chunks = chunk_document(
+                document, self.engine.count_tokens, self.chunk_budget, should_stop=self.stopped
+            )
+            self.stopped_while_chunking = False
+        except ChunkingStopped:
+            self.chunks = []
+            self.stopped_while_chunking = True
         self.result = SummaryResult(
             document_name=document.name,
             style=style,
@@ -343,6 +350,8 @@ class _Run:
     # -- steps --
 
     def execute(self) -> None:
+        if self.stopped_while_chunking:
+            raise _Stopped
         whole_tokens = self.result.document_tokens
         if whole_tokens + self.final_max + 64 <= self.context_size:
             marked = marked_text(self.document)
@@ -373,7 +382,15 @@ class _Run:
     def _points_one_pass(self) -> bool:
         """Key points of a short document: one point per part of roughly equal size, each named by its pages."""
         target = max(64, math.ceil(self.result.document_tokens / self.settings.max_points))
-        parts = chunk_document(self.document, self.engine.count_tokens, min(target, self.chunk_budget))
+        try:
+            parts = chunk_document(
+                self.document,
+                self.engine.count_tokens,
+                min(target, self.chunk_budget),
+                should_stop=self.stopped,
+            )
+        except ChunkingStopped:
+            raise _Stopped from None
         parts_as_summaries = [
             PartSummary(p.label, p.text, [c.index for c in self.chunks], p.first_section, p.last_section)
             for p in parts

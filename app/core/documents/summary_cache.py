@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ class SummaryCache:
         self.path = path or app_paths().summary_cache_dir / "summaries.sqlite3"
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private(self.path)
         connection = sqlite3.connect(self.path, timeout=10)
         try:
             connection.execute(
@@ -40,6 +41,7 @@ class SummaryCache:
             connection.close()
             log.warning("summary cache %s is damaged; starting a new one", self.path)
             self.path.replace(self.path.with_suffix(".damaged"))
+            _make_private(self.path)
             connection = sqlite3.connect(self.path, timeout=10)
             connection.execute(
                 "CREATE TABLE summaries (key TEXT PRIMARY KEY, text TEXT NOT NULL, created REAL NOT NULL)"
@@ -81,6 +83,23 @@ class SummaryCache:
                 connection.close()
         except (sqlite3.Error, OSError):
             return 0
+
+
+def _make_private(path: Path) -> None:
+    """Create ``path`` (and the folders it needs) for its owner alone, as the history is: summaries quote the
+    documents. SQLite gives its journal the database file's permissions, so those stay private too."""
+    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    if path.parent.stat().st_mode & 0o077:
+        try:  # our cache folder, left open by an earlier version; a shared folder given as a path is not ours
+            os.chmod(path.parent, 0o700)
+        except PermissionError:
+            log.debug("cannot make %s private", path.parent)
+    descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(descriptor)
+    if path.stat().st_mode & 0o077:  # made by an earlier version with the default permissions
+        os.chmod(path, 0o600)
 
 
 def cache_key(*parts: object) -> str:

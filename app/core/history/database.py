@@ -7,6 +7,11 @@
   costs one fsync per commit; the history commits about once a second while a reply streams and once per bulk
   operation, so the cost is invisible, while NORMAL could lose the last replies to a power cut.
 - The file is readable by its owner only (0600) in an owner-only folder (0700): conversations are private.
+- A file or folder that cannot be written (permissions, an immutable file, a read-only mount) is opened
+  read-only when it can be read: the history can be read and searched, ``recovery_notice`` says that new
+  messages will not be kept, and every write is refused with ``HistoryReadOnlyError``'s sentence.
+- A write of another process (an import) is waited for, up to ``BUSY_TIMEOUT_SECONDS``; opening never needs
+  the write lock unless the file must be created or migrated, so ``history list`` reads during an import.
 - A connection belongs to the thread that opened it (sqlite3's ``check_same_thread``): another thread that needs
   the history opens its own connection to the same file.
 
@@ -17,9 +22,11 @@ store) skips it: the file was checked and migrated moments ago, and its streamin
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
+import stat
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -27,16 +34,23 @@ from datetime import datetime
 from pathlib import Path
 
 from app import APP_NAME
-from app.core.errors import UserError
+from app.core.history.errors import BUSY_TIMEOUT_SECONDS, HistoryUnavailableError, history_busy
 from app.core.history.schema import MIGRATIONS, migrate, refuse_newer
 
 log = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_SECONDS = 5.0
+__all__ = ["BUSY_TIMEOUT_SECONDS", "OpenedDatabase", "open_database", "release_database"]
 
 # SQLite result codes that mean "this file is damaged or is not a database" (not "busy" or "no permission").
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
+# ... and those that mean "another connection holds the lock".
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+# Errors of the file system that mean "you may not write here": then the history is opened read-only.
+_UNWRITABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
+# Marking the replies of a dead process interrupted is worth no wait: it is done at the next start instead.
+_MARK_INTERRUPTED_WAIT_MS = 200
 
 
 # -- files -------------------------------------------------------------------------------------------------
@@ -49,6 +63,34 @@ def _is_damage(error: sqlite3.DatabaseError) -> bool:
         return (code & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
     text = str(error).lower()
     return "not a database" in text or "malformed" in text or "corrupt" in text
+
+
+def _is_busy(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
+def _refuse_wrong_kind(path: Path) -> None:
+    """A sentence for a folder, FIFO or device where the file (or a file where its folder) should be."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        mode = None  # missing (it is created), or unreachable (opening it says why)
+    if mode is not None and not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe or a device)"
+        raise HistoryUnavailableError(
+            f"The conversation history should be a file at {path}, but that is {what}. Move or rename it, "
+            f"then start {APP_NAME} again (a new history is created there)."
+        )
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise HistoryUnavailableError(
+            f"The conversation history's folder {folder} is a file, not a folder. Move or rename that file, "
+            f"then start {APP_NAME} again."
+        )
 
 
 def _timestamp_for_file_name() -> str:
@@ -72,10 +114,49 @@ def _create_private_file(path: Path) -> None:
 
 def _prepare_folder(folder: Path, *, enforce_private: bool) -> None:
     if not folder.exists():
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise HistoryUnavailableError(
+                f"The folder for the conversation history, {folder}, could not be created "
+                f"({exc.strerror or exc}). Make its parent folder writable, or set LLAMADESK_HOME to a folder "
+                "you can write, and try again."
+            ) from exc
     elif enforce_private:
         # Our own data folder: tighten it if an older install or a copy left it open to others.
-        os.chmod(folder, 0o700)
+        try:
+            os.chmod(folder, 0o700)
+        except OSError as exc:  # not ours, or a read-only mount: opening the file says what that means
+            log.info("Could not make %s private: %s", folder, exc)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A WAL file in a folder we cannot write has no shared-memory file to share, so
+    then it is read as immutable: nobody can be writing it while we cannot either."""
+    uri = path.resolve().as_uri()
+    connection = sqlite3.connect(
+        uri + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None
+    )
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return connection
+    except sqlite3.OperationalError as exc:
+        connection.close()
+        if _is_busy(exc) or _folder_writable(path.parent):
+            raise
+        log.info("Reading %s as immutable: %s", path, exc)
+    return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, isolation_level=None)
+
+
+def _folder_writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (os.access says yes to root on a read-only mount)."""
+    try:
+        probe = folder / f".llamadesk-write-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -88,7 +169,14 @@ class _Inspection:
 
 def _inspect(path: Path) -> _Inspection:
     """Check an existing file read-only, so that a file we refuse is left exactly as it was."""
-    connection = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+    try:
+        connection = _connect_read_only(path)
+    except sqlite3.DatabaseError as exc:
+        if _is_busy(exc):
+            raise history_busy(path) from exc
+        if _is_damage(exc):
+            return _Inspection(damage="damaged")
+        raise _unreadable(path, exc) from exc
     try:
         check = [row[0] for row in connection.execute("PRAGMA quick_check")]
         if check != ["ok"]:
@@ -104,14 +192,20 @@ def _inspect(path: Path) -> _Inspection:
         if _is_damage(exc):
             log.warning("History database %s cannot be read: %s", path, exc)
             return _Inspection(damage="damaged")
-        raise UserError(
-            f"The conversation history at {path} could not be opened ({exc}). Close other copies of "
-            f"{APP_NAME} and try again."
-        ) from exc
+        if _is_busy(exc):
+            raise history_busy(path) from exc
+        raise _unreadable(path, exc) from exc
     finally:
         connection.close()
     refuse_newer(path, applied)
     return _Inspection(applied=applied)
+
+
+def _unreadable(path: Path, error: BaseException) -> HistoryUnavailableError:
+    return HistoryUnavailableError(
+        f"The conversation history at {path} could not be read ({error}). Check that the file and its folder "
+        f"can be read by you, then start {APP_NAME} again; nothing in it was changed."
+    )
 
 
 def _move_aside(path: Path, damage: str) -> str:
@@ -152,26 +246,35 @@ class OpenedDatabase:
     connection: sqlite3.Connection  # usable only on the thread that opened it
     key: Path  # pass to ``release_database`` when the connection is closed
     backup_path: Path | None = None  # the copy taken before migrating, if one was needed
-    recovery_notice: str | None = None  # a sentence for the user when a damaged file was moved aside
+    # A sentence for the user: a damaged file was moved aside, or the history could only be opened read-only.
+    recovery_notice: str | None = None
+    read_only: bool = False
 
 
 # How many open connections this process has to each (resolved) database path. Held while a first connection
 # is opened, so a second one waits for the checks and migrations instead of repeating them.
 _open_lock = threading.Lock()
 _open_connections: Counter[Path] = Counter()
+# The files this process could open read-only only, with why: another thread's connection is read-only too.
+_read_only_reasons: dict[Path, str] = {}
 
 
 def open_database(path: Path, *, enforce_private_folder: bool = False) -> OpenedDatabase:
-    """A connection to the history at ``path``, created, checked and migrated as needed.
+    """A connection to the history at ``path``, created, checked and migrated as needed; read-only (and saying
+    so in ``recovery_notice``) when the file or its folder cannot be written.
 
-    Raises UserError for a file from a newer version or one that cannot be opened right now.
+    Raises a UserError with a sentence when the history cannot be opened at all.
     """
+    _refuse_wrong_kind(path)
     _prepare_folder(path.parent, enforce_private=enforce_private_folder)
     key = path.resolve()
     with _open_lock:
-        opened = _open_again(path, key) if _open_connections[key] else None
+        opened = None
+        if _open_connections[key]:
+            reason = _read_only_reasons.get(key)
+            opened = _open_read_only(path, key, reason) if reason else _open_again(path, key)
         if opened is None:
-            opened = _open_first(path, key)
+            opened = _open_writable_or_read_only(path, key)
         _open_connections[key] += 1
     return opened
 
@@ -182,6 +285,7 @@ def release_database(key: Path) -> None:
         _open_connections[key] -= 1
         if _open_connections[key] <= 0:
             del _open_connections[key]
+            _read_only_reasons.pop(key, None)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -218,6 +322,60 @@ def _open_again(path: Path, key: Path) -> OpenedDatabase | None:
     return OpenedDatabase(connection, key)
 
 
+def _open_writable_or_read_only(path: Path, key: Path) -> OpenedDatabase:
+    try:
+        return _open_first(path, key)
+    except sqlite3.OperationalError as exc:
+        if _is_busy(exc):
+            raise history_busy(path) from exc
+        log.info("History database %s cannot be opened for writing: %s", path, exc)
+        reason = str(exc)
+    except OSError as exc:
+        if exc.errno not in _UNWRITABLE_ERRNOS:
+            raise
+        log.info("History database %s cannot be opened for writing: %s", path, exc)
+        reason = exc.strerror or str(exc)
+    opened = _open_read_only(path, key, reason)
+    _read_only_reasons[key] = reason
+    return opened
+
+
+def _open_read_only(path: Path, key: Path, reason: str) -> OpenedDatabase:
+    """The history opened read-only, with the sentence that says so; a sentence when it cannot even be read."""
+    if not path.is_file() or path.stat().st_size == 0:
+        raise HistoryUnavailableError(
+            f"The conversation history cannot be created in {path.parent} ({reason}). Make that folder "
+            f"writable, or set LLAMADESK_HOME to a folder you can write, and start {APP_NAME} again."
+        )
+    try:
+        connection = _connect_read_only(path)
+    except sqlite3.DatabaseError as exc:
+        raise _unreadable(path, exc) from exc
+    try:
+        applied = [row[0] for row in connection.execute("SELECT name FROM schema_migrations")]
+        refuse_newer(path, applied)
+        connection.execute("PRAGMA query_only = ON")  # belt and braces: this connection never writes
+    except sqlite3.DatabaseError as exc:
+        connection.close()
+        raise _unreadable(path, exc) from exc
+    except BaseException:
+        connection.close()
+        raise
+    if len(applied) < len(MIGRATIONS):
+        connection.close()
+        raise HistoryUnavailableError(
+            f"The conversation history at {path} was written by an older version of {APP_NAME} and must be "
+            f"updated, but it cannot be written ({reason}). Make the file and its folder writable, then start "
+            f"{APP_NAME} again."
+        )
+    notice = (
+        f"The conversation history at {path} cannot be written ({reason}), so it is open read-only: you can "
+        f"read and search your conversations and chat, but new messages will not be kept. Make the file and "
+        f"its folder writable and restart {APP_NAME} to save again."
+    )
+    return OpenedDatabase(connection, key, recovery_notice=notice, read_only=True)
+
+
 def _open_first(path: Path, key: Path) -> OpenedDatabase:
     applied: tuple[str, ...] = ()
     recovery_notice = None
@@ -237,14 +395,29 @@ def _open_first(path: Path, key: Path) -> OpenedDatabase:
             backup_path = _backup(connection, path, version=len(applied))
         _configure(connection)
         migrate(connection, pending)
-        interrupted = connection.execute(
-            "UPDATE messages SET state = 'interrupted' WHERE state = 'streaming'"
-        ).rowcount
-        if interrupted:
-            log.info(
-                "Marked %d reply(ies) interrupted: the process writing them ended mid-reply.", interrupted
-            )
+        _mark_interrupted(connection)
     except BaseException:
         connection.close()
         raise
     return OpenedDatabase(connection, key, backup_path, recovery_notice)
+
+
+def _mark_interrupted(connection: sqlite3.Connection) -> None:
+    """Replies a dead process left ``streaming`` become interrupted. Read first, so that opening needs no write
+    lock (another process's import holds it); when busy, they are marked at the next start instead."""
+    if connection.execute("SELECT 1 FROM messages WHERE state = 'streaming' LIMIT 1").fetchone() is None:
+        return
+    connection.execute(f"PRAGMA busy_timeout = {_MARK_INTERRUPTED_WAIT_MS}")
+    try:
+        interrupted = connection.execute(
+            "UPDATE messages SET state = 'interrupted' WHERE state = 'streaming'"
+        ).rowcount
+    except sqlite3.OperationalError as exc:
+        if not _is_busy(exc):
+            raise
+        log.info("Replies left streaming are marked interrupted later: the history is busy (%s).", exc)
+        return
+    finally:
+        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    if interrupted:
+        log.info("Marked %d reply(ies) interrupted: the process writing them ended mid-reply.", interrupted)

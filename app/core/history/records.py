@@ -5,6 +5,8 @@ becomes one, and the small rules they share: times in unix milliseconds, titles,
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -12,10 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, NamedTuple
 
+from app.core.modes import Mode
+
+log = logging.getLogger(__name__)
+
 MessageState = Literal["complete", "stopped", "interrupted", "streaming"]
 FinalState = Literal["complete", "stopped", "interrupted"]
 MESSAGE_STATES: tuple[MessageState, ...] = ("complete", "stopped", "interrupted", "streaming")
 ROLES = ("system", "user", "assistant")
+MODES = tuple(mode.value for mode in Mode)
 TITLE_LENGTH = 60
 
 
@@ -107,9 +114,16 @@ class SearchHit:
 class ImportResult:
     imported: list[int] = field(default_factory=list)  # ids of the conversations added
     skipped: int = 0  # already in the history (same uuid)
+    refused: list[str] = field(default_factory=list)  # a sentence for each conversation not imported
 
 
 # -- time --------------------------------------------------------------------------------------------------
+
+
+# The times a history holds, in unix ms: 1970-01-01 to 2200-01-01. Python's datetime reaches year 1 and 9999,
+# but a time near either end overflows when turned to local time, which every listing does.
+EARLIEST_MS = 0
+LATEST_MS = 7_258_118_400_000
 
 
 def now_ms() -> int:
@@ -117,7 +131,15 @@ def now_ms() -> int:
 
 
 def to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    """A stored time; one out of range or not a number (a file written by hand or by a bug) is clamped into
+    range with a log line, so that one bad row never stops the list, a show or an export."""
+    try:
+        clamped = min(max(int(ms), EARLIEST_MS), LATEST_MS)
+    except (TypeError, ValueError, OverflowError):
+        clamped = EARLIEST_MS
+    if clamped != ms:
+        log.warning("A stored time (%r) is out of range; it is shown as %s.", ms, iso_time(clamped))
+    return datetime.fromtimestamp(clamped / 1000, tz=timezone.utc)
 
 
 def to_ms(moment: datetime) -> int:
@@ -128,6 +150,30 @@ def to_ms(moment: datetime) -> int:
 
 def iso_time(ms: int) -> str:
     return to_datetime(ms).isoformat(timespec="milliseconds")
+
+
+# Control characters a terminal acts on (ESC starts colour, title and hyperlink sequences; BEL, CR, DEL; the
+# C1 range, which some terminals read as ESC-sequences too). Shown as visible symbols instead.
+_CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # the Unicode control pictures: ␛ for ESC, ␇ for BEL
+    return "\u2421" if code == 0x7F else "\ufffd"
+
+
+def printable_text(text: str) -> str:
+    """``text`` safe to write to a terminal or a plain-text file: newlines and tabs kept, other control
+    characters shown as symbols."""
+    return _CONTROLS_BUT_LINES.sub(_visible, text.replace("\r\n", "\n"))
+
+
+def printable_line(text: str) -> str:
+    """``text`` safe to write to a terminal as part of one line: every control character shown as a symbol."""
+    return _CONTROLS.sub(_visible, text)
 
 
 def group_label(updated: datetime, now: datetime) -> str:
@@ -226,12 +272,20 @@ DOCUMENT_COLUMNS = (
 )
 
 
+def known_mode(mode: Any) -> str:
+    """A stored mode; an unknown one (written by hand, or by a newer version) opens as a chat."""
+    if mode in MODES:
+        return str(mode)
+    log.warning("A conversation's mode %r is unknown; it opens as chat.", mode)
+    return Mode.CHAT.value
+
+
 def conversation_from_row(row: sqlite3.Row) -> Conversation:
     return Conversation(
         id=row["id"],
         uuid=row["uuid"],
         title=row["title"],
-        mode=row["mode"],
+        mode=known_mode(row["mode"]),
         model=row["model"],
         settings=load_dict(row["settings"]),
         created=to_datetime(row["created_ms"]),

@@ -27,13 +27,17 @@ from app.core.documents.document import Document
 from app.core.errors import UserError
 from app.core.history.attachments import DocumentRow, insert_document, rebuilt_document
 from app.core.history.database import open_database, release_database
-from app.core.history.errors import conversation_not_found, storage_error
-from app.core.history.export import (
-    conversation_export,
-    export_envelope,
+from app.core.history.errors import (
+    HistoryFormatError,
+    HistoryReadOnlyError,
+    HistoryWriteError,
+    conversation_not_found,
+    storage_error,
+)
+from app.core.history.export import conversation_export, export_envelope, json_text, markdown
+from app.core.history.imports import (
+    ImportedConversation,
     insert_imported,
-    json_text,
-    markdown,
     parse_conversation,
     parse_export_json,
     validated_export,
@@ -77,6 +81,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A large import commits in batches and pauses between them, so that another process's write (the window
+# storing a message) waits at most about a batch. SQLite's busy handler retries a waiting write every 100 ms at
+# its slowest, so a pause longer than that is always long enough for it to get in.
+IMPORT_BATCH_SIZE = 500
+IMPORT_BATCH_SECONDS = 1.0
+IMPORT_PAUSE_SECONDS = 0.12
+
 
 class HistoryStore:
     """All conversations, messages and attached documents. Opening it migrates, repairs and recovers.
@@ -93,7 +104,10 @@ class HistoryStore:
         self.path = app_paths().history_db if path is None else Path(path)
         opened = open_database(self.path, enforce_private_folder=default)
         self._connection = opened.connection
-        self.recovery_notice = opened.recovery_notice  # a sentence for the user when a damaged file was moved
+        # A sentence for the user: a damaged file was moved aside, or the history is open read-only.
+        self.recovery_notice = opened.recovery_notice
+        # The file or its folder cannot be written: reading works, every write raises HistoryReadOnlyError.
+        self.read_only = opened.read_only
         self.backup_path = opened.backup_path  # the copy taken before migrating, if one was needed
         self._release = weakref.finalize(self, release_database, opened.key)
 
@@ -115,6 +129,11 @@ class HistoryStore:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise HistoryReadOnlyError(
+                f"This was not saved: the conversation history at {self.path} is open read-only (it cannot be "
+                "written). Chatting still works, but new messages will not be kept."
+            )
         try:
             with transaction(self._connection):
                 yield self._connection
@@ -316,6 +335,17 @@ class HistoryStore:
         )
         return [message_from_row(row) for row in rows]
 
+    def recent_messages(
+        self, conversation_id: int, limit: int, before_id: int | None = None
+    ) -> list[Message]:
+        """Up to ``limit`` messages, oldest first, the newest of them just before ``before_id`` (or the newest of
+        the conversation): a long conversation is shown a page at a time, newest first."""
+        rows = self._read(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (conversation_id, before_id if before_id is not None else 2**63 - 1, limit),
+        )
+        return [message_from_row(row) for row in reversed(rows)]
+
     def chat_messages(self, conversation_id: int, system_prompt: str | None = None) -> list[ChatMessage]:
         """The turns to send to the engine for the next reply: earlier turns as context, oldest first.
 
@@ -469,19 +499,66 @@ class HistoryStore:
     def import_json(self, text: str, source: str = "the file") -> ImportResult:
         return self.import_data(parse_export_json(text, source), source)
 
-    def import_data(self, data: Any, source: str = "the data") -> ImportResult:
-        """Add the conversations of an export; those already here (same uuid) are skipped, not duplicated.
+    def import_data(
+        self,
+        data: Any,
+        source: str = "the data",
+        *,
+        batch_seconds: float = IMPORT_BATCH_SECONDS,
+        batch_size: int = IMPORT_BATCH_SIZE,
+    ) -> ImportResult:
+        """Add the conversations of an export; those already here (same uuid) are skipped, not duplicated, and
+        each one that fails its checks is refused with a sentence (``ImportResult.refused``) while the others
+        are imported.
 
-        Everything is added in one transaction: a file with a bad conversation adds nothing.
+        Each conversation is added whole or not at all, in batches of at most ``batch_size`` conversations or
+        ``batch_seconds`` of work, one transaction each, with a pause between them in which another process
+        (the window sending a message, say) gets the write lock.
         """
-        conversations = validated_export(data, source)
+        if self.read_only:
+            with self._write():  # raises the read-only sentence
+                pass
         result = ImportResult()
-        with self._write() as connection:
-            for item in conversations:
-                if connection.execute(
-                    "SELECT 1 FROM conversations WHERE uuid = ?", (item["uuid"],)
-                ).fetchone():
-                    result.skipped += 1
-                    continue
-                result.imported.append(insert_imported(connection, parse_conversation(item, source)))
+        checked: list[ImportedConversation] = []
+        for number, item in enumerate(validated_export(data, source), start=1):
+            try:
+                checked.append(parse_conversation(item, number))
+            except HistoryFormatError as exc:
+                log.info("Import from %s: %s", source, exc)
+                result.refused.append(str(exc))
+        try:
+            self._insert_in_batches(checked, result, batch_seconds, batch_size)
+        except HistoryWriteError as exc:
+            raise HistoryWriteError(
+                f"{exc} {len(result.imported)} conversation(s) were imported before that; import the same file "
+                "again to add the rest (those already imported are skipped)."
+            ) from exc
         return result
+
+    def _insert_in_batches(
+        self, checked: list[ImportedConversation], result: ImportResult, batch_seconds: float, batch_size: int
+    ) -> None:
+        seen: set[str] = set()
+        position = 0
+        while position < len(checked):
+            if position:
+                time.sleep(IMPORT_PAUSE_SECONDS)
+            started = time.monotonic()
+            with self._write() as connection:
+                done = 0
+                while position < len(checked) and done < batch_size:
+                    if done and time.monotonic() - started >= batch_seconds:
+                        break
+                    item = checked[position]
+                    position += 1
+                    done += 1
+                    if (
+                        item.uuid in seen
+                        or connection.execute(
+                            "SELECT 1 FROM conversations WHERE uuid = ?", (item.uuid,)
+                        ).fetchone()
+                    ):
+                        result.skipped += 1
+                        continue
+                    seen.add(item.uuid)
+                    result.imported.append(insert_imported(connection, item))

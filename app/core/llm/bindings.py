@@ -1,7 +1,7 @@
 """Everything that reaches past llama-cpp-python's public API, in one place.
 
 llama-cpp-python exposes no load-progress callback, no abort callback, no way to read the cached prompt and no
-chat formatter built from a GGUF's own template through ``Llama`` itself. Each workaround below relies on an
+way to read its special tokens' texts through ``Llama`` itself. Each workaround below relies on an
 internal of the bindings (named in its docstring); a new bindings version that moves one breaks only this module,
 and its tests say which piece.
 """
@@ -41,14 +41,20 @@ def gpu_offload_supported() -> bool:
     return bool(llama_cpp.llama_supports_gpu_offload())
 
 
+def system_info() -> str:
+    """llama.cpp's own line on this build: CPU features switched on ("AVX2 = 1 | FMA = 1 | ..."), backends."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info()
+    return (info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)).strip()
+
+
 def backend_description() -> str:
     """Which llama.cpp build this is (CPU features, GPU backend), for the About panel and bug reports."""
     import llama_cpp
 
-    info = llama_cpp.llama_print_system_info()
-    text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
     kind = "GPU offload available" if gpu_offload_supported() else "CPU only"
-    return f"llama-cpp-python {llama_cpp.__version__} ({kind}): {text.strip()}"
+    return f"llama-cpp-python {llama_cpp.__version__} ({kind}): {system_info()}"
 
 
 class AbortSwitch:
@@ -143,18 +149,12 @@ def load_progress(progress: Callable[[float], None] | None, cancel: CancelFlag) 
         setattr(raw, "llama_model_default_params", original)  # noqa: B010
 
 
-def chat_formatter(llama: Any, template: str) -> Any:
-    """A formatter rendering ``template`` with the model's own BOS/EOS texts.
-
-    Internal used: ``Llama._model.token_get_text``. Templates come from downloaded files, so they are rendered
-    in llama-cpp-python's ImmutableSandboxedEnvironment (inside ``Jinja2ChatFormatter``).
-    """
-    from llama_cpp import llama_chat_format
-
+def special_token_texts(llama: Any) -> tuple[str, str]:
+    """The model's BOS and EOS as text, for its chat template. Internal used: ``Llama._model.token_get_text``."""
     eos_id, bos_id = llama.token_eos(), llama.token_bos()
     eos = llama._model.token_get_text(eos_id) if eos_id != -1 else ""
     bos = llama._model.token_get_text(bos_id) if bos_id != -1 else ""
-    return llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+    return str(bos), str(eos)
 
 
 def cached_tokens(llama: Any) -> list[int]:

@@ -19,7 +19,7 @@ from app.core.errors import ContextOverflowError
 class ChatMessage(TypedDict, total=False):
     role: str  # "system" | "user" | "assistant"
     content: str
-    pinned: bool  # kept in the context when old turns are dropped (an attached document, say)
+    pinned: bool  # kept in the context when old turns are dropped, like the system prompt
 
 
 # Renders messages into the model's tokens (ending with the assistant's turn opening) and its stop strings.

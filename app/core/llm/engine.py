@@ -1,8 +1,8 @@
 """The one owner of a ``llama_cpp.Llama``: load, stream, cancel, keep the context within budget, report stats.
 
 Threading contract: a ``Llama`` is one llama.cpp context and is not thread-safe, so every method here except
-``cancel()`` must be called from the single thread that owns the engine (the CLI's main thread, or the
-window's engine thread). ``cancel()`` may be called from any thread: it only sets an event that the token
+``cancel()`` must be called from the single thread that owns the engine: the engine service's thread
+(``app.core.llm.service``) in the app; a benchmark's or a test's own thread when they drive an engine directly. ``cancel()`` may be called from any thread: it only sets an event that the token
 loop checks between tokens and that llama.cpp's abort callback checks while a prompt is being evaluated.
 """
 
@@ -22,21 +22,30 @@ import psutil
 
 from app.core.errors import (
     Cancelled,
+    InvalidOptionError,
     ModelFileError,
     NoModelLoadedError,
     NotEnoughMemoryError,
     UserError,
 )
+from app.core.limits import (
+    OutOfRange,
+    check_batch_size,
+    check_context_size,
+    check_gpu_layers,
+    check_threads,
+)
 from app.core.llm.bindings import (
     AbortSwitch,
     cached_tokens,
-    chat_formatter,
     end_of_generation,
     gpu_offload_supported,
     load_progress,
+    special_token_texts,
 )
 from app.core.llm.context import ChatMessage, ContextCut, Prompt, fit_to_context
 from app.core.llm.gguf_check import GGUFInfo, check_model_file
+from app.core.llm.templates import ChatTemplate, checked_template
 from app.core.models.fit import MemoryEstimate, ModelShape, estimate_memory
 from app.core.modes import SamplingOptions
 from app.core.units import human_bytes
@@ -46,10 +55,7 @@ log = logging.getLogger(__name__)
 FinishReason = Literal["stop", "length", "cancelled"]
 
 # Used only when a GGUF carries no chat template: ChatML is what most small instruct models were tuned on.
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+FALLBACK_CHAT_TEMPLATE = "chatml"
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,21 @@ class LoadOptions:
     batch_size: int = 512
     flash_attention: bool = False
     memory_budget: int | None = None  # bytes; None: the memory available right now
+    chat_template: str | None = (
+        None  # a built-in template's name (templates.BUILTIN_TEMPLATES); None: the file's
+    )
+
+
+def check_load_options(options: LoadOptions) -> None:
+    """Refuse, with a sentence, options llama.cpp would mishandle (a traceback from the bindings, a "damaged
+    file", a crash in the OpenMP runtime). The front ends check their own input first; this is the backstop."""
+    try:
+        check_context_size(options.context_size)
+        check_threads(options.threads)
+        check_gpu_layers(options.gpu_layers)
+        check_batch_size(options.batch_size)
+    except OutOfRange as exc:
+        raise InvalidOptionError(f"{exc} Change it in the settings or on the command line.") from None
 
 
 @dataclass(frozen=True)
@@ -154,6 +175,9 @@ class _LoadPlan:
     @classmethod
     def make(cls, path: str | os.PathLike[str], options: LoadOptions) -> _LoadPlan:
         gguf = check_model_file(path)
+        # Rendered once on a probe conversation now, before the loaded model is closed: a template that fails,
+        # hangs or grows without bound is refused here with a sentence, and the previous model stays.
+        checked_template(*_template_choice(gguf, options), model_name=gguf.name)
         native = gguf.context_length
         context_size = options.context_size or native or 4096
         if native:
@@ -175,10 +199,11 @@ class Engine:
         self._llama: Any = None
         self._info: ModelInfo | None = None
         self._options: LoadOptions | None = None  # what the loaded model was loaded with, to reload it
-        self._formatter: Any = None
+        self._template: ChatTemplate | None = None
         self._cancel_event = threading.Event()
         self._abort = AbortSwitch(self._cancel_event)
         self._cut = ContextCut()
+        self._request: _RequestCancel | None = None  # the request under way, whose stop ends a render too
         self.load_fraction = 0.0  # progress of the load under way, readable from any thread
         self._loaded_footprint = 0  # estimated bytes the loaded model holds
 
@@ -215,6 +240,7 @@ class Engine:
         self._cancel_event.clear()
         self._abort.reset()
         request = _RequestCancel(self._cancel_event, cancel)
+        self._request = request
         if request.is_set():
             self.cancel()  # stopped before it started: make llama.cpp's abort callback see it too
         return request
@@ -234,7 +260,19 @@ class Engine:
         it is closed before the new one loads, so two models never share the memory that was counted for one.
         If the new model then fails to load (or the load is stopped), the previous one is loaded again.
         """
-        options = options or LoadOptions()
+        try:
+            return self._load(path, options or LoadOptions(), progress, cancel)
+        finally:
+            self._request = None  # the load ended; a stop of it must not reach later work
+
+    def _load(
+        self,
+        path: str | os.PathLike[str],
+        options: LoadOptions,
+        progress: Callable[[float], None] | None,
+        cancel: threading.Event | None,
+    ) -> ModelInfo:
+        check_load_options(options)
         cancel_event = self._begin_request(cancel)
         plan = _LoadPlan.make(path, options)
         budget = options.memory_budget
@@ -249,6 +287,8 @@ class Engine:
                 "programs, choose a smaller context size, or pick a smaller model or quantization."
             )
         previous = (self._info.path, self._options) if self._info is not None and self._options else None
+        if cancel_event.is_set():  # stopped before anything changed: the model loaded now stays
+            raise Cancelled()
         self.unload()
         try:
             return self._load_planned(plan, progress, cancel_event)
@@ -306,12 +346,20 @@ class Engine:
         if cancel_event.is_set():
             llama.close()
             raise Cancelled()
+        try:  # again with the model's own BOS and EOS texts, which the probe could only stand in for
+            bos, eos = special_token_texts(llama)
+            template = checked_template(
+                *_template_choice(gguf, options), model_name=gguf.name, bos_token=bos, eos_token=eos
+            )
+        except BaseException:
+            llama.close()
+            raise
 
         self._llama = llama
         self._options = options
         self._loaded_footprint = plan.needed
         self._abort.install(llama)
-        self._formatter = chat_formatter(llama, gguf.chat_template or FALLBACK_CHAT_TEMPLATE)
+        self._template = template
         self._cut = ContextCut()
         self._info = ModelInfo(
             path=gguf.path,
@@ -320,7 +368,7 @@ class Engine:
             parameters=gguf.parameter_count,
             native_context=gguf.context_length,
             context_size=llama.n_ctx(),
-            has_chat_template=gguf.chat_template is not None,
+            has_chat_template=gguf.chat_template is not None and options.chat_template is None,
             file_size=gguf.file_size,
             quantization=gguf.quantization,
             threads=threads,
@@ -339,20 +387,24 @@ class Engine:
         self._loaded_footprint = 0
         self._info = None
         self._options = None
-        self._formatter = None
+        self._template = None
         self._abort.release()
 
     # -- prompts and the context budget --------------------------------------------------------------------
 
     def tokenize_messages(self, messages: Sequence[ChatMessage]) -> tuple[list[int], list[str]]:
-        """The exact tokens the model sees for ``messages``, ending with the assistant's turn opening."""
+        """The exact tokens the model sees for ``messages``, ending with the assistant's turn opening.
+
+        Raises ChatTemplateError (a sentence) if the template fails on them, Cancelled if the request under way
+        is stopped while the template renders."""
         llama = self.llama
-        rendered = self._formatter(messages=[{"role": m["role"], "content": m["content"]} for m in messages])
-        tokens = llama.tokenize(
-            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+        assert self._template is not None  # set with the model
+        rendered = self._template.render(
+            [{"role": m["role"], "content": m["content"]} for m in messages], cancel=self._request
         )
-        stops = [s for s in (rendered.stop if isinstance(rendered.stop, list) else [rendered.stop]) if s]
-        return tokens, stops
+        # Like llama-cpp-python's formatter: the template writes its own BOS (most print ``bos_token``).
+        tokens = llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+        return tokens, rendered.stop
 
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -386,7 +438,16 @@ class Engine:
         sampling = sampling or SamplingOptions()
         cancel_event = self._begin_request(cancel)
         requested = time.perf_counter()
-        prompt = self.build_prompt(messages, sampling.max_tokens)
+        try:
+            prompt = self.build_prompt(messages, sampling.max_tokens)
+        except Cancelled:  # stopped while the template rendered: an empty, stopped reply
+            self._request = None
+            stopped = ReplyStats(finish_reason="cancelled", context_size=self.llama.n_ctx())
+            stopped.total_seconds = time.perf_counter() - requested
+            return Reply(iter(()), stopped)
+        except BaseException:
+            self._request = None  # the request ended here; a stop of it must not reach later work
+            raise
         stats = ReplyStats(
             prompt_tokens=len(prompt.tokens),
             dropped_messages=prompt.dropped_messages,
@@ -486,6 +547,9 @@ class Engine:
                 yield tail
         finally:
             tokens.close()
+            self._request = (
+                None  # the request ended; a stop of it must not reach later work (a summary's counts)
+            )
             done = time.perf_counter()
             stats.generated_tokens = len(generated)
             stats.finish_reason = finish
@@ -498,6 +562,13 @@ class Engine:
                     stats.tokens_per_second = (len(generated) - 1) / (done - prompt_done_at)
             if first_token_at is None:
                 stats.time_to_first_token = done - requested
+
+
+def _template_choice(gguf: GGUFInfo, options: LoadOptions) -> tuple[str, str | None]:
+    """The model's own template, and the built-in chosen instead of it (ChatML when the file has none)."""
+    return gguf.chat_template or "", options.chat_template or (
+        None if gguf.chat_template else FALLBACK_CHAT_TEMPLATE
+    )
 
 
 def _find_stop(text: str, stops: Sequence[str]) -> int | None:

@@ -26,6 +26,7 @@ from typing import Generic, TypeVar
 from app.core.errors import Cancelled, UserError
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import Engine, LoadOptions, ModelInfo, ReplyStats
+from app.core.llm.templates import ChatTemplateError
 from app.core.modes import SamplingOptions
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,16 @@ class ReplyCallbacks:
 
 
 @dataclass(frozen=True)
+class LoadFailure:
+    message: str  # a sentence; "" when the load was stopped
+    still_loaded: ModelInfo | None  # the model loaded now: the previous one, kept or loaded again, or None
+    template_refused: bool = False  # the model's chat template was refused: a built-in one may be chosen
+
+
+@dataclass(frozen=True)
 class LoadCallbacks:
     loaded: Callable[[ModelInfo], None]
-    # A sentence ("" when stopped), and the model loaded now: the previous one, kept or loaded again, or None.
-    failed: Callable[[str, ModelInfo | None], None]
+    failed: Callable[[LoadFailure], None]
 
 
 @dataclass(frozen=True)
@@ -106,15 +113,14 @@ class EngineService:
         """The model loaded now: a reference the engine thread replaces whole, so readable from anywhere."""
         return self._engine.model
 
+    def reset_load_progress(self) -> None:
+        """A load was asked for: its progress starts at 0, not at the end of the previous load."""
+        self._engine.load_fraction = 0.0
+
     @property
     def load_fraction(self) -> float:
         """Progress of the load under way (0..1); a float written by the engine thread."""
         return self._engine.load_fraction
-
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._urgent) + len(self._normal) + (self._running is not None)
 
     # -- the queue ---------------------------------------------------------------------------------------
 
@@ -142,10 +148,11 @@ class EngineService:
             return request
 
     def _cancel_if_running(self, ticket: Ticket) -> None:
+        # Under the lock: the engine must not move on to the next request between the check and the cancel,
+        # or the cancel would stop another client's request.
         with self._lock:
-            running = self._running is ticket
-        if running:
-            self._engine.cancel()
+            if self._running is ticket:
+                self._engine.cancel()
 
     def _serve(self) -> None:
         while True:
@@ -194,6 +201,7 @@ class EngineClient:
         return self.service.model
 
     def load(self, path: str, options: LoadOptions, answer: LoadCallbacks) -> Ticket:
+        self.service.reset_load_progress()
         return self.service.submit(
             self, lambda engine, cancel: _serve_load(engine, cancel, path, options, answer)
         )
@@ -217,7 +225,7 @@ class EngineClient:
         ticket = self.load(
             path,
             options,
-            LoadCallbacks(loaded=outcome.append, failed=lambda message, _m: outcome.append(message)),
+            LoadCallbacks(loaded=outcome.append, failed=lambda failure: outcome.append(failure.message)),
         )
         _wait_interruptibly(ticket)
         result = outcome[0] if outcome else ""
@@ -238,13 +246,19 @@ class EngineClient:
 def _serve_load(
     engine: Engine, cancel: threading.Event, path: str, options: LoadOptions, answer: LoadCallbacks
 ) -> None:
+    if cancel.is_set():  # stopped or replaced while it waited its turn: the model loaded now stays
+        answer.failed(LoadFailure("", engine.model))
+        return
     engine.load_fraction = 0.0
+    template_refused = False
     try:
         # No progress callback: it would run inside llama.cpp's C callback; clients poll
         # ``load_fraction`` instead, which is only a float written from there.
         info = engine.load(path, options, cancel=cancel)
     except Cancelled:
         message = ""
+    except ChatTemplateError as exc:
+        message, template_refused = str(exc), True
     except UserError as exc:
         message = str(exc)
     except Exception as exc:  # a bug, but every client must live on
@@ -253,7 +267,7 @@ def _serve_load(
     else:
         answer.loaded(info)
         return
-    answer.failed(message, engine.model)
+    answer.failed(LoadFailure(message, engine.model, template_refused))
 
 
 def _serve_chat(
@@ -353,6 +367,10 @@ class StreamedReply:
                 # A timeout keeps the wait interruptible: Ctrl+C's handler runs between waits.
                 piece = self._pieces.get(timeout=0.1)
             except queue.Empty:
+                if self.ticket.done.is_set() and self._pieces.empty():
+                    # Dropped unanswered (the service shut down before it ran).
+                    self._error = self._error or "The reply was stopped."
+                    break
                 continue
             if piece is self._END:
                 break
@@ -364,6 +382,12 @@ class StreamedReply:
 
 
 def _wait_interruptibly(ticket: Ticket) -> None:
-    """Wait for ``ticket`` in short steps, so a Ctrl+C handler on this thread can run (and cancel it)."""
-    while not ticket.wait(0.1):
-        pass
+    """Wait in short steps so Ctrl+C can arrive; a KeyboardInterrupt cancels this request, waits for it to stop,
+    and is raised again (a caller that does not own the service would otherwise leave it running)."""
+    try:
+        while not ticket.wait(0.1):
+            pass
+    except KeyboardInterrupt:
+        ticket.cancel()
+        ticket.wait(10)
+        raise

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import psutil
 
 from app.core.files import read_json, write_json_atomic
+from app.core.llm.bindings import gpu_offload_supported, system_info
 from app.core.paths import app_paths
 from app.core.units import human_bytes
 
@@ -167,19 +168,6 @@ def parse_system_info(text: str) -> tuple[str, ...]:
         if value.strip() == "1" and name and name not in features:
             features.append(name)
     return tuple(features)
-
-
-def _llama_system_info() -> tuple[str, ...]:
-    import llama_cpp
-
-    info = llama_cpp.llama_print_system_info()
-    return parse_system_info(info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info))
-
-
-def _gpu_offload() -> bool:
-    import llama_cpp
-
-    return bool(llama_cpp.llama_supports_gpu_offload())
 
 
 def _nvidia_gpus_nvml() -> tuple[GpuInfo, ...] | None:
@@ -375,9 +363,9 @@ def probe_hardware(*, measure_bandwidth: bool = True, refresh_bandwidth: bool = 
         available_ram=memory.available,
         physical_cores=_probe("physical cores", lambda: psutil.cpu_count(logical=False), None),
         logical_cores=_probe("logical cores", lambda: psutil.cpu_count(logical=True), None),
-        cpu_features=_probe("llama.cpp system info", _llama_system_info, ()),
+        cpu_features=_probe("llama.cpp system info", lambda: parse_system_info(system_info()), ()),
         gpus=_probe("gpus", lambda: _gpus(memory.total, memory.available, cpu_name), ()),
-        gpu_offload=_probe("gpu offload", _gpu_offload, None),
+        gpu_offload=_probe("gpu offload", gpu_offload_supported, None),
         disk_free=disk_free(),
         memory_bandwidth=bandwidth,
         bandwidth_cached=cached,

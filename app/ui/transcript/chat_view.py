@@ -7,6 +7,9 @@ The view follows the end of the conversation unless the user has scrolled up to 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal, Slot
@@ -28,6 +31,9 @@ from app.core.llm.engine import ReplyStats
 from app.ui.transcript.markdown_render import LIGHT, MarkdownRenderer, Palette, Rendered
 
 REPAINT_INTERVAL_MS = 33  # ~30 repaints a second while a reply streams
+PAGE = 24  # older messages shown at a time (more than a screenful), as the person scrolls up to them
+SLICE_SECONDS = 0.006  # building widgets pauses this often, so the GUI thread never waits long
+LOAD_MORE_PIXELS = 300  # how near the top the view must be for older messages to be shown
 
 STATE_NOTES = {
     "stopped": "Stopped",
@@ -180,6 +186,16 @@ class MessageWidget(QFrame):
             QGuiApplication.clipboard().setText(self._rendered.code_blocks[index])
 
 
+@dataclass(frozen=True)
+class HistoryEntry:
+    """A stored message to show: built into a widget only when it comes into view."""
+
+    role: str
+    text: str
+    state: str = "complete"
+    stats: ReplyStats | None = None
+
+
 class ChatView(QScrollArea):
     """The transcript of one conversation.
 
@@ -204,8 +220,16 @@ class ChatView(QScrollArea):
         self._layout.setSpacing(10)
         self._layout.addStretch(1)
         self.setWidget(self._container)
-        self.messages: list[MessageWidget] = []
+        self.messages: list[MessageWidget] = []  # the widgets shown, oldest first
         self._extras: list[QWidget] = []
+        self._older: list[HistoryEntry] = []  # stored messages fetched but not shown yet, oldest first
+        self._fetch_older: Callable[[int], list[HistoryEntry]] | None = None
+        self._shown_generation = (
+            0  # changes with clear(), so a build under way for another conversation stops
+        )
+        self._to_build = 0  # how many of them are being built now, newest first
+        self._keep_from_bottom: int | None = None  # while building above the view, where the view stays
+        self._marked: list[MessageWidget] = []  # the last question and the last reply (edit, regenerate)
         self._streaming: MessageWidget | None = None
         self._pending = ""
         self._follow = True
@@ -239,11 +263,15 @@ class ChatView(QScrollArea):
             widget.deleteLater()
         self.messages = []
         self._extras = []
+        self._older = []
+        self._fetch_older = None
+        self._shown_generation += 1
+        self._to_build = 0
+        self._keep_from_bottom = None
+        self._marked = []
         self._follow = True
 
-    def add_message(
-        self, role: str, text: str, *, state: str = "complete", stats: ReplyStats | None = None
-    ) -> MessageWidget:
+    def _make_message(self, role: str, text: str, state: str, stats: ReplyStats | None) -> MessageWidget:
         author = "You" if role == "user" else self.assistant_name
         message = MessageWidget(role, author, self._renderer, self._container)
         message.copy_requested.connect(lambda m=message: QGuiApplication.clipboard().setText(m.text))
@@ -252,10 +280,75 @@ class ChatView(QScrollArea):
         message.set_text(text)
         message.set_state(state)
         message.set_stats(stats)
+        return message
+
+    def add_message(
+        self, role: str, text: str, *, state: str = "complete", stats: ReplyStats | None = None
+    ) -> MessageWidget:
+        message = self._make_message(role, text, state, stats)
         self._layout.insertWidget(self._layout.count() - 1, message)
         self.messages.append(message)
         self._update_last_markers()
         return message
+
+    # -- a stored conversation, shown newest first -----------------------------------------------------
+
+    def show_history(
+        self,
+        newest: list[HistoryEntry],
+        fetch_older: Callable[[int], list[HistoryEntry]] | None = None,
+        highlight: list[str] | None = None,
+    ) -> None:
+        """Show a stored conversation: its newest messages at once (built in short slices), and older ones, asked
+        of ``fetch_older(count)`` (oldest first, just before those shown), as the person scrolls up to them. A
+        conversation of thousands of messages opens as fast as a short one."""
+        self._older = list(newest)
+        self._fetch_older = fetch_older
+        self._follow = True
+        self._show_older(len(newest), then_highlight=highlight)
+
+    @property
+    def has_older(self) -> bool:
+        """Whether older messages of this conversation wait to be shown."""
+        return bool(self._older) or self._fetch_older is not None
+
+    def _show_more(self) -> None:
+        if not self._older and self._fetch_older is not None:
+            self._older = self._fetch_older(PAGE)
+            if len(self._older) < PAGE:
+                self._fetch_older = None  # that was the first message
+        if self._older:
+            self._show_older(PAGE)
+
+    def _show_older(self, count: int, then_highlight: list[str] | None = None) -> None:
+        self._to_build = min(count, len(self._older))
+        self._build_slice(self._shown_generation, then_highlight)
+
+    def _build_slice(self, generation: int, then_highlight: list[str] | None) -> None:
+        if generation != self._shown_generation:
+            return  # another conversation is shown now
+        started = time.perf_counter()
+        bar = self.verticalScrollBar()
+        if not self._follow and self._keep_from_bottom is None:
+            self._keep_from_bottom = bar.maximum() - bar.value()
+        while self._to_build and self._older and time.perf_counter() - started < SLICE_SECONDS:
+            entry = self._older.pop()
+            message = self._make_message(entry.role, entry.text, entry.state, entry.stats)
+            position = self._layout.indexOf(self.messages[0]) if self.messages else self._layout.count() - 1
+            self._layout.insertWidget(position, message)
+            self.messages.insert(0, message)
+            self._to_build -= 1
+        self._update_last_markers()
+        if self._to_build and self._older:
+            QTimer.singleShot(0, lambda: self._build_slice(generation, then_highlight))
+            return
+        self._to_build = 0
+        QTimer.singleShot(0, self._release_anchor)
+        if then_highlight:
+            self.highlight(then_highlight)
+
+    def _release_anchor(self) -> None:
+        self._keep_from_bottom = None
 
     def add_widget(self, widget: QWidget) -> None:
         """Put another kind of item (a document card) at the end of the transcript."""
@@ -270,6 +363,8 @@ class ChatView(QScrollArea):
     def remove_last(self) -> None:
         if self.messages:
             message = self.messages.pop()
+            if message in self._marked:
+                self._marked.remove(message)
             if message is self._streaming:
                 self._streaming = None
             message.setParent(None)
@@ -277,11 +372,18 @@ class ChatView(QScrollArea):
             self._update_last_markers()
 
     def _update_last_markers(self) -> None:
+        """Only the last question and the last reply carry Edit and Regenerate; touching just those (and the two
+        marked before) keeps adding a message O(1) however long the conversation."""
         busy = self._streaming is not None
         last_reply = next((m for m in reversed(self.messages) if m.role == "assistant"), None)
         last_question = next((m for m in reversed(self.messages) if m.role == "user"), None)
-        for message in self.messages:
-            message.set_last(message is last_reply or message is last_question, busy=busy)
+        marked = [m for m in (last_reply, last_question) if m is not None]
+        for message in self._marked:
+            if message not in marked:
+                message.set_last(False)
+        for message in marked:
+            message.set_last(True, busy=busy)
+        self._marked = marked
 
     # -- streaming ------------------------------------------------------------------------------------
 
@@ -346,12 +448,18 @@ class ChatView(QScrollArea):
     @Slot(int)
     def _on_scrolled(self, value: int) -> None:
         bar = self.verticalScrollBar()
-        self._follow = value >= bar.maximum() - 24
+        if self._keep_from_bottom is None:
+            self._follow = value >= bar.maximum() - 24
+        if value < LOAD_MORE_PIXELS and self.has_older and not self._to_build:
+            self._show_more()
 
     @Slot(int, int)
     def _on_range_changed(self, _minimum: int, maximum: int) -> None:
         if self._follow:
             self.verticalScrollBar().setValue(maximum)
+        elif self._keep_from_bottom is not None:
+            # Older messages grew the transcript above the view: the text being read stays where it was.
+            self.verticalScrollBar().setValue(maximum - self._keep_from_bottom)
 
     def scroll_to_end(self) -> None:
         self._follow = True

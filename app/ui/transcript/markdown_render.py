@@ -11,6 +11,7 @@ import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -60,6 +61,10 @@ class MarkdownRenderer:
         self._md.add_render_rule(
             "code_inline", lambda _r, tokens, idx, _o, _e: self._render_inline_code(tokens, idx)
         )
+        self._md.add_render_rule(
+            "link_close",
+            lambda r, tokens, idx, options, env: self._render_link_close(r, tokens, idx, options, env),
+        )
         self._blocks: list[str] = []
         self._languages: list[str] = []
         self._source_lines = 0
@@ -91,6 +96,21 @@ class MarkdownRenderer:
             formatter = HtmlFormatter(noclasses=True, nowrap=True, style=self.palette.pygments_style)
             self._highlighted[key] = highlight(code, lexer, formatter)
         return self._highlighted[key]
+
+    def _render_link_close(
+        self, renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any
+    ) -> str:
+        """A link whose text is not its target shows the target too: ``[https://good](http://evil)`` must not
+        pass for a link to good."""
+        close = str(renderer.renderToken(tokens, idx, options, env))
+        start = idx - 1
+        while start >= 0 and tokens[start].type != "link_open":
+            start -= 1
+        target = str(tokens[start].attrGet("href") or "") if start >= 0 else ""
+        shown = "".join(token.content for token in tokens[start + 1 : idx])
+        if not target or shown.strip() == target:
+            return close
+        return f'{close} <span style="color:{self.palette.link}; font-size:small;">({html.escape(target)})</span>'
 
     def _render_inline_code(self, tokens: Sequence[Token], idx: int) -> str:
         code = html.escape(tokens[idx].content)

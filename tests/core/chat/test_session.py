@@ -115,3 +115,16 @@ def test_regenerate_and_edit_change_only_the_end_of_the_conversation(store: Hist
     assert session.last_question() == "two"
     assert session.remove_last_question() == 1
     assert [t["content"] for t in session.turns()] == ["one", "1"]
+
+
+def test_a_stored_question_that_could_not_be_answered_is_taken_back(store: HistoryStore) -> None:
+    session = ChatSession(store)
+    session.add_user_message("First", model="m", preset=GREEDY, context_size=2048)
+    session.begin_reply()
+    session.record("Answer")
+    session.finish_reply("complete")
+    session.add_user_message("word " * 50_000, model="m", preset=GREEDY, context_size=2048)
+    session.forget_last_question()
+    assert [m.content for m in store.messages(session.conversation_id or 0)] == ["First", "Answer"]
+    session.forget_last_question()  # the conversation ends with a reply: nothing to take back
+    assert len(store.messages(session.conversation_id or 0)) == 2

@@ -1,4 +1,5 @@
-"""Export to JSON and Markdown, and import with validation: a round trip loses nothing, a bad file adds nothing."""
+"""Export to JSON and Markdown, and import with validation: a round trip loses nothing, a bad file adds nothing,
+and a bad conversation is refused with a sentence while the good ones are imported."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def test_export_of_one_conversation_and_markdown(store: HistoryStore) -> None:
         ("{not json", "not valid JSON"),
         ('{"format": "something-else"}', "not a LlamaDesk history export"),
         ('{"format": "llamadesk-history", "version": 99, "conversations": []}', "newer version"),
-        ('{"format": "llamadesk-history", "version": 1, "conversations": [{"title": "x"}]}', "damaged"),
+        ('{"format": "llamadesk-history", "version": 1, "conversations": {"title": "x"}}', "damaged"),
     ],
 )
 def test_import_rejects_what_is_not_an_export(store: HistoryStore, text: str, message: str) -> None:
@@ -73,14 +74,21 @@ def test_import_rejects_what_is_not_an_export(store: HistoryStore, text: str, me
         store.import_json(text, "export.json")
 
 
-def test_import_with_one_bad_conversation_adds_nothing(store: HistoryStore, tmp_path: Path) -> None:
+def test_import_refuses_one_bad_conversation_and_imports_the_others(
+    store: HistoryStore, tmp_path: Path
+) -> None:
     fill_for_export(store)
     data = store.export_data()
     data["conversations"][1]["messages"][0]["role"] = "wizard"
+    data["conversations"].append({"title": "no id"})
     other = HistoryStore(tmp_path / "other" / "history.sqlite3")
-    with pytest.raises(HistoryFormatError, match="nothing was imported"):
-        other.import_data(data)
-    assert other.count_conversations() == 0
+    result = other.import_data(data)
+    assert len(result.imported) == 1 and other.count_conversations() == 1
+    assert result.refused == [
+        "Conversation 2 ('Hello world') was not imported: message 1: its role is 'wizard', not one of system, "
+        "user, assistant.",
+        "Conversation 3 ('no id') was not imported: it has no uuid.",
+    ]
 
 
 def version_4_export() -> dict[str, Any]:
@@ -120,6 +128,7 @@ def test_import_refuses_a_layout_that_does_not_fit_its_text(store: HistoryStore)
         **paged_document().to_dict(),
         "sections": [{"label": "page 1", "start": 0, "end": 9999}],
     }
-    with pytest.raises(HistoryFormatError, match="nothing was imported"):
-        store.import_data(data)
+    result = store.import_data(data)
     assert store.count_conversations() == 0
+    [refused] = result.refused
+    assert refused.startswith("Conversation 1 ('Harbour') was not imported: attached document 1: its layout")

@@ -146,7 +146,9 @@ def test_switching_models_unloads_first_and_a_failed_load_brings_the_previous_mo
         ticket = client.load(
             str(broken),
             LoadOptions(context_size=512),
-            LoadCallbacks(loaded=lambda _i: None, failed=lambda m, still: outcome.append((m, still))),
+            LoadCallbacks(
+                loaded=lambda _i: None, failed=lambda f: outcome.append((f.message, f.still_loaded))
+            ),
         )
         assert ticket.wait(60)
         message, still_loaded = outcome[0]
@@ -172,3 +174,51 @@ def test_a_second_copy_of_a_model_loads_after_the_first_is_closed(model_path: Pa
     assert engine.model is not None and engine.model.path == second
     assert first_llama._model is None or getattr(first_llama._model, "model", None) is None  # closed
     engine.unload()
+
+
+def test_a_load_stopped_while_queued_leaves_the_loaded_model_alone(model_path: Path, tmp_path: Path) -> None:
+    service = EngineService(Engine())
+    client = service.client("window", priority=True)
+    try:
+        first = client.load_and_wait(str(model_path), LoadOptions(context_size=512))
+        release = threading.Event()
+        client.run_job(
+            lambda _e, _c: release.wait(10), JobCallbacks(done=lambda _r: None, failed=lambda _m: None)
+        )
+        outcome: list[tuple[str, ModelInfo | None]] = []
+        second = tmp_path / "second.gguf"
+        shutil.copyfile(model_path, second)
+        ticket = client.load(
+            str(second),
+            LoadOptions(context_size=512),
+            LoadCallbacks(
+                loaded=lambda _i: None, failed=lambda f: outcome.append((f.message, f.still_loaded))
+            ),
+        )
+        ticket.cancel()
+        release.set()
+        assert ticket.wait(30)
+        # Stopped before it ran: no sentence, the same model, and it was never closed and loaded again.
+        assert outcome == [("", first)]
+        assert service.model is first
+    finally:
+        service.shutdown()
+
+
+def test_a_reply_dropped_at_shutdown_ends_its_stream(model_path: Path) -> None:
+    service = EngineService(Engine())
+    client = service.client("cli")
+    started = threading.Event()
+
+    def busy(_engine: Engine, cancel: threading.Event) -> None:
+        started.set()
+        cancel.wait(10)
+
+    client.run_job(busy, JobCallbacks(done=lambda _r: None, failed=lambda _m: None))
+    assert started.wait(10)
+    reply = client.stream_chat([{"role": "user", "content": "hi"}], GREEDY)
+    service.shutdown()
+    began = time.perf_counter()
+    with pytest.raises(UserError, match="stopped"):
+        list(reply)
+    assert time.perf_counter() - began < 5

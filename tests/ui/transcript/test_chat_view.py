@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 from pytestqt.qtbot import QtBot
 
@@ -57,3 +59,67 @@ def test_only_last_question_and_reply_offer_edit_and_regenerate(qtbot: QtBot) ->
     regenerates = [not m.regenerate_button.isHidden() for m in view.messages]
     assert edits == [False, False, True, False]
     assert regenerates == [False, False, False, True]
+
+
+def test_a_conversation_of_thousands_of_messages_opens_at_once_and_older_ones_come_as_you_scroll(
+    qtbot: QtBot,
+) -> None:
+    from app.bench.gui import GapTimer
+    from app.ui.transcript.chat_view import PAGE, HistoryEntry
+
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.resize(700, 500)
+    view.show()
+    entries = [
+        HistoryEntry("user" if i % 2 == 0 else "assistant", f"Message {i}: " + "some words here " * 12)
+        for i in range(5000)
+    ]
+    shown_from = [len(entries) - PAGE]
+
+    def fetch_older(count: int) -> list[HistoryEntry]:
+        start = max(0, shown_from[0] - count)
+        older, shown_from[0] = entries[start : shown_from[0]], start
+        return older
+
+    timer = GapTimer()
+    timer.start()
+    started = time.perf_counter()
+    view.show_history(entries[-PAGE:], fetch_older)
+    qtbot.waitUntil(lambda: len(view.messages) == PAGE, timeout=10_000)
+    shown_after = time.perf_counter() - started
+    qtbot.wait(100)
+    timer.stop()
+    print(
+        f"5,000 messages: newest {PAGE} shown in {shown_after * 1000:.0f} ms, worst GUI gap {timer.worst * 1000:.1f} ms"
+    )
+    assert view.messages[-1].text.startswith("Message 4999:") and view.has_older
+    assert shown_after < 5.0
+    assert timer.worst < 0.25  # generous here; the figure printed above is the measurement
+    # Only the last question and the last reply offer Edit and Regenerate.
+    assert [m for m in view.messages if m.regenerate_button.isVisibleTo(view)] == [view.messages[-1]]
+
+    # Scrolling to the top brings the next page, and the message being read stays in view.
+    reading = view.messages[0]
+    view.verticalScrollBar().setValue(0)
+    qtbot.waitUntil(lambda: len(view.messages) == 2 * PAGE, timeout=10_000)
+    qtbot.waitUntil(lambda: view.verticalScrollBar().value() > 0, timeout=2_000)
+    top = reading.mapTo(view.widget(), reading.rect().topLeft()).y()
+    assert (
+        view.verticalScrollBar().value() <= top <= view.verticalScrollBar().value() + view.viewport().height()
+    )
+    assert view.messages[0].text.startswith(f"Message {5000 - 2 * PAGE}:")
+
+
+def test_a_search_shows_every_message_from_the_first_match(qtbot: QtBot) -> None:
+    from app.ui.transcript.chat_view import HistoryEntry
+
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.show()
+    entries = [HistoryEntry("user", "zebras are striped")] + [
+        HistoryEntry("assistant" if i % 2 else "user", f"filler {i}") for i in range(200)
+    ]
+    view.show_history(entries, None, ["zebras"])
+    qtbot.waitUntil(lambda: len(view.messages) == len(entries), timeout=10_000)
+    assert view.messages[0].body.extraSelections()

@@ -131,3 +131,13 @@ def test_while_streaming_the_growing_block_is_plain_and_finished_blocks_are_high
     assert len(renderer._highlighted) == 1
     finished = renderer.render(done + growing + "\n```", final=True)
     assert finished.html.count("<span style") > streamed.html.count("<span style")
+
+
+def test_a_link_whose_text_is_another_address_shows_its_real_target() -> None:
+    rendered = MarkdownRenderer().render(
+        "See [https://good.example](http://evil.example/x) and [docs](https://docs.example)."
+    )
+    assert "(http://evil.example/x)" in rendered.html
+    assert "(https://docs.example)" in rendered.html  # any text that is not the target itself
+    plain = MarkdownRenderer().render("[https://same.example](https://same.example)")
+    assert "(https://same.example)" not in plain.html

@@ -10,11 +10,16 @@ and the first part (the one the inventory lists) is moved last.
 
 Threading: ``download()`` blocks; run it on a worker thread. ``pause()`` and ``cancel()`` may be called from
 any thread. Progress arrives through a plain callback on the downloading thread.
+
+Processes: ``download()`` holds the job's OS-level lock (``JobLock``) from its claim to its install; another
+process asking for the same job gets ``DownloadBusyError`` and touches nothing. A pause or cancel asked in a
+process that does not hold the job is written into the queue, and the holder acts on it within a second.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -22,6 +27,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.core.errors import Cancelled, UserError
 from app.core.models.catalog import ModelFiles, RemoteFile, find_entry
@@ -35,7 +41,8 @@ from app.core.models.downloads.queue import (
     STATE_QUEUED,
     DownloadJob,
     DownloadQueue,
-    process_alive,
+    JobLock,
+    QueueWriteError,
     process_tag,
 )
 from app.core.models.downloads.transfer import (
@@ -45,9 +52,12 @@ from app.core.models.downloads.transfer import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_STALL_SECONDS,
     FileTransfer,
+    NotEnoughDiskError,
+    RemoteChangedError,
     TransferControl,
     check_free_disk,
     sidecar_path,
+    verify_on_disk,
 )
 from app.core.models.hardware import probe_hardware
 from app.core.models.hub import (
@@ -63,7 +73,19 @@ from app.core.models.hub import (
 from app.core.models.menu import menu_row
 from app.core.paths import app_paths
 
+log = logging.getLogger(__name__)
+
 METADATA_TIMEOUT_SECONDS = 15.0
+
+
+class DownloadBusyError(UserError):
+    """Another process (a window or a terminal) is downloading this job; nothing here was touched."""
+
+    def __init__(self, job: DownloadJob) -> None:
+        super().__init__(
+            f"{job.name} is already being downloaded in another LlamaDesk window or terminal; it continues "
+            "there. Pause it there first to continue it here."
+        )
 
 
 def remove_empty_dir(path: Path) -> None:
@@ -171,87 +193,170 @@ class Downloader:
 
     def pause(self, job_id: str) -> None:
         """Stop, keeping the partial; ``resume`` (or ``download`` again) continues from it."""
+        self._stop(job_id, "pause")
+
+    def pause_running(self) -> None:
+        """Pause every download this process is running (not those of other windows or terminals)."""
         with self._controls_lock:
-            control = self._controls.get(job_id)
-        if control is not None:
+            controls = list(self._controls.values())
+        for control in controls:
             control.request("pause")
-        else:
-            self.queue.update(job_id, state=STATE_PAUSED)
 
     def resume(self, job_id: str) -> None:
-        """Put a paused or failed job back in line for ``run_queue``."""
-        self.queue.update(job_id, state=STATE_QUEUED, message="")
+        """Put a paused or failed job back in line for ``run_queue`` (one downloading elsewhere is left as is)."""
+        self.queue.update(
+            job_id,
+            only_if=lambda job: job.state != STATE_DOWNLOADING,
+            state=STATE_QUEUED,
+            message="",
+            stop_request="",
+        )
 
     def cancel(self, job_id: str) -> None:
         """Stop and delete what was downloaded. Returns at once; the download ends within a moment."""
+        self._stop(job_id, "cancel")
+
+    def _stop(self, job_id: str, reason: str) -> None:
         with self._controls_lock:
             control = self._controls.get(job_id)
         if control is not None:
-            control.request("cancel")
+            control.request(reason)
             return
         job = self.queue.get(job_id)
-        if job is not None:
-            self._delete_partials(job)
-        self.queue.remove(job_id)
+        if job is None:
+            return
+        lock = JobLock(job)
+        if not lock.try_acquire():
+            # Another process is downloading it: ask it through the queue; it stops within a second.
+            self.queue.update(job_id, stop_request=reason)
+            return
+        try:
+            if reason == "cancel":
+                self._delete_partials(job)
+                self.queue.remove(job_id)
+            else:
+                self.queue.update(
+                    job_id,
+                    only_if=lambda found: found.state not in (STATE_DONE, STATE_CANCELLED),
+                    state=STATE_PAUSED,
+                    stop_request="",
+                )
+        finally:
+            lock.release()
 
     # -- running --------------------------------------------------------------------------------------------
 
     def download(self, job: DownloadJob | str, on_progress: ProgressCallback | None = None) -> DownloadResult:
         """Run one job to the end. Raises Cancelled when paused or cancelled (the job's state tells which),
-        UserError for what a person can act on (disk, network, access, checksum)."""
+        UserError for what a person can act on (disk, network, access, checksum, DownloadBusyError)."""
         job_id = job if isinstance(job, str) else self.enqueue(job).job_id
         current = self.queue.get(job_id)
         if current is None:
             raise UserError("That download is no longer in the list. Start it again from the model menu.")
-        if current.state == STATE_DOWNLOADING and current.owner and process_alive(current.owner):
-            raise UserError(
-                f"{current.name} is already being downloaded by another LlamaDesk window or command."
-            )
-        control = TransferControl()
+        lock = JobLock(current)
+        if not lock.try_acquire():
+            raise DownloadBusyError(current)
+        try:
+            return self._download_claimed(job_id, on_progress)
+        finally:
+            lock.release()
+
+    def _download_claimed(self, job_id: str, on_progress: ProgressCallback | None) -> DownloadResult:
+        """``download`` once this process holds the job's lock: nothing else writes its files until it returns."""
+        # Read again under the lock: the process that held it may have finished or cancelled the job meanwhile.
+        current = self.queue.get(job_id)
+        if current is None:
+            raise UserError("That download is no longer in the list. Start it again from the model menu.")
+        if current.state == STATE_DONE and Path(current.installed_path).is_file():
+            return DownloadResult(current, Path(current.installed_path), 0, 0, 0.0)
+        control = TransferControl(remote_request=lambda: self._stop_request(job_id))
         with self._controls_lock:
             if job_id in self._controls:
                 raise UserError(f"{current.name} is already downloading.")
             self._controls[job_id] = control
-        started = time.monotonic()
-        tracker = ProgressTracker(current, on_progress)
-        job = self.queue.update(job_id, state=STATE_DOWNLOADING, owner=process_tag(), message="") or current
         try:
-            resumed_from = job.bytes_on_disk()
-            path = self._run(job, control, tracker)
-        except Cancelled:
-            if control.reason == "cancel":
-                self._delete_partials(job)
-                self.queue.remove(job_id)
-                job.state = STATE_CANCELLED
-            else:
-                self.queue.update(job_id, state=STATE_PAUSED, owner="", message="Paused.")
-                job.state = STATE_PAUSED
-            raise
-        except UserError as exc:
-            self.queue.update(job_id, state=STATE_FAILED, owner="", message=str(exc))
-            raise
-        except BaseException:
-            self.queue.update(
-                job_id, state=STATE_FAILED, owner="", message="The download failed unexpectedly."
+            started = time.monotonic()
+            tracker = ProgressTracker(current, on_progress)
+            job = (
+                self.queue.update(
+                    job_id, state=STATE_DOWNLOADING, owner=process_tag(), message="", stop_request=""
+                )
+                or current
             )
-            raise
+            path, resumed_from = self._run_recorded(job, control, tracker)
         finally:
             with self._controls_lock:
                 self._controls.pop(job_id, None)
-        done = (
-            self.queue.update(job_id, state=STATE_DONE, owner="", message="", installed_path=str(path)) or job
-        )
+        done = self._record(job_id, state=STATE_DONE, owner="", message="", installed_path=str(path)) or job
         tracker.report("done")
         return DownloadResult(done, path, tracker.transferred, resumed_from, time.monotonic() - started)
+
+    def _run_recorded(
+        self, job: DownloadJob, control: TransferControl, tracker: ProgressTracker
+    ) -> tuple[Path, int]:
+        """``_run``, with how it ended written into the queue (paused, cancelled, failed)."""
+        job_id = job.job_id
+        try:
+            resumed_from = job.bytes_on_disk()
+            return self._run(job, control, tracker), resumed_from
+        except Cancelled:
+            if control.reason == "cancel":
+                self._delete_partials(job)
+                with contextlib.suppress(UserError):
+                    self.queue.remove(job_id)
+                job.state = STATE_CANCELLED
+            else:
+                self._record(job_id, state=STATE_PAUSED, owner="", message="Paused.", stop_request="")
+                job.state = STATE_PAUSED
+            raise
+        except RemoteChangedError:
+            # The job's file list is stale: dropped, so asking again plans from the Hub's current files.
+            self._delete_partials(job)
+            with contextlib.suppress(UserError):
+                self.queue.remove(job_id)
+            raise
+        except NotEnoughDiskError as exc:
+            # Paused, not failed: once space is freed, resuming continues from the partial.
+            self._record(job_id, state=STATE_PAUSED, owner="", message=str(exc), stop_request="")
+            raise
+        except UserError as exc:
+            self._record(job_id, state=STATE_FAILED, owner="", message=str(exc), stop_request="")
+            raise
+        except BaseException:
+            self._record(
+                job_id,
+                state=STATE_FAILED,
+                owner="",
+                message="The download failed unexpectedly.",
+                stop_request="",
+            )
+            raise
+
+    def _record(self, job_id: str, **changes: Any) -> DownloadJob | None:
+        """Write how a download ended. When the queue cannot be written (the disk that just filled up holds it
+        too), the sentence already on its way to the person matters more: the job reads as queued later,
+        because its owner will have exited, and resumes from its partial."""
+        try:
+            return self.queue.update(job_id, **changes)
+        except QueueWriteError as exc:
+            log.warning("Could not record the download's state: %s", exc)
+            return None
+
+    def _stop_request(self, job_id: str) -> str:
+        job = self.queue.get(job_id)
+        return job.stop_request if job is not None else "cancel"
 
     def run_queue(
         self,
         on_progress: ProgressCallback | None = None,
         on_finished: Callable[[DownloadJob, DownloadResult | None, str], None] | None = None,
     ) -> None:
-        """Download queued jobs one after another until none is left; a failure moves on to the next.
-        ``on_finished(job, result, message)`` is called after each (result None when it did not finish)."""
-        while (job := self.queue.next_queued()) is not None:
+        """Download queued jobs one after another until none is left; a failure moves on to the next, and each
+        job is tried once (one another process is downloading stays queued). ``on_finished(job, result,
+        message)`` is called after each (result None when it did not finish)."""
+        tried: set[str] = set()
+        while (job := self.queue.next_queued(frozenset(tried))) is not None:
+            tried.add(job.job_id)
             try:
                 result = self.download(job.job_id, on_progress)
             except Cancelled:
@@ -293,6 +398,18 @@ class Downloader:
             partials.append((remote, transfer.fetch(job, remote, control, tracker)))
             tracker.done_before_file += remote.size
             tracker.file_done = 0
+        # Every part is read back from the disk right before the renames: what is checked is what is installed.
+        tracker.done_before_file, tracker.file_done = 0, 0
+        tracker.report("verifying")
+        for remote, partial in partials:
+            tracker.file_name = remote.basename
+
+            def hashed(count: int) -> None:
+                tracker.file_done += count
+                tracker.report("verifying", force=False)
+
+            verify_on_disk(remote, partial, control, hashed)
+        tracker.done_before_file, tracker.file_done = job.total_size, 0
         tracker.report("installing")
         # The first part is what the library lists as a model, so it appears only once every part is there.
         for remote, partial in reversed(partials):

@@ -1,14 +1,17 @@
 """Moving one file's bytes from the Hub to the disk: resumable, retried, verified.
 
 - Each file is written to ``app_paths().downloads_dir/<owner>__<repo>/<file>.part`` with a sidecar
-  ``.part.json`` (url, sha256, size). On the next attempt, in this process or after a restart, the partial
-  is hashed again and the rest is asked for with an HTTP ``Range`` request.
+  ``.part.json`` (url, sha256, size). On the next attempt, in this process or after a restart, the rest is
+  asked for with an HTTP ``Range`` request from the partial's size on disk.
 - A read that brings no byte for ``stall_seconds`` counts as a stall; stalls and dropped connections are
   retried with exponential backoff, and the count of failures resets whenever bytes arrived.
 - Pause and cancel set an event checked between chunks and shut the socket down, so a blocked read returns
   at once (well within 2 s) instead of waiting for a timeout.
-- The sha256 is computed while writing and compared with the Hub's LFS hash; a mismatch deletes the partial
-  and says so.
+- Before a file is installed, ``verify_on_disk`` reads it back from the disk (its size, and its sha256 against
+  the Hub's LFS hash): what is checked is what gets renamed into place, whatever wrote to it meanwhile. A
+  mismatch deletes the partial and says so.
+- A disk that refuses more data (full, a quota, a file size limit) stops the transfer with a sentence that says
+  how much is still needed there, reserve included; the partial is kept.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import contextlib
 import errno
 import hashlib
 import logging
+import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,15 +49,24 @@ CONNECT_TIMEOUT_SECONDS = 15.0
 # Left free on the disk after a download: a completely full disk breaks the system, not just this app.
 DISK_RESERVE_BYTES = 100 * 1000 * 1000
 HASH_BLOCK_BYTES = 8 * 1024 * 1024
+# How often a running download looks at the queue for a pause or cancel asked by another process.
+STOP_REQUEST_POLL_SECONDS = 1.0
+# Errors that mean "the disk will not take more": full, over a quota, past a file size limit (ulimit -f, FAT32).
+DISK_REFUSED_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class NotEnoughDiskError(UserError):
-    """The download would not fit on the disk; nothing was started."""
+    """The download does not fit on the disk (found before starting, or when the disk refused more data);
+    what was downloaded is kept, and the job is paused so that resuming continues it."""
 
 
 class ChecksumMismatchError(ModelFileError):
     """The bytes received are not the file the Hub published; the partial was deleted."""
+
+
+class RemoteChangedError(UserError):
+    """The server now serves another file under the job's URL; the partial (of the old one) is useless."""
 
 
 class DownloadFailedError(UserError):
@@ -62,11 +76,14 @@ class DownloadFailedError(UserError):
 class TransferControl:
     """Pause or cancel one running download from any thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, remote_request: Callable[[], str] | None = None) -> None:
         self.stop = threading.Event()
         self.reason = ""  # "pause" | "cancel"
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
+        # A pause or cancel asked by another process (through the queue file), looked at now and then.
+        self._remote_request = remote_request
+        self._next_poll = 0.0
 
     def request(self, reason: str) -> None:
         with self._lock:
@@ -87,6 +104,14 @@ class TransferControl:
             self.request(self.reason)
 
     def raise_if_stopped(self) -> None:
+        if self._remote_request is not None and time.monotonic() >= self._next_poll:
+            self._next_poll = time.monotonic() + STOP_REQUEST_POLL_SECONDS
+            try:
+                asked = self._remote_request()
+            except UserError:
+                asked = ""  # the queue cannot be read right now: keep going, ask again later
+            if asked in ("pause", "cancel"):
+                self.request(asked)
         if self.stop.is_set():
             raise Cancelled()
 
@@ -100,27 +125,14 @@ class _Retry(Exception):
 
 
 class _PartialFile:
-    """A partial download and the sha256 of what it holds so far."""
+    """A partial download and how many bytes of it are on disk (where the next request starts)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.hasher = hashlib.sha256()
-        self.size = 0
-
-    def rehash(self, control: TransferControl, on_block: Callable[[int], None]) -> None:
-        """Hash what an earlier attempt left, so the final check covers every byte of the file."""
-        self.hasher = hashlib.sha256()
-        self.size = 0
-        with self.path.open("rb") as handle:
-            while block := handle.read(HASH_BLOCK_BYTES):
-                control.raise_if_stopped()
-                self.hasher.update(block)
-                self.size += len(block)
-                on_block(len(block))
+        self.size = path.stat().st_size if path.exists() else 0
 
     def reset(self) -> None:
         self.path.write_bytes(b"")
-        self.hasher = hashlib.sha256()
         self.size = 0
 
 
@@ -128,6 +140,14 @@ def _socket_of(response: Any) -> socket.socket | None:
     stream = response.extensions.get("network_stream")
     sock = stream.get_extra_info("socket") if stream is not None else None
     return sock if isinstance(sock, socket.socket) else None
+
+
+def _served_sha256(headers: Any) -> str | None:
+    """The sha256 the Hub says it is serving: an LFS file's ETag (``X-Linked-Etag`` behind a redirect) is its
+    sha256. None when the ETag is something else (a git blob id, a CDN's own tag)."""
+    value = headers.get("X-Linked-Etag") or headers.get("ETag") or ""
+    tag = value.removeprefix("W/").strip('"').lower()
+    return tag if len(tag) == 64 and all(c in "0123456789abcdef" for c in tag) else None
 
 
 def _content_range_start(value: str | None) -> int | None:
@@ -141,13 +161,93 @@ def _content_range_start(value: str | None) -> int | None:
 
 
 def check_free_disk(needed: int, directory: Path, what: str) -> None:
-    """Refuse before starting when ``needed`` bytes (plus a small reserve) are not free where they go."""
+    """Refuse before starting when ``needed`` bytes (plus the reserve) are not free where they go."""
     free = shutil.disk_usage(existing_parent(directory)).free
     if needed + DISK_RESERVE_BYTES > free:
         raise NotEnoughDiskError(
-            f"{what} needs {human_bytes(needed)} of disk space in {directory}, but only {human_bytes(free)} is "
-            "free. Free up some space (or choose a smaller quantization) and try again."
+            f"{what} needs {human_bytes(needed)} of disk space in {directory}, plus the "
+            f"{human_bytes(DISK_RESERVE_BYTES)} LlamaDesk leaves free so the system keeps working "
+            f"({human_bytes(needed + DISK_RESERVE_BYTES)} in all), but only {human_bytes(free)} is free. Free up "
+            "some space (or choose a smaller quantization) and try again."
         )
+
+
+def disk_refused_error(
+    exc: OSError, job: DownloadJob, partial: Path, done_before_file: int
+) -> NotEnoughDiskError:
+    """The sentence for a write the disk refused mid-download: what is still needed there, and where."""
+    folder = partial.parent
+    # What is on disk, not what was counted: the refused write may have stored part of its chunk.
+    with contextlib.suppress(OSError):
+        done_before_file += partial.stat().st_size
+    done = done_before_file
+    remaining = max(0, job.total_size - done)
+    try:
+        free_text = f"{human_bytes(shutil.disk_usage(existing_parent(folder)).free)} is free now"
+    except OSError:
+        free_text = "how much is free could not be read"
+    cause = exc.strerror or str(exc)
+    if exc.errno == errno.EFBIG:
+        cause += (
+            "; the system limits how large a file may grow (ulimit -f), or the drive is FAT32 (4 GB at most)"
+        )
+    return NotEnoughDiskError(
+        f"The disk refused to store more of {job.name} in {folder} ({cause}). It still needs "
+        f"{human_bytes(remaining)} there, plus the {human_bytes(DISK_RESERVE_BYTES)} LlamaDesk leaves free so "
+        f"the system keeps working, and {free_text}. The {human_bytes(done)} already downloaded are kept: free "
+        "up some space, then run `llamadesk models resume` (or press Resume in the window) to continue."
+    )
+
+
+def write_error(exc: OSError, job: DownloadJob, partial: Path, done_before_file: int) -> UserError:
+    if exc.errno in DISK_REFUSED_ERRNOS:
+        log.info("Download of %s: the disk refused more data (%s)", job.name, exc)
+        return disk_refused_error(exc, job, partial, done_before_file)
+    log.warning("Download of %s: cannot write %s", job.name, partial, exc_info=exc)
+    return UserError(
+        f"Could not write the download to {partial} ({exc.strerror or exc}). Check that the folder is "
+        "writable and try again; what was downloaded is kept."
+    )
+
+
+def verify_on_disk(
+    remote: RemoteFile, partial: Path, control: TransferControl, on_block: Callable[[int], None]
+) -> None:
+    """Read the partial back from the disk and compare its size and sha256 with the Hub's; on a mismatch
+    delete it (and its sidecar) and raise ChecksumMismatchError. Called right before it is renamed into place,
+    so bytes written into it by anything after they arrived are caught too."""
+    digest = hashlib.sha256()
+    with partial.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == remote.size:
+            while block := handle.read(HASH_BLOCK_BYTES):
+                control.raise_if_stopped()
+                digest.update(block)
+                on_block(len(block))
+    wrong_size = size != remote.size
+    if wrong_size or (remote.sha256 is not None and digest.hexdigest() != remote.sha256.lower()):
+        log.warning(
+            "%s failed verification: %d bytes on disk (expected %d), sha256 %s (expected %s)",
+            partial,
+            size,
+            remote.size,
+            "not computed" if wrong_size else digest.hexdigest(),
+            remote.sha256,
+        )
+        partial.unlink(missing_ok=True)
+        sidecar_path(partial).unlink(missing_ok=True)
+        found = (
+            f"is {size:,} bytes on disk instead of the {remote.size:,} published on the Hugging Face Hub"
+            if wrong_size
+            else "does not match the checksum published on the Hugging Face Hub (sha256)"
+        )
+        raise ChecksumMismatchError(
+            f"The downloaded file {remote.basename} {found}, so it was deleted and not installed. Download it "
+            "again; if this keeps happening, something (a proxy on the network, another program writing into "
+            "the download folder) is changing the data."
+        )
+    if remote.sha256 is None:
+        log.warning("%s has no published sha256; only its size was checked", remote.path)
 
 
 @dataclass(frozen=True)
@@ -164,7 +264,15 @@ class FileTransfer:
     def fetch(
         self, job: DownloadJob, remote: RemoteFile, control: TransferControl, tracker: ProgressTracker
     ) -> Path:
-        """Bring one file's partial to its full size and verify it; returns the verified partial."""
+        """Bring one file's partial to its full size; returns it (``verify_on_disk`` checks it before install)."""
+        try:
+            return self._fetch(job, remote, control, tracker)
+        except OSError as exc:  # the partial or its sidecar could not be written
+            raise write_error(exc, job, job.partial_path(remote), tracker.done_before_file) from None
+
+    def _fetch(
+        self, job: DownloadJob, remote: RemoteFile, control: TransferControl, tracker: ProgressTracker
+    ) -> Path:
         from huggingface_hub import hf_hub_url
 
         url = hf_hub_url(job.repo_id, remote.path, revision=job.revision, endpoint=job.endpoint)
@@ -183,24 +291,19 @@ class FileTransfer:
         write_json_atomic(sidecar, expected)
 
         if partial.path.exists() and partial.path.stat().st_size > remote.size:
+            log.info("Discarding %s: it is larger than the file on the Hub", partial.path)
             partial.path.unlink()
-        if partial.path.exists():
-            tracker.report("checking")
-
-            def hashed(count: int) -> None:
-                tracker.file_done += count
-                tracker.report("checking", force=False)
-
-            partial.rehash(control, hashed)
-        else:
+        if not partial.path.exists():
             partial.path.touch()
+        partial.size = partial.path.stat().st_size
+        tracker.file_done = partial.size
 
         failures = 0
         size_at_last_failure = partial.size
         while partial.size < remote.size:
             control.raise_if_stopped()
             try:
-                self._transfer(url, job.repo_id, partial, remote, control, tracker)
+                self._transfer(url, job, partial, remote, control, tracker)
                 if partial.size < remote.size:
                     raise _Retry("the server closed the connection early")
             except _Retry as retry:
@@ -219,24 +322,12 @@ class FileTransfer:
                 tracker.report("waiting", f"Connection problem ({retry.reason}); retrying in {delay:.0f} s")
                 if control.stop.wait(delay):
                     raise Cancelled() from None
-        tracker.report("verifying")
-        digest = partial.hasher.hexdigest()
-        if partial.size != remote.size or (remote.sha256 is not None and digest != remote.sha256.lower()):
-            partial.path.unlink(missing_ok=True)
-            sidecar.unlink(missing_ok=True)
-            raise ChecksumMismatchError(
-                f"The downloaded file {remote.basename} does not match the checksum published on the Hugging "
-                "Face Hub (sha256), so it was deleted and not installed. Download it again; if this keeps "
-                "happening, something on the network (a proxy, say) is changing the data."
-            )
-        if remote.sha256 is None:
-            log.warning("%s has no published sha256; only its size was checked", remote.path)
         return partial.path
 
     def _transfer(
         self,
         url: str,
-        repo_id: str,
+        job: DownloadJob,
         partial: _PartialFile,
         remote: RemoteFile,
         control: TransferControl,
@@ -246,7 +337,7 @@ class FileTransfer:
         import httpx2
         from huggingface_hub import get_session, hf_raise_for_status
         from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-        from huggingface_hub.utils._headers import build_hf_headers
+        from huggingface_hub.utils import build_hf_headers
 
         headers = build_hf_headers()
         headers["Accept-Encoding"] = (
@@ -268,6 +359,13 @@ class FileTransfer:
                 if status >= 400:
                     response.read()
                     hf_raise_for_status(response)
+                served = _served_sha256(response.headers)
+                if remote.sha256 is not None and served is not None and served != remote.sha256.lower():
+                    raise RemoteChangedError(
+                        f"{remote.basename} changed on the Hugging Face Hub since this download was planned (it "
+                        "is now a different file), so what was downloaded of it was deleted. Start the download "
+                        "again to get the current version."
+                    )
                 if start and status == 200:
                     log.info(
                         "The server ignored the Range request for %s; starting the file over", remote.path
@@ -278,13 +376,12 @@ class FileTransfer:
                     raise _Retry("the server sent the wrong part of the file")
                 control.attach(_socket_of(response))
                 try:
-                    # Unbuffered: what the partial's size says is on disk is exactly what was hashed, even if
-                    # the process is killed between two chunks.
+                    # Unbuffered: what the partial's size says is on disk is exactly what was received, even
+                    # if the process is killed between two chunks.
                     with partial.path.open("ab", buffering=0) as handle:
                         for chunk in response.iter_raw():
                             control.raise_if_stopped()
                             _write_all(handle, chunk)
-                            partial.hasher.update(chunk)
                             partial.size += len(chunk)
                             tracker.received(len(chunk))
                             if partial.size > remote.size:
@@ -302,23 +399,15 @@ class FileTransfer:
         except httpx2.TransportError as exc:
             control.raise_if_stopped()
             raise _Retry(f"connection dropped: {exc}" if str(exc) else "connection dropped") from exc
-        except (Cancelled, _Retry):
+        except (Cancelled, _Retry, RemoteChangedError):
             raise
         except HfHubHTTPError as exc:
             control.raise_if_stopped()
-            raise (hub_error(exc, repo_id, self.endpoint, remote.path) or exc) from exc
+            raise (hub_error(exc, job.repo_id, self.endpoint, remote.path) or exc) from exc
         except OfflineModeIsEnabled as exc:
             raise HubUnavailableError(OFFLINE_SENTENCE) from exc
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise NotEnoughDiskError(
-                    f"The disk holding {partial.path.parent} is full. Free up some space and try again; what "
-                    "was downloaded is kept."
-                ) from exc
-            raise UserError(
-                f"Could not write the download to {partial.path} ({exc.strerror or exc}). Check that the folder "
-                "is writable and try again."
-            ) from exc
+            raise write_error(exc, job, partial.path, tracker.done_before_file) from None
 
 
 def _write_all(handle: BinaryIO, data: bytes) -> None:

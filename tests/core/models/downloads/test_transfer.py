@@ -105,4 +105,5 @@ def test_not_enough_disk_is_refused_before_starting(hub: FakeHub) -> None:
         downloader.download(job)
     message = str(caught.value)
     assert "needs 1000.0 TB of disk space" in message and "is free" in message
+    assert "plus the 100.0 MB LlamaDesk leaves free" in message  # the reserve it counts is said
     assert hub.file_gets() == []  # refused before a single byte was asked for

@@ -1,0 +1,327 @@
+"""Reading an export back (``history import``): each conversation checked (types, ranges, sizes) and turned into
+rows to insert, or refused with a sentence saying what is wrong with it, while the good ones are imported.
+
+A value of the wrong type is refused, never stored as its Python repr; a time outside 1970-2200, a number
+SQLite cannot hold, a nesting deeper than ``MAX_NESTING`` or a text over its size limit is refused too, so that
+an imported conversation can always be listed, shown, exported and opened again.
+
+Exports from earlier versions still import: a document's ``page_starts`` is ignored, and a layout kept with
+its text in ``meta["document"]`` becomes a text-free layout, as migration 0005 does in a database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app import APP_NAME
+from app.core.documents.document import Document
+from app.core.history.attachments import DocumentRow, insert_document
+from app.core.history.errors import HistoryFormatError
+from app.core.history.export import EXPORT_FORMAT, EXPORT_VERSION
+from app.core.history.records import (
+    EARLIEST_MS,
+    LATEST_MS,
+    MESSAGE_STATES,
+    MODES,
+    ROLES,
+    dump_json,
+    dump_optional,
+    iso_time,
+    one_line,
+    printable_line,
+    row_id,
+    to_ms,
+)
+from app.core.history.schema import take_legacy_layout
+
+# Limits of what one conversation of an import may hold. Generous for anything the app itself exports (a
+# document's text is capped far lower when it is attached), tight enough that one file cannot exhaust memory or
+# make a row the list and the window cannot show.
+MAX_IMPORT_CHARACTERS = 512 * 1024 * 1024  # the whole file
+MAX_TITLE_CHARACTERS = 10_000
+MAX_SHORT_TEXT_CHARACTERS = 4_096  # a uuid, a model path, a document's name or hash
+MAX_MESSAGE_CHARACTERS = 16 * 1024 * 1024
+MAX_DOCUMENT_CHARACTERS = 64 * 1024 * 1024
+MAX_MESSAGES = 1_000_000
+MAX_DOCUMENTS = 1_000
+MAX_NESTING = 32  # settings, stats, meta and layout: objects within objects
+MAX_OBJECT_CHARACTERS = 16 * 1024 * 1024  # one of those as JSON text
+MAX_TOKEN_COUNT = 2**31 - 1
+_SQLITE_INTEGER = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class ImportedConversation:
+    """One exported conversation, checked and converted to column values."""
+
+    uuid: str
+    title: str
+    mode: str
+    model: str
+    settings: str  # JSON
+    created_ms: int
+    updated_ms: int
+    # (role, content, created_ms, state, prompt_tokens, evaluated_tokens, generated_tokens, stats JSON)
+    messages: list[tuple[Any, ...]]
+    documents: list[DocumentRow]
+
+
+class _Invalid(ValueError):
+    """What is wrong with one field of a conversation, as words for the sentence."""
+
+
+def insert_imported(connection: sqlite3.Connection, item: ImportedConversation) -> int:
+    """Insert a conversation of an export, with its messages and documents, into an open transaction."""
+    cursor = connection.execute(
+        "INSERT INTO conversations (uuid, title, mode, model, settings, created_ms, updated_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (item.uuid, item.title, item.mode, item.model, item.settings, item.created_ms, item.updated_ms),
+    )
+    conversation_id = row_id(cursor)
+    connection.executemany(
+        "INSERT INTO messages (conversation_id, role, content, created_ms, state, prompt_tokens, "
+        "evaluated_tokens, generated_tokens, stats) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(conversation_id, *message) for message in item.messages],
+    )
+    for document in item.documents:
+        insert_document(connection, conversation_id, document)
+    return conversation_id
+
+
+def parse_export_json(text: str, source: str) -> Any:
+    if len(text) > MAX_IMPORT_CHARACTERS:
+        raise HistoryFormatError(
+            f"{source} is too large to import ({len(text) // 2**20:,} MB; at most "
+            f"{MAX_IMPORT_CHARACTERS // 2**20:,} MB). Export fewer conversations at a time and import each file."
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HistoryFormatError(
+            f"{source} is not a {APP_NAME} history export (it is not valid JSON: {exc.msg}, line {exc.lineno}). "
+            "Export one with: llamadesk history export --format json"
+        ) from exc
+    except (RecursionError, ValueError) as exc:  # nesting too deep; a number of over 4,300 digits
+        reason = "its values are nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise HistoryFormatError(
+            f"{source} cannot be imported: {reason}. A {APP_NAME} export never looks like this; export the "
+            "history again and import that file."
+        ) from exc
+
+
+def validated_export(data: Any, source: str) -> list[Any]:
+    """The conversations of an export (each still to be checked by ``parse_conversation``); HistoryFormatError
+    when ``data`` is not an export at all."""
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise HistoryFormatError(
+            f"{source} is not a {APP_NAME} history export. Export one with: llamadesk history export --format json"
+        )
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > EXPORT_VERSION:
+        shown = version if isinstance(version, int) and version < 10**6 else "unknown"
+        raise HistoryFormatError(
+            f"{source} was exported by a newer version of {APP_NAME} (format {shown}). Update {APP_NAME} to "
+            "import it."
+        )
+    conversations = data.get("conversations")
+    if not isinstance(conversations, list):
+        raise HistoryFormatError(
+            f"{source} is damaged: it has no list of conversations. Export the history again."
+        )
+    return conversations
+
+
+def parse_conversation(item: Any, number: int) -> ImportedConversation:
+    """Conversation ``number`` (from 1) of ``validated_export`` as column values; HistoryFormatError with the
+    sentence that refuses it."""
+    name = f"conversation {number}"
+    try:
+        if not isinstance(item, dict):
+            raise _Invalid(f"it is {_kind(item)}, not an object")
+        title = _text(item, "title", MAX_TITLE_CHARACTERS, default="")
+        if title:
+            name += f" ({printable_line(title)[:60]!r})"
+        mode = _text(item, "mode", MAX_SHORT_TEXT_CHARACTERS, default="chat")
+        if mode not in MODES:
+            raise _Invalid(f"its mode is {printable_line(mode)[:40]!r}, not one of {', '.join(MODES)}")
+        uuid = _text(item, "uuid", MAX_SHORT_TEXT_CHARACTERS)
+        if not uuid.strip():
+            raise _Invalid("its id (uuid) is empty")
+        messages = _list(item, "messages", MAX_MESSAGES)
+        documents = _list(item, "documents", MAX_DOCUMENTS)
+        return ImportedConversation(
+            uuid=uuid,
+            title=one_line(title),
+            mode=mode,
+            model=_text(item, "model", MAX_SHORT_TEXT_CHARACTERS, default=""),
+            settings=dump_json(_object(item, "settings", default={})),
+            created_ms=_time(item, "created"),
+            updated_ms=_time(item, "updated"),
+            messages=[_message(m, index) for index, m in enumerate(messages, start=1)],
+            documents=[_document(d, index) for index, d in enumerate(documents, start=1)],
+        )
+    except _Invalid as exc:
+        raise HistoryFormatError(f"C{name[1:]} was not imported: {exc}.") from exc
+
+
+def _message(m: Any, number: int) -> tuple[Any, ...]:
+    try:
+        if not isinstance(m, dict):
+            raise _Invalid(f"it is {_kind(m)}, not an object")
+        role = _text(m, "role", MAX_SHORT_TEXT_CHARACTERS)
+        if role not in ROLES:
+            raise _Invalid(f"its role is {printable_line(role)[:40]!r}, not one of {', '.join(ROLES)}")
+        state = _text(m, "state", MAX_SHORT_TEXT_CHARACTERS, default="complete")
+        state = "interrupted" if state == "streaming" else state  # it can no longer finish
+        if state not in MESSAGE_STATES:
+            raise _Invalid(f"its state is {printable_line(state)[:40]!r}")
+        stats = _object(m, "stats", default=None)
+        return (
+            role,
+            _text(m, "content", MAX_MESSAGE_CHARACTERS),
+            _time(m, "created"),
+            state,
+            _count(m, "prompt_tokens"),
+            _count(m, "evaluated_tokens"),
+            _count(m, "generated_tokens"),
+            dump_optional(stats),
+        )
+    except _Invalid as exc:
+        raise _Invalid(f"message {number}: {exc}") from exc
+
+
+def _document(d: Any, number: int) -> DocumentRow:
+    try:
+        if not isinstance(d, dict):
+            raise _Invalid(f"it is {_kind(d)}, not an object")
+        text = _text(d, "text", MAX_DOCUMENT_CHARACTERS, default="")
+        meta = _object(d, "meta", default={})
+        assert meta is not None
+        layout = _object(d, "layout", default=None)
+        if layout is not None:
+            try:
+                Document.from_stored(text, layout)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise _Invalid(f"its layout does not fit its text ({exc})") from exc
+        else:
+            layout = take_legacy_layout(meta, text)
+        summary = d.get("summary")
+        return DocumentRow(
+            name=_text(d, "name", MAX_SHORT_TEXT_CHARACTERS),
+            content_hash=_text(d, "content_hash", MAX_SHORT_TEXT_CHARACTERS),
+            text=text,
+            layout=layout,
+            token_count=_count(d, "token_count"),
+            summary=_text(d, "summary", MAX_DOCUMENT_CHARACTERS) if summary is not None else None,
+            meta=meta,
+            created_ms=_time(d, "created"),
+        )
+    except _Invalid as exc:
+        raise _Invalid(f"attached document {number}: {exc}") from exc
+
+
+# -- one field -----------------------------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else "another kind"
+
+
+def _field(item: Mapping[str, Any], key: str, default: Any) -> Any:
+    value = item.get(key, default)
+    if value is _MISSING:
+        raise _Invalid(f"it has no {key}")
+    return value
+
+
+def _text(item: Mapping[str, Any], key: str, limit: int, default: Any = _MISSING) -> str:
+    value = _field(item, key, default)
+    if not isinstance(value, str):
+        raise _Invalid(f"its {key} is {_kind(value)}, not text")
+    if len(value) > limit:
+        raise _Invalid(f"its {key} is {len(value):,} characters long (at most {limit:,})")
+    return value
+
+
+def _list(item: Mapping[str, Any], key: str, limit: int) -> list[Any]:
+    value = _field(item, key, [])
+    if not isinstance(value, list):
+        raise _Invalid(f"its {key} is {_kind(value)}, not a list")
+    if len(value) > limit:
+        raise _Invalid(f"it has {len(value):,} {key} (at most {limit:,})")
+    return value
+
+
+def _count(item: Mapping[str, Any], key: str) -> int | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _Invalid(f"its {key} is {_kind(value)}, not a whole number")
+    if not 0 <= value <= MAX_TOKEN_COUNT:
+        raise _Invalid(f"its {key} is out of range (0 to {MAX_TOKEN_COUNT:,})")
+    return value
+
+
+def _time(item: Mapping[str, Any], key: str) -> int:
+    value = _field(item, key, _MISSING)
+    if not isinstance(value, str) or len(value) > 64:
+        raise _Invalid(f"its {key} time is {_kind(value)}, not an ISO 8601 time such as 2025-01-31T12:00:00Z")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise _Invalid(f"its {key} time {value!r} is not a valid ISO 8601 time") from exc
+    try:
+        ms = to_ms(moment)
+    except (ValueError, OverflowError, OSError):  # local time at year 1 or 9999 overflows
+        ms = EARLIEST_MS - 1
+    if not EARLIEST_MS <= ms <= LATEST_MS:
+        raise _Invalid(
+            f"its {key} time {value!r} is out of range (from {iso_time(EARLIEST_MS)[:10]} to "
+            f"{iso_time(LATEST_MS)[:10]})"
+        )
+    return ms
+
+
+def _object(item: Mapping[str, Any], key: str, default: dict[str, Any] | None) -> dict[str, Any] | None:
+    value = item.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, dict):
+        raise _Invalid(f"its {key} is {_kind(value)}, not an object")
+    _check_nested(value, key, depth=1)
+    if len(dump_json(value)) > MAX_OBJECT_CHARACTERS:
+        raise _Invalid(f"its {key} is larger than {MAX_OBJECT_CHARACTERS // 2**20} MB")
+    return value
+
+
+def _check_nested(value: Any, key: str, depth: int) -> None:
+    """Refuse what SQLite or a later reading cannot take: deep nesting, huge integers, NaN and infinity."""
+    if depth > MAX_NESTING:
+        raise _Invalid(f"its {key} is nested more than {MAX_NESTING} levels deep")
+    if isinstance(value, dict):
+        for inner in value.values():
+            _check_nested(inner, key, depth + 1)
+    elif isinstance(value, list):
+        for inner in value:
+            _check_nested(inner, key, depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > _SQLITE_INTEGER:
+        raise _Invalid(f"its {key} holds a number too large to store ({str(value)[:12]}...)")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise _Invalid(f"its {key} holds {value}, which is not a number that can be stored")

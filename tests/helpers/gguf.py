@@ -1,0 +1,25 @@
+"""Copies of the real test model with one thing changed, for tests of what LlamaDesk does with bad models."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+KEY = b"tokenizer.chat_template"
+
+
+def with_template(model_path: Path, folder: Path, name: str, source: str) -> Path:
+    """A copy of the real model whose chat template is ``source``, padded with a Jinja comment to the original's
+    byte length so no offset in the file moves."""
+    data = bytearray(model_path.read_bytes())
+    at = data.find(KEY)
+    (kind, length) = struct.unpack_from("<IQ", data, at + len(KEY))
+    assert kind == 8
+    start = at + len(KEY) + 12
+    new = source.encode()
+    padding = length - len(new) - 4
+    assert padding >= 0, "the hostile template must fit in the original's place"
+    data[start : start + length] = new + b"{#" + b" " * padding + b"#}"
+    path = folder / f"{name}.gguf"
+    path.write_bytes(bytes(data))
+    return path
