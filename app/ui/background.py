@@ -54,8 +54,12 @@ def run_in_pool(
 ) -> None:
     """Run a short job (file import, extraction, probe) on Qt's pool (or ``pool``: one of a single thread runs
     its jobs one after another); the result or exception comes back on the GUI thread."""
-    relay = _JobRelay()
+    # A result for a widget that is gone (a dialog closed while its job ran) is dropped, not delivered to it:
+    # the relay is the receiver's child, so Qt deletes it with the receiver and the job finds nobody to tell.
+    receiver = getattr(on_result, "__self__", None)
+    relay = _JobRelay(receiver if isinstance(receiver, QObject) else None)
     _live_relays.add(relay)
+    relay.destroyed.connect(lambda: _live_relays.discard(relay))
 
     def done_ok(result: Any) -> None:
         _live_relays.discard(relay)
