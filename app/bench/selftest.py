@@ -43,7 +43,11 @@ def self_test(model: str | None) -> int:
         client = service.client("self-test")
         started = time.perf_counter()
         info = client.load_and_wait(str(path), LoadOptions(context_size=1024))
-        step("load", True, f"{info.name} ({info.quantization}) in {time.perf_counter() - started:.1f} s")
+        step(
+            "load",
+            True,
+            f"{info.display_name} ({info.quantization}) in {time.perf_counter() - started:.1f} s",
+        )
         reply = client.stream_chat(
             [{"role": "user", "content": "Say hello in five words."}],
             SamplingOptions(temperature=0.0, max_tokens=16),

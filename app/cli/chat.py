@@ -26,6 +26,7 @@ from app.core.limits import MAX_REPLY_TOKENS, MAX_TEMPERATURE, check_max_tokens,
 from app.core.llm.engine import ReplyStats
 from app.core.llm.service import EngineClient
 from app.core.modes import Mode, ModePreset, preset_for
+from app.core.units import counted
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,10 +46,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help=f"longest reply, in tokens (1..{MAX_REPLY_TOKENS})",
     )
     chat.add_argument("--system", metavar="TEXT", help="system prompt instead of the mode's")
-    chat.add_argument("-p", "--prompt", metavar="TEXT", help="send one message, print the reply and exit")
+    chat.add_argument(
+        "-p", "--prompt", type=message_text, metavar="TEXT", help="send one message, print the reply and exit"
+    )
     chat.add_argument("--stats", action="store_true", help="print each reply's statistics to stderr")
     chat.add_argument("--no-save", action="store_true", help="do not keep this conversation in the history")
     chat.set_defaults(handler=run_chat)
+
+
+def message_text(text: str) -> str:
+    """An argparse type: a message with something in it, else a usage error (exit 2) instead of a blank turn."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            'the message is empty; give the text to send, e.g. -p "What is the capital of France?".'
+        )
+    return text
 
 
 def chat_preset(args: argparse.Namespace) -> ModePreset:
@@ -67,13 +79,13 @@ def chat_preset(args: argparse.Namespace) -> ModePreset:
 
 def describe_stats(stats: ReplyStats) -> str:
     parts = [
-        f"{stats.generated_tokens} tokens",
+        counted(stats.generated_tokens, "token"),
         f"{stats.tokens_per_second:.1f} tokens/s",
         f"first token after {stats.time_to_first_token:.2f} s",
         f"{stats.evaluated_tokens}/{stats.prompt_tokens} prompt tokens evaluated",
     ]
     if stats.dropped_messages:
-        parts.append(f"{stats.dropped_turns} oldest turns left out to fit the context")
+        parts.append(counted(stats.dropped_turns, "oldest turn") + " left out to fit the context")
     if stats.finish_reason != "stop":
         parts.append({"length": "stopped at the length limit", "cancelled": "stopped"}[stats.finish_reason])
     return "[" + ", ".join(parts) + "]"

@@ -119,7 +119,7 @@ def loaded_model(
         info = client.load_and_wait(str(model_path), options)
         if not quiet:
             print(
-                f"Loaded {info.name} ({info.quantization}, context {info.context_size} tokens) "
+                f"Loaded {info.display_name} ({info.quantization}, context {info.context_size} tokens) "
                 f"in {info.load_seconds:.1f} s.",
                 file=sys.stderr,
             )

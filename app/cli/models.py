@@ -158,7 +158,7 @@ def run_list(args: argparse.Namespace) -> int:
                     option.label.value,
                     option.quant + mark,
                     option.size_text + installed,
-                    option.speed.describe(),
+                    option.speed_text,
                     ",".join(row.entry.modes) if index == 0 else "",
                 ]
             )
@@ -195,7 +195,7 @@ def run_recommend(args: argparse.Namespace) -> int:
                 row.entry.name,
                 option.quant,
                 option.size_text,
-                option.speed.describe(),
+                option.speed_text,
                 human_bytes(option.fit.needed),
                 f"llamadesk models download {row.entry.repo_id}:{option.quant}",
             ]

@@ -118,7 +118,8 @@ def run_summarize(args: argparse.Namespace) -> int:
             if result.cancelled:
                 done = len(result.section_summaries)
                 print(
-                    f"Stopped. {done} of {result.chunk_count} parts were summarized and are kept for next time.",
+                    f"Stopped after {done} of {counted(result.chunk_count, 'part')}; "
+                    "those summarized are kept for next time.",
                     file=sys.stderr,
                 )
                 stopped = True
@@ -148,7 +149,8 @@ def _summary_job(document: Document, args: argparse.Namespace, out: TextIO) -> J
                 cancel.set()
                 engine.cancel()
 
-        print(describe(document, engine.count_tokens), file=sys.stderr)
+        # The window's document card shows this same estimate, in the same words ("about 1,089 tokens").
+        print(describe(document, estimate_tokens=True), file=sys.stderr)
         summarizer = Summarizer(engine, settings=SummarySettings(), use_cache=not args.no_cache)
         return summarizer.summarize(
             document,

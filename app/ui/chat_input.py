@@ -69,6 +69,9 @@ class InputBar(QWidget):
 
     def set_mode(self, mode: Mode) -> None:
         self.input.setPlaceholderText(PLACEHOLDERS[mode])
+        # Qt repaints the placeholder only when it appears or disappears, not when its text changes: without
+        # this the old mode's text stayed until the box was next emptied (after sending).
+        self.input.viewport().update()
 
     def set_generating(self, generating: bool) -> None:
         self._generating = generating

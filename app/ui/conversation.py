@@ -21,6 +21,7 @@ from app.core.llm.engine import ModelInfo, ReplyStats
 from app.core.models.fit import record_measured_speed
 from app.core.modes import ModePreset
 from app.core.settings import Settings
+from app.core.units import counted
 from app.ui.chat_input import InputBar
 from app.ui.engine_bridge import EngineBridge
 from app.ui.transcript.chat_view import PAGE, ChatView, HistoryEntry
@@ -82,6 +83,7 @@ class ConversationController(QObject):
         self.context_meter.setAccessibleName("Context used")
         self.context_meter.setToolTip("Tokens of the conversation in the model's context window")
         status.addPermanentWidget(self.context_meter)
+        self.context_meter.hide()  # until a reply says how much of the context is used
 
         engine.token.connect(self._on_token)
         engine.reply_finished.connect(self._on_reply_finished)
@@ -109,7 +111,7 @@ class ConversationController(QObject):
         self.view_generation += 1
         self.chat_view.clear()
         self.last_stats = None
-        self.context_meter.setValue(0)
+        self._show_context()
         self.conversation_changed.emit()
 
     def show(self, conversation_id: int, highlight: list[str]) -> Conversation | None:
@@ -141,6 +143,9 @@ class ConversationController(QObject):
             return [_entry(m) for m in older]
 
         self.session = ChatSession(store, conversation_id, mode=self._mode())
+        # The last reply's stats, stored with it, say how much of the context this conversation uses.
+        self.last_stats = next((s for m in reversed(newest) if (s := _stats_from_dict(m.stats))), None)
+        self._show_context()
         self.view_generation += 1
         self.chat_view.clear()
         self.chat_view.show_history(
@@ -148,6 +153,19 @@ class ConversationController(QObject):
         )
         self.conversation_changed.emit()
         return conversation
+
+    def _show_context(self) -> None:
+        """The meter shows what the last reply used of the context window (of the loaded model, else of the
+        one that wrote it); with no reply yet it shows nothing, not "0 / 100"."""
+        stats = self.last_stats
+        model = self.engine.model
+        size = model.context_size if model is not None else (stats.context_size if stats else 0)
+        if stats is None or size <= 0 or stats.context_used <= 0:
+            self.context_meter.hide()
+            return
+        self.context_meter.setMaximum(size)
+        self.context_meter.setValue(min(stats.context_used, size))
+        self.context_meter.show()
 
     # -- sending and replies -------------------------------------------------------------------------------
 
@@ -250,11 +268,10 @@ class ConversationController(QObject):
         self.last_stats = stats
         self._record_speed(stats)
         self.speed_label.setText(f"{stats.tokens_per_second:.1f} tokens/s")
-        self.context_meter.setMaximum(stats.context_size or self.context_meter.maximum())
-        self.context_meter.setValue(min(stats.context_used, self.context_meter.maximum()))
+        self._show_context()
         if stats.dropped_messages:
             self.status.showMessage(
-                f"The {stats.dropped_turns} oldest turns no longer fit the context and were left out of this reply.",
+                f"Left out of this reply to fit the context: the {counted(stats.dropped_turns, 'oldest turn')}.",
                 STATUS_SECONDS_MS,
             )
         self.busy_changed.emit()
@@ -284,9 +301,8 @@ class ConversationController(QObject):
 
     @Slot(ModelInfo)
     def _on_model_loaded(self, info: ModelInfo) -> None:
-        self.chat_view.assistant_name = info.path.stem
-        self.context_meter.setMaximum(info.context_size)
-        self.context_meter.setValue(self.last_stats.context_used if self.last_stats else 0)
+        self.chat_view.assistant_name = info.display_name  # the name the terminal and the picker show too
+        self._show_context()
         if self.conversation_id is not None:
             try:
                 self.store.update_conversation(self.conversation_id, model=str(info.path))

@@ -10,7 +10,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import (
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QPoint,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QFileDialog,
     QInputDialog,
@@ -19,6 +31,8 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMenu,
     QPushButton,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
@@ -31,6 +45,14 @@ LIST_LIMIT = 500
 
 # A sentence for the banner, with an optional action: (text, action label, action).
 Notify = Callable[[str, str, Callable[[], None] | None], None]
+
+
+class _FitToWidth(QStyledItemDelegate):
+    """Rows as wide as the list, not as their text: a long title is elided ("…") instead of widening the list
+    (a list widget lays its rows out at their text's width, so turning the scroll bar off alone clips them)."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        return QSize(0, super().sizeHint(option, index).height())
 
 
 class ConversationList(QWidget):
@@ -64,9 +86,13 @@ class ConversationList(QWidget):
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
         self._search_timer.setInterval(SEARCH_DELAY_MS)
-        self._search_timer.timeout.connect(self.refresh)
+        self._search_timer.timeout.connect(self._search_now)
         self.search_box.textChanged.connect(lambda _t: self._search_timer.start())
+        self.search_box.installEventFilter(self)
         self.list = QListWidget()
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setItemDelegate(_FitToWidth(self.list))
         self.list.setAccessibleName("Conversations")
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
@@ -76,6 +102,22 @@ class ConversationList(QWidget):
         self.setMinimumWidth(200)
         QWidget.setTabOrder(self.new_chat_button, self.search_box)
         QWidget.setTabOrder(self.search_box, self.list)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Esc in a search box with text clears it. The window's Esc (stop the reply) is a shortcut, which Qt
+        would otherwise give the key to first; accepting the override keeps the key here. An empty box lets
+        Esc through, so it still stops a reply."""
+        if watched is self.search_box and event.type() in (
+            QEvent.Type.ShortcutOverride,
+            QEvent.Type.KeyPress,
+        ):
+            assert isinstance(event, QKeyEvent)
+            if event.key() == Qt.Key.Key_Escape and self.search_box.text():
+                event.accept()
+                if event.type() == QEvent.Type.KeyPress:
+                    self.search_box.clear()
+                return True
+        return super().eventFilter(watched, event)
 
     def query(self) -> str:
         return self.search_box.text().strip()
@@ -107,6 +149,11 @@ class ConversationList(QWidget):
             self.list.addItem(item)
             if summary.id == self.current_id:
                 item.setSelected(True)
+
+    def _search_now(self) -> None:
+        # A search typed just before the window closed fires after the window closed its history: nothing to show.
+        if self.window().isVisible():
+            self.refresh()
 
     def select(self, conversation_id: int | None) -> None:
         self.current_id = conversation_id

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QStyle,
     QVBoxLayout,
     QWidget,
 )
@@ -54,8 +55,13 @@ class DocumentCard(QFrame):
         layout.setContentsMargins(10, 8, 10, 8)
 
         header = QHBoxLayout()
-        title = QLabel(f"📄 <b>{html.escape(document.name)}</b>")
+        # The style's own file icon: an emoji glyph (📄) is a missing-glyph box in fonts without emoji.
+        self.icon_label = QLabel()
+        self.icon_label.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_FileIcon).pixmap(16, 16))
+        header.addWidget(self.icon_label)
+        title = QLabel(f"<b>{html.escape(document.name)}</b>")
         title.setTextFormat(title.textFormat().RichText)
+        self.title_label = title
         header.addWidget(title)
         details = [document.kind.upper()]
         if document.page_count:
@@ -113,7 +119,7 @@ class DocumentCard(QFrame):
 
     def set_progress(self, progress: SummaryProgress) -> None:
         self.progress.setValue(int(progress.fraction * 100))
-        text = f"{STAGE_LABELS[progress.stage]}: {progress.done} of {progress.total} parts"
+        text = f"{STAGE_LABELS[progress.stage]}: {progress.done} of {counted(progress.total, 'part')}"
         if progress.eta_seconds is not None and progress.stage != "done":
             text += f", about {human_duration(progress.eta_seconds)} left"
         if progress.cache_hits:
@@ -124,7 +130,7 @@ class DocumentCard(QFrame):
         if result.cancelled:
             done = len(result.section_summaries)
             self.set_idle(
-                f"Stopped after {done} of {result.chunk_count} parts. The finished parts are kept: "
+                f"Stopped after {done} of {counted(result.chunk_count, 'part')}. The finished parts are kept: "
                 "Summarize continues from there."
             )
         else:
@@ -132,7 +138,7 @@ class DocumentCard(QFrame):
             self.set_idle(
                 f"{STYLE_LABELS[result.style]} summary of {counted(result.chunk_count, 'part')} "
                 f"in {human_duration(result.seconds)}"
-                + (f", {result.cache_hits} reused from earlier runs" if result.cache_hits else "")
+                + (f", {result.cache_hits:,} reused from earlier runs" if result.cache_hits else "")
                 + "."
             )
 

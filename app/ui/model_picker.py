@@ -144,7 +144,7 @@ class ModelController(QObject):
             self.load(resolved)
 
         def on_invalid(error: BaseException) -> None:
-            self.model_label.setText(self.engine.model.name if self.engine.model else "No model")
+            self.model_label.setText(self.engine.model.display_name if self.engine.model else "No model")
             self.message.emit(
                 str(error) if isinstance(error, UserError) else f"{Path(path).name} could not be read."
             )
@@ -196,7 +196,7 @@ class ModelController(QObject):
         self.load_bar.hide()
         self.cancel_load_button.hide()
         self.model_label.setText(
-            f"{info.path.stem} · {info.context_size:,} tokens of context"
+            f"{info.display_name} · {info.context_size:,} tokens of context"
             + ("" if info.has_chat_template else " · no chat template, using ChatML")
         )
         self.settings.last_model = str(info.path)
@@ -211,7 +211,7 @@ class ModelController(QObject):
         self.load_bar.hide()
         self.cancel_load_button.hide()
         model = self.engine.model
-        self.model_label.setText(model.name if model else "No model")
+        self.model_label.setText(model.display_name if model else "No model")
         if message:
             self.message.emit(message)
         self.refresh()

@@ -105,3 +105,12 @@ def test_refused_chat_template_then_a_builtin_one(model_path: Path, tmp_path: Pa
     unknown = run("chat", "--model", str(hostile), "--chat-template", "vicuna", "-p", "hi")
     assert unknown.returncode == 2
     assert "invalid choice: 'vicuna'" in unknown.stderr and "'chatml', 'llama3'" in unknown.stderr
+
+
+def test_empty_prompt_is_a_usage_error(model_path: Path) -> None:
+    for blank in ("", "   ", "\n"):
+        result = run("chat", "--model", str(model_path), "--no-save", "-p", blank)
+        print(repr(blank), result.returncode, result.stderr.strip().splitlines()[-1])
+        assert result.returncode == 2
+        assert "the message is empty; give the text to send" in result.stderr
+        assert result.stdout == ""

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from app.core.documents.document import approximate_tokens
+from app.core.documents.reader import read_document
+from app.core.units import counted
 from tests.fixtures.documents import build_pdf, build_scanned_pdf, travelogue_pages
 from tests.helpers.cli import run
 
@@ -69,6 +72,11 @@ def test_key_points_on_stdout_progress_on_stderr(model_path: Path, tmp_path: Pat
     assert lines and all(line.startswith('- [section "') for line in lines), result.stdout
     assert "(100%)" in result.stderr
     assert "Traceback" not in result.stderr
+    # The same estimate, in the same words, as the window's document card (which documents.py gives
+    # approximate_tokens(document.text)), not the tokenizer's count: one number for one file.
+    estimate = "about " + counted(approximate_tokens(read_document(str(notes)).text), "token")
+    print(result.stderr.splitlines()[0], "| card:", estimate)
+    assert f"harbour.md, 3 sections, {estimate}" in result.stderr
 
 
 def test_bench_prints_pipeline_and_raw_figures(model_path: Path, tmp_path: Path) -> None:

@@ -25,3 +25,24 @@ def test_the_chosen_style_is_asked_for_and_qt_style_still_works(qtbot: QtBot) ->
     with qtbot.waitSignal(card.summarize_requested) as asked:
         card.summarize_button.click()
     assert asked.args == ["points"]
+
+
+def test_the_card_has_a_real_icon_and_counts_in_words(qtbot: QtBot) -> None:
+    from app.core.documents.summary_types import SummaryProgress, SummaryResult
+
+    document = make_document("notes.txt", "text", [Section("lines 1-2", "Hello.\nWorld.")])
+    card = DocumentCard(document, tokens=1)
+    qtbot.addWidget(card)
+    assert not card.icon_label.pixmap().isNull()  # the style's file icon, not an emoji glyph
+    assert all(ord(c) < 0x2000 for c in card.title_label.text())
+    assert "about 1 token ·" in card.details_label.text()
+    card.set_progress(SummaryProgress("sections", 1, 1, None, 0))
+    assert card.status_label.text() == "Reading: 1 of 1 part"
+    card.set_progress(SummaryProgress("sections", 1, 3, None, 0))
+    assert card.status_label.text() == "Reading: 1 of 3 parts"
+    stopped = SummaryResult("notes.txt", "brief", "", "one pass", 1, 10, 2048, cancelled=True)
+    card.set_finished(stopped)
+    assert card.status_label.text().startswith("Stopped after 0 of 1 part.")
+    done = SummaryResult("notes.txt", "brief", "Short.", "one pass", 1, 10, 2048)
+    card.set_finished(done)
+    assert "summary of 1 part in" in card.status_label.text()

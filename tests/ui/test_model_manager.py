@@ -67,6 +67,9 @@ def test_menu_shows_fit_speed_size_and_the_recommended_quantization(dialog: Mode
     assert dialog.hardware_label.text() == laptop().summary()  # the CLI prints the same sentence
     llama70 = dialog.row_index("bartowski/Llama-3.3-70B-Instruct-GGUF")
     assert cell_text(dialog, llama70, COLUMN_FIT) == "too large"
+    assert cell_text(dialog, llama70, COLUMN_SPEED) == "won't run"  # not "~0.0 tokens/s"
+    reasons = [dialog.catalog_table.item(r, COLUMN_FIT).toolTip() for r in range(table.rowCount())]  # type: ignore[union-attr]
+    assert not any("about ~" in reason for reason in reasons)
     assert cell_text(dialog, llama70, COLUMN_SIZE).startswith(
         "~"
     )  # the hub has no such repository: estimated

@@ -8,6 +8,7 @@ and its tests say which piece.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import sys
@@ -34,9 +35,62 @@ def import_backend() -> None:
     import llama_cpp  # noqa: F401
     from llama_cpp import llama_chat_format  # noqa: F401
 
+    route_native_logs()
+
+
+# llama.cpp's log levels (enum ggml_log_level in today's ggml.h: NONE, DEBUG, INFO, WARN, ERROR, CONT; the map in
+# llama-cpp-python's own _logger predates the reordering); CONT continues the previous line at its level.
+_NATIVE_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_NATIVE_CONTINUE = 5
+native_log = logging.getLogger("app.llama_cpp")
+# Without any handler configured (the CLI), logging's last resort would print warnings to stderr: the leak again.
+native_log.addHandler(logging.NullHandler())
+_native_callback: Any = None  # ctypes callbacks must outlive the C code that holds them
+_native_lock = threading.Lock()
+_native_pending: list[str] = []
+_native_level = logging.DEBUG
+
+
+def route_native_logs() -> None:
+    """Send llama.cpp's own log lines to our log instead of the terminal, once per process.
+
+    llama-cpp-python installs a callback that prints them to stderr ("decode: removing memory module entries
+    ..." reached the person's terminal in the middle of a reply). Ours hands each whole line to ``native_log``:
+    llama.cpp's errors and warnings as warnings (the person sees our own sentence, not its text), the rest as
+    debug. Lines arrive in pieces (CONT), so pieces are joined until the newline.
+    """
+    global _native_callback
+    with _native_lock:
+        if _native_callback is not None:
+            return
+        import llama_cpp
+
+        def on_native_log(level: int, text: bytes | None, _data: Any) -> None:
+            with contextlib.suppress(Exception):  # nothing may raise inside a C callback
+                _native_line(level, (text or b"").decode("utf-8", "replace"))
+
+        _native_callback = llama_cpp.llama_log_callback(on_native_log)
+        llama_cpp.llama_log_set(_native_callback, ctypes.c_void_p(0))
+
+
+def _native_line(level: int, text: str) -> None:
+    global _native_level
+    if level != _NATIVE_CONTINUE:
+        python_level = _NATIVE_LEVELS.get(level, logging.DEBUG)
+        _native_level = logging.WARNING if python_level >= logging.WARNING else logging.DEBUG
+    _native_pending.append(text)
+    if not text.endswith("\n"):
+        return
+    line = "".join(_native_pending).strip()
+    _native_pending.clear()
+    if line:
+        native_log.log(_native_level, "llama.cpp: %s", line)
+
 
 def gpu_offload_supported() -> bool:
     import llama_cpp
+
+    route_native_logs()  # the first call into llama.cpp sets up its backends, which log
 
     return bool(llama_cpp.llama_supports_gpu_offload())
 
@@ -120,6 +174,8 @@ def load_progress(progress: Callable[[float], None] | None, cancel: CancelFlag) 
     """
     import llama_cpp
     import llama_cpp.llama_cpp as raw  # the module whose defaults Llama() reads
+
+    route_native_logs()  # the CLI and the tests load without import_backend()
 
     def on_progress(fraction: float, _data: Any) -> bool:
         try:

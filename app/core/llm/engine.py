@@ -99,6 +99,12 @@ class ModelInfo:
     gpu_layers: int
     load_seconds: float
 
+    @property
+    def display_name(self) -> str:
+        """The name a person sees everywhere (the picker, the status bar, the terminal): the file's own name, which
+        tells quantizations apart where a GGUF's ``general.name`` often does not."""
+        return self.path.stem
+
 
 @dataclass
 class ReplyStats:

@@ -149,12 +149,56 @@ def hub_error(
             "few minutes. Models already on this computer still work."
         )
     if isinstance(exc, (httpx2.TransportError, OSError)):
-        reason = str(exc) or type(exc).__name__
+        log.info("the Hub at %s cannot be reached: %r", endpoint, exc)
+        _reached[endpoint] = False
         return HubUnavailableError(
-            f"The Hugging Face Hub at {endpoint} cannot be reached ({reason}). Check the internet connection "
-            "(or proxy) and try again; models already on this computer still work."
+            f"The Hugging Face Hub at {endpoint} cannot be reached ({_plain_reason(exc)}). Check the internet "
+            "connection (or proxy) and try again; models already on this computer still work."
         )
     return None
+
+
+def _plain_reason(exc: BaseException) -> str:
+    """Why a connection failed, in words: "[Errno -2] Name or service not known" is the log's, not the person's."""
+    import httpx2
+
+    if isinstance(exc, (httpx2.TimeoutException, TimeoutError)):
+        return "it did not answer in time"
+    text = str(exc).lower()
+    if any(
+        m in text
+        for m in ("name or service not known", "name resolution", "nodename nor servname", "getaddrinfo")
+    ):
+        return "its address could not be looked up, so this computer is probably offline"
+    if "refused" in text:
+        return "the connection was refused"
+    if "unreachable" in text:
+        return "the network is unreachable"
+    return "the connection failed"
+
+
+# Whether each endpoint answered the last time it was asked. huggingface_hub's search retries a failed connection
+# five times with back-off (~23 s before it gives up); a search first asks once, quickly, unless the Hub answered
+# last time, so an unreachable Hub is reported at once.
+_reached: dict[str, bool] = {}
+PROBE_TIMEOUT_SECONDS = 5.0
+
+
+def _check_reachable(endpoint: str) -> None:
+    """One request without retries, unless the Hub answered last time; raises the sentence if it cannot be
+    reached. Any HTTP answer counts: the server is there (the request itself reports its errors)."""
+    if _reached.get(endpoint):
+        return
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().get(f"{endpoint}/api/models", params={"limit": 1}, timeout=PROBE_TIMEOUT_SECONDS)
+    except Exception as exc:
+        error = hub_error(exc, "", endpoint)
+        if error is None:
+            raise
+        raise error from exc
+    _reached[endpoint] = True
 
 
 def _hf_api(endpoint: str | None) -> Any:
@@ -176,6 +220,7 @@ def fetch_listing(
         if error is None:
             raise
         raise error from exc
+    _reached[(endpoint or default_endpoint()).rstrip("/")] = True
     files = [
         RemoteFile(
             path=sibling.rfilename,
@@ -292,6 +337,7 @@ def search_hub(text: str, *, endpoint: str | None = None, limit: int = 20) -> li
     """GGUF repositories on the Hub matching the text, most downloaded first."""
     if offline_mode():
         raise HubUnavailableError(OFFLINE_SENTENCE)
+    _check_reachable((endpoint or default_endpoint()).rstrip("/"))
     try:
         found = list(
             _hf_api(endpoint).list_models(search=text.strip(), filter="gguf", sort="downloads", limit=limit)

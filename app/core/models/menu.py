@@ -54,9 +54,21 @@ class MenuOption:
         return ("~" if self.files.estimated else "") + human_bytes(self.files.size)
 
     @property
+    def speed_text(self) -> str:
+        """The speed column's words: a model that does not fit in memory has no speed to give (it read
+        "~0.0 tokens/s"), and a prediction under 0.1 tokens/s is no figure worth showing."""
+        if self.fit.label is FitLabel.TOO_LARGE:
+            return "won't run"
+        speed = self.speed.tokens_per_second
+        if speed is not None and speed < 0.05:
+            return "under 0.1 tokens/s"
+        return self.speed.describe()
+
+    @property
     def reason(self) -> str:
         if self.label is not self.fit.label and self.speed.tokens_per_second is not None:
-            return f"fits in memory, but about {self.speed.describe()} is slow"
+            # describe() carries its own "~" for an estimate: no "about" before it ("about ~1.5 tokens/s").
+            return f"fits in memory, but {self.speed.describe()} is slow"
         return self.fit.reason
 
 

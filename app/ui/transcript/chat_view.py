@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QResizeEvent
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QResizeEvent, QTextOption
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.llm.engine import ReplyStats
+from app.core.units import counted
 from app.ui.transcript.markdown_render import LIGHT, MarkdownRenderer, Palette, Rendered
 
 REPAINT_INTERVAL_MS = 33  # ~30 repaints a second while a reply streams
@@ -53,7 +54,12 @@ class MessageBody(QTextBrowser):
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Nothing may be wider than the view: with the scroll bar off, a long code line or URL would make the
+        # whole message scroll sideways, out of reach. Code blocks wrap (pre-wrap), and a word longer than the
+        # line breaks anywhere; Copy still takes the code exactly as written.
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setMinimumWidth(0)
         self.viewport().setAutoFillBackground(False)
         self.setStyleSheet("QTextBrowser { background: transparent; }")
         self.document().setDocumentMargin(2)
@@ -96,6 +102,7 @@ class MessageWidget(QFrame):
     copy_requested = Signal()
     regenerate_requested = Signal()
     edit_requested = Signal()
+    code_copied = Signal()
 
     def __init__(
         self, role: str, author: str, renderer: MarkdownRenderer, parent: QWidget | None = None
@@ -167,11 +174,11 @@ class MessageWidget(QFrame):
         if stats is None:
             self.stats_label.hide()
             return
-        parts = [f"{stats.generated_tokens} tokens", f"{stats.tokens_per_second:.1f} tokens/s"]
+        parts = [counted(stats.generated_tokens, "token"), f"{stats.tokens_per_second:.1f} tokens/s"]
         if stats.time_to_first_token:
             parts.append(f"first token {stats.time_to_first_token:.2f} s")
         if stats.dropped_messages:
-            parts.append(f"{stats.dropped_turns} oldest turns left out to fit the context")
+            parts.append(counted(stats.dropped_turns, "oldest turn") + " left out to fit the context")
         self.stats_label.setText(" · ".join(parts))
         self.stats_label.show()
 
@@ -184,6 +191,7 @@ class MessageWidget(QFrame):
     def _on_copy_code(self, index: int) -> None:
         if 0 <= index < len(self._rendered.code_blocks):
             QGuiApplication.clipboard().setText(self._rendered.code_blocks[index])
+            self.code_copied.emit()
 
 
 @dataclass(frozen=True)
@@ -202,10 +210,12 @@ class ChatView(QScrollArea):
     Signals:
         regenerate_requested(): the user wants the last reply written again.
         edit_requested(): the user wants to edit and resend the last question.
+        copied(str): a message or a code block went to the clipboard; the sentence confirms it.
     """
 
     regenerate_requested = Signal()
     edit_requested = Signal()
+    copied = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -274,13 +284,18 @@ class ChatView(QScrollArea):
     def _make_message(self, role: str, text: str, state: str, stats: ReplyStats | None) -> MessageWidget:
         author = "You" if role == "user" else self.assistant_name
         message = MessageWidget(role, author, self._renderer, self._container)
-        message.copy_requested.connect(lambda m=message: QGuiApplication.clipboard().setText(m.text))
+        message.copy_requested.connect(lambda m=message: self._copy_message(m))
+        message.code_copied.connect(lambda: self.copied.emit("Copied the code block."))
         message.regenerate_requested.connect(self.regenerate_requested.emit)
         message.edit_requested.connect(self.edit_requested.emit)
         message.set_text(text)
         message.set_state(state)
         message.set_stats(stats)
         return message
+
+    def _copy_message(self, message: MessageWidget) -> None:
+        QGuiApplication.clipboard().setText(message.text)
+        self.copied.emit("Copied the message.")
 
     def add_message(
         self, role: str, text: str, *, state: str = "complete", stats: ReplyStats | None = None

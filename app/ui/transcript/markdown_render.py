@@ -151,7 +151,7 @@ class MarkdownRenderer:
             f' margin-top:6px; margin-bottom:6px;">'
             f'<tr><td><span style="color:{p.code_header}; font-size:small;">{html.escape(label)}</span>'
             f'&nbsp;&nbsp;<a href="copy:{index}" style="color:{p.link}; font-size:small;">Copy</a></td></tr>'
-            f'<tr><td><pre style="font-family:monospace; margin:0;">{body}</pre></td></tr></table>'
+            f'<tr><td><pre style="font-family:monospace; margin:0; white-space:pre-wrap;">{body}</pre></td></tr></table>'
         )
 
 

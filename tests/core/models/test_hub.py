@@ -60,3 +60,43 @@ def test_search_finds_gguf_repositories(hub: FakeHub) -> None:
     assert found[0].gated and found[0].downloads == 99
     search = next(r for r in hub.requests if r.path == "/api/models")
     assert search.method == "GET"
+
+
+def test_search_fails_at_once_when_the_hub_cannot_be_reached(hub: FakeHub) -> None:
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nothing listens on: every connection is refused
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with pytest.raises(HubUnavailableError):
+        fetch_listing("org/Model-GGUF", endpoint=url)  # the menu learns the Hub is unreachable
+    for attempt in range(2):  # known unreachable, and asked again: each fails at once
+        started = time.perf_counter()
+        with pytest.raises(HubUnavailableError) as raised:
+            search_hub("llama", endpoint=url)
+        seconds = time.perf_counter() - started
+        print(f"search {attempt + 1} failed in {seconds:.2f} s (was 23.3 s: five retries with back-off)")
+        assert seconds < 3.0
+        sentence = str(raised.value)
+        assert "cannot be reached (the connection was refused)" in sentence
+        assert "Errno" not in sentence
+
+    # The Hub is back: the next search asks it and finds what it has.
+    hub.add_repo("someone/Llama-3.2-3B-Instruct-GGUF", {"a-Q4_K_M.gguf": b"a"})
+    assert [m.repo_id for m in search_hub("llama", endpoint=hub.url)] == [
+        "someone/Llama-3.2-3B-Instruct-GGUF"
+    ]
+
+
+def test_a_name_that_cannot_be_looked_up_reads_as_offline(hub: FakeHub) -> None:
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(HubUnavailableError) as raised:
+        search_hub("llama", endpoint="http://no-such-host.invalid")
+    seconds = time.perf_counter() - started
+    print(f"{seconds:.2f} s: {raised.value}")
+    assert seconds < 6.0
+    assert "Errno" not in str(raised.value)
+    assert "could not be looked up, so this computer is probably offline" in str(raised.value)

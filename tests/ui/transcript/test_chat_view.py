@@ -123,3 +123,40 @@ def test_a_search_shows_every_message_from_the_first_match(qtbot: QtBot) -> None
     view.show_history(entries, None, ["zebras"])
     qtbot.waitUntil(lambda: len(view.messages) == len(entries), timeout=10_000)
     assert view.messages[0].body.extraSelections()
+
+
+def test_a_long_code_line_wraps_inside_the_message_never_wider_than_the_view(qtbot: QtBot) -> None:
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.resize(500, 400)
+    view.show()
+    long_line = "result = compute(" + ", ".join(f"argument_{i}" for i in range(60)) + ")"
+    url = "https://example.com/" + "x" * 300  # one word longer than any line, in prose
+    message = view.add_message("assistant", f"Here:\n\n```python\n{long_line}\n```\n\nSee {url}")
+    qtbot.waitUntil(lambda: message.body.viewport().width() > 0, timeout=2000)
+    qtbot.wait(50)
+    body = message.body
+    ideal, room = body.document().idealWidth(), body.viewport().width()
+    print(f"document ideal width {ideal:.0f} px, viewport {room} px, transcript {view.viewport().width()} px")
+    assert ideal <= room + 1
+    assert body.horizontalScrollBar().maximum() == 0
+    assert view.horizontalScrollBar().maximum() == 0
+    assert message.width() <= view.viewport().width()
+    assert message.code_blocks == [long_line]  # Copy still gets the line whole
+
+
+def test_copying_a_message_or_a_code_block_is_confirmed(qtbot: QtBot) -> None:
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QGuiApplication
+
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.show()
+    message = view.add_message("assistant", "Try:\n\n```python\nprint('hi')\n```")
+    notes: list[str] = []
+    view.copied.connect(notes.append)
+    message.copy_button.click()
+    assert QGuiApplication.clipboard().text() == message.text
+    message.body.anchorClicked.emit(QUrl("copy:0"))
+    assert QGuiApplication.clipboard().text() == "print('hi')"
+    assert notes == ["Copied the message.", "Copied the code block."]
