@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 from app import APP_NAME, __version__
-from app.cli import bench, chat, history, models, summarize
+from app.cli import bench, chat, history, models, serve, summarize
 from app.core.errors import Cancelled, UserError
 
 CommandHandler = Callable[[argparse.Namespace], int]
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="load a model, generate a few tokens, open and close the window, and report what failed",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command_group in (chat, bench, history, models, summarize):
+    for command_group in (chat, bench, history, models, summarize, serve):
         command_group.register(commands)
     return parser
 

@@ -1,0 +1,280 @@
+"""The ASGI app: OpenAI's chat completions, completions and models endpoints over an engine client, and /health.
+
+Generation blocks (the engine's pieces arrive on a thread-safe queue), so it is read on worker threads and the
+event loop stays free for other connections. Each request's reply is submitted to the engine queue on arrival;
+the engine runs them one at a time, the window's own requests ahead of these. A client that goes away cancels its
+reply: the worker's wait is abandoned at once and the engine stops at its next token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import anyio
+from sse_starlette import EventSourceResponse
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from app import APP_NAME
+from app.core.errors import UserError
+from app.core.llm.engine import ModelInfo
+from app.core.llm.service import EngineClient
+from app.core.serve.errors import ApiError
+from app.core.serve.generation import Generation
+from app.core.serve.guard import Guard
+from app.core.serve.requests import (
+    MAX_BODY_BYTES,
+    GenerationRequest,
+    chat_request,
+    completion_request,
+    parse_body,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_WAITING = 8  # requests waiting behind the running one; more get 429
+
+
+@dataclass
+class ServeState:
+    client: EngineClient
+    generations: list[Generation] = field(default_factory=list)
+
+    def admit(self, request: GenerationRequest) -> Generation:
+        """Queue a reply, unless MAX_WAITING of ours already wait behind the running one (429)."""
+        self.generations = [g for g in self.generations if not g.finished]
+        if len(self.generations) > MAX_WAITING:
+            raise ApiError(
+                429,
+                f"The server is busy: {len(self.generations) - 1} requests are already waiting for the model. "
+                "Try again when one has finished.",
+                "queue_full",
+            )
+        generation = Generation(self.client, request)
+        self.generations.append(generation)
+        return generation
+
+
+def create_app(client: EngineClient, *, bound_host: str = "127.0.0.1", api_key: str | None = None) -> Guard:
+    """The server's ASGI app over ``client`` (its requests queue behind priority ones)."""
+    state = ServeState(client)
+
+    async def health(_request: Request) -> Response:
+        model = client.model
+        return JSONResponse(
+            {"status": "ok" if model else "no model loaded", "model": model and model.display_name}
+        )
+
+    async def models(_request: Request) -> Response:
+        model = _loaded_model(client)
+        entry = {
+            "id": model.display_name,
+            "object": "model",
+            "created": _created(model),
+            "owned_by": APP_NAME.lower(),
+        }
+        return JSONResponse({"object": "list", "data": [entry]})
+
+    async def chat_completions(request: Request) -> Response:
+        model = _loaded_model(client)
+        parsed = chat_request(await _json_body(request), model.context_size)
+        return await _answer(request, state, model, parsed, chat=True)
+
+    async def completions(request: Request) -> Response:
+        model = _loaded_model(client)
+        parsed = completion_request(await _json_body(request), model.context_size)
+        return await _answer(request, state, model, parsed, chat=False)
+
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+        ],
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+    )
+    return Guard(app, bound_host=bound_host, api_key=api_key)
+
+
+def _loaded_model(client: EngineClient) -> ModelInfo:
+    model = client.model
+    if model is None:
+        raise ApiError(503, "No model is loaded. Load one in LlamaDesk, then try again.", "model_not_loaded")
+    return model
+
+
+def _created(model: ModelInfo) -> int:
+    try:
+        return int(model.path.stat().st_mtime)
+    except OSError:
+        return int(time.time())
+
+
+async def _json_body(request: Request) -> dict[str, object]:
+    too_large = ApiError(
+        413, f"The request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB.", "body_too_large"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    chunks = bytearray()
+    async for chunk in request.stream():  # a chunked body declares no length: count it as it comes
+        chunks += chunk
+        if len(chunks) > MAX_BODY_BYTES:
+            raise too_large
+    return parse_body(bytes(chunks))
+
+
+async def _answer(
+    request: Request, state: ServeState, model: ModelInfo, parsed: GenerationRequest, *, chat: bool
+) -> Response:
+    generation = state.admit(parsed)
+    shape = _Shape(model.display_name, chat)
+    if parsed.stream:
+        return _ReplyEvents(generation, _events(generation, shape))
+    text, failure = "", ""
+    try:
+        async with anyio.create_task_group() as watchers:
+            watchers.start_soon(_cancel_on_disconnect, request, generation)
+            try:
+                text = await anyio.to_thread.run_sync(generation.collect, abandon_on_cancel=True)
+            except UserError as exc:  # caught here: a task group would wrap it in an ExceptionGroup
+                failure = str(exc)
+            watchers.cancel_scope.cancel()
+    finally:
+        generation.cancel()  # a no-op once it ended; stops it if this request was abandoned
+    if failure:
+        raise ApiError(400, failure, "generation_failed")
+    return JSONResponse(shape.whole(text, generation))
+
+
+async def _cancel_on_disconnect(request: Request, generation: Generation) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            generation.cancel()
+            return
+
+
+class _ReplyEvents(EventSourceResponse):
+    """Server-sent events whose reply is cancelled however the response ends: done, failed, or the client gone
+    (even before the first event, when the event generator never started)."""
+
+    def __init__(self, generation: Generation, events: AsyncIterator[dict[str, str]]) -> None:
+        super().__init__(events, ping=10)
+        self.generation = generation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.generation.cancel()
+
+
+async def _events(generation: Generation, shape: _Shape) -> AsyncIterator[dict[str, str]]:
+    try:
+        yield _data(shape.chunk({"role": "assistant", "content": ""}, None))
+        while True:
+            # Abandoned on a disconnect: the response's cancel then ends the reply and frees the worker.
+            text = await anyio.to_thread.run_sync(generation.next_text, abandon_on_cancel=True)
+            if text is None:
+                break
+            yield _data(shape.chunk({"content": text}, None))
+    except UserError as exc:
+        yield _data(ApiError(400, str(exc), "generation_failed").body())
+        return
+    finally:
+        generation.cancel()
+    yield _data(shape.chunk({}, generation.finish_reason))
+    if generation.request.include_usage:
+        yield _data(shape.usage_chunk(generation))
+    yield {"data": "[DONE]"}
+
+
+def _data(payload: dict[str, object]) -> dict[str, str]:
+    return {"data": json.dumps(payload, ensure_ascii=False)}
+
+
+class _Shape:
+    """OpenAI's response objects for one request: chat (``chat.completion``) or text (``text_completion``)."""
+
+    def __init__(self, model: str, chat: bool) -> None:
+        self.model = model
+        self.chat = chat
+        self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+
+    def _object(self, kind: str, choices: list[dict[str, object]]) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+
+    def whole(self, text: str, generation: Generation) -> dict[str, object]:
+        finish = generation.finish_reason
+        if self.chat:
+            choice: dict[str, object] = {"index": 0, "message": {"role": "assistant", "content": text}}
+        else:
+            choice = {"index": 0, "text": text}
+        choice |= {"logprobs": None, "finish_reason": finish}
+        return self._object("chat.completion" if self.chat else "text_completion", [choice]) | {
+            "usage": generation.usage()
+        }
+
+    def chunk(self, delta: dict[str, str], finish_reason: str | None) -> dict[str, object]:
+        if self.chat:
+            choice: dict[str, object] = {"index": 0, "delta": delta}
+            kind = "chat.completion.chunk"
+        else:
+            choice = {"index": 0, "text": delta.get("content", "")}
+            kind = "text_completion"
+        choice |= {"logprobs": None, "finish_reason": finish_reason}
+        return self._object(kind, [choice])
+
+    def usage_chunk(self, generation: Generation) -> dict[str, object]:
+        kind = "chat.completion.chunk" if self.chat else "text_completion"
+        return self._object(kind, []) | {"usage": generation.usage()}
+
+
+async def _api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = (
+            f"There is no {request.url.path}; the API is at /v1 (chat/completions, completions, models)."
+        )
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}."
+    else:
+        message = str(exc.detail)
+    return ApiError(exc.status_code, message).response()
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> Response:
+    log.error("serving a request failed", exc_info=exc)
+    return ApiError(
+        500,
+        f"The server failed unexpectedly ({type(exc).__name__}); the details are in its log.",
+        "server_error",
+    ).response()

@@ -1,0 +1,88 @@
+"""One reply for the API, pulled piece by piece on a worker thread (the engine's pieces arrive on a blocking
+queue): stop sequences applied, statistics kept, and a cancel that is safe from any thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from app.core.errors import UserError
+from app.core.llm.engine import ReplyStats
+from app.core.llm.service import EngineClient, StreamedReply
+from app.core.serve.requests import GenerationRequest
+from app.core.serve.stops import StopScanner
+
+
+class Generation:
+    """Submitted to the engine queue when made (so requests run in arrival order); read with ``next_text``."""
+
+    def __init__(self, client: EngineClient, request: GenerationRequest) -> None:
+        self.request = request
+        self._reply: StreamedReply = client.stream_chat(request.messages, request.sampling)
+        self._pieces: Iterator[str] = iter(self._reply)
+        self._scanner = StopScanner(request.stops)
+        self._lock = (
+            threading.Lock()
+        )  # one reader at a time; a worker thread abandoned on a disconnect may linger
+        self.ended = False
+
+    @property
+    def finished(self) -> bool:
+        """The engine is done with it (answered, failed, or dropped): it no longer waits nor runs."""
+        return self._reply.ticket.done.is_set()
+
+    def cancel(self) -> None:
+        self._reply.cancel()
+
+    def next_text(self) -> str | None:
+        """The next text to send, or None at the end. Blocking: call it on a worker thread. Raises UserError
+        with the engine's sentence if the reply failed."""
+        with self._lock:
+            while not self.ended:
+                piece = next(self._pieces, None)
+                if piece is None:
+                    self.ended = True
+                    return self._scanner.flush() or None
+                text = self._scanner.feed(piece)
+                if self._scanner.stopped:
+                    self.ended = True
+                    self._stop_at_sequence()
+                    return text or None
+                if text:
+                    return text
+            return None
+
+    def collect(self) -> str:
+        """The whole reply (blocking)."""
+        texts = []
+        while (text := self.next_text()) is not None:
+            texts.append(text)
+        return "".join(texts)
+
+    def _stop_at_sequence(self) -> None:
+        """A stop sequence was reached: stop the engine and let the reply end, so its statistics are set."""
+        self._reply.cancel()
+        try:
+            for _ in self._pieces:
+                pass
+        except UserError:  # the stop itself reads as "stopped"; the statistics tell the rest
+            pass
+
+    @property
+    def stats(self) -> ReplyStats:
+        return self._reply.stats or ReplyStats(finish_reason="cancelled")
+
+    @property
+    def finish_reason(self) -> str:
+        """OpenAI's reason: "length" when max_tokens ended it, else "stop" (a stop sequence or the model's end)."""
+        if self._scanner.stopped:
+            return "stop"
+        return "length" if self.stats.finish_reason == "length" else "stop"
+
+    def usage(self) -> dict[str, int]:
+        stats = self.stats
+        return {
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.generated_tokens,
+            "total_tokens": stats.prompt_tokens + stats.generated_tokens,
+        }

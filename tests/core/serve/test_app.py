@@ -1,0 +1,180 @@
+"""The API's refusals, in process over the real engine service: each one OpenAI-shaped with its status code,
+never a traceback."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from app.core.llm.engine import LoadOptions
+from app.core.llm.service import EngineClient, EngineService
+from app.core.serve.app import MAX_WAITING, ServeState, create_app
+from app.core.serve.errors import ApiError
+from app.core.serve.guard import host_name
+from app.core.serve.requests import MAX_BODY_BYTES, chat_request
+
+KEY = "s3cret-key"
+LOCAL = "http://127.0.0.1:8080"
+CHAT = "/v1/chat/completions"
+HELLO = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 2, "temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def loaded_client(model_path: Path) -> Iterator[EngineClient]:
+    service = EngineService()
+    client = service.client("api")
+    client.load_and_wait(str(model_path), LoadOptions(context_size=1024))
+    yield client
+    service.shutdown()
+
+
+@pytest.fixture(scope="module")
+def api(loaded_client: EngineClient) -> Iterator[TestClient]:
+    with TestClient(
+        create_app(loaded_client, api_key=KEY), base_url=LOCAL, raise_server_exceptions=False
+    ) as c:
+        c.headers["Authorization"] = f"Bearer {KEY}"
+        yield c
+
+
+def error_of(response: object, status: int) -> dict[str, object]:
+    assert getattr(response, "status_code", None) == status, getattr(response, "text", "")
+    body = response.json()  # type: ignore[attr-defined]
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert isinstance(error["message"], str) and error["message"].endswith(".") and error["type"]
+    assert "Traceback" not in error["message"]
+    print(status, error["message"])
+    return dict(error)
+
+
+def test_a_small_reply_with_usage(api: TestClient) -> None:
+    body = api.post(CHAT, json=HELLO | {"model": "whatever-name"}).json()
+    assert body["object"] == "chat.completion"
+    assert body["model"] != "whatever-name" and body["model"]
+    assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] > 0
+    assert body["choices"][0]["finish_reason"] in {"stop", "length"}
+
+
+@pytest.mark.parametrize(
+    ("content", "status"),
+    [(b"{bad", 400), (b"[]", 400), (b'{"messages": 3}', 400), (b'{"messages": [], "max_tokens": -1}', 400)],
+)
+def test_malformed_bodies_are_400(api: TestClient, content: bytes, status: int) -> None:
+    error_of(api.post(CHAT, content=content), status)
+
+
+def test_a_body_over_the_limit_is_413_declared_or_not(api: TestClient) -> None:
+    huge = b'{"messages": "' + b"x" * (MAX_BODY_BYTES + 1) + b'"}'
+    error_of(api.post(CHAT, content=huge), 413)
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        yield huge
+
+    error_of(api.post(CHAT, content=chunked()), 413)
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Basic {KEY}", f"Bearer {KEY}x", "Bearer"])
+def test_a_missing_or_wrong_key_is_401(api: TestClient, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    with TestClient(api.app, base_url=LOCAL) as bare:
+        response = bare.get("/v1/models", headers=headers)
+    assert error_of(response, 401)["code"] == "invalid_api_key"
+    assert KEY not in response.text
+
+
+def test_health_needs_no_key(api: TestClient) -> None:
+    with TestClient(api.app, base_url=LOCAL) as bare:
+        assert bare.get("/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "localhost.evil", "", "[::2]:80"]
+)
+def test_a_foreign_host_is_403_even_with_the_key(api: TestClient, host: str) -> None:
+    error_of(api.get("/v1/models", headers={"Host": host}), 403)
+    error_of(api.get("/health", headers={"Host": host}), 403)
+
+
+@pytest.mark.parametrize("host", ["localhost:8080", "127.0.0.1", "[::1]:8080", "LOCALHOST"])
+def test_this_machine_s_names_are_served(api: TestClient, host: str) -> None:
+    assert api.get("/v1/models", headers={"Host": host}).status_code == 200
+
+
+def test_host_names_are_parsed_without_their_port() -> None:
+    assert [host_name(h) for h in ("a.b:80", "[::1]:8080", "::1", "Localhost")] == [
+        "a.b",
+        "::1",
+        "::1",
+        "localhost",
+    ]
+
+
+def test_bound_beyond_loopback_the_bound_address_is_allowed(loaded_client: EngineClient) -> None:
+    app = create_app(loaded_client, bound_host="192.168.1.20", api_key=KEY)
+    with TestClient(
+        app, base_url="http://192.168.1.20:8080", headers={"Authorization": f"Bearer {KEY}"}
+    ) as c:
+        assert c.get("/v1/models").status_code == 200
+        error_of(c.get("/v1/models", headers={"Host": "rebound.example"}), 403)
+
+
+def test_unknown_paths_and_methods_are_openai_shaped(api: TestClient) -> None:
+    error_of(api.get("/v1/nothing"), 404)
+    error_of(api.get(CHAT), 405)
+
+
+def test_no_cors_headers(api: TestClient) -> None:
+    response = api.options(
+        CHAT, headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert not any(name.lower().startswith("access-control") for name in response.headers)
+
+
+def test_no_model_loaded_is_503() -> None:
+    service = EngineService()
+    try:
+        with TestClient(create_app(service.client("api")), base_url=LOCAL) as c:
+            assert error_of(c.post(CHAT, json=HELLO), 503)["code"] == "model_not_loaded"
+            error_of(c.get("/v1/models"), 503)
+            assert c.get("/health").json()["status"] == "no model loaded"
+    finally:
+        service.shutdown()
+
+
+def test_more_than_eight_waiting_is_429(loaded_client: EngineClient) -> None:
+    """The engine is held by another client's job (as the window's reply would), so every request of ours
+    waits: one more than MAX_WAITING + 1 is refused, and once they end, requests are admitted again."""
+    state = ServeState(loaded_client)
+    release = threading.Event()
+    blocker = loaded_client.service.client("window", priority=True).start_job(
+        lambda _engine, cancel: release.wait(30) or cancel.is_set()
+    )
+    request = chat_request(HELLO, 1024)
+    admitted = [state.admit(request) for _ in range(MAX_WAITING + 1)]
+    with pytest.raises(ApiError) as caught:
+        state.admit(request)
+    assert caught.value.status == 429
+    print(caught.value.message)
+    for generation in admitted:
+        generation.cancel()
+    release.set()
+    blocker.result()
+    for generation in admitted:
+        assert generation.collect() == ""  # stopped while it waited: nothing generated
+    state.admit(request).collect()
+
+
+def test_a_message_longer_than_the_context_is_a_sentence_streamed_or_not(api: TestClient) -> None:
+    long = {"messages": [{"role": "user", "content": "word " * 3000}], "max_tokens": 10}
+    error = error_of(api.post(CHAT, json=long), 400)
+    assert error["code"] == "generation_failed"
+    with api.stream("POST", CHAT, json=long | {"stream": True}) as response:
+        assert response.status_code == 200  # the stream began before the engine read the prompt
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    print(events[-1])
+    assert "error" in events[-1] and "[DONE]" not in events

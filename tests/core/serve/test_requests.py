@@ -1,0 +1,102 @@
+"""Every field of a request body is checked: a wrong type or range is a 400 sentence naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.core.serve.errors import ApiError
+from app.core.serve.requests import MAX_STOP_SEQUENCES, chat_request, completion_request, parse_body
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+def refusal(body: dict[str, object], context: int = 2048) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        chat_request(body, context)
+    assert caught.value.status == 400
+    print(caught.value.message)
+    return caught.value
+
+
+@pytest.mark.parametrize("raw", [b"{bad", b"", b"\xff\xfe", b"[1, 2]", b'"text"', b"null"])
+def test_a_body_that_is_not_a_json_object_is_refused(raw: bytes) -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_body(raw)
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"messages": "hi"}, "messages"),
+        ({"messages": ["hi"]}, "messages[0]"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
+        ({"messages": [{"role": 1, "content": "hi"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content"),
+        ({"messages": USER, "temperature": "hot"}, "temperature"),
+        ({"messages": USER, "temperature": 99}, "temperature"),
+        ({"messages": USER, "temperature": float("nan")}, "temperature"),
+        ({"messages": USER, "top_p": 0}, "top_p"),
+        ({"messages": USER, "max_tokens": 0}, "max_tokens"),
+        ({"messages": USER, "max_tokens": 2.5}, "max_tokens"),
+        ({"messages": USER, "max_tokens": True}, "max_tokens"),
+        ({"messages": USER, "max_tokens": 2048}, "max_tokens"),  # the whole context: no room for the prompt
+        ({"messages": USER, "max_completion_tokens": 10**9}, "max_completion_tokens"),
+        ({"messages": USER, "seed": "1"}, "seed"),
+        ({"messages": USER, "seed": 1 << 70}, "seed"),
+        ({"messages": USER, "stop": ""}, "stop"),
+        ({"messages": USER, "stop": [1]}, "stop"),
+        ({"messages": USER, "stop": ["a"] * (MAX_STOP_SEQUENCES + 1)}, "stop"),
+        ({"messages": USER, "stream": "yes"}, "stream"),
+        ({"messages": USER, "stream_options": 1}, "stream_options"),
+        ({"messages": USER, "n": 2}, "n"),
+    ],
+)
+def test_wrong_types_and_ranges_are_refused_naming_the_field(body: dict[str, object], param: str) -> None:
+    assert refusal(body).param == param
+
+
+def test_a_valid_request_becomes_the_engine_options() -> None:
+    request = chat_request(
+        {
+            "model": "anything",
+            "messages": [
+                {"role": "developer", "content": "Be brief."},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "Capital of "}, {"type": "text", "text": "France?"}],
+                },
+            ],
+            "temperature": 0,
+            "top_p": 0.5,
+            "max_tokens": 7,
+            "seed": -1,
+            "stop": "\n",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+        2048,
+    )
+    assert request.messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of France?"},
+    ]
+    assert (request.sampling.temperature, request.sampling.top_p, request.sampling.max_tokens) == (0, 0.5, 7)
+    assert request.sampling.seed == 0xFFFFFFFF
+    assert (request.stops, request.stream, request.include_usage) == (["\n"], True, True)
+
+
+def test_max_tokens_defaults_within_a_small_context() -> None:
+    assert chat_request({"messages": USER}, 512).sampling.max_tokens == 256
+
+
+def test_a_completion_prompt_is_one_user_turn() -> None:
+    request = completion_request({"prompt": ["Once upon a time"]}, 2048)
+    assert request.messages == [{"role": "user", "content": "Once upon a time"}]
+    with pytest.raises(ApiError):
+        completion_request({"prompt": ["a", "b"]}, 2048)
+    with pytest.raises(ApiError):
+        completion_request({"prompt": 42}, 2048)
