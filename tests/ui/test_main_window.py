@@ -255,6 +255,8 @@ def test_a_conversation_of_5000_messages_opens_without_freezing_the_window(
     window = MainWindow(settings=Settings(), store=store, open_default_model=False)
     qtbot.addWidget(window)
     window.show()
+    qtbot.waitExposed(window)
+    qtbot.wait(300)  # the window's own first paint is not what is measured
     timer = GapTimer()
     timer.start()
     started = time.perf_counter()
