@@ -59,7 +59,9 @@ def test_ctrl_c_while_the_model_loads_cancels_the_load_and_generates_nothing(mod
             f"SIGINT {delay:.2f} s after the model was mapped ({mapped_at:.2f} s after start): exit "
             f"{child.returncode} {exit_seconds:.2f} s later, stdout {out!r}"
         )
-        assert child.returncode == 130, err
+        # At once, the load is under way: it is cancelled (130). Later, on a fast machine, the load may just have
+        # finished: then the Ctrl+C stops the reply before its first word (exit 0, as a stopped reply does).
+        assert child.returncode == 130 if delay == 0.0 else child.returncode in (130, 0), err
         assert out.strip() == ""
         assert "Traceback" not in err
         assert exit_seconds < 10
