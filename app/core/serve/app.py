@@ -51,7 +51,7 @@ class ServeState:
 
     def admit(self, request: GenerationRequest) -> Generation:
         """Queue a reply, unless MAX_WAITING of ours already wait behind the running one (429)."""
-        self.generations = [g for g in self.generations if not g.finished]
+        self.generations = [g for g in self.generations if not (g.finished or g.cancelled)]
         if len(self.generations) > MAX_WAITING:
             raise ApiError(
                 429,
@@ -147,9 +147,10 @@ async def _answer(
     if parsed.stream:
         return _ReplyEvents(generation, _events(generation, shape))
     text, failure = "", ""
+    gone = anyio.Event()
     try:
         async with anyio.create_task_group() as watchers:
-            watchers.start_soon(_cancel_on_disconnect, request, generation)
+            watchers.start_soon(_cancel_on_disconnect, request, generation, watchers.cancel_scope, gone)
             try:
                 text = await anyio.to_thread.run_sync(generation.collect, abandon_on_cancel=True)
             except UserError as exc:  # caught here: a task group would wrap it in an ExceptionGroup
@@ -157,16 +158,23 @@ async def _answer(
             watchers.cancel_scope.cancel()
     finally:
         generation.cancel()  # a no-op once it ended; stops it if this request was abandoned
+    if gone.is_set():
+        return Response(status_code=499)  # nobody is there to read it
     if failure:
         raise ApiError(400, failure, "generation_failed")
     return JSONResponse(shape.whole(text, generation))
 
 
-async def _cancel_on_disconnect(request: Request, generation: Generation) -> None:
+async def _cancel_on_disconnect(
+    request: Request, generation: Generation, waiting: anyio.CancelScope, gone: anyio.Event
+) -> None:
+    """The client went away: stop its reply, and stop waiting for it (the worker thread is abandoned at once)."""
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
+            gone.set()
             generation.cancel()
+            waiting.cancel()
             return
 
 

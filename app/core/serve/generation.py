@@ -31,6 +31,11 @@ class Generation:
         """The engine is done with it (answered, failed, or dropped): it no longer waits nor runs."""
         return self._reply.ticket.done.is_set()
 
+    @property
+    def cancelled(self) -> bool:
+        """Stopped (its client went away): it no longer counts as waiting, even before the engine drops it."""
+        return self._reply.ticket.cancelled.is_set()
+
     def cancel(self) -> None:
         self._reply.cancel()
 

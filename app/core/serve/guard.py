@@ -28,7 +28,9 @@ def allowed_host_names(bound_host: str) -> frozenset[str]:
     """This machine's names a browser would send in Host: loopback ones, and when bound beyond loopback the bound
     address and this machine's own names."""
     if is_loopback(bound_host):
-        return LOOPBACK_NAMES
+        return LOOPBACK_NAMES | {
+            bound_host.strip("[]").lower()
+        }  # 127.0.0.2 too, when that is the address bound
     names = {bound_host.strip("[]").lower(), socket.gethostname().lower(), socket.getfqdn().lower()}
     return LOOPBACK_NAMES | names
 
@@ -55,6 +57,8 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Latin-1 maps each byte to one character, so ``encode("latin-1")`` gives back the bytes sent (a key with
+        # non-ASCII characters is compared as the client's UTF-8 bytes).
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
         refusal = self.refusal(headers, scope["path"])
         if refusal is not None:
@@ -74,7 +78,7 @@ class Guard:
         if self.key is None or path in OPEN_PATHS:
             return None
         scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.key):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode("latin-1"), self.key):
             return ApiError(
                 401,
                 "A missing or wrong API key. Send the key the server was started with as "

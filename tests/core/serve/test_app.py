@@ -162,6 +162,9 @@ def test_more_than_eight_waiting_is_429(loaded_client: EngineClient) -> None:
     print(caught.value.message)
     for generation in admitted:
         generation.cancel()
+    # Cancelled ones (their clients gone) stop counting at once, before the engine gets to drop them.
+    extra = state.admit(request)
+    extra.cancel()
     release.set()
     blocker.result()
     for generation in admitted:
@@ -178,3 +181,29 @@ def test_a_message_longer_than_the_context_is_a_sentence_streamed_or_not(api: Te
         events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
     print(events[-1])
     assert "error" in events[-1] and "[DONE]" not in events
+
+
+def test_a_loopback_address_other_than_127_0_0_1_serves_its_own_name() -> None:
+    from app.core.serve.guard import Guard
+
+    guard = Guard(create_app_placeholder, bound_host="127.0.0.2", api_key=None)
+    assert guard.refusal({"host": "127.0.0.2:8080"}, "/v1/models") is None
+    refused = guard.refusal({"host": "evil.example:8080"}, "/v1/models")
+    assert refused is not None and refused.status == 403
+
+
+def test_a_key_with_non_ascii_characters_matches_its_utf8_bytes() -> None:
+    from app.core.serve.guard import Guard
+
+    guard = Guard(create_app_placeholder, bound_host="127.0.0.1", api_key="clé")
+    sent = "Bearer " + "clé".encode().decode(
+        "latin-1"
+    )  # the header's bytes, as the ASGI server hands them over
+    assert guard.refusal({"host": "127.0.0.1", "authorization": sent}, "/v1/models") is None
+    wrong = guard.refusal({"host": "127.0.0.1", "authorization": "Bearer cle"}, "/v1/models")
+    assert wrong is not None and wrong.status == 401
+
+
+async def create_app_placeholder(scope: object, receive: object, send: object) -> None:
+    """An ASGI app that is never called: these tests ask the guard directly."""
+    raise AssertionError("not reached")
