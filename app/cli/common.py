@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 from app.core import settings as settings_store
 from app.core.errors import UserError
@@ -18,6 +19,8 @@ from app.core.llm.engine import LoadOptions, ModelInfo
 from app.core.llm.service import EngineClient, EngineService
 from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.models.inventory import default_model
+
+N = TypeVar("N", int, float)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,36 +49,29 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def whole_number(check: Callable[[int], int]) -> Callable[[str], int]:
-    """An argparse type: a whole number that passes ``check``, else a usage error with its sentence (exit 2)."""
+def _checked_number(convert: Callable[[str], N], kind: str, check: Callable[[N], N]) -> Callable[[str], N]:
+    """An argparse type: ``kind`` that passes ``check``, else a usage error with its sentence (exit 2)."""
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> N:
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}.") from None
+            raise argparse.ArgumentTypeError(f"expected {kind}, not {text!r}.") from None
         try:
             return check(value)
         except OutOfRange as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
+
+
+def whole_number(check: Callable[[int], int]) -> Callable[[str], int]:
+    return _checked_number(int, "a whole number", check)
 
 
 def real_number(check: Callable[[float], float]) -> Callable[[str], float]:
-    """An argparse type: a finite number that passes ``check``, else a usage error with its sentence (exit 2)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}.") from None
-        try:
-            return check(value)
-        except OutOfRange as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
+    """A finite number is the check's business: ``float`` alone accepts nan and inf."""
+    return _checked_number(float, "a number", check)
 
 
 def resolve_model(args: argparse.Namespace) -> Path:
