@@ -50,6 +50,18 @@ def model_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def gemma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Gemma 3 270M (Q4_K_M, gemma3 architecture), joined once per session from its four PyPI chunk packages."""
+    from app.bench.gemma import assemble_gemma
+    from app.core.errors import UserError
+
+    try:
+        return assemble_gemma(tmp_path_factory.mktemp("gemma"))
+    except UserError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
 def engine(model_path: Path) -> Iterator[object]:
     """One loaded engine shared by the engine tests (loading takes about a second)."""
     from app.core.llm.engine import Engine, LoadOptions

@@ -5,8 +5,9 @@ synchronous call into the engine, a slow repaint) shows up as a long gap. Target
 
 The timer runs from the moment the window is on screen: the model is then chosen and loaded the way the model
 menu does it, a reply of 300 tokens is streamed, and a 300-page PDF is attached (read, stored and indexed,
-then its automatic summary started and stopped). Building and first painting the window happen before
-anything is visible, so they are reported on their own. Everything runs in a throwaway home.
+then its automatic summary started and stopped). Then the transcript's own cases run (gui_transcript.py: a
+50,000-character reply, a theme change, opening a 200-message conversation). Building and first painting the
+window happen before anything is visible, so they are reported on their own. Everything runs in a throwaway home.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.bench.gui_transcript import TranscriptBenchResult, measure_transcript
+from app.bench.qt_timing import GapTimer, run_until
 from app.core.errors import UserError
 from app.core.paths import scratch_home
 
@@ -38,8 +40,10 @@ class GuiBenchResult:
     document_pages: int
     document_seconds: float  # from the drop to its card in the transcript: read, stored and indexed
     document_worst_gap_ms: float
+    transcript: TranscriptBenchResult | None = None
 
     def report(self) -> str:
+        transcript = [self.transcript.report()] if self.transcript else []
         return "\n".join(
             [
                 f"Bindings imported, window built and painted in {self.window_shown_ms:.0f} ms (before the timer starts)",
@@ -50,62 +54,14 @@ class GuiBenchResult:
                 f"{self.reply_tokens_per_second:.1f} tokens/s",
                 f"{self.document_pages}-page PDF attached (read, stored, indexed) in {self.document_seconds:.2f} s; "
                 f"worst gap meanwhile {self.document_worst_gap_ms:.1f} ms",
+                *transcript,
             ]
         )
-
-
-class GapTimer:
-    """A 10 ms timer on the GUI thread recording the time between its ticks; a blocked thread shows as a gap."""
-
-    def __init__(self) -> None:
-        from PySide6.QtCore import QTimer
-
-        self.gaps: list[float] = []
-        self._last = time.perf_counter()
-        self._timer = QTimer()
-        self._timer.setInterval(10)
-        self._timer.timeout.connect(self._tick)
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        self.gaps.append(now - self._last)
-        self._last = now
-
-    def start(self) -> None:
-        self._last = time.perf_counter()
-        self._timer.start()
-
-    def stop(self) -> None:
-        self._timer.stop()
-
-    @property
-    def worst(self) -> float:
-        """The longest gap, leaving out the first (it includes the start-up before the loop ran)."""
-        return max(self.gaps[1:], default=0.0)
 
 
 def run_gui_benchmark(model: Path, context_size: int = 2048) -> GuiBenchResult:
     with scratch_home("llamadesk-bench-"):
         return _measure(model, context_size)
-
-
-def _run_until(condition: Callable[[], bool], limit_seconds: float) -> None:
-    """Run the Qt event loop, as the application does, until ``condition`` holds or the time is up."""
-    from PySide6.QtCore import QEventLoop, QTimer
-
-    loop = QEventLoop()
-    poll = QTimer()
-    poll.setInterval(5)
-    poll.timeout.connect(lambda: loop.quit() if condition() else None)
-    deadline = QTimer()
-    deadline.setSingleShot(True)
-    deadline.timeout.connect(loop.quit)
-    poll.start()
-    deadline.start(int(limit_seconds * 1000))
-    if not condition():
-        loop.exec()
-    poll.stop()
-    deadline.stop()
 
 
 def _measure(model: Path, context_size: int) -> GuiBenchResult:
@@ -126,7 +82,8 @@ def _measure(model: Path, context_size: int) -> GuiBenchResult:
     )
     started = time.perf_counter()
     import_backend()  # as the application does before its window is shown
-    window = MainWindow(settings=settings, store=HistoryStore(), open_default_model=False)
+    store = HistoryStore()
+    window = MainWindow(settings=settings, store=store, open_default_model=False)
     window.show()
     app.processEvents()
     window_shown = time.perf_counter() - started
@@ -137,7 +94,7 @@ def _measure(model: Path, context_size: int) -> GuiBenchResult:
     timer.start()
     load_started = time.perf_counter()
     window.load_model(str(model))
-    _run_until(lambda: window.client.model is not None or not window.client.is_loading, 300)
+    run_until(lambda: window.client.model is not None or not window.client.is_loading, 300)
     load_seconds = time.perf_counter() - load_started
     if window.client.model is None:
         window.close()
@@ -146,19 +103,20 @@ def _measure(model: Path, context_size: int) -> GuiBenchResult:
         "Write a story about a lighthouse keeper and a storm, with a title in Markdown."
     )
     window.send()
-    _run_until(lambda: not window.client.is_generating, 600)
+    run_until(lambda: not window.client.is_generating, 600)
     stats = window.conversation.last_stats
 
     document_started = time.perf_counter()
     first_document_gap = len(timer.gaps)
     window.attach_documents([str(pdf)])
-    _run_until(lambda: bool(window.documents.documents), 300)
+    run_until(lambda: bool(window.documents.documents), 300)
     document_seconds = time.perf_counter() - document_started
-    _run_until(lambda: False, SUMMARY_RUN_SECONDS)  # the summary it starts, for a moment
+    run_until(lambda: False, SUMMARY_RUN_SECONDS)  # the summary it starts, for a moment
     window.stop()
-    _run_until(lambda: not window.documents.summarizing, 60)
+    run_until(lambda: not window.documents.summarizing, 60)
     timer.stop()
     document_gaps = timer.gaps[first_document_gap:]
+    transcript = measure_transcript(window, store)
     window.close()
     measured = sorted(timer.gaps[1:])
     return GuiBenchResult(
@@ -173,4 +131,5 @@ def _measure(model: Path, context_size: int) -> GuiBenchResult:
         document_pages=DOCUMENT_PAGES,
         document_seconds=document_seconds,
         document_worst_gap_ms=max(document_gaps, default=0.0) * 1000,
+        transcript=transcript,
     )

@@ -18,23 +18,57 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     bench.add_argument(
         "--gui", action="store_true", help="measure how long the window's GUI thread ever waits instead"
     )
+    bench.add_argument(
+        "--serve",
+        action="store_true",
+        help="compare the API's streaming endpoint with the engine directly and with llama_cpp.server instead",
+    )
+    bench.add_argument(
+        "--predict",
+        action="store_true",
+        help="check the model menu's speed prediction: predicted vs measured tokens/s for both real models",
+    )
     bench.set_defaults(handler=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.predict:
+        from app.bench.predict import run_prediction_benchmark
+
+        say = None if args.json else lambda line: print(line, file=sys.stderr)
+        checks = run_prediction_benchmark(progress=say)
+        if args.json:
+            print(json.dumps([check.as_dict() for check in checks], indent=2))
+        else:
+            print("\n".join(check.report() for check in checks))
+        return 0
     if args.gui:
         from app.bench.gui import run_gui_benchmark
 
         gui_result = run_gui_benchmark(resolve_model(args), context_size=args.ctx or 2048)
         print(json.dumps(dataclasses.asdict(gui_result), indent=2) if args.json else gui_result.report())
         return 0
+    if args.serve:
+        from app.bench.serve import run_serve_benchmark
+
+        serve_result = run_serve_benchmark(
+            resolve_model(args),
+            threads=args.threads or 0,
+            context_size=args.ctx or 2048,
+            progress=None if args.json else lambda line: print(line, file=sys.stderr),
+        )
+        print(json.dumps(serve_result.as_dict(), indent=2) if args.json else serve_result.report())
+        return 0
     from app.bench.engine import run_benchmark
+    from app.bench.reopen import run_reopen_benchmark
 
     progress = None if args.json else lambda line: print(line, file=sys.stderr)
     with loaded_model(args, quiet=args.json) as (client, _info):
         result = client.start_job(lambda engine, _cancel: run_benchmark(engine, progress=progress)).result()
+        reopen = client.start_job(lambda engine, _cancel: run_reopen_benchmark(engine, progress)).result()
     if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(json.dumps({**result.as_dict(), **reopen.as_dict()}, indent=2))
     else:
         print(result.report())
+        print(reopen.report())
     return 0

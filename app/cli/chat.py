@@ -19,12 +19,15 @@ from app.cli.common import (
     whole_number,
 )
 from app.cli.history import open_store_for_saving
+from app.cli.remote_options import add_remote_arguments, history_model
 from app.core import settings as settings_store
 from app.core.chat.session import ChatSession
 from app.core.errors import UserError
-from app.core.limits import MAX_REPLY_TOKENS, MAX_TEMPERATURE, check_max_tokens, check_temperature
+from app.core.history.store import HistoryStore
+from app.core.limits import MAX_REPLY_TOKENS, MAX_TEMPERATURE, OutOfRange, check_max_tokens, check_temperature
 from app.core.llm.engine import ReplyStats
 from app.core.llm.service import EngineClient
+from app.core.models.catalog import entry_for_file
 from app.core.modes import Mode, ModePreset, preset_for
 from app.core.units import counted
 
@@ -32,6 +35,7 @@ from app.core.units import counted
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     chat = commands.add_parser("chat", help="chat in the terminal (reads stdin line by line when piped)")
     add_model_arguments(chat)
+    add_remote_arguments(chat)
     chat.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.CHAT.value)
     chat.add_argument(
         "--temp",
@@ -51,6 +55,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     chat.add_argument("--stats", action="store_true", help="print each reply's statistics to stderr")
     chat.add_argument("--no-save", action="store_true", help="do not keep this conversation in the history")
+    chat.add_argument(
+        "--continue",
+        dest="continue_id",
+        type=whole_number(check_conversation_id),
+        metavar="ID",
+        help="go on with a saved conversation (its ID as `llamadesk history list` shows it); its saved state "
+        "spares evaluating its history again",
+    )
     chat.set_defaults(handler=run_chat)
 
 
@@ -63,8 +75,29 @@ def message_text(text: str) -> str:
     return text
 
 
-def chat_preset(args: argparse.Namespace) -> ModePreset:
-    """The mode's preset with the user's saved changes, then this command line's options on top."""
+def check_conversation_id(value: int) -> int:
+    if value < 1:
+        raise OutOfRange(f"a conversation's ID is a whole number from 1 up, not {value}.")
+    return value
+
+
+def chat_session(args: argparse.Namespace, store: HistoryStore | None) -> ChatSession:
+    """A new conversation, or with ``--continue`` the saved one (raises UserError if it is not there)."""
+    if args.continue_id is None:
+        return ChatSession(store, mode=args.mode)
+    if store is None:
+        raise UserError("--continue goes on with a saved conversation, so it cannot be used with --no-save.")
+    conversation = store.get_conversation(args.continue_id)
+    if conversation.deleted:
+        raise UserError(
+            f"Conversation {args.continue_id} is in the trash. Restore it in the window, or start a new one."
+        )
+    return ChatSession(store, args.continue_id, mode=args.mode)
+
+
+def chat_preset(args: argparse.Namespace, model_id: str | None = None) -> ModePreset:
+    """The mode's preset (the catalog model ``model_id``'s own, when it has one: the starter's), with the
+    user's saved changes, then this command line's options on top."""
     saved = settings_store.load().settings.mode_overrides.get(args.mode, {})
     overrides = dict(saved)
     for key, value in (
@@ -74,7 +107,7 @@ def chat_preset(args: argparse.Namespace) -> ModePreset:
     ):
         if value is not None:
             overrides[key] = value
-    return preset_for(Mode(args.mode), overrides)
+    return preset_for(Mode(args.mode), overrides, model_id=model_id)
 
 
 def describe_stats(stats: ReplyStats) -> str:
@@ -92,15 +125,15 @@ def describe_stats(stats: ReplyStats) -> str:
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    preset = chat_preset(args)
     # The history opens before the model loads: a history this version cannot use stops us at once.
     store = None if args.no_save else open_store_for_saving()
     try:
-        model = str(resolve_model(args).resolve())
+        model = "" if args.endpoint else str(resolve_model(args).resolve())
+        entry = entry_for_file(model) if model else None
+        preset = chat_preset(args, entry.id if entry else None)
         with loaded_model(args, quiet=not sys.stdin.isatty() or args.prompt is not None) as (client, info):
-            return _converse(
-                args, preset, ChatSession(store, mode=args.mode), client, model, info.context_size
-            )
+            model = model or history_model(info)  # a server's model: its name and the server
+            return _converse(args, preset, chat_session(args, store), client, model, info.context_size)
     finally:
         if store is not None:
             store.close()

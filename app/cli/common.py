@@ -100,7 +100,14 @@ def loaded_model(
     args: argparse.Namespace, *, quiet: bool = False
 ) -> Iterator[tuple[EngineClient, ModelInfo]]:
     """The engine service with the chosen model loaded, and this terminal's client of it; unless ``quiet``, one
-    line on stderr says what was loaded. The service (and the model) end with the block."""
+    line on stderr says what was loaded. The service (and the model) end with the block. With ``--endpoint``
+    (app.cli.remote_options), a server's model answers instead."""
+    if getattr(args, "endpoint", None):
+        from app.cli.remote_options import connected_server
+
+        with connected_server(args, quiet=quiet) as connected:
+            yield connected
+        return
     settings = settings_store.load().settings
     options = LoadOptions(
         context_size=args.ctx if args.ctx is not None else settings.context_size,

@@ -23,7 +23,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     actions = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
     listing = actions.add_parser(
-        "list", help="the catalog with fit, predicted speed and size for this machine"
+        "list",
+        help="the catalog with fit in memory, predicted speed and size, ordered by what suits this machine",
     )
     _menu_arguments(listing)
     listing.add_argument(
@@ -125,6 +126,12 @@ def _menu(args: argparse.Namespace) -> tuple[Any, list[Any], str]:
     return hardware, rows, result.problem
 
 
+_WORDS = (
+    "FIT is memory only (weights + KV cache at this context vs. memory available); SPEED is tokens/s here: "
+    "fast >= 15, usable >= 3, slow below. Recommended: runs well and at least usable, best suited first."
+)
+
+
 def _hardware_line(hardware: Any, context_size: int) -> str:
     return f"{hardware.summary()}; planning for a context of {context_size} tokens."
 
@@ -145,7 +152,7 @@ def run_list(args: argparse.Namespace) -> int:
         )
         return 0
     print(_hardware_line(hardware, _context_size(args)))
-    table = [["MODEL", "PARAMS", "FIT", "QUANT", "SIZE", "SPEED", "MODES"]]
+    table = [["MODEL", "PARAMS", "FIT", "SPEED", "QUANT", "SIZE", "TOKENS/S", "MODES"]]
     for row in rows:
         options = row.options if args.all else [o for o in [row.headline] if o is not None]
         for index, option in enumerate(options):
@@ -156,6 +163,7 @@ def run_list(args: argparse.Namespace) -> int:
                     row.entry.name if index == 0 else "",
                     row.entry.parameters_text if index == 0 else "",
                     option.label.value,
+                    option.speed_label.value,
                     option.quant + mark,
                     option.size_text + installed,
                     option.speed_text,
@@ -166,6 +174,7 @@ def run_list(args: argparse.Namespace) -> int:
     print(
         "* recommended quantization; ~ sizes estimated from bits per weight (the Hub's file list not fetched yet)."
     )
+    print(_WORDS)
     return 0
 
 
@@ -186,7 +195,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         print(
             "No model in the catalog runs well here right now; close other programs or plan a smaller context."
         )
-    table = [["MODEL", "GET", "SIZE", "SPEED", "MEMORY", "DOWNLOAD WITH"]]
+    table = [["MODEL", "GET", "SIZE", "SPEED", "TOKENS/S", "MEMORY", "DOWNLOAD WITH"]]
     for row in good:
         option = row.recommended
         assert option is not None
@@ -195,6 +204,7 @@ def run_recommend(args: argparse.Namespace) -> int:
                 row.entry.name,
                 option.quant,
                 option.size_text,
+                option.speed_label.value,
                 option.speed_text,
                 human_bytes(option.fit.needed),
                 f"llamadesk models download {row.entry.repo_id}:{option.quant}",
@@ -202,11 +212,16 @@ def run_recommend(args: argparse.Namespace) -> int:
         )
     if len(table) > 1:
         _print_table(table)
+    slow = [
+        row.entry.name for row in rows if row.recommendation.quant is None and row.label is FitLabel.RUNS_WELL
+    ]
+    if slow:
+        print("Fit in memory but slow here (under 3 tokens/s): " + ", ".join(slow) + ".")
     tight = [
         row.entry.name for row in rows if row.recommendation.quant is None and row.label is FitLabel.TIGHT
     ]
     if tight:
-        print("Tight here (slow, or only after closing other programs): " + ", ".join(tight) + ".")
+        print("Tight in memory here (only after closing other programs): " + ", ".join(tight) + ".")
     for row in good:
         if row.recommendation.below_quality_floor:
             print(f"{row.entry.name}: {row.recommendation.advice}")

@@ -1,13 +1,12 @@
 """``llamadesk serve``: the model, served to other programs over OpenAI's API at http://HOST:PORT/v1.
 
-Requests run one at a time on the engine thread, in arrival order; they are not written to the history.
+Requests run one at a time on the engine thread, in arrival order; they are not written to the history unless
+``--save-history`` asks for it (each chat request then becomes a conversation, marked as served through the API).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import socket
 import sys
 
 from app.cli.common import add_model_arguments, loaded_model
@@ -26,6 +25,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--port", type=_port, default=8080, help="port, 0 for any free one (default 8080)")
     serve.add_argument(
         "--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' on every request but /health"
+    )
+    serve.add_argument(
+        "--save-history",
+        action="store_true",
+        help="keep each chat request and its reply in the history, as a conversation marked as served",
     )
     serve.set_defaults(handler=run_serve, parser=serve)
 
@@ -46,41 +50,24 @@ def run_serve(args: argparse.Namespace) -> int:
             f"listening on {args.host} lets other computers reach the model: set a key with --api-key KEY "
             "(or keep the default --host 127.0.0.1)."
         )
+    from app.core.serve.app import ServeState
+    from app.core.serve.history import ServedHistory
+    from app.core.serve.runner import ApiServer, listen
+
     # Listening before the load: a taken port fails in a second, not after the model has loaded.
-    listener = _listen(args.host, args.port)
-    import uvicorn
-
-    from app.core.serve.app import create_app
-
-    with listener, loaded_model(args) as (client, info):
-        port = listener.getsockname()[1]
-        shown = f"[{args.host.strip('[]')}]" if ":" in args.host else args.host
-        print(f"Serving {info.display_name} at http://{shown}:{port}/v1 (Ctrl+C to stop).", flush=True)
-        app = create_app(client, bound_host=args.host, api_key=args.api_key)
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=2,  # a streaming reply is cancelled rather than waited for
-            server_header=False,
-        )
-        # Ctrl+C and SIGTERM end it after a clean shutdown; uvicorn then raises the captured Ctrl+C again.
-        with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.Server(config).run(sockets=[listener])
+    listener = listen(args.host, args.port)
+    history = (
+        ServedHistory(failed=lambda sentence: print(sentence, file=sys.stderr)) if args.save_history else None
+    )
+    try:
+        with listener, loaded_model(args) as (client, info):
+            state = ServeState(client, on_served=history.record if history else None)
+            server = ApiServer(client, listener, host=args.host, api_key=args.api_key, state=state)
+            kept = " Chat requests are kept in the history." if history else ""
+            print(f"Serving {info.display_name} at {server.base_url} (Ctrl+C to stop).{kept}", flush=True)
+            server.run()
+    finally:
+        if history is not None:
+            history.close()
     print("Stopped serving.", file=sys.stderr)
     return 0
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    from app.core.errors import UserError
-
-    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    try:
-        return socket.create_server((host.strip("[]"), port), family=family, backlog=64)
-    except socket.gaierror:
-        raise UserError(f"{host!r} is not an address of this computer; try --host 127.0.0.1.") from None
-    except OSError as exc:
-        raise UserError(
-            f"Cannot listen on {host}:{port} ({exc.strerror}). Another program may be using the port; "
-            "choose another with --port N, or --port 0 for any free one."
-        ) from None

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from app import APP_NAME
 from app.cli.common import add_model_arguments, loaded_model, stop_on_interrupt
+from app.cli.remote_options import add_remote_arguments
 from app.core.documents.document import Document, DocumentError, describe
 from app.core.documents.reader import read_document
 from app.core.documents.summarize import Summarizer
@@ -32,6 +33,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="the documents to summarize")
     add_model_arguments(parser)
+    add_remote_arguments(parser)
     parser.add_argument(
         "--style", choices=STYLES, default="brief", help="brief, detailed, or key points (points)"
     )

@@ -124,3 +124,17 @@ def check_count(value: object) -> int:
     if count < 1:
         raise OutOfRange(f"The number of results must be at least 1, not {count:,}.")
     return count
+
+
+MAX_STATE_CACHE_MB = 1 << 20  # 1 TB: beyond any disk this would be set on
+
+
+def check_state_cache_mb(value: object) -> int:
+    """The disk space saved conversation states may take, in MB; 0 keeps none on disk."""
+    megabytes = _integer(value, "space for saved conversation states")
+    if not 0 <= megabytes <= MAX_STATE_CACHE_MB:
+        raise OutOfRange(
+            f"The space for saved conversation states must be between 0 and {MAX_STATE_CACHE_MB:,} MB, "
+            f"not {megabytes:,}."
+        )
+    return megabytes

@@ -69,6 +69,23 @@ PRESETS: dict[Mode, ModePreset] = {
 }
 
 
+# Presets of particular models (by catalog id), for a mode where a model needs other words than the mode's
+# own. SmolLM2-135M, the starter, answered "What is the capital of France?" with "Bien sûr… your culinary
+# needs" under the Chat preset: at 135M parameters it follows a worked example far better than an instruction,
+# and any sampling lets it wander ("a week is 31 days" came at temperature 0.2, one run in eight). With one
+# example in the system prompt and the most likely word every time it answers simple factual questions right,
+# and the same way each run (tests/core/test_modes.py measures it). Settings can still raise the temperature.
+STARTER_CHAT = ModePreset(
+    Mode.CHAT,
+    "You are a helpful assistant who answers in English with short, correct facts. Example: Q: What is the "
+    "capital of Spain? A: The capital of Spain is Madrid.",
+    SamplingOptions(temperature=0.0, top_p=0.95, repeat_penalty=1.1, max_tokens=512),
+)
+MODEL_PRESETS: dict[str, dict[Mode, ModePreset]] = {
+    "smollm2-135m": {Mode.CHAT: STARTER_CHAT},
+}
+
+
 # What a user may change in a preset, and the check each value must pass (a sentence when it does not).
 OVERRIDE_CHECKS: dict[str, Callable[[object], object]] = {
     "system_prompt": check_system_prompt,
@@ -97,10 +114,13 @@ def valid_overrides(overrides: object) -> tuple[dict[str, Any], list[str]]:
     return kept, problems
 
 
-def preset_for(mode: Mode | str, overrides: Mapping[str, Any] | None = None) -> ModePreset:
-    """The preset for ``mode`` with the user's changes on top; unknown, ill-typed or out-of-range values are
-    ignored (settings.load has already said so, once)."""
-    preset = PRESETS[Mode(mode)]
+def preset_for(
+    mode: Mode | str, overrides: Mapping[str, Any] | None = None, *, model_id: str | None = None
+) -> ModePreset:
+    """The preset for ``mode`` (the model's own when the catalog model ``model_id`` has one) with the user's
+    changes on top; unknown, ill-typed or out-of-range values are ignored (settings.load has already said so,
+    once)."""
+    preset = MODEL_PRESETS.get(model_id or "", {}).get(Mode(mode), PRESETS[Mode(mode)])
     kept, _problems = valid_overrides(overrides or {})
     sampling = preset.sampling
     if "temperature" in kept:

@@ -55,6 +55,11 @@ class AppPaths:
     def summary_cache_dir(self) -> Path:
         return self.cache_dir / "summaries"
 
+    @property
+    def state_cache_dir(self) -> Path:
+        """Conversations' saved llama.cpp states (app.core.llm.state_cache)."""
+        return self.cache_dir / "states"
+
     def ensure(self) -> AppPaths:
         """Create the directories (owner-only: conversations and models are private)."""
         for directory in (self.config_dir, self.data_dir, self.cache_dir, self.log_dir, self.models_dir):

@@ -13,7 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from app.core.files import write_json_atomic
-from app.core.limits import OutOfRange, check_context_size, check_gpu_layers, check_threads
+from app.core.limits import (
+    OutOfRange,
+    check_context_size,
+    check_gpu_layers,
+    check_state_cache_mb,
+    check_threads,
+)
+from app.core.llm.remote_config import (
+    DEFAULT_CONTEXT,
+    DEFAULT_READ_TIMEOUT,
+    RemoteEngineError,
+    check_base_url,
+    check_read_timeout,
+)
 from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.modes import Mode, valid_overrides
 from app.core.paths import app_paths
@@ -21,6 +34,8 @@ from app.core.paths import app_paths
 log = logging.getLogger(__name__)
 
 THEMES = ("system", "light", "dark")
+ENGINES = ("local", "server")
+SECRET_SETTINGS = frozenset({"remote_api_key"})  # never written to a log, even when invalid
 
 
 @dataclass
@@ -40,6 +55,18 @@ class Settings:
     # Model file -> the built-in chat template chosen for it, when its own was refused.
     chat_templates: dict[str, str] = field(default_factory=dict)
     window_geometry: str = ""
+    state_cache_mb: int = 4096  # disk space for conversations' saved states (app.core.llm.state_cache)
+    # The window's switch: other apps on this computer use the loaded model over the API, on 127.0.0.1.
+    serve_enabled: bool = False
+    serve_port: int = 8080
+    serve_save_history: bool = False  # each served chat request kept as a conversation
+    # Settings -> Engine: "local" (llama.cpp on this computer) or "server" (an OpenAI-compatible one).
+    engine: str = "local"
+    remote_url: str = ""  # the server's OpenAI base URL, e.g. http://gpu-box:8000/v1
+    remote_api_key: str = ""  # sent only to remote_url; this file is readable by its owner only (0600)
+    remote_model: str = ""  # "" : the first model the server lists
+    remote_context_size: int = DEFAULT_CONTEXT  # used when the server does not say its own
+    remote_read_timeout: int = DEFAULT_READ_TIMEOUT  # seconds without a byte before a reply is given up
     extra: dict[str, Any] = field(default_factory=dict)  # keys from a newer version, kept untouched
 
 
@@ -73,6 +100,32 @@ def _check_theme(value: object) -> str:
     return str(value)
 
 
+def _check_port(value: object) -> int:
+    if not isinstance(value, int) or not 1 <= value <= 65535:
+        raise OutOfRange(f"The port must be a whole number from 1 to 65535, not {value!r}.")
+    return value
+
+
+def _check_engine(value: object) -> str:
+    if value not in ENGINES:
+        raise OutOfRange(f"The engine must be one of {', '.join(ENGINES)}, not {value!r}.")
+    return str(value)
+
+
+def _check_remote_url(value: str) -> str:
+    try:
+        return check_base_url(value) if value else value
+    except RemoteEngineError as exc:
+        raise OutOfRange(str(exc)) from None
+
+
+def _check_remote_read_timeout(value: int) -> int:
+    try:
+        return check_read_timeout(value)
+    except RemoteEngineError as exc:
+        raise OutOfRange(str(exc)) from None
+
+
 def _check_model_list(value: object) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
         raise OutOfRange("The list of imported models must hold only file paths.")
@@ -96,6 +149,12 @@ VALUE_CHECKS: dict[str, Callable[[Any], object]] = {
     "theme": _check_theme,
     "imported_models": _check_model_list,
     "chat_templates": _check_chat_templates,
+    "engine": _check_engine,
+    "remote_url": _check_remote_url,
+    "remote_context_size": check_context_size,
+    "remote_read_timeout": _check_remote_read_timeout,
+    "state_cache_mb": check_state_cache_mb,
+    "serve_port": _check_port,
 }
 
 
@@ -131,9 +190,8 @@ def from_dict(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         default = getattr(defaults, name)
         value = raw[name]
         if not _matches(default, value):
-            warnings.append(
-                f"The setting '{name}' had an invalid value ({value!r:.80}); the default is used."
-            )
+            shown = "hidden" if name in SECRET_SETTINGS else f"{value!r:.80}"
+            warnings.append(f"The setting '{name}' had an invalid value ({shown}); the default is used.")
             continue
         if name == "mode_overrides":
             values[name], nested_warnings = _mode_overrides(value)

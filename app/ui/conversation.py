@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -14,17 +14,20 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 
 from app.core.chat.session import ChatSession
 from app.core.errors import UserError
-from app.core.history.records import Conversation, Message
+from app.core.history.records import BranchPosition, Conversation, Message
+from app.core.history.sources import ReplySource
 from app.core.history.store import HistoryStore
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import ModelInfo, ReplyStats
 from app.core.models.fit import record_measured_speed
+from app.core.models.measured import CpuWindow
 from app.core.modes import ModePreset
 from app.core.settings import Settings
 from app.core.units import counted
 from app.ui.chat_input import InputBar
 from app.ui.engine_bridge import EngineBridge
-from app.ui.transcript.chat_view import PAGE, ChatView, HistoryEntry
+from app.ui.transcript.chat_view import PAGE, ChatView, HistoryEntry, MessageWidget
+from app.ui.transcript.sources import show_sources
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ class ConversationController(QObject):
         self._documents_loading = documents_loading  # questions asked now would miss the attached documents
         self.session = ChatSession(store, mode=mode())
         self.last_stats: ReplyStats | None = None
+        self._reply_cpu: CpuWindow | None = None  # how busy the machine was while the reply ran
         self.view_generation = 0  # changes whenever another conversation is shown
 
         self.speed_label = QLabel()
@@ -86,15 +90,22 @@ class ConversationController(QObject):
         self.context_meter.hide()  # until a reply says how much of the context is used
 
         engine.token.connect(self._on_token)
+        engine.prompt_progress.connect(chat_view.show_prompt_progress)
         engine.reply_finished.connect(self._on_reply_finished)
         engine.reply_failed.connect(self._on_reply_failed)
         engine.model_loaded.connect(self._on_model_loaded)
         chat_view.regenerate_requested.connect(self.regenerate)
-        chat_view.edit_requested.connect(self.edit_last_question)
+        chat_view.edit_message_requested.connect(self.edit_question)
+        chat_view.branch_requested.connect(self.switch_branch)
 
     @property
     def conversation_id(self) -> int | None:
         return self.session.conversation_id
+
+    @property
+    def mode(self) -> str:
+        """The mode the window is in (a question is sent in it, an attached document is summarized in it)."""
+        return self._mode()
 
     def busy(self) -> bool:
         """A reply, a summary or a load is under way."""
@@ -107,6 +118,7 @@ class ConversationController(QObject):
 
     def show_new(self) -> None:
         self.abandon_reply()
+        self.input_bar.switch_draft(self.conversation_id, None)
         self.session = ChatSession(self.store, mode=self._mode())
         self.view_generation += 1
         self.chat_view.clear()
@@ -121,10 +133,13 @@ class ConversationController(QObject):
         store = self.store
         try:
             conversation = store.get_conversation(conversation_id)
+            if highlight:
+                self._show_branch_with_match(conversation_id, highlight)
             # A search shows every message from the first match on, so all are read; otherwise one page.
             newest = (
                 store.messages(conversation_id) if highlight else store.recent_messages(conversation_id, PAGE)
             )
+            shown = _entries(store, newest)
         except UserError as exc:
             self._say(str(exc))
             return None
@@ -135,13 +150,15 @@ class ConversationController(QObject):
                 return []
             try:
                 older = store.recent_messages(conversation_id, count, before_id=oldest[0])
+                entries = _entries(store, older)
             except UserError as exc:
                 self._say(str(exc))
                 return []
             if older:
                 oldest[0] = older[0].id
-            return [_entry(m) for m in older]
+            return entries
 
+        self.input_bar.switch_draft(self.conversation_id, conversation_id)
         self.session = ChatSession(store, conversation_id, mode=self._mode())
         # The last reply's stats, stored with it, say how much of the context this conversation uses.
         self.last_stats = next((s for m in reversed(newest) if (s := _stats_from_dict(m.stats))), None)
@@ -149,7 +166,7 @@ class ConversationController(QObject):
         self.view_generation += 1
         self.chat_view.clear()
         self.chat_view.show_history(
-            [_entry(m) for m in newest], None if highlight or len(newest) < PAGE else fetch_older, highlight
+            shown, None if highlight or len(newest) < PAGE else fetch_older, highlight
         )
         self.conversation_changed.emit()
         return conversation
@@ -192,15 +209,26 @@ class ConversationController(QObject):
             )
             return
         self.session.mode = self._mode()
+        editing = self.input_bar.editing_id
         try:
-            self.session.add_user_message(
-                text, model=str(model.path), preset=self._preset(), context_size=self.settings.context_size
-            )
+            if editing is not None:
+                stored: Message | None = self.session.edit_question(editing, text)
+            else:
+                stored = self.session.add_user_message(
+                    text,
+                    model=str(model.path),
+                    preset=self._preset(),
+                    context_size=self.settings.context_size,
+                )
         except UserError as exc:
             self._say(str(exc))
             return
-        self.input_bar.input.clear()
-        self.chat_view.add_message("user", text)
+        if editing is not None:
+            self.input_bar.edit_sent()  # the draft set aside comes back
+            self._show_branch()  # the new version of the question, in place of the old one
+        else:
+            self.input_bar.input.clear()
+            self.chat_view.add_message("user", text).set_stored(stored.id if stored else None)
         self.chat_view.scroll_to_end()
         self.sent.emit()
         self.conversation_changed.emit()
@@ -218,8 +246,9 @@ class ConversationController(QObject):
     def _start_reply(self) -> None:
         messages = self.engine_messages()
         self.session.begin_reply()
-        self.chat_view.begin_reply()
-        self.engine.chat(messages, self._preset().sampling)
+        show_sources(self.chat_view.begin_reply().body, self.session.reply_sources)
+        self._reply_cpu = CpuWindow.start()
+        self.engine.chat(messages, self._preset().sampling, cache_key=self.session.state_key)
         self.busy_changed.emit()
 
     def stop(self) -> None:
@@ -247,11 +276,15 @@ class ConversationController(QObject):
 
     @Slot(str)
     def _on_token(self, text: str) -> None:
+        if self.session.repeating:
+            return  # being stopped: the reply repeats itself (see ``session.repeating``)
         self.chat_view.append_to_reply(text)
         try:
             self.session.record(text)
         except UserError as exc:
             self._say(str(exc))
+        if self.session.repeating:
+            self.engine.stop()
 
     @Slot(ReplyStats)
     def _on_reply_finished(self, stats: ReplyStats) -> None:
@@ -263,8 +296,15 @@ class ConversationController(QObject):
             self._say(problem)
         streaming = self.chat_view.streaming_message
         self.chat_view.finish_reply(stats, state)
+        if streaming is not None and self.session.repeating:
+            streaming.set_text(self.session.kept_text(streaming.text))
+            streaming.set_state("complete")
         if saved is None and streaming is not None and not streaming.text:
             self.chat_view.remove_last()  # stopped before the first word: nothing to keep
+        if saved is not None and streaming is not None:
+            streaming.set_stored(saved.id, self.session.branch_positions([saved]).get(saved.id))
+        elif saved is None:
+            self._show_branch()  # a new version of a reply that said nothing: the old one is back
         self.last_stats = stats
         self._record_speed(stats)
         self.speed_label.setText(f"{stats.tokens_per_second:.1f} tokens/s")
@@ -283,19 +323,27 @@ class ConversationController(QObject):
         if model is None or stats.generated_tokens < MIN_TIMED_TOKENS or stats.tokens_per_second <= 0:
             return
         try:
-            record_measured_speed(model.path, model.parameters, model.file_size, stats.tokens_per_second)
+            busy = self._reply_cpu.busy_share() if self._reply_cpu is not None else None
+            record_measured_speed(
+                model.path, model.parameters, model.file_size, stats.tokens_per_second, busy_share=busy
+            )
         except OSError:
             log.warning("could not record the measured speed", exc_info=True)
 
     @Slot(str)
     def _on_reply_failed(self, message: str) -> None:
+        saved: Message | None = None
         if self.session.replying:
-            _saved, problem = self._finish_session_reply("stopped")
+            saved, problem = self._finish_session_reply("stopped")
             message = f"{message} {problem}".strip()
         streaming = self.chat_view.streaming_message
         self.chat_view.finish_reply(None, "failed")
         if streaming is not None and not streaming.text:
             self.chat_view.remove_last()
+        if saved is not None and streaming is not None:
+            streaming.set_stored(saved.id, self.session.branch_positions([saved]).get(saved.id))
+        else:
+            self._show_branch()  # a new version of a reply that failed at once: the old one is back
         self._say(message, "Try again", self.regenerate)
         self.busy_changed.emit()
 
@@ -316,37 +364,101 @@ class ConversationController(QObject):
         if self.busy() or self.conversation_id is None or self.engine.model is None:
             return
         try:
-            if not self.session.turns():
+            if not self.session.prepare_new_version():
                 return
-            if self.session.drop_last_reply():
-                self.chat_view.remove_last()
+            shown = self.chat_view.messages
+            if self.store.read_only and shown and shown[-1].role == "assistant":
+                self.chat_view.remove_last()  # not saved: written again in place
+            self._show_branch()  # the branch now ends at the question; the old reply stays a version
             self._start_reply()
         except UserError as exc:
             self._say(str(exc))
 
     def edit_last_question(self) -> None:
-        """Put the last question back into the input, removing it and its reply from the conversation."""
+        """Edit the last question shown (see ``edit_question``)."""
+        question = next((m for m in reversed(self.chat_view.messages) if m.role == "user"), None)
+        if question is not None:
+            self.edit_question(question)
+
+    def edit_question(self, question: MessageWidget) -> None:
+        """Put a question in the input to edit (the draft set aside): sending it adds a new version of the
+        question, and Cancel leaves everything as it was. Nothing is removed."""
         if self.busy() or self.conversation_id is None:
             return
-        box = self.input_bar.input
-        if box.toPlainText().strip():
-            self._say("Your unsent message is still in the box. Send or clear it first, then edit.")
+        if question.message_id is None:
+            self._say(
+                "This conversation is not saved, so its questions cannot be edited. Send a new one instead."
+            )
             return
-        try:
-            question = self.session.last_question()
-            if question is None:
-                return
-            box.setPlainText(question)  # first, so the text is safe whatever happens next
-            for _ in range(self.session.remove_last_question()):
-                self.chat_view.remove_last()
-        except UserError as exc:
-            self._say(str(exc))
-        box.setFocus()
+        self.input_bar.begin_edit(question.message_id, question.text)
         self.busy_changed.emit()
 
+    def switch_branch(self, shown: MessageWidget, version_id: int) -> None:
+        """Show version ``version_id`` in place of the message ``shown``, and the latest path below it."""
+        if self.busy():
+            self._say("Wait for the reply to finish (or stop it), then switch versions.")
+            return
+        try:
+            self.session.switch_branch(version_id)
+            self._show_branch()
+        except UserError as exc:
+            self._say(str(exc))
+        self.conversation_changed.emit()
 
-def _entry(message: Message) -> HistoryEntry:
-    return HistoryEntry(message.role, message.content, message.state, _stats_from_dict(message.stats))
+    def _show_branch_with_match(self, conversation_id: int, terms: list[str]) -> None:
+        """A search found this conversation by words that are only in another version of a message: show the
+        branch through the best match, so the person sees what they searched for."""
+        if self.store.read_only:
+            return
+        hits = [hit for hit in self.store.search(" ".join(terms)) if hit.conversation_id == conversation_id]
+        on_screen = {message.id for message in self.store.messages(conversation_id)}
+        if hits and not any(hit.message_id in on_screen for hit in hits):
+            self.store.switch_branch(conversation_id, hits[0].message_id)
+
+    def _show_branch(self) -> None:
+        """Bring the transcript in line with the branch on screen after it changed (another version chosen, a
+        question edited, a reply about to be written again): from the first message that differs, the shown
+        messages are rebuilt; those above stay as they are."""
+        conversation_id = self.conversation_id
+        shown = self.chat_view.messages
+        if conversation_id is None or self.store.read_only or not shown or shown[0].message_id is None:
+            return
+        branch = self.store.messages(conversation_id)
+        ids = [m.id for m in branch]
+        if shown[0].message_id in ids:
+            start = ids.index(shown[0].message_id)
+        else:  # the first message shown is the one replaced: its version on this branch has the same parent
+            parent = self.store.get_message(shown[0].message_id).parent_id
+            start = next((i for i, m in enumerate(branch) if m.parent_id == parent), len(branch))
+        for offset, widget in enumerate(shown):
+            if widget is self.chat_view.streaming_message:
+                return
+            if start + offset >= len(branch) or widget.message_id != branch[start + offset].id:
+                self.chat_view.replace_from(widget, _entries(self.store, branch[start + offset :]))
+                return
+        if start + len(shown) < len(branch):
+            self.chat_view.replace_from(None, _entries(self.store, branch[start + len(shown) :]))
+
+
+def _entry(
+    message: Message, sources: Sequence[ReplySource] = (), branch: BranchPosition | None = None
+) -> HistoryEntry:
+    return HistoryEntry(
+        message.role,
+        message.content,
+        message.state,
+        _stats_from_dict(message.stats),
+        tuple(sources),
+        message_id=message.id,
+        branch=branch,
+    )
+
+
+def _entries(store: HistoryStore, messages: Sequence[Message]) -> list[HistoryEntry]:
+    """``messages`` to show, each reply with the sources stored with it (read for all of them at once)."""
+    sources = store.reply_sources(m.id for m in messages if m.role == "assistant")
+    branches = store.branch_positions(messages[0].conversation_id, messages) if messages else {}
+    return [_entry(m, sources.get(m.id, ()), branches.get(m.id)) for m in messages]
 
 
 def _stats_from_dict(data: dict[str, Any] | None) -> ReplyStats | None:

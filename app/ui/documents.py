@@ -27,6 +27,7 @@ from app.core.errors import UserError
 from app.core.history.store import HistoryStore
 from app.core.llm.engine import Engine
 from app.core.llm.service import Ticket
+from app.core.modes import Mode
 from app.ui.background import run_in_pool
 from app.ui.conversation import ConversationController
 from app.ui.document_card import DocumentCard
@@ -90,7 +91,7 @@ class _SummarySignals(QObject):
 class DocumentsController(QObject):
     """Signals:
     message(str): a sentence for the banner.
-    attached(): a document joined the conversation (the window switches to Summarize mode and refreshes).
+    attached(): a document joined the conversation (the window refreshes; in Summarize mode it is summarized).
     busy_changed(): a summary started or ended.
     """
 
@@ -224,7 +225,11 @@ class DocumentsController(QObject):
         added = self.documents.get(result.added.content_hash) if result.added else None
         if added is None:
             return
-        if self.engine.model is not None and not self.conversation.busy():
+        # Only Summarize mode summarizes what is attached; in Chat or Code mode a document is attached to be
+        # asked about, and its card offers Summarize.
+        if self.conversation.mode != Mode.SUMMARIZE.value:
+            added.card.set_idle("Attached. Ask questions about it, or summarize it.")
+        elif self.engine.model is not None and not self.conversation.busy():
             self.summarize(added.document.content_hash, added.card.chosen_style())
         else:
             added.card.set_idle("Attached. Summarize it when the model is ready, or ask about it.")

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import LoadOptions, ModelInfo, ReplyStats
+from app.core.llm.engine import Engine, LoadOptions, ModelInfo, ReplyStats
 from app.core.llm.service import (
     EngineService,
     Job,
@@ -43,8 +43,10 @@ class EngineBridge(QObject):
         load_failed(str): a sentence; empty when the person cancelled.
         template_refused(str, str): the model file and the sentence, when its chat template was refused.
         token(str): a piece of the reply being written.
+        prompt_progress(int, int): prompt tokens evaluated so far and in all, before the reply's first token.
         reply_finished(ReplyStats): the finished (or stopped) reply's statistics.
         reply_failed(str): a sentence.
+        load_started(str): the window asked for a model (its path); other clients' replies may be stopped.
     """
 
     load_progress = Signal(float)
@@ -52,13 +54,16 @@ class EngineBridge(QObject):
     load_failed = Signal(str)
     template_refused = Signal(str, str)
     token = Signal(str)
+    prompt_progress = Signal(int, int)
     reply_finished = Signal(ReplyStats)
     reply_failed = Signal(str)
+    load_started = Signal(str)
 
     # Emitted on the engine thread, so every connection is queued to this object's (the GUI) thread.
     _loaded = Signal(int, ModelInfo)
     _load_failed = Signal(int, LoadFailure)
     _token = Signal(int, str)
+    _prompt_progress = Signal(int, int, int)
     _finished = Signal(int, ReplyStats)
     _failed = Signal(int, str)
     _job_done = Signal(int, object)
@@ -71,6 +76,7 @@ class EngineBridge(QObject):
         self._loaded.connect(self._on_loaded)
         self._load_failed.connect(self._on_load_failed)
         self._token.connect(self._on_token)
+        self._prompt_progress.connect(self._on_prompt_progress)
         self._finished.connect(self._on_finished)
         self._failed.connect(self._on_failed)
         self._job_done.connect(self._on_job_done)
@@ -116,15 +122,20 @@ class EngineBridge(QObject):
         )
         self._load = (request_id, self._client.load(path, options, callbacks))
         self._load_path = path
+        self.load_started.emit(path)
 
-    def chat(self, messages: list[ChatMessage], sampling: SamplingOptions) -> None:
+    def chat(
+        self, messages: list[ChatMessage], sampling: SamplingOptions, cache_key: str | None = None
+    ) -> None:
+        """``cache_key``: the conversation whose saved state may serve the prompt (see ``Engine.chat``)."""
         request_id = self._new_id()
         callbacks = ReplyCallbacks(
             token=lambda text: self._token.emit(request_id, text),
             finished=lambda stats: self._finished.emit(request_id, stats),
             failed=lambda message: self._failed.emit(request_id, message),
+            prompt_progress=lambda done, total: self._prompt_progress.emit(request_id, done, total),
         )
-        self._reply = (request_id, self._client.chat(messages, sampling, callbacks))
+        self._reply = (request_id, self._client.chat(messages, sampling, callbacks, cache_key))
 
     def run_job(self, job: Job[T], on_done: Callable[[T], None], on_failed: Callable[[str], None]) -> Ticket:
         """Run ``job`` on the engine thread; ``on_done(result)`` or ``on_failed(sentence)`` on the GUI thread
@@ -138,6 +149,34 @@ class EngineBridge(QObject):
         pending: list[Ticket] = []
         self._jobs[request_id] = (pending, on_done, on_failed)
         ticket = self._client.run_job(job, callbacks)
+        pending.append(ticket)
+        return ticket
+
+    def switch_engine(
+        self,
+        engine: Engine,
+        prepare: Job[ModelInfo | None] | None,
+        on_done: Callable[[ModelInfo | None], None],
+        on_failed: Callable[[str], None],
+    ) -> Ticket:
+        """Put ``engine`` (this computer's or a server's) in the service's place after the work under way, once
+        ``prepare`` (connecting) succeeded; else the engine in place stays. A server's model is announced with
+        ``model_loaded``, as a loaded file's is; ``on_done``/``on_failed`` run on the GUI thread after it."""
+
+        def done(info: ModelInfo | None) -> None:
+            self.model = info
+            if info is not None:
+                self.model_loaded.emit(info)
+            on_done(info)
+
+        request_id = self._new_id()
+        callbacks = JobCallbacks[ModelInfo | None](
+            done=lambda result: self._job_done.emit(request_id, result),
+            failed=lambda message: self._job_failed.emit(request_id, message),
+        )
+        pending: list[Ticket] = []  # registered before it is queued, as run_job's are
+        self._jobs[request_id] = (pending, done, on_failed)
+        ticket = self._client.switch_engine(engine, callbacks, prepare)
         pending.append(ticket)
         return ticket
 
@@ -179,6 +218,11 @@ class EngineBridge(QObject):
             self.load_failed.emit(failure.message)
             if failure.template_refused:
                 self.template_refused.emit(self._load_path, failure.message)
+
+    @Slot(int, int, int)
+    def _on_prompt_progress(self, request_id: int, done: int, total: int) -> None:
+        if self._reply is not None and request_id == self._reply[0]:
+            self.prompt_progress.emit(done, total)
 
     @Slot(int, str)
     def _on_token(self, request_id: int, text: str) -> None:

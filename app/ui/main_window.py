@@ -32,6 +32,8 @@ from app.core import settings as settings_store
 from app.core.errors import UserError
 from app.core.history.store import HistoryStore
 from app.core.llm.bindings import backend_description
+from app.core.llm.state_cache import forget_conversations
+from app.core.models.catalog import entry_for_file
 from app.core.models.inventory import default_model
 from app.core.modes import Mode, ModePreset, preset_for
 from app.core.settings import Settings
@@ -42,9 +44,12 @@ from app.ui.conversation_list import ConversationList
 from app.ui.documents import DocumentsController
 from app.ui.engine_bridge import EngineBridge
 from app.ui.model_picker import ModelController
+from app.ui.serving import ServeController
 from app.ui.settings_dialog import SettingsDialog
+from app.ui.settings_engine import EngineSwitcher, preload_remote_engine
 from app.ui.theme import apply_theme
 from app.ui.transcript.chat_view import ChatView
+from app.ui.welcome import Welcome
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,7 @@ class MainWindow(QMainWindow):
         open_default_model: bool = True,
     ) -> None:
         super().__init__()
+        preload_remote_engine(settings)  # before any thread of the window starts
         self.settings = settings
         self.store = store
         self.client = client or EngineBridge()
@@ -110,7 +116,11 @@ class MainWindow(QMainWindow):
             status=status,
             window=self,
         )
+        self.serving = ServeController(self.client, status, self)  # the switch that serves other apps
+        # Settings → Engine: this computer's engine or a server's
+        self.engine_switcher = EngineSwitcher(self.client, self._load_last_local_model, self)
         self._build_toolbar()
+        self.welcome = Welcome(self)  # the card on an empty chat: the model, questions to try, one to get
         self.input_bar.set_mode(self.mode)  # a window opening in Code mode says so before the first message
         self._build_central()
         self._build_shortcuts()
@@ -123,12 +133,16 @@ class MainWindow(QMainWindow):
         self.models.refresh()
         self.sidebar.refresh()
         self._update_controls()
+        self.welcome.update()
         for message in [
             *(startup_messages or []),
             *([store.recovery_notice] if store.recovery_notice else []),
         ]:
             self.show_error(message)
+        self.serving.apply(settings)
         default = default_model(settings.last_model, settings.imported_models) if open_default_model else None
+        if not initial_model and open_default_model and self.engine_switcher.apply(settings):
+            default, open_default_model = None, False  # a server answers instead (Settings → Engine)
         if initial_model:
             self.models.import_file(initial_model)
         elif default:
@@ -191,6 +205,7 @@ class MainWindow(QMainWindow):
         column = QVBoxLayout(center)
         column.setContentsMargins(4, 8, 8, 8)
         column.addWidget(self.banner)
+        column.addWidget(self.welcome.card)
         column.addWidget(self.chat_view, 1)
         column.addWidget(self.input_bar)
         splitter.addWidget(center)
@@ -234,6 +249,9 @@ class MainWindow(QMainWindow):
         self.documents.message.connect(self.show_error)
         self.documents.attached.connect(self._on_conversation_changed)
         self.documents.busy_changed.connect(self._update_controls)
+        self.serving.message.connect(self.show_error)
+        self.engine_switcher.message.connect(self.show_error)
+        self.serving.conversation_saved.connect(lambda _id: self.sidebar.refresh())
 
     # -- what the parts share ----------------------------------------------------------------------------------
 
@@ -245,7 +263,14 @@ class MainWindow(QMainWindow):
         self.banner.show_message(text, action_label, action)
 
     def preset(self) -> ModePreset:
-        return preset_for(self.mode, self.settings.mode_overrides.get(self.mode.value, {}))
+        """The mode's preset for the loaded model (the starter has its own in Chat), with the person's changes."""
+        overrides = self.settings.mode_overrides.get(self.mode.value, {})
+        return preset_for(self.mode, overrides, model_id=self.model_catalog_id())
+
+    def model_catalog_id(self) -> str | None:
+        model = self.client.model
+        entry = entry_for_file(model.path) if model is not None else None
+        return entry.id if entry is not None else None
 
     def _update_controls(self) -> None:
         self.input_bar.set_generating(self.client.is_generating or self.documents.summarizing)
@@ -266,6 +291,12 @@ class MainWindow(QMainWindow):
         self.stop()
         self.models.load(path)
         self._update_controls()
+
+    def _load_last_local_model(self) -> None:
+        """Back on this computer (Settings → Engine): the model used last loads again."""
+        default = default_model(self.settings.last_model, self.settings.imported_models)
+        if default:
+            self.load_model(str(default))
 
     # -- modes -------------------------------------------------------------------------------------------------
 
@@ -335,14 +366,13 @@ class MainWindow(QMainWindow):
             self.attach_documents(others)
 
     def attach_documents(self, paths: list[str]) -> None:
-        if self.mode != Mode.SUMMARIZE:
-            self.set_mode(Mode.SUMMARIZE)
+        """Attach in the mode the window is in: Summarize mode summarizes them, Chat and Code only attach."""
         self.documents.attach(paths)
 
     # -- settings and about ------------------------------------------------------------------------------------
 
     def open_settings(self) -> None:
-        dialog = SettingsDialog(self.settings, self)
+        dialog = SettingsDialog(self.settings, self, model_id=self.model_catalog_id())
         if not dialog.exec():
             return
         updated = dialog.result_settings()
@@ -356,11 +386,14 @@ class MainWindow(QMainWindow):
         for field in dataclasses.fields(updated):
             setattr(self.settings, field.name, getattr(updated, field.name))
         self._save_settings()
+        self.serving.apply(self.settings)
+        switched = self.engine_switcher.apply(self.settings)
         if theme_changed:
             self.palette_for_messages = apply_theme(self._app(), updated.theme)
             self.chat_view.set_palette(self.palette_for_messages)
-        if reload_needed and self.client.model is not None:
-            self.load_model(str(self.client.model.path))
+        local_model = None if switched or self.engine_switcher.remote else self.client.model
+        if reload_needed and local_model is not None:
+            self.load_model(str(local_model.path))
 
     def show_about(self) -> None:
         QMessageBox.about(
@@ -386,12 +419,15 @@ class MainWindow(QMainWindow):
         self._closed = True
         self.documents.abandon_summary()
         self.conversation.abandon_reply()
+        self.serving.stop()
         self.models.shutdown()
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode()
         self._save_settings()
         self.client.shutdown()
         try:
+            trashed = [conversation.id for conversation in self.store.list_trash()]
             self.store.purge_trash()
+            forget_conversations(trashed)  # their saved llama.cpp states go with them
         except UserError:
             log.warning("the trash could not be emptied")
         self.store.close()

@@ -1,7 +1,8 @@
 """The model manager: which models run here and how fast, downloads with progress, and the installed models.
 
-Widgets only: the menu comes from ``app.core.models.menu``, fit and speed from ``app.core.models.fit``, the
-machine from ``app.core.models.hardware``, the Hub from ``app.core.models.hub``, every transfer from
+Widgets only: the menu comes from ``app.core.models.menu``, fit from ``app.core.models.fit``, speed from
+``app.core.models.speed`` (the catalog table's columns from ``app.ui.model_manager_columns``), the machine from
+``app.core.models.hardware``, the Hub from ``app.core.models.hub``, every transfer from
 ``app.core.models.downloads`` and the installed models from ``app.core.models.inventory``. Short jobs (probe,
 Hub file lists, search, planning a download) run on Qt's pool through ``run_in_pool``; each download runs on
 its own Python thread, because it can take hours and must not hold one of the pool's few threads. Progress is relayed to
@@ -16,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -49,23 +49,24 @@ from app.core.models.downloads.queue import (
     DownloadJob,
     DownloadQueue,
 )
-from app.core.models.fit import FitLabel, measured_speeds
+from app.core.models.fit import measured_speeds
 from app.core.models.hardware import HardwareInfo, probe_hardware
 from app.core.models.hub import HubModel, RepoListing, fetch_listing, load_listings, search_hub
 from app.core.models.inventory import InstalledModel, installed_models, remove_installed
 from app.core.models.menu import MenuOption, MenuRow, build_menu
 from app.core.units import human_bytes
 from app.ui.background import run_in_pool
+from app.ui.model_manager_columns import (
+    COLUMN_ACTION,
+    COLUMN_MODEL,
+    COLUMN_QUANT,
+    HEADERS,
+    LEGEND,
+    option_cells,
+)
 
 log = logging.getLogger(__name__)
 
-FIT_COLORS = {
-    FitLabel.RUNS_WELL: "#2e7d32",
-    FitLabel.TIGHT: "#ef6c00",
-    FitLabel.TOO_LARGE: "#c62828",
-    FitLabel.UNKNOWN: "#757575",
-}
-COLUMN_MODEL, COLUMN_FIT, COLUMN_QUANT, COLUMN_SIZE, COLUMN_SPEED, COLUMN_ACTION = range(6)
 SHUTDOWN_WAIT_SECONDS = 3.0
 
 
@@ -90,7 +91,10 @@ class DownloadCell(QWidget):
         self.progress.setTextVisible(True)
         self.pause_button = QPushButton("Pause")
         self.cancel_button = QPushButton("Cancel")
+        self.problem = QLabel()  # why the last try failed, beside its button (the sentence in the tooltip)
+        self.problem.setStyleSheet("color: #b3261e;")
         for widget in (
+            self.problem,
             self.download_button,
             self.use_button,
             self.progress,
@@ -102,6 +106,7 @@ class DownloadCell(QWidget):
 
     def _show(self, *visible: QWidget) -> None:
         for widget in (
+            self.problem,
             self.download_button,
             self.use_button,
             self.progress,
@@ -114,6 +119,14 @@ class DownloadCell(QWidget):
         self.download_button.setText("Resume" if resumable else "Download")
         self.download_button.setEnabled(True)
         self._show(self.use_button if installed else self.download_button)
+
+    def show_failed(self, short: str, sentence: str, resumable: bool = False) -> None:
+        self.show_idle(installed=False, resumable=resumable)
+        self.download_button.setText("Retry")
+        self.problem.setText(short)
+        for widget in (self.problem, self.download_button):
+            widget.setToolTip(sentence)
+        self._show(self.problem, self.download_button)
 
     def show_preparing(self) -> None:
         self.download_button.setText("Preparing...")
@@ -148,10 +161,12 @@ class ModelManagerDialog(QDialog):
     Signals:
         model_installed(str): the path of a model just downloaded and verified (the first part of a split one).
         model_chosen(str): the person pressed "Use" on an installed model.
+        download_failed(str, str): a download of this repository could not start or stopped; the sentence.
     """
 
     model_installed = Signal(str)
     model_chosen = Signal(str)
+    download_failed = Signal(str, str)
 
     def __init__(
         self,
@@ -182,6 +197,8 @@ class ModelManagerDialog(QDialog):
         self._progress: dict[str, DownloadProgress] = {}
         self._chosen_quant: dict[str, str] = {}  # repo id -> the quantization the person picked
         self._job_models: dict[str, tuple[str, str]] = {}  # job id -> (repo id, quant), for progress routing
+        # repo id -> why its last download failed (short, whole)
+        self._failures: dict[str, tuple[str, str]] = {}
         self._search_listing: RepoListing | None = None
         self._relay = _DownloadRelay(self)
         self._relay.progress.connect(self._on_progress)
@@ -243,13 +260,10 @@ class ModelManagerDialog(QDialog):
     def _build_catalog(self) -> QWidget:
         page = QWidget()
         layout = QVBoxLayout(page)
-        self.catalog_table = self._table(["Model", "Fit", "Quantization", "Size", "Speed", ""])
+        self.catalog_table = self._table(HEADERS)
         self.catalog_table.setAccessibleName("Models for this computer")
         layout.addWidget(self.catalog_table)
-        self.legend = QLabel(
-            "Speed is predicted from this computer's memory bandwidth and corrected once a model has run here; "
-            "~ marks sizes estimated from bits per weight (the Hub's file list was not fetched)."
-        )
+        self.legend = QLabel(LEGEND)
         self.legend.setWordWrap(True)
         layout.addWidget(self.legend)
         return page
@@ -435,20 +449,8 @@ class ModelManagerDialog(QDialog):
         option = self.selected_option(row_index)
         if option is None:
             return
-        table = self.catalog_table
-        fit = QTableWidgetItem(option.label.value)
-        fit.setForeground(QColor(FIT_COLORS[option.label]))
-        fit.setToolTip(option.reason)
-        table.setItem(row_index, COLUMN_FIT, fit)
-        size = QTableWidgetItem(option.size_text)
-        size.setToolTip(
-            f"{option.files.display_name}; needs about {human_bytes(option.fit.needed)} of memory at "
-            f"{self._rows[row_index].context_size} tokens of context"
-        )
-        table.setItem(row_index, COLUMN_SIZE, size)
-        speed = QTableWidgetItem(option.speed_text)
-        speed.setToolTip(f"Generation speed, {option.speed.basis.value}")
-        table.setItem(row_index, COLUMN_SPEED, speed)
+        for column, item in option_cells(option, self._rows[row_index].context_size).items():
+            self.catalog_table.setItem(row_index, column, item)
         self._update_cell(row_index)
 
     def _job_for(self, repo_id: str, quant: str) -> DownloadJob | None:
@@ -468,6 +470,8 @@ class ModelManagerDialog(QDialog):
                 cell.show_preparing()
         elif job is not None and job.state == STATE_PAUSED:
             cell.show_paused(job.bytes_on_disk(), job.total_size)
+        elif self._rows[row_index].entry.repo_id in self._failures and option.installed is None:
+            cell.show_failed(*self._failures[self._rows[row_index].entry.repo_id], resumable=job is not None)
         else:
             cell.show_idle(installed=option.installed is not None, resumable=job is not None)
 
@@ -503,6 +507,7 @@ class ModelManagerDialog(QDialog):
 
     def start_download(self, repo_id: str, quant: str | None, filename: str | None = None) -> None:
         """Resume the unfinished download of this model, or plan a new one (on the pool) and start it."""
+        self._failures.pop(repo_id, None)
         existing = self._job_for(repo_id, quant) if quant and not filename else None
         if existing is not None:
             self._run_job(existing.job_id)
@@ -514,8 +519,10 @@ class ModelManagerDialog(QDialog):
             return downloader.enqueue(downloader.plan(repo_id, quant, filename, context_size=context))
 
         def failed(error: BaseException) -> None:
-            self._on_background_error(error)
-            self._refresh_cells()
+            if not isinstance(error, UserError):
+                log.error("planning the download of %s failed", repo_id, exc_info=error)
+            sentence = str(error) if isinstance(error, UserError) else "Something went wrong; try again."
+            self._fail(repo_id, "Not downloaded", sentence)
 
         run_in_pool(plan, lambda job: self._run_job(job.job_id), failed)
 
@@ -582,6 +589,9 @@ class ModelManagerDialog(QDialog):
         self._progress.pop(job_id, None)
         if message:
             self._show_notice(message)
+            repo_id = self._job_models.get(job_id, ("", ""))[0]
+            if repo_id:
+                self._fail(repo_id, "Not downloaded", message)
         if result is not None:
             self.model_installed.emit(str(result.path))
             self.refresh_installed()
@@ -589,6 +599,23 @@ class ModelManagerDialog(QDialog):
         else:
             self._refresh_cells()
         self.refresh_queue()
+
+    def _fail(self, repo_id: str, short: str, sentence: str) -> None:
+        """Say why beside the model's button and above the list, and tell whoever started the download."""
+        self._failures[repo_id] = (short, sentence)
+        name = next((e.name for e in self._entries if e.repo_id == repo_id), repo_id)
+        self._show_notice(f"{name} was not downloaded. {sentence}")
+        self._refresh_cells()
+        self.download_failed.emit(repo_id, sentence)
+
+    def show_model(self, repo_id: str, quant: str) -> None:
+        """Bring this model's row into view, selected at this quantization (kept for a menu still to come)."""
+        self.tabs.setCurrentIndex(0)
+        self._chosen_quant[repo_id] = quant
+        self._refresh_menu()
+        if any(row.entry.repo_id == repo_id for row in self._rows):
+            self.catalog_table.selectRow(self.row_index(repo_id))
+            self.catalog_table.scrollTo(self.catalog_table.currentIndex())
 
     def _refresh_cells(self) -> None:
         for row_index in range(len(self._rows)):

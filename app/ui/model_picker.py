@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from app.core.errors import UserError
 from app.core.llm.engine import LoadOptions, ModelInfo
 from app.core.llm.gguf_check import check_model_file
+from app.core.llm.remote_info import RemoteModelInfo
 from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.models.inventory import installed_models
 from app.core.settings import Settings
@@ -96,7 +97,9 @@ class ModelController(QObject):
             self.picker.addItem(label, str(model.path))
             self.picker.setItemData(self.picker.count() - 1, str(model.path), Qt.ItemDataRole.ToolTipRole)
         if loaded and self.picker.findData(loaded) < 0:
-            self.picker.addItem(Path(loaded).stem, loaded)
+            answering = self.engine.model  # a local file's, or a server's (Settings → Engine)
+            shown = answering.display_name if answering else Path(loaded).stem
+            self.picker.addItem(shown, loaded)
         self.picker.addItem("Open GGUF file…", OPEN_FILE_ITEM)
         index = self.picker.findData(loaded) if loaded else -1
         self.picker.setCurrentIndex(index)
@@ -199,8 +202,9 @@ class ModelController(QObject):
             f"{info.display_name} · {info.context_size:,} tokens of context"
             + ("" if info.has_chat_template else " · no chat template, using ChatML")
         )
-        self.settings.last_model = str(info.path)
-        self.settings_changed.emit()
+        if not isinstance(info, RemoteModelInfo):  # a server's model is no file to load next time
+            self.settings.last_model = str(info.path)
+            self.settings_changed.emit()
         self.refresh()
         if self.model_manager is not None:
             self.model_manager.set_context(info.context_size, info.file_size)

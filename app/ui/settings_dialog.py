@@ -1,4 +1,6 @@
-"""Settings: performance, per-mode sampling and system prompts, appearance. Stored through core settings."""
+"""Settings: performance, the engine (settings_engine.py), per-mode sampling and system prompts, appearance,
+other apps (settings_serve.py).
+Stored through core settings."""
 
 from __future__ import annotations
 
@@ -24,15 +26,27 @@ from app.core.llm.bindings import gpu_offload_supported
 from app.core.llm.engine import physical_cores
 from app.core.modes import Mode, preset_for
 from app.core.settings import THEMES, Settings
+from app.ui.settings_cache import StateCacheSection
+from app.ui.settings_engine import EngineSection
+from app.ui.settings_serve import ServeSection
 
 CONTEXT_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]
 
 
 class ModeEditor(QWidget):
-    def __init__(self, mode: Mode, overrides: dict[str, object], parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        mode: Mode,
+        overrides: dict[str, object],
+        parent: QWidget | None = None,
+        *,
+        model_id: str | None = None,
+    ) -> None:
         super().__init__(parent)
         self.mode = mode
-        preset = preset_for(mode, overrides)
+        self.model_id = model_id  # the loaded model's catalog id: its own preset is what the person sees
+        self._kept = dict(overrides)
+        preset = preset_for(mode, overrides, model_id=model_id)
         form = QFormLayout(self)
         self.temperature = QDoubleSpinBox()
         self.temperature.setRange(0.0, 2.0)
@@ -55,25 +69,51 @@ class ModeEditor(QWidget):
         self.system_prompt = QPlainTextEdit(preset.system_prompt)
         self.system_prompt.setAccessibleName(f"{mode.label} system prompt")
         form.addRow("System prompt", self.system_prompt)
+        self._shown = self._values()
+
+    def restore_preset(self) -> None:
+        """Show the preset (the loaded model's own, if it has one) and forget every earlier change."""
+        preset = preset_for(self.mode, model_id=self.model_id)
+        self._kept = {}
+        self.temperature.setValue(preset.sampling.temperature)
+        self.top_p.setValue(preset.sampling.top_p)
+        self.max_tokens.setValue(preset.sampling.max_tokens)
+        self.system_prompt.setPlainText(preset.system_prompt)
+
+    def _values(self) -> dict[str, object]:
+        return {
+            "temperature": round(self.temperature.value(), 3),
+            "top_p": round(self.top_p.value(), 3),
+            "max_tokens": self.max_tokens.value(),
+            "system_prompt": self.system_prompt.toPlainText().strip(),
+        }
 
     def overrides(self) -> dict[str, object]:
-        """Only what differs from the preset, so later preset improvements still reach the user."""
-        preset = preset_for(self.mode)
-        changed: dict[str, object] = {}
-        if abs(self.temperature.value() - preset.sampling.temperature) > 1e-9:
-            changed["temperature"] = round(self.temperature.value(), 3)
-        if abs(self.top_p.value() - preset.sampling.top_p) > 1e-9:
-            changed["top_p"] = round(self.top_p.value(), 3)
-        if self.max_tokens.value() != preset.sampling.max_tokens:
-            changed["max_tokens"] = self.max_tokens.value()
-        prompt = self.system_prompt.toPlainText().strip()
-        if prompt and prompt != preset.system_prompt:
-            changed["system_prompt"] = prompt
+        """Only what differs from the preset, so later preset improvements still reach the user. A value not
+        edited here keeps its earlier change as it was: the preset shown may be the loaded model's own (the
+        starter's), and a change made for other models must not vanish because it matches this one."""
+        preset = preset_for(self.mode, model_id=self.model_id)
+        base: dict[str, object] = {
+            "temperature": round(preset.sampling.temperature, 3),
+            "top_p": round(preset.sampling.top_p, 3),
+            "max_tokens": preset.sampling.max_tokens,
+            "system_prompt": preset.system_prompt,
+        }
+        changed = dict(self._kept)
+        for key, value in self._values().items():
+            if value == self._shown[key]:
+                continue
+            if value == base[key] or value == "":
+                changed.pop(key, None)
+            else:
+                changed[key] = value
         return changed
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, settings: Settings, parent: QWidget | None = None, *, model_id: str | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setMinimumWidth(520)
@@ -108,11 +148,16 @@ class SettingsDialog(QDialog):
             self.gpu_layers.setAccessibleName("Layers on the GPU")
             form.addRow("Layers on the GPU", self.gpu_layers)
         layout.addWidget(performance)
+        self.state_cache_section = StateCacheSection(settings)  # saved conversation states: space, Clear
+        layout.addWidget(self.state_cache_section)
+
+        self.engine_section = EngineSection(settings)  # this computer or a server
+        layout.addWidget(self.engine_section)
 
         self.mode_tabs = QTabWidget()
         self.mode_editors: dict[Mode, ModeEditor] = {}
         for mode in Mode:
-            editor = ModeEditor(mode, settings.mode_overrides.get(mode.value, {}))
+            editor = ModeEditor(mode, settings.mode_overrides.get(mode.value, {}), model_id=model_id)
             self.mode_editors[mode] = editor
             self.mode_tabs.addTab(editor, mode.label)
         layout.addWidget(self.mode_tabs)
@@ -126,6 +171,9 @@ class SettingsDialog(QDialog):
         self.theme.setCurrentIndex(max(0, self.theme.findData(settings.theme)))
         appearance_form.addRow("Theme", self.theme)
         layout.addWidget(appearance)
+
+        self.serve_section = ServeSection(settings)
+        layout.addWidget(self.serve_section)
 
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
@@ -145,13 +193,12 @@ class SettingsDialog(QDialog):
         self.context_size.setCurrentIndex(max(0, self.context_size.findData(defaults.context_size)))
         if self.gpu_layers is not None:
             self.gpu_layers.setValue(defaults.gpu_layers)
-        for mode, editor in self.mode_editors.items():
-            preset = preset_for(mode)
-            editor.temperature.setValue(preset.sampling.temperature)
-            editor.top_p.setValue(preset.sampling.top_p)
-            editor.max_tokens.setValue(preset.sampling.max_tokens)
-            editor.system_prompt.setPlainText(preset.system_prompt)
+        for editor in self.mode_editors.values():
+            editor.restore_preset()
         self.theme.setCurrentIndex(max(0, self.theme.findData(defaults.theme)))
+        self.serve_section.restore_defaults()
+        self.engine_section.restore_defaults()
+        self.state_cache_section.restore_defaults()
 
     def result_settings(self) -> Settings:
         """The settings as edited; fields the dialog does not show are carried over unchanged."""
@@ -166,4 +213,7 @@ class SettingsDialog(QDialog):
             if (overrides := editor.overrides())
         }
         updated.theme = str(self.theme.currentData())
+        self.serve_section.apply_to(updated)
+        self.engine_section.apply_to(updated)
+        self.state_cache_section.apply_to(updated)
         return updated

@@ -12,6 +12,7 @@ import pytest
 
 import app.bench.engine
 import app.bench.gui
+import app.bench.reopen
 from app.bench.gui import GuiBenchResult
 from app.cli import main
 
@@ -24,10 +25,14 @@ def test_json_runs_the_engine_benchmark_on_the_given_model(
     monkeypatch.setattr(app.bench.engine, "TTFT_ROUNDS", 1)
     monkeypatch.setattr(app.bench.engine, "TURNS", 2)
     monkeypatch.setattr(app.bench.engine, "HISTORY_TARGET_TOKENS", 200)
+    monkeypatch.setattr(app.bench.reopen, "REOPEN_TARGET_TOKENS", 300)
+    monkeypatch.setattr(app.bench.reopen, "SWITCH_TARGET_TOKENS", 150)
+    monkeypatch.setattr(app.bench.reopen, "REOPEN_CONTEXT", 2048)
     assert main(["bench", "--model", str(model_path), "--ctx", "2048", "--json"]) == 0
     captured = capsys.readouterr()
     figures = json.loads(captured.out)
     assert figures["engine_generation_tps"] > 0 and figures["prompt_eval_tokens"] > 0
+    assert figures["reopen_restored_ttft_s"] > 0 and figures["reopen_state_bytes"] > 0
     assert figures["model"] and figures["threads"] > 0
     assert captured.err == ""  # --json is for scripts: no load line, no progress
 

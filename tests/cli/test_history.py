@@ -152,3 +152,23 @@ def test_bench_prints_its_figures() -> None:
         assert label in result.stdout
     assert " ms" in result.stdout
     assert not list(app_paths().cache_dir.glob("history-bench-*"))  # the temporary history is gone
+
+
+def test_show_and_export_follow_the_branch_on_screen() -> None:
+    with HistoryStore() as store:
+        conversation = store.create_conversation()
+        first = store.add_message(conversation.id, "user", "Name a fruit.")
+        store.add_message(conversation.id, "assistant", "A pear.")
+        store.add_message(conversation.id, "user", "Name a vegetable.", parent_id=first.parent_id)
+        store.add_message(conversation.id, "assistant", "A leek.")
+    shown = run("history", "show", str(conversation.id))
+    assert shown.returncode == 0, shown.stderr
+    assert "A leek." in shown.stdout and "pear" not in shown.stdout
+    assert "2 message(s) of other versions are in the JSON export" in shown.stdout
+    exported = json.loads(run("history", "export", str(conversation.id), "--format", "json").stdout)
+    assert len(exported["conversations"][0]["messages"]) == 4  # the whole tree
+
+    with HistoryStore() as store:
+        store.switch_branch(conversation.id, first.id)
+    markdown = run("history", "export", str(conversation.id), "--format", "md").stdout
+    assert "A pear." in markdown and "leek" not in markdown

@@ -140,3 +140,42 @@ def test_the_hardware_line_is_the_machine_s_summary(
     assert main(["models", "recommend", "--offline", "--ctx", "2048"]) == 0
     first_line = capsys.readouterr().out.splitlines()[0]
     assert first_line == laptop().summary() + "; planning for a context of 2048 tokens."
+
+
+def test_recommend_json_after_a_slow_starter_reply_on_the_24_gb_machine(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli import main
+    from app.core.files import write_json_atomic
+    from app.core.models import hardware
+    from app.core.models.measured import speeds_file
+
+    desk = laptop(23_500_000_000, 25_300_000_000, bandwidth=31e9)
+    monkeypatch.setattr(hardware, "probe_hardware", lambda **_options: desk)
+    assert main(["models", "recommend", "--json", "--offline"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    # The file: the previous version's record of one 6.5 tokens/s reply of the starter model.
+    entry = {"parameters": 134515008, "file_size": 98362432, "tokens_per_second": 6.5, "updated": 1.0}
+    write_json_atomic(
+        speeds_file(), {hardware.machine_fingerprint(): {"SmolLM2-135M-Instruct.Q4_1.gguf": entry}}
+    )
+    assert main(["models", "recommend", "--json", "--offline"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert "fingerprint" in after["hardware"]
+    ids = [row["id"] for row in after["models"]]
+    assert ids == [row["id"] for row in before["models"]] and len(ids) >= 10  # not "two tiny models"
+    llama = next(row for row in after["models"] if row["id"] == "llama-3.2-1b")
+    assert llama["fit"] == "runs well" and llama["recommended_quant"]
+    for row in after["models"]:
+        assert row["fit"] == "runs well" and row["recommended_quant"]
+        for option in row["options"]:
+            assert {"quant", "tokens_per_second", "speed_label"} <= set(option)
+        chosen = next(o for o in row["options"] if o["quant"] == row["recommended_quant"])
+        assert chosen["speed_label"] in ("fast", "usable")
+    # Ordered by what suits this machine: every fast model before every merely usable one.
+    words = [row["speed_label"] for row in after["models"]]
+    assert words == sorted(words, key=["fast", "usable"].index)
+
+    assert main(["models", "list", "--offline"]) == 0
+    table = capsys.readouterr().out
+    assert "SPEED" in table and "fast >= 15, usable >= 3" in table

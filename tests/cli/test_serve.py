@@ -263,3 +263,32 @@ def test_a_taken_port_is_a_sentence(server: Server, model_path: Path) -> None:
     result = run("serve", "--model", str(model_path), "--port", port, timeout=60)
     print(result.stderr)
     assert result.returncode == 1 and "--port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_save_history_keeps_each_chat_request_as_a_served_conversation(
+    model_path: Path, tmp_path: Path
+) -> None:
+    from app.core.history.store import HistoryStore
+    from app.core.serve.history import SERVED_MARK
+
+    home = tmp_path / "home"
+    kept = start_server(model_path, home, "--save-history")
+    reply = kept.client().chat.completions.create(
+        model="m",
+        messages=[{"role": "system", "content": "Be brief."}, *PARIS],
+        temperature=0,
+        max_tokens=8,
+    )
+    kept.process.send_signal(signal.SIGINT)
+    _out, err = kept.process.communicate(timeout=30)
+    assert kept.process.returncode == 0 and "Traceback" not in err
+    with HistoryStore(home / "data" / "history.sqlite3") as store:
+        conversations = store.list_conversations()
+        assert len(conversations) == 1
+        conversation = store.get_conversation(conversations[0].id)
+        messages = store.messages(conversation.id)
+    print(conversation.title, conversation.settings, [(m.role, m.content) for m in messages])
+    assert conversation.title == "What is the capital of France? Answer in one word."
+    assert conversation.settings == SERVED_MARK and conversation.model == str(model_path)
+    assert [m.role for m in messages] == ["system", "user", "assistant"]
+    assert messages[-1].content == reply.choices[0].message.content and messages[-1].state == "complete"

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from app.core import settings as store
 from app.core.modes import Mode, preset_for
 from app.core.paths import app_paths
@@ -141,3 +143,43 @@ def test_a_nan_in_the_file_is_refused() -> None:
     assert loaded.settings.mode_overrides == {}
     assert loaded.settings.context_size == store.Settings().context_size
     assert len(loaded.warnings) == 2
+
+
+def test_the_serve_switch_settings_are_checked() -> None:
+    kept, warnings = store.from_dict({"serve_enabled": True, "serve_port": 9000, "serve_save_history": True})
+    assert (kept.serve_enabled, kept.serve_port, kept.serve_save_history) == (
+        True,
+        9000,
+        True,
+    ) and not warnings
+    for bad in (0, 70000, "8080", True):
+        loaded, warnings = store.from_dict({"serve_port": bad})
+        assert loaded.serve_port == 8080 and len(warnings) == 1, (bad, warnings)
+
+
+def test_remote_engine_settings_are_checked_and_the_key_private(caplog: pytest.LogCaptureFixture) -> None:
+    path = app_paths().settings_file
+    remote = store.Settings(engine="server", remote_url="http://gpu-box:8000/v1", remote_api_key="sk-secret")
+    store.save(remote)
+    assert path.stat().st_mode & 0o777 == 0o600  # the API key is readable by its owner only
+    assert store.load().settings.remote_api_key == "sk-secret"
+    path.write_text(
+        json.dumps(
+            {
+                "engine": "cloud",
+                "remote_url": "gpu-box:8000",
+                "remote_read_timeout": 1,
+                "remote_api_key": ["sk-secret"],
+            }
+        ),
+        encoding="utf-8",
+    )
+    loaded = store.load()
+    defaults = store.Settings()
+    assert (loaded.settings.engine, loaded.settings.remote_url, loaded.settings.remote_read_timeout) == (
+        defaults.engine,
+        defaults.remote_url,
+        defaults.remote_read_timeout,
+    )
+    assert len(loaded.warnings) == 4
+    assert "sk-secret" not in " ".join(loaded.warnings) + caplog.text

@@ -12,6 +12,7 @@ from pytestqt.qtbot import QtBot
 from app.core.modes import Mode
 from app.ui.document_card import DocumentCard
 from app.ui.main_window import MainWindow
+from app.ui.transcript.sources import sources_of
 from tests.fixtures.documents import build_pdf, corrupt_pdf_bytes, pdf_bytes, travelogue_pages
 from tests.helpers.window import open_window
 
@@ -36,6 +37,7 @@ def test_dropped_pdf_is_summarized_with_progress_and_kept(
     pdf = build_pdf(tmp_path / "journey.pdf", pages)
     progress: list[object] = []
     window.documents.summary_signals.text.connect(lambda _run, text: progress.append(text))
+    window.set_mode(Mode.SUMMARIZE)  # Summarize mode summarizes what is dropped
     window.handle_dropped_files([str(pdf)])
     qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=10_000)
     assert window.mode == Mode.SUMMARIZE
@@ -54,7 +56,9 @@ def test_dropped_pdf_is_summarized_with_progress_and_kept(
     assert window.store.messages(window.conversation_id)[-1].content == summary.text
 
 
-def test_question_is_answered_from_the_right_page(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
+def test_attached_in_chat_mode_a_document_is_asked_about_and_the_answer_shows_its_sources(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
     pages = [
         "The harbour town keeps its boats painted blue. Fishing starts before dawn.",
         "The lighthouse keeper is named Marguerite Olsen. She has kept the light for thirty years.",
@@ -62,17 +66,39 @@ def test_question_is_answered_from_the_right_page(qtbot: QtBot, window: MainWind
     ]
     path = tmp_path / "town.pdf"
     path.write_bytes(pdf_bytes(pages))
+    assert window.mode == Mode.CHAT
     window.attach_documents([str(path)])
     qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=10_000)
-    qtbot.waitUntil(lambda: not window.documents.summarizing, timeout=120_000)
+    # Attached, not summarized, and still in Chat mode; the card offers Summarize.
+    card = cards(window)[0]
+    assert window.mode == Mode.CHAT and not window.documents.summarizing and not window.client.is_busy
+    assert card.summarize_button.isEnabled() and card.summarize_button.text() == "Summarize"
+    assert "Ask questions" in card.status_label.text()
+    assert window.chat_view.messages == []
+
     window.input.setPlainText("What is the name of the lighthouse keeper?")
     qtbot.keyClick(window.input, Qt.Key.Key_Return)
-    messages = window.conversation.engine_messages()
-    question_turn = messages[-1]["content"]
-    assert "[town.pdf, page 2]" in question_turn
-    assert "Marguerite Olsen" in question_turn
-    qtbot.waitUntil(lambda: not window.client.is_generating, timeout=60_000)
-    assert window.chat_view.messages[-1].text
+    question_turn = window.conversation.engine_messages()[-1]["content"]
+    assert "[town.pdf]" in question_turn and "Marguerite Olsen" in question_turn
+    assert "page" not in question_turn.lower()  # no page numbers for the model to cite, or to invent
+    answer = window.chat_view.messages[-1]
+    panel = sources_of(answer)
+    assert panel is not None and "town.pdf, page 2" in panel.references()  # shown while it is written
+    qtbot.waitUntil(lambda: not window.client.is_generating, timeout=180_000)
+    assert answer.text
+    panel.links.linkActivated.emit(f"source:{panel.references().index('town.pdf, page 2')}")
+    assert "Marguerite Olsen" in panel.passage_text.text()
+
+    # Stored with the reply: back when the conversation is reopened, and in the Markdown export.
+    conversation_id = window.conversation_id
+    assert conversation_id is not None
+    window.new_conversation()
+    window.open_conversation(conversation_id)
+    qtbot.waitUntil(lambda: len(window.chat_view.messages) == 2, timeout=10_000)
+    reopened = sources_of(window.chat_view.messages[-1])
+    assert reopened is not None and reopened.references() == panel.references()
+    exported = window.store.export_markdown([conversation_id])
+    assert "Sources:" in exported and "- town.pdf, page 2: “The lighthouse keeper is named" in exported
 
 
 def test_bad_documents_get_their_sentence(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
@@ -94,6 +120,7 @@ def test_stopping_a_summary_keeps_the_finished_parts(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:
     pdf = build_pdf(tmp_path / "long.pdf", travelogue_pages(24))
+    window.set_mode(Mode.SUMMARIZE)
     window.attach_documents([str(pdf)])
     qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=10_000)
     card = cards(window)[0]
@@ -111,14 +138,14 @@ def test_documents_dropped_together_are_all_indexed_and_reopen_with_the_conversa
     harbour.write_text("The harbour master is called Ingrid Halvorsen and keeps a red boat.\n")
     mill = tmp_path / "mill.txt"
     mill.write_text("The old mill grinds barley every Thursday, powered by the river Tarn.\n")
-    window.client.stop()  # no summaries: this is about attaching
     window.attach_documents([str(harbour), str(mill), str(harbour)])  # the same file twice
     qtbot.waitUntil(lambda: len(cards(window)) == 2, timeout=20_000)
     qtbot.waitUntil(lambda: not window.documents.summarizing and not window.client.is_busy, timeout=120_000)
     conversation_id = window.conversation_id
     assert conversation_id is not None
-    # Attaching switched to Summarize mode, and the conversation is stored in that mode, selected in the list.
-    assert window.store.get_conversation(conversation_id).mode == Mode.SUMMARIZE.value
+    # Attaching in Chat mode stays in Chat mode; the conversation is stored, selected in the list.
+    assert window.mode == Mode.CHAT and window.chat_view.messages == []
+    assert window.store.get_conversation(conversation_id).mode == Mode.CHAT.value
     assert window.sidebar.current_id == conversation_id
     assert sorted(d.name for d in window.store.documents_for(conversation_id)) == ["harbour.txt", "mill.txt"]
     session = window.conversation.session

@@ -134,7 +134,7 @@ def test_bad_gguf_gives_a_sentence_and_the_window_lives(
     assert "Paris" in window.chat_view.messages[-1].text
 
 
-def test_regenerate_replaces_the_last_reply(qtbot: QtBot, window: MainWindow) -> None:
+def test_regenerate_adds_a_version_of_the_last_reply(qtbot: QtBot, window: MainWindow) -> None:
     send(qtbot, window, "Name a color.")
     wait_reply(qtbot, window)
     last = window.chat_view.messages[-1]
@@ -146,6 +146,8 @@ def test_regenerate_replaces_the_last_reply(qtbot: QtBot, window: MainWindow) ->
     stored = window.store.messages(window.conversation_id)
     assert [m.role for m in stored] == ["user", "assistant"]
     assert len(window.chat_view.messages) == 2
+    assert len(window.store.all_messages(window.conversation_id)) == 3  # the first reply stays a version
+    assert window.chat_view.messages[-1].branch_switcher.label.text() == "2/2"
 
 
 def test_edit_and_resend_the_last_question(qtbot: QtBot, window: MainWindow) -> None:
@@ -155,7 +157,7 @@ def test_edit_and_resend_the_last_question(qtbot: QtBot, window: MainWindow) -> 
     assert question.edit_button.isVisibleTo(window)
     qtbot.mouseClick(question.edit_button, Qt.MouseButton.LeftButton)
     assert window.input.toPlainText() == "What is the capital of Spain?"
-    assert window.chat_view.messages == []
+    assert len(window.chat_view.messages) == 2  # nothing is removed while editing
     window.input.setPlainText("What is the capital of France?")
     qtbot.keyClick(window.input, Qt.Key.Key_Return)
     wait_reply(qtbot, window)

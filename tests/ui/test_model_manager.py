@@ -15,7 +15,8 @@ from app.core.models.catalog import load_catalog
 from app.core.models.downloads.queue import STATE_PAUSED, DownloadQueue
 from app.core.models.hardware import HardwareInfo
 from app.core.paths import app_paths
-from app.ui.model_manager import COLUMN_FIT, COLUMN_SIZE, COLUMN_SPEED, ModelManagerDialog
+from app.ui.model_manager import ModelManagerDialog
+from app.ui.model_manager_columns import COLUMN_FIT, COLUMN_SIZE, COLUMN_SPEED, COLUMN_SPEED_LABEL
 from tests.fixtures.fake_hub import FakeHub, use_fake_hub_only
 from tests.helpers.hardware import laptop
 
@@ -83,6 +84,24 @@ def test_menu_shows_fit_speed_size_and_the_recommended_quantization(dialog: Mode
     assert dialog.action_cell(smol).download_button.isVisible()
     # Repositories the hub does not have are reported in one sentence, and their sizes stay estimates.
     assert dialog.notice.isVisible() and "estimates" in dialog.notice.text()
+
+
+def test_speed_has_its_own_column_and_the_recommended_models_come_first(qtbot: QtBot, hub: FakeHub) -> None:
+    # Plenty of memory, a slow memory bus (5 GB/s): an 8B model fits ("runs well") but crawls ("slow").
+    dialog = open_dialog(qtbot, hub, laptop(available=23 * GB, total=24 * GB, bandwidth=5e9))
+    table = dialog.catalog_table
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]  # type: ignore[union-attr]
+    assert headers[COLUMN_FIT] == "Fit" and headers[COLUMN_SPEED_LABEL] == "Speed"
+    llama8 = dialog.row_index("bartowski/Meta-Llama-3.1-8B-Instruct-GGUF")
+    assert cell_text(dialog, llama8, COLUMN_FIT) == "runs well"
+    assert cell_text(dialog, llama8, COLUMN_SPEED_LABEL) == "slow"
+    words = {cell_text(dialog, r, COLUMN_SPEED_LABEL) for r in range(table.rowCount())}
+    assert {"fast", "usable", "slow"} <= words
+    recommended = [row.is_recommended for row in dialog.menu_rows()]
+    assert recommended[0] and recommended == sorted(recommended, reverse=True)
+    for index, row in enumerate(dialog.menu_rows()):  # the table shows the rows in the menu's order
+        assert table.item(index, 0).data(Qt.ItemDataRole.UserRole) == row.entry.repo_id  # type: ignore[union-attr]
+    dialog.shutdown()
 
 
 def test_labels_follow_the_context_size_and_a_loaded_model(qtbot: QtBot, hub: FakeHub) -> None:

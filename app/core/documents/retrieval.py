@@ -3,9 +3,12 @@
 Each attached document is cut into short passages that never cross a page or section, so every passage has one
 exact reference ("page 7"). The passages go into an SQLite FTS5 index and a question is matched against them
 with BM25 ranking: no embedding model to download or run, and good at the names and numbers people ask about.
-The best passages, as many as the token budget allows, become one block of excerpts, each under its reference,
-that rides in the newest question's turn: the excerpts change with every question, and placed before the history
-they would invalidate the model's cached evaluation of the whole conversation each turn.
+The best passages, as many as the token budget allows, become one block of excerpts, each under the name of its
+document, that rides in the newest question's turn: the excerpts change with every question, and placed before the
+history they would invalidate the model's cached evaluation of the whole conversation each turn.
+
+The model is shown no page numbers and is not asked to cite any: a small model cites pages it makes up. The
+exact pages come from the passages themselves (``DocumentContext.hits``), which the app shows under the answer.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from app.core.documents.document import approximate_tokens as approximate_tokens
 # from different pages fit a small context.
 PASSAGE_TOKENS = 160
 EXCERPTS_HEADER = (
-    "Excerpts from the attached documents, each under its source in square brackets. Answer from these "
-    "excerpts and name the page or section you used, like [page 3]."
+    "Excerpts from the attached documents, each under its document's name in square brackets. Answer the "
+    "question from these excerpts, in your own words; if they do not hold the answer, say so."
 )
 # Most of the question words that carry no meaning; left out so they do not decide the ranking.
 _STOPWORDS = frozenset({
@@ -61,8 +64,8 @@ class Hit:
 class DocumentContext:
     """The excerpts to put before the question in its turn, and what went into them."""
 
-    text: str  # the header, then each excerpt under its reference
-    hits: list[Hit]
+    text: str  # the header, then each excerpt under its document's name
+    hits: list[Hit]  # the passages in ``text``, in its order: the sources shown under the answer
     tokens: int
 
     @property
@@ -180,7 +183,7 @@ def build_context(
     """The excerpts most relevant to ``question`` that fit ``budget_tokens``, to go before it in its turn.
 
     Passages are chosen best first and skipped when they would overflow the budget, then written in reading
-    order, each under its reference, so the model (and the person) can see where each excerpt comes from.
+    order, each under its document's name (not its page: see the module's docstring).
     """
     hits = index.search(question, limit=candidates) or index.opening_passages()
     used = count_tokens(EXCERPTS_HEADER) + 8  # the chat template's wrapping of one message
@@ -196,7 +199,7 @@ def build_context(
 
 
 def _excerpt(hit: Hit) -> str:
-    return f"[{hit.passage.reference}]\n{hit.passage.text}"
+    return f"[{hit.passage.document_name}]\n{hit.passage.text}"
 
 
 def context_budget(context_size: int, reply_tokens: int) -> int:

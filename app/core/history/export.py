@@ -1,5 +1,10 @@
 """The history's export format: conversations as JSON (what ``history import`` reads back, see ``imports``) or
 Markdown. An export keeps each conversation's uuid, so importing the same file twice adds nothing the second time.
+
+Format version 2 keeps the conversation's tree (see ``branches``): each message has an ``id`` (unique within its
+conversation) and a ``parent`` (an earlier message's id, or null), and ``current_message`` is the newest message
+of the branch on screen. Version 1 (a plain list, each message following the one before) still imports. The
+Markdown export is the branch on screen.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from app.core.history.records import (
     printable_text,
     to_ms,
 )
+from app.core.history.sources import ReplySource
 
 EXPORT_FORMAT = "llamadesk-history"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 
 
 # -- export ------------------------------------------------------------------------------------------------
@@ -40,9 +46,14 @@ def export_envelope(conversations: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def conversation_export(
-    conversation: Conversation, messages: Sequence[Message], documents: Sequence[StoredDocument]
+    conversation: Conversation,
+    messages: Sequence[Message],
+    documents: Sequence[StoredDocument],
+    sources: Mapping[int, Sequence[ReplySource]] | None = None,
 ) -> dict[str, Any]:
-    """One conversation as plain data, ready for ``json.dumps``."""
+    """One conversation as plain data, ready for ``json.dumps``; ``sources`` are the passages each reply was
+    given, by message id (see ``sources``)."""
+    sources = sources or {}
     return {
         "uuid": conversation.uuid,
         "title": conversation.title,
@@ -51,8 +62,11 @@ def conversation_export(
         "settings": conversation.settings,
         "created": iso_time(to_ms(conversation.created)),
         "updated": iso_time(to_ms(conversation.updated)),
+        "current_message": _current_message(conversation, messages),
         "messages": [
             {
+                "id": m.id,
+                "parent": m.parent_id,
                 "role": m.role,
                 "content": m.content,
                 "created": iso_time(to_ms(m.created)),
@@ -61,6 +75,7 @@ def conversation_export(
                 "evaluated_tokens": m.evaluated_tokens,
                 "generated_tokens": m.generated_tokens,
                 "stats": m.stats,
+                "sources": [source.to_dict() for source in sources.get(m.id, ())],
             }
             for m in messages
         ],
@@ -78,6 +93,12 @@ def conversation_export(
             for d in documents
         ],
     }
+
+
+def _current_message(conversation: Conversation, messages: Sequence[Message]) -> int | None:
+    if conversation.current_leaf_id is not None:
+        return conversation.current_leaf_id
+    return messages[-1].id if messages else None
 
 
 def json_text(export: Mapping[str, Any]) -> str:
@@ -112,12 +133,55 @@ def conversation_markdown(conversation: Mapping[str, Any]) -> str:
     lines.append(f"- Started: {_local(conversation['created'])}")
     for document in conversation.get("documents", []):
         lines.append(f"- Attached: {printable_line(document['name'])}")
-    for message in conversation["messages"]:
+    branch = branch_on_screen(conversation)
+    versions = len(conversation["messages"]) - len(branch)
+    if versions:
+        lines.append(
+            f"- Shown: the version on screen; {versions} message(s) of other versions are in the JSON export"
+        )
+    for message in branch:
         heading = _ROLE_HEADINGS.get(message["role"], printable_line(message["role"]))
         note = _STATE_NOTES.get(message["state"], "")
         content = printable_text(message["content"].rstrip())
         lines += ["", f"## {heading} · {_local(message['created'])}{note}", "", content]
+        lines += _sources_markdown(message.get("sources") or [])
     return "\n".join(lines)
+
+
+def branch_on_screen(conversation: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The messages of an exported conversation's branch on screen, oldest first: every message of a version-1
+    export (a plain list), otherwise the path from ``current_message`` up its parents."""
+    messages: list[Mapping[str, Any]] = conversation["messages"]
+    if not messages or "id" not in messages[0]:
+        return list(messages)
+    by_id = {message["id"]: message for message in messages}
+    current = conversation.get("current_message")
+    if current not in by_id:
+        current = messages[-1]["id"]
+    path: list[Mapping[str, Any]] = []
+    seen: set[Any] = set()
+    while current in by_id and current not in seen:
+        seen.add(current)
+        path.append(by_id[current])
+        current = by_id[current].get("parent")
+    return path[::-1]
+
+
+SOURCE_QUOTE_CHARS = 160
+
+
+def _sources_markdown(sources: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The passages a reply was given, under it: each one's document and page (or section) and how it begins."""
+    if not sources:
+        return []
+    lines = ["", "Sources:"]
+    for source in sources:
+        quote = " ".join(str(source.get("text", "")).split())
+        if len(quote) > SOURCE_QUOTE_CHARS:
+            quote = quote[:SOURCE_QUOTE_CHARS].rsplit(" ", 1)[0] + "…"
+        reference = printable_line(f"{source.get('document', '')}, {source.get('label', '')}")
+        lines.append(f"- {reference}: “{printable_line(quote)}”")
+    return lines
 
 
 def markdown(conversations: Sequence[Mapping[str, Any]]) -> str:

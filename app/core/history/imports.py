@@ -6,7 +6,9 @@ SQLite cannot hold, a nesting deeper than ``MAX_NESTING`` or a text over its siz
 an imported conversation can always be listed, shown, exported and opened again.
 
 Exports from earlier versions still import: a document's ``page_starts`` is ignored, and a layout kept with
-its text in ``meta["document"]`` becomes a text-free layout, as migration 0005 does in a database.
+its text in ``meta["document"]`` becomes a text-free layout, as migration 0005 does in a database. A version-1
+conversation (a plain list of messages) becomes a single branch; a version-2 one keeps its tree, each parent
+checked to be a message of the same conversation and no message its own ancestor.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import math
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +72,10 @@ class ImportedConversation:
     # (role, content, created_ms, state, prompt_tokens, evaluated_tokens, generated_tokens, stats JSON)
     messages: list[tuple[Any, ...]]
     documents: list[DocumentRow]
+    # Each message's parent as an index into ``messages`` (always an earlier one); empty: each follows the one
+    # before it. ``current``: the index of the newest message of the branch on screen (None: the last).
+    parents: list[int | None] = field(default_factory=list)
+    current: int | None = None
 
 
 class _Invalid(ValueError):
@@ -84,11 +90,23 @@ def insert_imported(connection: sqlite3.Connection, item: ImportedConversation) 
         (item.uuid, item.title, item.mode, item.model, item.settings, item.created_ms, item.updated_ms),
     )
     conversation_id = row_id(cursor)
+    # The ids are chosen here (the transaction holds the write lock), so that each message can name its
+    # parent's id and all of them go in with one executemany.
+    first = connection.execute("SELECT coalesce(max(id), 0) + 1 FROM messages").fetchone()[0]
+    parents = item.parents or [index - 1 if index else None for index in range(len(item.messages))]
     connection.executemany(
-        "INSERT INTO messages (conversation_id, role, content, created_ms, state, prompt_tokens, "
-        "evaluated_tokens, generated_tokens, stats) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(conversation_id, *message) for message in item.messages],
+        "INSERT INTO messages (id, conversation_id, role, content, created_ms, state, prompt_tokens, "
+        "evaluated_tokens, generated_tokens, stats, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (first + index, conversation_id, *message, None if parent is None else first + parent)
+            for index, (message, parent) in enumerate(zip(item.messages, parents, strict=True))
+        ],
     )
+    if item.messages:
+        current = item.current if item.current is not None else len(item.messages) - 1
+        connection.execute(
+            "UPDATE conversations SET current_leaf_id = ? WHERE id = ?", (first + current, conversation_id)
+        )
     for document in item.documents:
         insert_document(connection, conversation_id, document)
     return conversation_id
@@ -155,6 +173,7 @@ def parse_conversation(item: Any, number: int) -> ImportedConversation:
             raise _Invalid("its id (uuid) is empty")
         messages = _list(item, "messages", MAX_MESSAGES)
         documents = _list(item, "documents", MAX_DOCUMENTS)
+        order, parents, current = _tree(item, messages)
         return ImportedConversation(
             uuid=uuid,
             title=one_line(title),
@@ -163,11 +182,75 @@ def parse_conversation(item: Any, number: int) -> ImportedConversation:
             settings=dump_json(_object(item, "settings", default={})),
             created_ms=_time(item, "created"),
             updated_ms=_time(item, "updated"),
-            messages=[_message(m, index) for index, m in enumerate(messages, start=1)],
+            messages=[_message(messages[index], index + 1) for index in order],
             documents=[_document(d, index) for index, d in enumerate(documents, start=1)],
+            parents=parents,
+            current=current,
         )
     except _Invalid as exc:
         raise HistoryFormatError(f"C{name[1:]} was not imported: {exc}.") from exc
+
+
+def _tree(item: Mapping[str, Any], messages: list[Any]) -> tuple[list[int], list[int | None], int | None]:
+    """A version-2 conversation's tree: the order to insert its messages in (parents first, otherwise as
+    listed), each one's parent as an index into that order, and the branch on screen's newest message. For a
+    version-1 conversation (no message has an ``id``): as listed, a single branch."""
+    if not any(isinstance(m, dict) and "id" in m for m in messages):
+        return list(range(len(messages))), [], None
+    position: dict[int, int] = {}  # id -> index in ``messages``
+    parent_ids: list[int | None] = []
+    for index, m in enumerate(messages):
+        number = index + 1
+        if not isinstance(m, dict):
+            raise _Invalid(f"message {number}: it is {_kind(m)}, not an object")
+        message_id = _reference(m, "id", number)
+        if message_id is None:
+            raise _Invalid(f"message {number} has no id, but others in the same conversation have one")
+        if message_id in position:
+            first = position[message_id] + 1
+            raise _Invalid(f"message {number}: its id {message_id} is also message {first}'s")
+        position[message_id] = index
+        parent_ids.append(_reference(m, "parent", number))
+    for number, parent in enumerate(parent_ids, start=1):
+        if parent is not None and parent not in position:
+            raise _Invalid(f"message {number}: its parent {parent} is not a message of this conversation")
+    order: list[int] = []
+    placed: dict[int, int] = {}  # index in ``messages`` -> index in ``order``
+    for start in range(len(messages)):
+        chain: list[int] = []
+        in_chain: set[int] = set()
+        step: int | None = start
+        while step is not None and step not in placed:
+            if step in in_chain:
+                numbers = ", ".join(str(i + 1) for i in chain[chain.index(step) :][:10])
+                raise _Invalid(f"messages {numbers} are each other's parents (a loop, not a conversation)")
+            chain.append(step)
+            in_chain.add(step)
+            parent = parent_ids[step]
+            step = None if parent is None else position[parent]
+        for step in reversed(chain):
+            placed[step] = len(order)
+            order.append(step)
+    parents: list[int | None] = []
+    for step in order:
+        parent = parent_ids[step]
+        parents.append(None if parent is None else placed[position[parent]])
+    current_id = item.get("current_message")
+    if current_id is None:
+        return order, parents, None
+    if not isinstance(current_id, int) or isinstance(current_id, bool) or current_id not in position:
+        shown = printable_line(repr(current_id))[:40]
+        raise _Invalid(f"its current_message {shown} is not one of its messages")
+    return order, parents, placed[position[current_id]]
+
+
+def _reference(m: Mapping[str, Any], key: str, number: int) -> int | None:
+    value = m.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _SQLITE_INTEGER:
+        raise _Invalid(f"message {number}: its {key} is {_kind(value)}, not a message number")
+    return value
 
 
 def _message(m: Any, number: int) -> tuple[Any, ...]:

@@ -37,6 +37,7 @@ class Conversation:
     created: datetime
     updated: datetime
     deleted: datetime | None  # in the trash since then; None for a live conversation
+    current_leaf_id: int | None = None  # the newest message of the branch on screen (None: no message yet)
 
     @property
     def display_title(self) -> str:
@@ -77,6 +78,19 @@ class Message:
     evaluated_tokens: int | None = None
     generated_tokens: int | None = None
     stats: dict[str, Any] | None = None
+    parent_id: int | None = None  # the message this one answers or follows; None for a conversation's first
+
+
+@dataclass(frozen=True)
+class BranchPosition:
+    """Where a message stands among its versions (the messages with the same parent): "< 2/3 >"."""
+
+    sibling_ids: tuple[int, ...]  # oldest first; the message itself among them
+    index: int  # of the message in ``sibling_ids``, from 0
+
+    @property
+    def count(self) -> int:
+        return len(self.sibling_ids)
 
 
 @dataclass(frozen=True)
@@ -262,10 +276,12 @@ def row_id(cursor: sqlite3.Cursor) -> int:
 
 # -- rows --------------------------------------------------------------------------------------------------
 
-CONVERSATION_COLUMNS = "id, uuid, title, mode, model, settings, created_ms, updated_ms, deleted_ms"
+CONVERSATION_COLUMNS = (
+    "id, uuid, title, mode, model, settings, created_ms, updated_ms, deleted_ms, current_leaf_id"
+)
 MESSAGE_COLUMNS = (
     "id, conversation_id, role, content, created_ms, state, prompt_tokens, evaluated_tokens, generated_tokens, "
-    "stats"
+    "stats, parent_id"
 )
 DOCUMENT_COLUMNS = (
     "id, conversation_id, name, content_hash, text, layout, token_count, summary, meta, created_ms"
@@ -291,6 +307,7 @@ def conversation_from_row(row: sqlite3.Row) -> Conversation:
         created=to_datetime(row["created_ms"]),
         updated=to_datetime(row["updated_ms"]),
         deleted=None if row["deleted_ms"] is None else to_datetime(row["deleted_ms"]),
+        current_leaf_id=row["current_leaf_id"],
     )
 
 
@@ -306,6 +323,7 @@ def message_from_row(row: sqlite3.Row) -> Message:
         evaluated_tokens=row["evaluated_tokens"],
         generated_tokens=row["generated_tokens"],
         stats=None if row["stats"] is None else load_dict(row["stats"]),
+        parent_id=row["parent_id"],
     )
 
 

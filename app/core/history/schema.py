@@ -279,12 +279,52 @@ def _migrate_0005_document_text_once(connection: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_0006_branches(connection: sqlite3.Connection) -> None:
+    # A conversation becomes a tree: each message names its parent (None for the first), and the conversation
+    # remembers the leaf of the branch on screen. Every older conversation is one branch: each message's parent
+    # is the message before it, and its leaf is its newest message.
+    _execute_all(
+        connection,
+        [
+            "ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages(id)",
+            "ALTER TABLE conversations ADD COLUMN current_leaf_id INTEGER",
+            """UPDATE messages SET parent_id = (
+                SELECT max(earlier.id) FROM messages AS earlier
+                WHERE earlier.conversation_id = messages.conversation_id AND earlier.id < messages.id
+            )""",
+            """UPDATE conversations SET current_leaf_id = (
+                SELECT max(id) FROM messages WHERE messages.conversation_id = conversations.id
+            )""",
+            # The siblings of a message (the versions "< 2/3 >" moves between) and the children of a branch.
+            "CREATE INDEX messages_by_parent ON messages(conversation_id, parent_id, id)",
+        ],
+    )
+
+
+def _migrate_0007_reply_sources(connection: sqlite3.Connection) -> None:
+    # The passages a reply was given (``sources.ReplySource``), in the order the model read them; deleting a
+    # reply deletes its sources (the history turns foreign keys on).
+    connection.execute(
+        """CREATE TABLE reply_sources (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            document_name TEXT NOT NULL,
+            label TEXT NOT NULL,
+            page INTEGER,
+            text TEXT NOT NULL,
+            PRIMARY KEY (message_id, position)
+        ) WITHOUT ROWID"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_conversations_and_messages", _migrate_0001_conversations_and_messages),
     Migration("0002_message_search", _migrate_0002_message_search),
     Migration("0003_trash_uuids_and_indexes", _migrate_0003_trash_uuids_and_indexes),
     Migration("0004_documents", _migrate_0004_documents),
     Migration("0005_document_text_once", _migrate_0005_document_text_once),
+    Migration("0006_branches", _migrate_0006_branches),
+    Migration("0007_reply_sources", _migrate_0007_reply_sources),
 )
 
 

@@ -17,15 +17,24 @@ import sqlite3
 import time
 import uuid as uuid_module
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import TracebackType
+from types import EllipsisType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from app.core.documents.document import Document
 from app.core.errors import UserError
 from app.core.history.attachments import DocumentRow, insert_document, rebuilt_document
+from app.core.history.branches import (
+    BRANCH_IDS,
+    BRANCH_PAGE_IDS,
+    current_leaf,
+    latest_leaf_below,
+    positions,
+    remove_from_tree,
+    set_current_leaf,
+)
 from app.core.history.database import open_database, release_database
 from app.core.history.errors import (
     HistoryFormatError,
@@ -48,6 +57,7 @@ from app.core.history.records import (
     DOCUMENT_COLUMNS,
     MESSAGE_COLUMNS,
     ROLES,
+    BranchPosition,
     Conversation,
     ConversationSummary,
     FinalState,
@@ -74,6 +84,7 @@ from app.core.history.search import (
     list_matching_conversations,
     search_messages,
 )
+from app.core.history.sources import ReplySource, insert_sources, select_sources
 from app.core.paths import app_paths
 
 if TYPE_CHECKING:
@@ -141,7 +152,7 @@ class HistoryStore:
             # Disk full, locked, I/O error: the environment's fault, so a sentence, not a traceback.
             raise storage_error(exc, "saved") from exc
 
-    def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
         try:
             cursor = self._connection.execute(sql, parameters)
             cursor.row_factory = sqlite3.Row
@@ -282,10 +293,18 @@ class HistoryStore:
         *,
         state: MessageState = "complete",
         stats: Mapping[str, Any] | None = None,
+        parent_id: int | EllipsisType | None = ...,
     ) -> Message:
-        """Store one message and commit at once: a user message is safe before the model is even asked."""
+        """Store one message and commit at once: a user message is safe before the model is even asked.
+
+        It follows the branch on screen, or with ``parent_id`` that message (None: it starts the conversation),
+        which makes it a new version of that message's other children (``branches``). Either way the branch on
+        screen now ends with it.
+        """
         with self._write() as connection:
-            message_id = self._insert_message(connection, conversation_id, role, content, state, stats)
+            message_id = self._insert_message(
+                connection, conversation_id, role, content, state, stats, parent_id
+            )
         return self.get_message(message_id)
 
     def _insert_message(
@@ -296,16 +315,19 @@ class HistoryStore:
         content: str,
         state: MessageState,
         stats: Mapping[str, Any] | None,
+        parent_id: int | EllipsisType | None = ...,
     ) -> int:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         self._require(connection, conversation_id)
+        parent = current_leaf(connection, conversation_id) if parent_id is ... else parent_id
         now = now_ms()
         cursor = connection.execute(
             "INSERT INTO messages (conversation_id, role, content, created_ms, state, prompt_tokens, "
-            "evaluated_tokens, generated_tokens, stats) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (conversation_id, role, content, now, state, *token_counts(stats), dump_optional(stats)),
+            "evaluated_tokens, generated_tokens, stats, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (conversation_id, role, content, now, state, *token_counts(stats), dump_optional(stats), parent),
         )
+        set_current_leaf(connection, conversation_id, row_id(cursor))
         connection.execute(
             "UPDATE conversations SET updated_ms = max(updated_ms, ?) WHERE id = ?", (now, conversation_id)
         )
@@ -323,26 +345,78 @@ class HistoryStore:
         return message_from_row(rows[0])
 
     def delete_message(self, message_id: int) -> None:
-        """Remove one message: a reply being regenerated, or a question taken back to be edited."""
+        """Remove one message (a question that could not be answered at all); its children, if any, move up to
+        its parent."""
         with self._write() as connection:
+            remove_from_tree(connection, message_id)
             connection.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
     def messages(self, conversation_id: int) -> list[Message]:
-        """The conversation's messages, oldest first."""
+        """The messages of the branch on screen, oldest first (``all_messages``: every branch)."""
+        rows = self._read(
+            f"{BRANCH_IDS} SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN branch ORDER BY id",
+            {"conversation": conversation_id},
+        )
+        return [message_from_row(row) for row in rows]
+
+    def all_messages(self, conversation_id: int) -> list[Message]:
+        """Every message of every branch, oldest first (a parent always before its children)."""
         rows = self._read(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id",
             (conversation_id,),
         )
         return [message_from_row(row) for row in rows]
 
+    def branch_positions(
+        self, conversation_id: int, messages: Sequence[Message]
+    ) -> dict[int, BranchPosition]:
+        """Where each of ``messages`` that has other versions stands among them ("< 2/3 >"), by message id."""
+        try:
+            return positions(self._connection, conversation_id, [(m.id, m.parent_id) for m in messages])
+        except sqlite3.OperationalError as exc:
+            raise storage_error(exc, "read") from exc
+
+    def switch_branch(self, conversation_id: int, message_id: int) -> None:
+        """Show the branch through ``message_id`` (a version of a message): it and the latest path below it."""
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT 1 FROM messages WHERE id = ? AND conversation_id = ?", (message_id, conversation_id)
+            ).fetchone()
+            if row is None:
+                raise UserError(f"There is no message {message_id} in conversation {conversation_id}.")
+            leaf = latest_leaf_below(connection, conversation_id, message_id)
+            set_current_leaf(connection, conversation_id, leaf)
+
+    def set_branch_end(self, conversation_id: int, message_id: int | None) -> None:
+        """Make the branch on screen end at ``message_id`` exactly (a reply about to be written again ends its
+        branch at its question, so the new reply becomes its sibling)."""
+        with self._write() as connection:
+            set_current_leaf(connection, conversation_id, message_id)
+
+    def branch_end(self, conversation_id: int) -> int | None:
+        """The newest message of the branch on screen."""
+        try:
+            return current_leaf(self._connection, conversation_id)
+        except sqlite3.OperationalError as exc:
+            raise storage_error(exc, "read") from exc
+
     def recent_messages(
         self, conversation_id: int, limit: int, before_id: int | None = None
     ) -> list[Message]:
-        """Up to ``limit`` messages, oldest first, the newest of them just before ``before_id`` (or the newest of
-        the conversation): a long conversation is shown a page at a time, newest first."""
+        """Up to ``limit`` messages of the branch on screen, oldest first, the newest of them just before
+        ``before_id`` (a message of that branch; by default the newest of the branch): a long conversation is
+        shown a page at a time, newest first."""
+        if before_id is None:
+            start = self.branch_end(conversation_id)
+        else:
+            above = self._read("SELECT parent_id FROM messages WHERE id = ?", (before_id,))
+            start = above[0]["parent_id"] if above else None
+        if start is None or limit <= 0:
+            return []
         rows = self._read(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-            (conversation_id, before_id if before_id is not None else 2**63 - 1, limit),
+            f"{BRANCH_PAGE_IDS} SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN (SELECT id FROM page) "
+            "ORDER BY id DESC",
+            {"conversation": conversation_id, "start": start, "limit": limit},
         )
         return [message_from_row(row) for row in reversed(rows)]
 
@@ -400,6 +474,20 @@ class HistoryStore:
                 "WHERE id = (SELECT conversation_id FROM messages WHERE id = ?)",
                 (now, message_id),
             )
+
+    # -- the sources of replies --------------------------------------------------------------------------------
+
+    def set_reply_sources(self, message_id: int, sources: Sequence[ReplySource]) -> None:
+        """Keep with a reply the document passages it was given (see ``sources``)."""
+        with self._write() as connection:
+            insert_sources(connection, message_id, sources)
+
+    def reply_sources(self, message_ids: Iterable[int]) -> dict[int, list[ReplySource]]:
+        """The sources of each of ``message_ids`` that has any, in the order the model read them."""
+        try:
+            return select_sources(self._connection, message_ids)
+        except sqlite3.OperationalError as exc:
+            raise storage_error(exc, "read") from exc
 
     # -- documents ---------------------------------------------------------------------------------------------
 
@@ -485,7 +573,12 @@ class HistoryStore:
             ids = list(conversation_ids)
         return export_envelope(
             [
-                conversation_export(self.get_conversation(i), self.messages(i), self.documents_for(i))
+                conversation_export(
+                    self.get_conversation(i),
+                    messages := self.all_messages(i),
+                    self.documents_for(i),
+                    self.reply_sources(m.id for m in messages),
+                )
                 for i in ids
             ]
         )

@@ -218,9 +218,99 @@ def cached_tokens(llama: Any) -> list[int]:
     return list(llama._input_ids.tolist()) if llama.n_tokens else []
 
 
+def evaluate_prompt(
+    llama: Any,
+    tokens: list[int],
+    progress: Callable[[int, int], None] | None,
+    cancelled: Callable[[], bool],
+) -> bool:
+    """Evaluate ``tokens`` after the longest prefix llama.cpp holds, all but the last, in batches of n_batch,
+    calling ``progress(done, total)`` after each (``total`` counts the last token too; ``Llama.generate`` then
+    evaluates only that one, as it finds the rest cached). Returns False if ``cancelled()`` turned true between
+    batches; llama.cpp's abort callback stops a batch under way (``Llama.eval`` raises). Internal used:
+    ``Llama.n_tokens``, which ``Llama.eval`` continues from, and ``Llama._ctx.kv_cache_seq_rm``."""
+    cached = cached_tokens(llama)
+    prefix = 0
+    for held, wanted in zip(cached, tokens[:-1], strict=False):
+        if held != wanted:
+            break
+        prefix += 1
+    total = len(tokens) - prefix
+    if total <= 1:
+        return True
+    if prefix and not llama._ctx.kv_cache_seq_rm(-1, prefix, -1):
+        prefix, total = 0, len(tokens)  # this cache cannot drop a suffix: evaluate it all
+    llama.n_tokens = prefix  # Llama.eval drops the cache from here and continues
+    batch = max(1, int(llama.n_batch))
+    end = len(tokens) - 1
+    for start in range(prefix, end, batch):
+        llama.eval(tokens[start : min(end, start + batch)])
+        if progress is not None:
+            progress(min(end, start + batch) - prefix, total)
+        if cancelled():
+            return False
+    return True
+
+
 def end_of_generation(llama: Any) -> Callable[[int], bool]:
     """A test for end-of-generation tokens (EOS, EOT, ...). Internal used: ``Llama._model.vocab``."""
     import llama_cpp
 
     vocab = llama._model.vocab
     return lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+
+
+def sequence_state(llama: Any) -> tuple[list[int], bytearray]:
+    """The tokens llama.cpp holds and their KV cache (sequence 0, the only one ``Llama`` uses), copied once.
+
+    Cells past ``n_tokens`` (left by a decode that was aborted) are removed first, so the bytes hold exactly the
+    tokens returned. Internals used: ``Llama._input_ids``, ``Llama._ctx`` (the raw context and its
+    ``kv_cache_seq_rm``)."""
+    import llama_cpp
+
+    tokens = cached_tokens(llama)
+    llama._ctx.kv_cache_seq_rm(-1, len(tokens), -1)
+    if not tokens:
+        return [], bytearray()
+    ctx = llama._ctx.ctx
+    size = int(llama_cpp.llama_state_seq_get_size(ctx, 0))
+    data = bytearray(size)
+    buffer = (ctypes.c_uint8 * size).from_buffer(data)
+    written = int(llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0))
+    del buffer  # a bytearray cannot be resized (nor sliced below) while a ctypes view of it exists
+    if written != size:
+        del data[written:]
+    return tokens, data
+
+
+def restore_sequence_state(llama: Any, tokens: list[int], data: bytearray) -> bool:
+    """Put a saved state back and tell ``Llama`` which tokens it now holds, so ``Llama.generate``'s own prefix
+    match evaluates only what follows them. False (the cache left empty) if llama.cpp refuses the bytes.
+
+    Internals used: ``Llama.input_ids``, ``n_tokens`` and ``_requires_eval`` (set as ``Llama.load_state`` sets
+    them: the logits of the last token are not restored, so generate() re-evaluates it)."""
+    import llama_cpp
+
+    llama.reset()
+    llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+    if not tokens or len(tokens) > llama.n_ctx():
+        return False
+    buffer = (ctypes.c_uint8 * len(data)).from_buffer(data)
+    try:
+        loaded = int(llama_cpp.llama_state_seq_set_data(llama._ctx.ctx, buffer, len(data), 0))
+    finally:
+        del buffer
+    if loaded == 0:
+        llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        return False
+    llama.input_ids[: len(tokens)] = tokens
+    llama.n_tokens = len(tokens)
+    llama._requires_eval = True
+    return True
+
+
+def cache_settings(llama: Any) -> tuple[int, int, int]:
+    """The KV cache's key type, value type and flash-attention mode, which a saved state's layout depends on.
+    Internal used: ``Llama.context_params``."""
+    params = llama.context_params
+    return int(params.type_k), int(params.type_v), int(params.flash_attn_type)

@@ -39,12 +39,14 @@ from app.core.llm.bindings import (
     AbortSwitch,
     cached_tokens,
     end_of_generation,
+    evaluate_prompt,
     gpu_offload_supported,
     load_progress,
     special_token_texts,
 )
 from app.core.llm.context import ChatMessage, ContextCut, Prompt, fit_to_context
 from app.core.llm.gguf_check import GGUFInfo, check_model_file
+from app.core.llm.saved_states import SavedStates
 from app.core.llm.templates import ChatTemplate, checked_template
 from app.core.models.fit import MemoryEstimate, ModelShape, estimate_memory
 from app.core.modes import SamplingOptions
@@ -212,12 +214,21 @@ class Engine:
         self._request: _RequestCancel | None = None  # the request under way, whose stop ends a render too
         self.load_fraction = 0.0  # progress of the load under way, readable from any thread
         self._loaded_footprint = 0  # estimated bytes the loaded model holds
+        self.states = SavedStates()  # conversations' saved llama.cpp states (app.core.llm.saved_states)
+        # The prompt evaluated in batches before generating (progress, a stop between batches); off only to
+        # measure that it costs no speed.
+        self.prompt_in_batches = True
 
     # -- state -------------------------------------------------------------------------------------------
 
     @property
     def model(self) -> ModelInfo | None:
         return self._info
+
+    @property
+    def load_options(self) -> LoadOptions | None:
+        """What the loaded model was loaded with (to load it again, as a benchmark's restart does)."""
+        return self._options
 
     @property
     def is_loaded(self) -> bool:
@@ -239,6 +250,7 @@ class Engine:
         """Forget the evaluated prompt, so the next request starts cold (benchmarks, a model reset)."""
         self.llama.reset()
         self._cut = ContextCut()
+        self.states.cache_cleared()
 
     def _begin_request(self, cancel: threading.Event | None = None) -> _RequestCancel:
         """A fresh start for the engine's own cancel flag. A caller that queues requests passes each one's own
@@ -367,6 +379,7 @@ class Engine:
         self._abort.install(llama)
         self._template = template
         self._cut = ContextCut()
+        self.states.model_loaded(gguf.path, llama)
         self._info = ModelInfo(
             path=gguf.path,
             name=gguf.name,
@@ -388,6 +401,7 @@ class Engine:
 
     def unload(self) -> None:
         if self._llama is not None:
+            self.states.model_unloading(self._llama)
             self._llama.close()
         self._llama = None
         self._loaded_footprint = 0
@@ -435,8 +449,16 @@ class Engine:
         messages: Sequence[ChatMessage],
         sampling: SamplingOptions | None = None,
         cancel: threading.Event | None = None,
+        cache_key: str | None = None,
+        prompt_progress: Callable[[int, int], None] | None = None,
     ) -> Reply:
         """Start a streamed reply to ``messages``. Iterate the result for text; read ``stats`` afterwards.
+
+        ``cache_key`` names the conversation (``state_cache.conversation_key``): its saved state is restored when
+        it serves the prompt better than the cache, and the state after the reply is saved under it.
+
+        ``prompt_progress(done, total)`` is called, on this thread, after each batch of the prompt is evaluated
+        (``total``: the tokens not served by the cache) and once more when all are.
 
         Raises UserError before streaming starts (no model, message too long); once streaming, a cancel ends
         the reply with ``finish_reason == "cancelled"`` and what was generated so far.
@@ -459,8 +481,13 @@ class Engine:
             dropped_messages=prompt.dropped_messages,
             context_size=self.llama.n_ctx(),
         )
+        self.states.before_prompt(self.llama, cache_key, prompt.tokens)
         stats.evaluated_tokens = self._tokens_to_evaluate(prompt.tokens)
-        return Reply(self._stream(prompt, sampling, stats, cancel_event, requested), stats)
+        return Reply(self._stream(prompt, sampling, stats, cancel_event, requested, prompt_progress), stats)
+
+    def idle(self) -> None:
+        """Nothing is queued: save the state of the conversation just answered (a copy; written elsewhere)."""
+        self.states.idle(self._llama)
 
     def _tokens_to_evaluate(self, tokens: list[int]) -> int:
         """What ``Llama.generate`` will compute: everything after the longest cached prefix (at least one)."""
@@ -481,6 +508,7 @@ class Engine:
         stats: ReplyStats,
         cancel_event: _RequestCancel,
         requested: float,
+        prompt_progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[str]:
         llama = self.llama
         is_end = end_of_generation(llama)
@@ -503,6 +531,12 @@ class Engine:
             repeat_penalty=sampling.repeat_penalty,
         )
         try:
+            if self.prompt_in_batches:  # with progress, and a stop heard between batches
+                try:
+                    evaluate_prompt(llama, prompt.tokens, prompt_progress, cancel_event.is_set)
+                except RuntimeError:
+                    if not cancel_event.is_set():  # else llama_decode was aborted by our callback
+                        raise
             while True:
                 if cancel_event.is_set():
                     finish = "cancelled"
@@ -519,6 +553,8 @@ class Engine:
                     raise
                 if prompt_done_at is None:
                     prompt_done_at = time.perf_counter()
+                    if prompt_progress is not None:
+                        prompt_progress(stats.evaluated_tokens, stats.evaluated_tokens)
                 if is_end(token):
                     finish = "stop"
                     break

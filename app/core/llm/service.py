@@ -42,6 +42,7 @@ class ReplyCallbacks:
     token: Callable[[str], None]
     finished: Callable[[ReplyStats], None]
     failed: Callable[[str], None]  # a sentence
+    prompt_progress: Callable[[int, int], None] | None = None  # (done, total) prompt tokens evaluated
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,15 @@ class EngineService:
         """The model loaded now: a reference the engine thread replaces whole, so readable from anywhere."""
         return self._engine.model
 
+    def replace_engine(self, engine: Engine) -> None:
+        """Put ``engine`` in the place of the one owned now (a local engine and a remote one take turns), and
+        unload the old one. Engine thread only: ``EngineClient.switch_engine`` runs it there."""
+        # Under the lock: a cancel arriving meanwhile reaches one engine or the other, never a half-swapped one.
+        with self._lock:
+            old, self._engine = self._engine, engine
+        if old is not engine:
+            old.unload()
+
     def reset_load_progress(self) -> None:
         """A load was asked for: its progress starts at 0, not at the end of the previous load."""
         self._engine.load_fraction = 0.0
@@ -166,8 +176,19 @@ class EngineService:
             finally:
                 with self._lock:
                     self._running = None
+                    idle = not (self._urgent or self._normal)
                 request.ticket.done.set()
+            if idle:
+                self._save_conversation_state()
         self._engine.unload()
+
+    def _save_conversation_state(self) -> None:
+        """Nothing waits: the engine copies the state of the conversation it just answered (a request arriving
+        meanwhile waits for that memory copy only; the file is written on another thread)."""
+        try:
+            self._engine.idle()
+        except Exception:
+            log.exception("saving the conversation state failed")
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         """Stop everything queued and running, unload the model and end the thread."""
@@ -206,18 +227,27 @@ class EngineClient:
             self, lambda engine, cancel: _serve_load(engine, cancel, path, options, answer)
         )
 
-    def chat(self, messages: list[ChatMessage], sampling: SamplingOptions, answer: ReplyCallbacks) -> Ticket:
+    def chat(
+        self,
+        messages: list[ChatMessage],
+        sampling: SamplingOptions,
+        answer: ReplyCallbacks,
+        cache_key: str | None = None,
+    ) -> Ticket:
+        """``cache_key``: the conversation whose saved state may serve the prompt (see ``Engine.chat``)."""
         snapshot = list(messages)
         return self.service.submit(
-            self, lambda engine, cancel: _serve_chat(engine, cancel, snapshot, sampling, answer)
+            self, lambda engine, cancel: _serve_chat(engine, cancel, snapshot, sampling, answer, cache_key)
         )
 
     def run_job(self, job: Job[T], answer: JobCallbacks[T]) -> Ticket:
         return self.service.submit(self, lambda engine, cancel: _serve_job(engine, cancel, job, answer))
 
-    def stream_chat(self, messages: list[ChatMessage], sampling: SamplingOptions) -> StreamedReply:
+    def stream_chat(
+        self, messages: list[ChatMessage], sampling: SamplingOptions, cache_key: str | None = None
+    ) -> StreamedReply:
         """A reply to iterate on the calling thread (a terminal, a server's request thread)."""
-        return StreamedReply(self, messages, sampling)
+        return StreamedReply(self, messages, sampling, cache_key)
 
     def load_and_wait(self, path: str, options: LoadOptions) -> ModelInfo:
         """Load on the engine thread and wait; raises UserError with the sentence, or Cancelled."""
@@ -234,6 +264,26 @@ class EngineClient:
         if not result:
             raise Cancelled()
         raise UserError(result)
+
+    def switch_engine(
+        self,
+        engine: Engine,
+        answer: JobCallbacks[ModelInfo | None],
+        prepare: Job[ModelInfo | None] | None = None,
+    ) -> Ticket:
+        """Make ``engine`` the service's engine, in its turn on the engine thread. ``prepare(engine, cancel)``
+        runs first (connecting to a server); if it fails, the engine in place stays, with its model. ``done``
+        gets the new engine's model (None for a fresh local engine, which then loads one)."""
+
+        def swap(_current: Engine, cancel: threading.Event) -> ModelInfo | None:
+            info = prepare(engine, cancel) if prepare is not None else engine.model
+            if cancel.is_set():  # stopped while connecting: the engine in place stays
+                engine.unload()
+                raise Cancelled()
+            self.service.replace_engine(engine)
+            return info
+
+        return self.run_job(swap, answer)
 
     def start_job(self, job: Job[T]) -> PendingJob[T]:
         """Run ``job`` on the engine thread; its ``result()`` waits for it on the calling thread."""
@@ -276,9 +326,12 @@ def _serve_chat(
     messages: list[ChatMessage],
     sampling: SamplingOptions,
     answer: ReplyCallbacks,
+    cache_key: str | None = None,
 ) -> None:
     try:
-        reply = engine.chat(messages, sampling, cancel=cancel)
+        reply = engine.chat(
+            messages, sampling, cancel=cancel, cache_key=cache_key, prompt_progress=answer.prompt_progress
+        )
         for piece in reply:
             answer.token(piece)
     except UserError as exc:
@@ -339,7 +392,13 @@ class StreamedReply:
 
     _END = object()
 
-    def __init__(self, client: EngineClient, messages: list[ChatMessage], sampling: SamplingOptions) -> None:
+    def __init__(
+        self,
+        client: EngineClient,
+        messages: list[ChatMessage],
+        sampling: SamplingOptions,
+        cache_key: str | None = None,
+    ) -> None:
         self._pieces: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.stats: ReplyStats | None = None
         self.text = ""
@@ -348,6 +407,7 @@ class StreamedReply:
             messages,
             sampling,
             ReplyCallbacks(token=self._pieces.put, finished=self._finish, failed=self._fail),
+            cache_key,
         )
 
     def _finish(self, stats: ReplyStats) -> None:

@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -91,6 +92,20 @@ def find_entry(repo_or_id: str, entries: Sequence[CatalogEntry] | None = None) -
     wanted = repo_or_id.lower()
     for entry in entries if entries is not None else load_catalog():
         if wanted in (entry.id.lower(), entry.repo_id.lower()):
+            return entry
+    return None
+
+
+def entry_for_file(
+    path: str | PathLike[str], entries: Sequence[CatalogEntry] | None = None
+) -> CatalogEntry | None:
+    """The catalog model a GGUF file is a quantization of, told by its name: the starter's
+    ``SmolLM2-135M-Instruct.Q4_1.gguf`` and a downloaded ``SmolLM2-135M-Instruct-Q4_K_M.gguf`` are both
+    SmolLM2 135M Instruct."""
+    name = Path(path).name.lower()
+    for entry in entries if entries is not None else load_catalog():
+        stem = PurePosixPath(entry.repo_id).name.lower().removesuffix("-gguf")
+        if name.startswith(stem) and name[len(stem) : len(stem) + 1] in ("-", ".", "_"):
             return entry
     return None
 

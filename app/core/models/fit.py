@@ -1,27 +1,52 @@
-"""Will a model run here, and how fast: pure arithmetic on sizes and shapes, so it can be checked by hand.
+"""Will a model load here, and which quantization to get: pure arithmetic on sizes and shapes, so it can be
+checked by hand.
 
 Memory needed = weights + KV cache at the chosen context + compute buffers + a fixed overhead, compared with
 the memory that is *available* (not the total: other programs are running), and with free GPU memory when
-this llama.cpp build can offload (partial offload being the middle case). Generation speed is bounded by
-memory bandwidth, since every weight is read once per token; the prediction is corrected by the speeds
-actually measured on this machine once a model has run (``record_measured_speed``).
+this llama.cpp build can offload (partial offload being the middle case). The fit words ("runs well",
+"tight", "too large") speak of memory only; speed has its own words (``app.core.models.speed``), and a
+quantization is recommended only when it runs well *and* is at least usable.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 
-from app.core.files import read_json, write_json_atomic
 from app.core.llm.gguf_check import GGUFInfo
-from app.core.models.hardware import machine_fingerprint
-from app.core.paths import app_paths
+from app.core.models.measured import SpeedRecord, measured_speeds, record_measured_speed, speed_key
+from app.core.models.speed import (
+    ASSUMED_GPU_BANDWIDTH,
+    GENERATION_EFFICIENCY,
+    PER_TOKEN_OVERHEAD_SECONDS,
+    SLOW_TOKENS_PER_SECOND,
+    SpeedBasis,
+    SpeedLabel,
+    SpeedPrediction,
+    offloaded_tokens_per_second,
+    predict_speed,
+    raw_tokens_per_second,
+)
 from app.core.units import human_bytes
+
+# The speed names lived here before app.core.models.speed and .measured: callers may still import them here.
+__all__ = [
+    "ASSUMED_GPU_BANDWIDTH",
+    "GENERATION_EFFICIENCY",
+    "PER_TOKEN_OVERHEAD_SECONDS",
+    "SLOW_TOKENS_PER_SECOND",
+    "SpeedBasis",
+    "SpeedLabel",
+    "SpeedPrediction",
+    "SpeedRecord",
+    "measured_speeds",
+    "offloaded_tokens_per_second",
+    "predict_speed",
+    "raw_tokens_per_second",
+    "record_measured_speed",
+    "speed_key",
+]
 
 # A fixed allowance for llama.cpp's own buffers, graph and the Python process around it.
 OVERHEAD_BYTES = 150 * 1024 * 1024
@@ -55,14 +80,6 @@ QUALITY_CEILING = "Q8_0"
 RUNS_WELL_SHARE = 0.85
 # Share of free GPU memory that can hold layers; drivers and the display keep the rest.
 VRAM_USABLE_SHARE = 0.9
-# Generation reaches about this share of the bandwidth a plain array copy gets, plus a fixed cost per token
-# (sampling, graph setup). Fitted on SmolLM2-135M Q4_1 on a 2-core machine: 98 MB, 20 GB/s -> ~100 tokens/s.
-GENERATION_EFFICIENCY = 0.6
-PER_TOKEN_OVERHEAD_SECONDS = 0.002
-# Below this a model is usable only with patience; "runs well" would be a lie.
-SLOW_TOKENS_PER_SECOND = 3.0
-# A discrete GPU's memory is several times faster than system RAM; used only when it cannot be read.
-ASSUMED_GPU_BANDWIDTH = 300e9
 
 
 @dataclass(frozen=True)
@@ -238,165 +255,6 @@ def assess_fit(estimate: MemoryEstimate, n_layers: int, budget: MemoryBudget) ->
     )
 
 
-# -- how fast ------------------------------------------------------------------------------------------------
-
-
-def raw_tokens_per_second(bytes_per_token: int, bandwidth: float) -> float:
-    """Generation speed bound by memory bandwidth: every weight is read once per token."""
-    seconds = bytes_per_token / (bandwidth * GENERATION_EFFICIENCY) + PER_TOKEN_OVERHEAD_SECONDS
-    return 1.0 / seconds
-
-
-def offloaded_tokens_per_second(
-    weights: int,
-    n_layers: int,
-    gpu_layers: int,
-    cpu_bandwidth: float,
-    gpu_bandwidth: float = ASSUMED_GPU_BANDWIDTH,
-) -> float:
-    """With some layers on a GPU, each token reads the GPU's share there and the rest from system RAM."""
-    gpu_share = 1.0 if gpu_layers < 0 or gpu_layers >= n_layers else gpu_layers / max(1, n_layers)
-    seconds = (
-        weights * (1 - gpu_share) / (cpu_bandwidth * GENERATION_EFFICIENCY)
-        + weights * gpu_share / (gpu_bandwidth * GENERATION_EFFICIENCY)
-        + PER_TOKEN_OVERHEAD_SECONDS
-    )
-    return 1.0 / seconds
-
-
-@dataclass(frozen=True)
-class SpeedRecord:
-    """A generation speed measured on this machine after a model actually ran."""
-
-    key: str
-    parameters: int | None
-    file_size: int
-    tokens_per_second: float
-    updated: float = 0.0
-
-
-class SpeedBasis(str, Enum):
-    MEASURED = "measured"  # this very file ran here
-    CALIBRATED = "calibrated"  # predicted, scaled by a similar model that ran here
-    ESTIMATED = "estimated"  # predicted from the measured memory bandwidth only
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class SpeedPrediction:
-    tokens_per_second: float | None
-    basis: SpeedBasis
-
-    def describe(self) -> str:
-        if self.tokens_per_second is None:
-            return "speed unknown"
-        prefix = "" if self.basis is SpeedBasis.MEASURED else "~"
-        return (
-            f"{prefix}{self.tokens_per_second:.0f} tokens/s"
-            if self.tokens_per_second >= 10
-            else (f"{prefix}{self.tokens_per_second:.1f} tokens/s")
-        )
-
-
-def speed_key(model_path_or_id: str | os.PathLike[str]) -> str:
-    """Records are keyed by file name, so the same file measured anywhere on disk is one record."""
-    text = os.fspath(model_path_or_id)
-    return Path(text).name if text.lower().endswith(".gguf") else text
-
-
-def predict_speed(
-    file_size: int,
-    bandwidth: float | None,
-    records: Sequence[SpeedRecord] = (),
-    key: str | None = None,
-) -> SpeedPrediction:
-    """Tokens per second for a file of this size: measured if this file ran here, else the bandwidth
-    estimate scaled by the measured/predicted ratio of the run whose size is nearest (small models are
-    dominated by fixed costs, large ones by bandwidth, so the nearest size is the fairest comparison)."""
-    if key is not None:
-        for record in records:
-            if record.key == key:
-                return SpeedPrediction(record.tokens_per_second, SpeedBasis.MEASURED)
-    if not bandwidth or bandwidth <= 0:
-        usable = [r for r in records if r.file_size > 0 and r.tokens_per_second > 0]
-        if not usable:
-            return SpeedPrediction(None, SpeedBasis.UNKNOWN)
-        # Without a bandwidth figure, scale the nearest measured run by size (speed ~ 1 / bytes per token).
-        nearest = min(usable, key=lambda r: abs(math.log(r.file_size / max(1, file_size))))
-        return SpeedPrediction(
-            nearest.tokens_per_second * nearest.file_size / max(1, file_size), SpeedBasis.CALIBRATED
-        )
-    predicted = raw_tokens_per_second(file_size, bandwidth)
-    usable = [r for r in records if r.file_size > 0 and r.tokens_per_second > 0]
-    if not usable:
-        return SpeedPrediction(predicted, SpeedBasis.ESTIMATED)
-    nearest = min(usable, key=lambda r: abs(math.log(r.file_size / max(1, file_size))))
-    factor = nearest.tokens_per_second / raw_tokens_per_second(nearest.file_size, bandwidth)
-    factor = min(3.0, max(0.1, factor))  # one odd run (a busy machine) must not swing every prediction wildly
-    return SpeedPrediction(predicted * factor, SpeedBasis.CALIBRATED)
-
-
-def _speeds_file() -> Path:
-    return app_paths().cache_dir / "measured_speeds.json"
-
-
-def measured_speeds() -> list[SpeedRecord]:
-    """The generation speeds measured on this machine (records from another machine are ignored)."""
-    data = read_json(_speeds_file())
-    if not isinstance(data, dict):
-        return []
-    records = data.get(machine_fingerprint())
-    if not isinstance(records, dict):
-        return []
-    found = []
-    for key, value in records.items():
-        try:
-            found.append(
-                SpeedRecord(
-                    key=str(key),
-                    parameters=int(value["parameters"]) if value.get("parameters") else None,
-                    file_size=int(value["file_size"]),
-                    tokens_per_second=float(value["tokens_per_second"]),
-                    updated=float(value.get("updated", 0.0)),
-                )
-            )
-        except (KeyError, TypeError, ValueError, AttributeError):
-            continue
-    return found
-
-
-def record_measured_speed(
-    model_path_or_id: str | os.PathLike[str], params: int | None, file_size: int, tokens_per_second: float
-) -> None:
-    """Remember how fast a model generated here (call after each reply; short replies are ignored by the
-    caller's judgement). Successive measurements are averaged so one busy moment does not stick."""
-    if tokens_per_second <= 0 or file_size <= 0:
-        return
-    path = _speeds_file()
-    data = read_json(path)
-    if not isinstance(data, dict):
-        data = {}
-    machine = data.setdefault(machine_fingerprint(), {})
-    if not isinstance(machine, dict):
-        machine = data[machine_fingerprint()] = {}
-    key = speed_key(model_path_or_id)
-    previous = machine.get(key)
-    speed = float(tokens_per_second)
-    if (
-        isinstance(previous, dict)
-        and isinstance(previous.get("tokens_per_second"), (int, float))
-        and int(previous.get("file_size", 0)) == file_size
-    ):
-        speed = 0.5 * float(previous["tokens_per_second"]) + 0.5 * speed
-    machine[key] = {
-        "parameters": params,
-        "file_size": file_size,
-        "tokens_per_second": speed,
-        "updated": time.time(),
-    }
-    write_json_atomic(path, data)
-
-
 # -- which quantization --------------------------------------------------------------------------------------
 
 
@@ -414,33 +272,41 @@ class Recommendation:
     advice: str
 
 
-def effective_label(fit: FitAssessment, speed: SpeedPrediction) -> FitLabel:
-    """A model that fits but would crawl is not one that runs well."""
-    slow = speed.tokens_per_second is not None and speed.tokens_per_second < SLOW_TOKENS_PER_SECOND
-    if fit.label is FitLabel.RUNS_WELL and slow:
-        return FitLabel.TIGHT
-    return fit.label
-
-
 def recommend_quant(choices: Sequence[QuantChoice]) -> Recommendation:
-    """The largest quantization that runs well, not above Q8_0; below Q4_K_M only with a warning."""
+    """The quantization to get: it must run well (memory) and be at least usable (speed), not above Q8_0.
+
+    Among those, the largest that is fast here, since a few bits per weight more are worth less than
+    replies that keep ahead of reading; else the largest usable one; below Q4_K_M only with a warning. An
+    unknown speed (no bandwidth figure) does not hold a model back.
+    """
     ceiling = quant_rank(QUALITY_CEILING)
     floor = quant_rank(QUALITY_FLOOR)
-    good = [
-        c
-        for c in choices
-        if effective_label(c.fit, c.speed) is FitLabel.RUNS_WELL and quant_rank(c.quant) <= ceiling
-    ]
+    fitting = [c for c in choices if c.fit.label is FitLabel.RUNS_WELL and quant_rank(c.quant) <= ceiling]
+    good = [c for c in fitting if c.speed.label is not SpeedLabel.SLOW]
     if not good:
+        if fitting:
+            return Recommendation(
+                None, False, "This model fits in memory but would be slow here; choose a smaller model."
+            )
         return Recommendation(
             None, False, "No quantization of this model runs well here; choose a smaller model."
         )
-    best = max(good, key=lambda c: quant_rank(c.quant))
-    if quant_rank(best.quant) < floor:
+    above_floor = [c for c in good if quant_rank(c.quant) >= floor]
+    fast = [c for c in above_floor if c.speed.label is SpeedLabel.FAST]
+    if fast:
+        best = max(fast, key=lambda c: quant_rank(c.quant))
         return Recommendation(
-            best.quant,
-            True,
-            f"Only {best.quant} runs well here, and below {QUALITY_FLOOR} answers get noticeably worse; "
-            "a smaller model at Q4_K_M is usually better.",
+            best.quant, False, f"{best.quant} is the largest quantization that is fast here."
         )
-    return Recommendation(best.quant, False, f"{best.quant} is the largest quantization that runs well here.")
+    if above_floor:
+        best = max(above_floor, key=lambda c: quant_rank(c.quant))
+        return Recommendation(
+            best.quant, False, f"{best.quant} is the largest quantization that runs well and is usable here."
+        )
+    best = max(good, key=lambda c: quant_rank(c.quant))
+    return Recommendation(
+        best.quant,
+        True,
+        f"Only {best.quant} runs well here, and below {QUALITY_FLOOR} answers get noticeably worse; "
+        "a smaller model at Q4_K_M is usually better.",
+    )

@@ -1,5 +1,9 @@
-"""The model menu: for each catalog model, how every quantization would run on this machine (fit, speed, size)
-and which one to get. Real file sizes come from the Hub's listings when there are any, else estimates.
+"""The model menu: for each catalog model, how every quantization would run on this machine (fit in memory,
+speed, size) and which one to get, the models ordered by what suits this machine. Real file sizes come from
+the Hub's listings when there are any, else estimates.
+
+``top_recommendation(rows)`` (or ``recommended_for_this_machine()``, which builds the menu itself) is "the model
+the menu recommends for this machine": the first recommended row, with its quantization and download target.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ from app.core.models.fit import (
     QuantChoice,
     Recommendation,
     SpeedBasis,
+    SpeedLabel,
     SpeedPrediction,
     SpeedRecord,
     assess_fit,
-    effective_label,
     estimate_memory,
     offloaded_tokens_per_second,
     predict_speed,
@@ -30,9 +34,10 @@ from app.core.models.fit import (
     recommend_quant,
     speed_key,
 )
-from app.core.models.hardware import HardwareInfo
-from app.core.models.hub import RepoListing
+from app.core.models.hardware import HardwareInfo, probe_hardware
+from app.core.models.hub import RepoListing, load_listings
 from app.core.models.inventory import installed_path
+from app.core.models.measured import measured_speeds
 from app.core.units import human_bytes
 
 
@@ -41,7 +46,7 @@ class MenuOption:
     files: ModelFiles
     memory: MemoryEstimate
     fit: FitAssessment
-    label: FitLabel  # the fit, downgraded to "tight" when it would crawl
+    label: FitLabel  # the fit in memory, whatever the speed
     speed: SpeedPrediction
     installed: Path | None = None
 
@@ -65,10 +70,11 @@ class MenuOption:
         return self.speed.describe()
 
     @property
+    def speed_label(self) -> SpeedLabel:
+        return self.speed.label
+
+    @property
     def reason(self) -> str:
-        if self.label is not self.fit.label and self.speed.tokens_per_second is not None:
-            # describe() carries its own "~" for an estimate: no "about" before it ("about ~1.5 tokens/s").
-            return f"fits in memory, but {self.speed.describe()} is slow"
         return self.fit.reason
 
 
@@ -103,6 +109,15 @@ class MenuRow:
         headline = self.headline
         return headline.label if headline is not None else FitLabel.UNKNOWN
 
+    @property
+    def speed_label(self) -> SpeedLabel:
+        headline = self.headline
+        return headline.speed_label if headline is not None else SpeedLabel.UNKNOWN
+
+    @property
+    def is_recommended(self) -> bool:
+        return self.recommendation.quant is not None
+
     def as_dict(self) -> dict[str, Any]:
         def option_dict(option: MenuOption) -> dict[str, Any]:
             return {
@@ -115,6 +130,7 @@ class MenuRow:
                 "fit_reason": option.reason,
                 "gpu_layers": option.fit.gpu_layers,
                 "tokens_per_second": option.speed.tokens_per_second,
+                "speed_label": option.speed_label.value,
                 "speed_basis": option.speed.basis.value,
                 "installed": str(option.installed) if option.installed else None,
             }
@@ -128,6 +144,8 @@ class MenuRow:
             "modes": list(self.entry.modes),
             "context_size": self.context_size,
             "fit": self.label.value,
+            "speed_label": self.speed_label.value,
+            "recommended": self.is_recommended,
             "recommended_quant": self.recommendation.quant,
             "advice": self.recommendation.advice,
             "sizes_estimated": self.sizes_estimated,
@@ -178,7 +196,7 @@ def menu_row(
                 files=model_files,
                 memory=memory,
                 fit=fit,
-                label=effective_label(fit, speed),
+                label=fit.label,
                 speed=speed,
                 installed=installed_path(entry.repo_id, model_files),
             )
@@ -203,10 +221,10 @@ def build_menu(
     speeds: Sequence[SpeedRecord] = (),
     reclaimable: int = 0,
 ) -> list[MenuRow]:
-    """The whole menu for this machine, in catalog order. Call again when a model is loaded (pass what it
-    holds as ``reclaimable``) or the context size changes: the labels follow."""
+    """The whole menu for this machine, ordered by ``suitability``. Call again when a model is loaded (pass
+    what it holds as ``reclaimable``) or the context size changes: the labels and the order follow."""
     listings = listings or {}
-    return [
+    rows = [
         menu_row(
             entry,
             hardware,
@@ -217,3 +235,73 @@ def build_menu(
         )
         for entry in (entries if entries is not None else load_catalog())
     ]
+    return sorted(rows, key=suitability)
+
+
+_FIT_ORDER = {FitLabel.RUNS_WELL: 0, FitLabel.UNKNOWN: 1, FitLabel.TIGHT: 2, FitLabel.TOO_LARGE: 3}
+_SPEED_ORDER = {SpeedLabel.FAST: 0, SpeedLabel.USABLE: 1, SpeedLabel.UNKNOWN: 2, SpeedLabel.SLOW: 3}
+
+
+def suitability(row: MenuRow) -> tuple[int, int, int, int, float]:
+    """The menu's order (smaller first): recommended models first, those fast here before those only usable,
+    those at a good quantization before those only below Q4_K_M, and then the larger model (better answers)
+    first; then the rest by how close they come (fits but slow, tight, too large), the smaller first since it
+    is nearer to running well."""
+    fit = _FIT_ORDER[row.label]
+    speed = _SPEED_ORDER[row.speed_label]
+    if row.is_recommended:
+        return (0, speed, int(row.recommendation.below_quality_floor), fit, -row.entry.parameters)
+    return (1, fit, speed, 0, row.entry.parameters)
+
+
+@dataclass(frozen=True)
+class MenuPick:
+    """One model and quantization to get: what the menu recommends first."""
+
+    row: MenuRow
+    option: MenuOption
+
+    @property
+    def entry(self) -> CatalogEntry:
+        return self.row.entry
+
+    @property
+    def quant(self) -> str:
+        return self.option.quant
+
+    @property
+    def download_target(self) -> str:
+        """What ``llamadesk models download`` and the model manager's downloader take: ``owner/repo:QUANT``."""
+        return f"{self.row.entry.repo_id}:{self.option.quant}"
+
+
+def top_recommendation(rows: Sequence[MenuRow]) -> MenuPick | None:
+    """The first recommended model of an ordered menu (``build_menu``'s order), or None when none is."""
+    for row in sorted(rows, key=suitability):
+        option = row.recommended
+        if option is not None:
+            return MenuPick(row, option)
+    return None
+
+
+def recommended_for_this_machine(
+    context_size: int = 4096,
+    *,
+    hardware: HardwareInfo | None = None,
+    reclaimable: int = 0,
+) -> MenuPick | None:
+    """The model the menu recommends for this machine, from the cached Hub file lists (never the network) and
+    the speeds measured here. Probes the hardware unless given it (the first probe on a machine measures the
+    memory bandwidth, about a second): call it off the GUI thread."""
+    entries = load_catalog()
+    machine = hardware if hardware is not None else probe_hardware()
+    listings = load_listings([entry.repo_id for entry in entries], fetch=False).listings
+    rows = build_menu(
+        machine,
+        context_size,
+        entries=entries,
+        listings=listings,
+        speeds=measured_speeds(),
+        reclaimable=reclaimable,
+    )
+    return top_recommendation(rows)

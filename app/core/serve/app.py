@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -31,6 +31,7 @@ from app.core.llm.service import EngineClient
 from app.core.serve.errors import ApiError
 from app.core.serve.generation import Generation
 from app.core.serve.guard import Guard
+from app.core.serve.history import ServedReply
 from app.core.serve.requests import (
     MAX_BODY_BYTES,
     GenerationRequest,
@@ -42,12 +43,43 @@ from app.core.serve.requests import (
 log = logging.getLogger(__name__)
 
 MAX_WAITING = 8  # requests waiting behind the running one; more get 429
+SERVER_STOPPED = "The server stopped this reply: LlamaDesk stopped serving. Start it again, then ask again."
 
 
 @dataclass
 class ServeState:
     client: EngineClient
     generations: list[Generation] = field(default_factory=list)
+    # Called with each chat reply once it ends (on a worker thread or the event loop), to keep it in the history.
+    on_served: Callable[[ServedReply], None] | None = None
+
+    def stop_all(self, reason: str = SERVER_STOPPED) -> int:
+        """End every reply running or waiting (the model is about to change, or serving stops), telling each
+        client ``reason``; returns how many there were."""
+        live = [g for g in self.generations if not (g.finished or g.cancelled)]
+        for generation in live:
+            generation.stop(reason)
+        return len(live)
+
+    def served(self, generation: Generation, model: ModelInfo, *, chat: bool) -> None:
+        """A reply ended: hand a chat one to ``on_served`` (once), unless nothing of it was written."""
+        if self.on_served is None or not chat or generation.recorded:
+            return
+        generation.recorded = True
+        if not generation.text_sent and not generation.ended:
+            return
+        try:
+            self.on_served(
+                ServedReply(
+                    messages=generation.request.messages,
+                    reply=generation.text_sent,
+                    model=str(model.path),
+                    complete=generation.ended and not generation.stop_reason,
+                    stats=generation.stats,
+                )
+            )
+        except Exception:  # keeping a copy must never cost the client its answer
+            log.exception("recording a served reply failed")
 
     def admit(self, request: GenerationRequest) -> Generation:
         """Queue a reply, unless MAX_WAITING of ours already wait behind the running one (429)."""
@@ -64,9 +96,16 @@ class ServeState:
         return generation
 
 
-def create_app(client: EngineClient, *, bound_host: str = "127.0.0.1", api_key: str | None = None) -> Guard:
-    """The server's ASGI app over ``client`` (its requests queue behind priority ones)."""
-    state = ServeState(client)
+def create_app(
+    client: EngineClient,
+    *,
+    bound_host: str = "127.0.0.1",
+    api_key: str | None = None,
+    state: ServeState | None = None,
+) -> Guard:
+    """The server's ASGI app over ``client`` (its requests queue behind priority ones); ``state`` lets the
+    caller stop its replies and keep them."""
+    state = state or ServeState(client)
 
     async def health(_request: Request) -> Response:
         model = client.model
@@ -81,6 +120,7 @@ def create_app(client: EngineClient, *, bound_host: str = "127.0.0.1", api_key: 
             "object": "model",
             "created": _created(model),
             "owned_by": APP_NAME.lower(),
+            "max_model_len": model.context_size,  # vLLM's field: a client then knows the context it can use
         }
         return JSONResponse({"object": "list", "data": [entry]})
 
@@ -145,7 +185,9 @@ async def _answer(
     generation = state.admit(parsed)
     shape = _Shape(model.display_name, chat)
     if parsed.stream:
-        return _ReplyEvents(generation, _events(generation, shape))
+        return _ReplyEvents(
+            generation, _events(generation, shape), lambda: state.served(generation, model, chat=chat)
+        )
     text, failure = "", ""
     gone = anyio.Event()
     try:
@@ -157,11 +199,12 @@ async def _answer(
                 failure = str(exc)
             watchers.cancel_scope.cancel()
     finally:
+        state.served(generation, model, chat=chat)
         generation.cancel()  # a no-op once it ended; stops it if this request was abandoned
     if gone.is_set():
         return Response(status_code=499)  # nobody is there to read it
     if failure:
-        raise ApiError(400, failure, "generation_failed")
+        raise _failure(generation, failure)
     return JSONResponse(shape.whole(text, generation))
 
 
@@ -182,14 +225,18 @@ class _ReplyEvents(EventSourceResponse):
     """Server-sent events whose reply is cancelled however the response ends: done, failed, or the client gone
     (even before the first event, when the event generator never started)."""
 
-    def __init__(self, generation: Generation, events: AsyncIterator[dict[str, str]]) -> None:
+    def __init__(
+        self, generation: Generation, events: AsyncIterator[dict[str, str]], ended: Callable[[], None]
+    ) -> None:
         super().__init__(events, ping=10)
         self.generation = generation
+        self.ended = ended
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
+            self.ended()
             self.generation.cancel()
 
 
@@ -203,7 +250,7 @@ async def _events(generation: Generation, shape: _Shape) -> AsyncIterator[dict[s
                 break
             yield _data(shape.chunk({"content": text}, None))
     except UserError as exc:
-        yield _data(ApiError(400, str(exc), "generation_failed").body())
+        yield _data(_failure(generation, str(exc)).body())
         return
     finally:
         generation.cancel()
@@ -211,6 +258,13 @@ async def _events(generation: Generation, shape: _Shape) -> AsyncIterator[dict[s
     if generation.request.include_usage:
         yield _data(shape.usage_chunk(generation))
     yield {"data": "[DONE]"}
+
+
+def _failure(generation: Generation, sentence: str) -> ApiError:
+    """A reply that failed (400), or that the server ended (503: the request was fine, asking again will work)."""
+    if generation.stop_reason:
+        return ApiError(503, sentence, "reply_stopped_by_server")
+    return ApiError(400, sentence, "generation_failed")
 
 
 def _data(payload: dict[str, object]) -> dict[str, str]:

@@ -25,6 +25,9 @@ class Generation:
             threading.Lock()
         )  # one reader at a time; a worker thread abandoned on a disconnect may linger
         self.ended = False
+        self.text_sent = ""  # what the client has been given so far
+        self.recorded = False  # handed to the history already (see ServeState.served)
+        self.stop_reason = ""  # a sentence, when the server ended the reply (see ``stop``)
 
     @property
     def finished(self) -> bool:
@@ -39,9 +42,27 @@ class Generation:
     def cancel(self) -> None:
         self._reply.cancel()
 
+    def stop(self, reason: str) -> None:
+        """End it for a reason of the server's (the model is being switched): the client is told ``reason``."""
+        self.stop_reason = reason
+        self.cancel()
+
     def next_text(self) -> str | None:
         """The next text to send, or None at the end. Blocking: call it on a worker thread. Raises UserError
         with the engine's sentence if the reply failed."""
+        try:
+            text = self._next_text()
+        except UserError:
+            if self.stop_reason:
+                raise UserError(self.stop_reason) from None
+            raise
+        if text is None and self.stop_reason:  # a stopped reply ends like a short one: say it was cut
+            raise UserError(self.stop_reason)
+        if text:
+            self.text_sent += text
+        return text
+
+    def _next_text(self) -> str | None:
         with self._lock:
             while not self.ended:
                 piece = next(self._pieces, None)

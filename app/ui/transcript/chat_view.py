@@ -7,6 +7,8 @@ The view follows the end of the conversation unless the user has scrolled up to 
 
 from __future__ import annotations
 
+import html
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +29,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.history.records import BranchPosition
+from app.core.history.sources import ReplySource
 from app.core.llm.engine import ReplyStats
 from app.core.units import counted
-from app.ui.transcript.markdown_render import LIGHT, MarkdownRenderer, Palette, Rendered
+from app.ui.transcript.branch_switcher import BranchSwitcher
+from app.ui.transcript.markdown_render import LIGHT, MarkdownRenderer, Palette, warm_up_highlighting
+from app.ui.transcript.message_text import MessageText
+from app.ui.transcript.sources import show_sources
+from app.ui.transcript.waiting import waiting_note
 
 REPAINT_INTERVAL_MS = 33  # ~30 repaints a second while a reply streams
 PAGE = 24  # older messages shown at a time (more than a screenful), as the person scrolls up to them
@@ -111,8 +119,8 @@ class MessageWidget(QFrame):
         self.role = role
         self.text = ""
         self.state = "complete"
+        self.message_id: int | None = None  # the stored message shown (None until it is stored)
         self._renderer = renderer
-        self._rendered = Rendered("")
         self.setObjectName("userMessage" if role == "user" else "assistantMessage")
         self.setFrameShape(QFrame.Shape.StyledPanel)
 
@@ -126,6 +134,8 @@ class MessageWidget(QFrame):
         self.note_label.setObjectName("messageNote")
         header.addWidget(self.note_label)
         header.addStretch(1)
+        self.branch_switcher = BranchSwitcher(self)
+        header.addWidget(self.branch_switcher)
         self.copy_button = self._action("Copy", "Copy this message", self.copy_requested)
         self.edit_button = self._action("Edit", "Edit this message and send it again", self.edit_requested)
         self.regenerate_button = self._action(
@@ -138,6 +148,7 @@ class MessageWidget(QFrame):
         self.body.setAccessibleName(f"{author} message")
         self.body.copy_code.connect(self._on_copy_code)
         layout.addWidget(self.body)
+        self._text = MessageText(self.body, renderer, self._add_body, self._remove_body)
         self.stats_label = QLabel()
         self.stats_label.setObjectName("messageStats")
         self.stats_label.hide()
@@ -155,16 +166,47 @@ class MessageWidget(QFrame):
 
     def set_text(self, text: str, *, final: bool = True) -> None:
         self.text = text
-        self._rendered = self._renderer.render(text, final=final)
-        self.body.setHtml(self._rendered.html)
+        self._text.set_text(text, final=final)
+
+    @property
+    def bodies(self) -> list[MessageBody]:
+        """The views showing the text: ``body``, and below it more while a long reply streams in."""
+        return [body for body in self._text.bodies if isinstance(body, MessageBody)]
+
+    def _add_body(self, after: QTextBrowser) -> QTextBrowser:
+        body = MessageBody(self)
+        body.setAccessibleName(self.body.accessibleName())
+        body.copy_code.connect(self._on_copy_code)
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertWidget(layout.indexOf(after) + 1, body)
+        return body
+
+    def _remove_body(self, body: QTextBrowser) -> None:
+        body.setParent(None)
+        body.deleteLater()
+
+    def recolour(self) -> None:
+        """Show the text in its renderer's (new) palette, without rendering the Markdown again."""
+        self._text.recolour()
+
+    def show_waiting(self, note: str) -> None:
+        """Before the first word of a reply: ``note`` says the message is being read (the text replaces it)."""
+        colour = self._renderer.palette.code_header
+        self.body.setHtml(f'<p style="color:{colour};"><i>{html.escape(note)}</i></p>')
 
     @property
     def code_blocks(self) -> list[str]:
-        return self._rendered.code_blocks
+        return self._text.code_blocks
 
     @property
     def code_languages(self) -> list[str]:
-        return self._rendered.languages
+        return self._text.languages
+
+    def set_stored(self, message_id: int | None, branch: BranchPosition | None = None) -> None:
+        """The stored message this widget shows, and where it stands among its versions ("< 2/3 >")."""
+        self.message_id = message_id
+        self.branch_switcher.set_position(branch)
 
     def set_state(self, state: str) -> None:
         self.state = state
@@ -183,14 +225,15 @@ class MessageWidget(QFrame):
         self.stats_label.show()
 
     def set_last(self, last: bool, *, busy: bool = False) -> None:
-        """Regenerate belongs to the last reply, edit to the last question; neither while a reply streams."""
+        """Regenerate belongs to the last reply; every question can be edited (the edit is a new version, so
+        nothing after it is lost); neither on the last ones while a reply streams."""
         self.regenerate_button.setVisible(last and self.role == "assistant" and not busy)
-        self.edit_button.setVisible(last and self.role == "user" and not busy)
+        self.edit_button.setVisible(self.role == "user" and not (last and busy))
 
     @Slot(int)
     def _on_copy_code(self, index: int) -> None:
-        if 0 <= index < len(self._rendered.code_blocks):
-            QGuiApplication.clipboard().setText(self._rendered.code_blocks[index])
+        if 0 <= index < len(self._text.code_blocks):
+            QGuiApplication.clipboard().setText(self._text.code_blocks[index])
             self.code_copied.emit()
 
 
@@ -202,6 +245,9 @@ class HistoryEntry:
     text: str
     state: str = "complete"
     stats: ReplyStats | None = None
+    sources: tuple[ReplySource, ...] = ()  # the passages the reply was given (see ``sources``)
+    message_id: int | None = None
+    branch: BranchPosition | None = None  # where it stands among its versions, if it has others
 
 
 class ChatView(QScrollArea):
@@ -210,12 +256,16 @@ class ChatView(QScrollArea):
     Signals:
         regenerate_requested(): the user wants the last reply written again.
         edit_requested(): the user wants to edit and resend the last question.
+        edit_message_requested(object): the user wants to edit and resend this question (a message widget).
         copied(str): a message or a code block went to the clipboard; the sentence confirms it.
+        branch_requested(object, int): a message widget and the id of its version to show instead.
     """
 
     regenerate_requested = Signal()
     edit_requested = Signal()
+    edit_message_requested = Signal(object)
     copied = Signal(str)
+    branch_requested = Signal(object, int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -244,6 +294,10 @@ class ChatView(QScrollArea):
         self._pending = ""
         self._follow = True
         self.render_count = 0  # how often the streaming message was re-rendered (tests check the cap)
+        self.last_render_seconds = 0.0  # what the last re-render cost the GUI thread (the benchmark reads it)
+        self._reply_asked = 0.0  # when the streaming reply was asked for
+        self._prompt_read: tuple[int, int] | None = None  # its prompt's tokens read so far, and in all
+        self._waiting_shown = ""  # the waiting note shown in its bubble
         self._flush_timer = QTimer(self)
         self._flush_timer.setInterval(REPAINT_INTERVAL_MS)
         self._flush_timer.timeout.connect(self._flush)
@@ -255,12 +309,13 @@ class ChatView(QScrollArea):
         # widget of a process spends ~25 ms on that. Building one here moves the cost into window start-up,
         # instead of stalling the first Send.
         MessageWidget("assistant", self.assistant_name, self._renderer).deleteLater()
+        threading.Thread(target=warm_up_highlighting, name="warm-up-highlighting", daemon=True).start()
 
     def set_palette(self, palette: Palette) -> None:
-        self._renderer = MarkdownRenderer(palette)
+        """Re-colour the messages shown from their kept rendering: no Markdown parsed, no code lexed again."""
+        self._renderer.palette = palette
         for message in self.messages:
-            message._renderer = self._renderer
-            message.set_text(message.text)
+            message.recolour()
 
     # -- building the transcript ----------------------------------------------------------------------
 
@@ -288,6 +343,10 @@ class ChatView(QScrollArea):
         message.code_copied.connect(lambda: self.copied.emit("Copied the code block."))
         message.regenerate_requested.connect(self.regenerate_requested.emit)
         message.edit_requested.connect(self.edit_requested.emit)
+        message.edit_requested.connect(lambda m=message: self.edit_message_requested.emit(m))
+        message.branch_switcher.switch_requested.connect(
+            lambda version, m=message: self.branch_requested.emit(m, version)
+        )
         message.set_text(text)
         message.set_state(state)
         message.set_stats(stats)
@@ -349,6 +408,8 @@ class ChatView(QScrollArea):
         while self._to_build and self._older and time.perf_counter() - started < SLICE_SECONDS:
             entry = self._older.pop()
             message = self._make_message(entry.role, entry.text, entry.state, entry.stats)
+            show_sources(message.body, entry.sources)
+            message.set_stored(entry.message_id, entry.branch)
             position = self._layout.indexOf(self.messages[0]) if self.messages else self._layout.count() - 1
             self._layout.insertWidget(position, message)
             self.messages.insert(0, message)
@@ -374,6 +435,16 @@ class ChatView(QScrollArea):
         """Put another kind of item at ``position`` among the transcript's items (0: the top)."""
         self._layout.insertWidget(min(position, self._layout.count() - 1), widget)
         self._extras.append(widget)
+
+    def replace_from(self, message: MessageWidget | None, entries: list[HistoryEntry]) -> None:
+        """Show ``entries`` in place of ``message`` and every message after it (another branch was chosen);
+        with None, after the last message."""
+        while message is not None and message in self.messages:
+            self.remove_last()
+        for entry in entries:
+            shown = self.add_message(entry.role, entry.text, state=entry.state, stats=entry.stats)
+            show_sources(shown.body, entry.sources)
+            shown.set_stored(entry.message_id, entry.branch)
 
     def remove_last(self) -> None:
         if self.messages:
@@ -409,10 +480,32 @@ class ChatView(QScrollArea):
         self._pending = ""
         self._update_last_markers()
         self._flush_timer.start()
+        self._reply_asked = time.monotonic()
+        self._prompt_read = None
+        self._waiting_shown = ""
+        self._show_waiting()
         return message
+
+    def show_prompt_progress(self, done: int, total: int) -> None:
+        """Before the reply's first word: ``done`` of the prompt's ``total`` tokens are read."""
+        self._prompt_read = (done, total)
+        self._show_waiting()
+
+    def _show_waiting(self) -> None:
+        if self._streaming is None or self._streaming.text or self._pending:
+            return
+        note = waiting_note(time.monotonic() - self._reply_asked, self._prompt_read)
+        if note != self._waiting_shown:  # it changes at most once a second, or with the progress
+            self._streaming.show_waiting(note)
+            self._waiting_shown = note
 
     def append_to_reply(self, text: str) -> None:
         self._pending += text
+
+    @property
+    def pending_text(self) -> str:
+        """Text of the streaming reply received but not shown yet (it shows at the next repaint)."""
+        return self._pending
 
     @property
     def streaming_message(self) -> MessageWidget | None:
@@ -421,10 +514,13 @@ class ChatView(QScrollArea):
     @Slot()
     def _flush(self) -> None:
         if self._streaming is None or not self._pending:
+            self._show_waiting()
             return
+        started = time.perf_counter()
         self._streaming.set_text(self._streaming.text + self._pending, final=False)
         self._pending = ""
         self.render_count += 1
+        self.last_render_seconds = time.perf_counter() - started
 
     def finish_reply(self, stats: ReplyStats | None, state: str) -> None:
         self._flush_timer.stop()
@@ -441,18 +537,21 @@ class ChatView(QScrollArea):
         first: MessageWidget | None = None
         color = QColor("#fff2a8") if self._renderer.palette is LIGHT else QColor("#6e5b00")
         for message in self.messages:
-            selections: list[QTextEdit.ExtraSelection] = []
-            document = message.body.document()
-            for term in terms:
-                cursor = document.find(term.strip('"*'))
-                while term and not cursor.isNull():
-                    selection = QTextEdit.ExtraSelection()
-                    selection.cursor = cursor
-                    selection.format.setBackground(color)
-                    selections.append(selection)
-                    cursor = document.find(term.strip('"*'), cursor)
-            message.body.setExtraSelections(selections)
-            if selections and first is None:
+            found = False
+            for body in message.bodies:
+                selections: list[QTextEdit.ExtraSelection] = []
+                document = body.document()
+                for term in terms:
+                    cursor = document.find(term.strip('"*'))
+                    while term and not cursor.isNull():
+                        selection = QTextEdit.ExtraSelection()
+                        selection.cursor = cursor
+                        selection.format.setBackground(color)
+                        selections.append(selection)
+                        cursor = document.find(term.strip('"*'), cursor)
+                body.setExtraSelections(selections)
+                found = found or bool(selections)
+            if found and first is None:
                 first = message
         if first is not None:
             self._follow = False

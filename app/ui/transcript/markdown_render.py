@@ -3,6 +3,10 @@
 Qt's QTextDocument renders HTML 4 with inline styles, not CSS classes, so Pygments writes inline styles and
 code blocks become one-cell tables (the only way to give a block a background and padding in Qt rich text).
 Each code block gets a header naming its language and a ``copy:N`` link the view turns into a clipboard copy.
+
+Rendering first makes a ``Template``: the HTML with each palette colour left as a marker and each code block kept
+as its Pygments tokens. Colours are applied last, so a theme change re-colours a template without parsing the
+Markdown or lexing the code again.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
-from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name, guess_lexer
@@ -43,6 +46,72 @@ class Rendered:
     languages: list[str] = field(default_factory=list)
 
 
+Tokens = tuple[tuple[Any, str], ...]
+# Markers in a template: a palette field's name, or the number of a highlighted code block, between NUL
+# characters. markdown-it turns every NUL of its input into U+FFFD, so no text can forge one.
+_MARKER = re.compile(r"\x00(?:([a-z_]+)|#(\d+))\x00")
+
+
+@dataclass
+class Template:
+    """Rendered Markdown waiting for its colours: ``markup`` with markers, the highlighted code as tokens.
+
+    ``final_sensitive`` says a full (final) render would differ: an unlabelled code block was left unguessed.
+    """
+
+    markup: str
+    code: list[Tokens] = field(default_factory=list)
+    code_blocks: list[str] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)
+    final_sensitive: bool = False
+
+    def html(self, palette: Palette) -> str:
+        """The body's HTML in ``palette``'s colours (without the wrapper ``wrap_body`` adds)."""
+
+        def colour(match: re.Match[str]) -> str:
+            if match.group(1):
+                return str(getattr(palette, match.group(1)))
+            return format_code(self.code[int(match.group(2))], palette.pygments_style)
+
+        return _MARKER.sub(colour, self.markup)
+
+
+def wrap_body(body: str, palette: Palette) -> str:
+    return f'<div style="color:{palette.text};">{body}</div>'
+
+
+_FORMATTED: dict[tuple[int, str], tuple[Tokens, str]] = {}
+
+
+def format_code(tokens: Tokens, style: str) -> str:
+    """Tokens as inline-styled HTML; kept per token list and style, so repaints and theme changes reuse it."""
+    key = (id(tokens), style)
+    cached = _FORMATTED.get(key)
+    if cached is not None and cached[0] is tokens:
+        return cached[1]
+    if len(_FORMATTED) >= 4096:
+        _FORMATTED.clear()
+    formatter = HtmlFormatter(noclasses=True, nowrap=True, style=style)
+    out = _Collect()
+    formatter.format(iter(tokens), out)
+    _FORMATTED[key] = (tokens, out.text)
+    return out.text
+
+
+class _Collect:
+    """The file-like object Pygments formatters write to."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
 class MarkdownRenderer:
     def __init__(self, palette: Palette = LIGHT) -> None:
         self.palette = palette
@@ -65,37 +134,52 @@ class MarkdownRenderer:
             "link_close",
             lambda r, tokens, idx, options, env: self._render_link_close(r, tokens, idx, options, env),
         )
-        self._blocks: list[str] = []
-        self._languages: list[str] = []
+        self._template = Template("")
+        self._first_code_index = 0
         self._source_lines = 0
-        # Highlighted blocks by (lexer, code): a streaming reply re-renders ~30 times a second, and its
-        # finished code blocks do not change.
-        self._highlighted: dict[tuple[str, str], str] = {}
+        # Lexed code by (lexer, code): a streaming reply re-renders ~30 times a second, and its finished code
+        # blocks do not change.
+        self._highlighted: dict[tuple[str, str], Tokens] = {}
 
     def render(self, text: str, *, final: bool = True) -> Rendered:
         """``final=False`` while a reply streams: the block still being written is shown plain (highlighting it
         on every repaint would cost the GUI thread most of its time), and unlabelled code is not guessed at;
         the finished reply is rendered once more in full."""
-        self.final = final
-        return self._render(text)
+        template = self.render_template(text, final=final)
+        return Rendered(
+            wrap_body(template.html(self.palette), self.palette),
+            list(template.code_blocks),
+            list(template.languages),
+        )
 
-    def _render(self, text: str) -> Rendered:
-        self._blocks = []
-        self._languages = []
+    def render_template(
+        self, text: str, *, final: bool = True, growing_end: bool = True, first_code_index: int = 0
+    ) -> Template:
+        """``text`` rendered, its colours left to apply. ``growing_end=False`` for a part of a reply that is
+        complete although more follows it (its last code block is not being written); ``first_code_index``
+        numbers its code blocks after those of the parts before it."""
+        self.final = final
+        self._template = Template("")
+        self._first_code_index = first_code_index
         source = fence_bare_code(text)
-        self._source_lines = source.count("\n") + 1
-        body = self._md.render(source)
-        wrapped = f'<div style="color:{self.palette.text};">{body}</div>'
-        return Rendered(wrapped, list(self._blocks), list(self._languages))
+        self._source_lines = source.count("\n") + 1 if growing_end else 1 << 60
+        template = self._template
+        template.markup = self._md.render(source)
+        return template
+
+    def parse(self, source: str) -> list[Token]:
+        """markdown-it's tokens for ``source`` (already through ``fence_bare_code``)."""
+        return self._md.parse(source)
 
     def _highlight(self, code: str, lexer: Lexer) -> str:
         key = (lexer.name, code)
-        if key not in self._highlighted:
-            if len(self._highlighted) >= 64:
-                self._highlighted.clear()
-            formatter = HtmlFormatter(noclasses=True, nowrap=True, style=self.palette.pygments_style)
-            self._highlighted[key] = highlight(code, lexer, formatter)
-        return self._highlighted[key]
+        tokens = self._highlighted.get(key)
+        if tokens is None:
+            if len(self._highlighted) >= 256:
+                del self._highlighted[next(iter(self._highlighted))]  # the oldest
+            tokens = self._highlighted[key] = tuple(lexer.get_tokens(code))
+        self._template.code.append(tokens)
+        return f"\x00#{len(self._template.code) - 1}\x00"
 
     def _render_link_close(
         self, renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any
@@ -110,12 +194,12 @@ class MarkdownRenderer:
         shown = "".join(token.content for token in tokens[start + 1 : idx])
         if not target or shown.strip() == target:
             return close
-        return f'{close} <span style="color:{self.palette.link}; font-size:small;">({html.escape(target)})</span>'
+        return f'{close} <span style="color:\x00link\x00; font-size:small;">({html.escape(target)})</span>'
 
     def _render_inline_code(self, tokens: Sequence[Token], idx: int) -> str:
         code = html.escape(tokens[idx].content)
         return (
-            f'<code style="background-color:{self.palette.inline_code_background};'
+            '<code style="background-color:\x00inline_code_background\x00;'
             f' font-family:monospace;">&nbsp;{code}&nbsp;</code>'
         )
 
@@ -132,6 +216,8 @@ class MarkdownRenderer:
                 lexer = None
         if lexer is None and (inferred := infer_language(code)):
             lexer = get_lexer_by_name(inferred)
+        if lexer is None and code.strip() and not self.final:
+            self._template.final_sensitive = True  # the final render will guess its language
         if lexer is None and code.strip() and self.final:
             try:
                 lexer = guess_lexer(code)
@@ -141,18 +227,30 @@ class MarkdownRenderer:
             if lexer is not None and lexer.name.lower() not in _GUESSABLE:
                 lexer = None
         label = language or (lexer.name if lexer else "text")
-        index = len(self._blocks)
-        self._blocks.append(code)
-        self._languages.append(label)
+        template = self._template
+        index = self._first_code_index + len(template.code_blocks)
+        template.code_blocks.append(code)
+        template.languages.append(label)
         body = html.escape(code) if lexer is None or growing else self._highlight(code, lexer)
-        p = self.palette
         return (
-            f'<table width="100%" cellspacing="0" cellpadding="8" style="background-color:{p.code_background};'
-            f' margin-top:6px; margin-bottom:6px;">'
-            f'<tr><td><span style="color:{p.code_header}; font-size:small;">{html.escape(label)}</span>'
-            f'&nbsp;&nbsp;<a href="copy:{index}" style="color:{p.link}; font-size:small;">Copy</a></td></tr>'
+            '<table width="100%" cellspacing="0" cellpadding="8" style="background-color:\x00code_background\x00;'
+            ' margin-top:6px; margin-bottom:6px;">'
+            '<tr><td><span style="color:\x00code_header\x00; font-size:small;">'
+            f"{html.escape(label)}</span>"
+            f'&nbsp;&nbsp;<a href="copy:{index}" style="color:\x00link\x00; font-size:small;">Copy</a></td></tr>'
             f'<tr><td><pre style="font-family:monospace; margin:0; white-space:pre-wrap;">{body}</pre></td></tr></table>'
         )
+
+
+def warm_up_highlighting() -> None:
+    """Import what highlighting needs, ahead of the first code block: Pygments imports each lexer module on
+    first use (~100 ms for Python here) and its guesser imports them all (~0.5 s), which on the GUI thread would
+    stall the first reply with code. Run on a worker thread at start-up."""
+    for name in ("python", "javascript", "typescript", "bash", "c", "cpp", "java", "go", "rust", "json"):
+        get_lexer_by_name(name)
+    guess_lexer("int main(void) { return 0; }")
+    for palette in (LIGHT, DARK):
+        HtmlFormatter(noclasses=True, nowrap=True, style=palette.pygments_style)
 
 
 # Lines that open a piece of code, and the language each implies (None: clear code, unclear language).

@@ -128,3 +128,59 @@ def test_a_stored_question_that_could_not_be_answered_is_taken_back(store: Histo
     assert [m.content for m in store.messages(session.conversation_id or 0)] == ["First", "Answer"]
     session.forget_last_question()  # the conversation ends with a reply: nothing to take back
     assert len(store.messages(session.conversation_id or 0)) == 2
+
+
+def test_the_passages_given_with_a_question_are_stored_with_its_reply(store: HistoryStore) -> None:
+    session = ChatSession(store)
+    document = make_document(
+        "harbour.pdf",
+        "pdf",
+        [
+            Section("page 1", "The harbour board meets in the old customs house.", page=1),
+            Section(
+                "page 2", "The lighthouse on the north rocks was built in 1871 by the harbour board.", page=2
+            ),
+        ],
+    )
+    index = DocumentIndex()
+    index.add(document)
+    session.documents = index
+    session.add_user_message("When was the lighthouse built?", model="m", preset=GREEDY, context_size=2048)
+    question_turn = session.engine_messages(GREEDY, 2048)[-1]["content"]
+    # The model is shown the passages under their document's name only, and is not asked for pages.
+    assert "[harbour.pdf]" in question_turn and "page" not in question_turn.lower()
+    assert "harbour.pdf, page 2" in [s.reference for s in session.sources]
+    session.begin_reply()
+    session.record("It was built in 1871.")
+    reply = session.finish_reply("complete")
+    assert reply is not None
+    stored = store.reply_sources([reply.id])[reply.id]
+    assert stored == session.reply_sources and any(s.page == 2 and "1871" in s.text for s in stored)
+    # A question with nothing to find still gets the openings as context, and a reply without documents none.
+    session.documents = None
+    session.add_user_message("Thanks", model="m", preset=GREEDY, context_size=2048)
+    session.engine_messages(GREEDY, 2048)
+    session.begin_reply()
+    session.record("You are welcome.")
+    plain = session.finish_reply("complete")
+    assert plain is not None and store.reply_sources([plain.id]) == {}
+    index.close()
+
+
+def test_a_reply_that_loops_is_stored_up_to_its_first_telling(store: HistoryStore) -> None:
+    session = ChatSession(store)
+    session.add_user_message("What did maintenance cost?", model="m", preset=GREEDY, context_size=2048)
+    session.begin_reply()
+    loop = "Spending on maintenance rose to 1.9 million euros. "
+    pieces = ("The report says so. " + loop * 5).split(" ")
+    for piece in pieces:
+        if session.repeating:
+            break
+        session.record(piece + " ")
+    assert session.repeating
+    reply = session.finish_reply("stopped")  # the front end stopped it
+    assert reply is not None
+    assert reply.content == "The report says so. " + loop.rstrip()
+    assert reply.state == "complete"
+    session.begin_reply()
+    assert not session.repeating  # each reply is watched afresh

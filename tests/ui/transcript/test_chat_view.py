@@ -49,7 +49,7 @@ def test_view_follows_the_end_unless_scrolled_up(qtbot: QtBot) -> None:
     view.finish_reply(None, "complete")
 
 
-def test_only_last_question_and_reply_offer_edit_and_regenerate(qtbot: QtBot) -> None:
+def test_every_question_offers_edit_and_the_last_reply_regenerate(qtbot: QtBot) -> None:
     view = ChatView()
     qtbot.addWidget(view)
     view.show()
@@ -57,7 +57,7 @@ def test_only_last_question_and_reply_offer_edit_and_regenerate(qtbot: QtBot) ->
         view.add_message(role, role)
     edits = [not m.edit_button.isHidden() for m in view.messages]
     regenerates = [not m.regenerate_button.isHidden() for m in view.messages]
-    assert edits == [False, False, True, False]
+    assert edits == [True, False, True, False]  # any question can be edited: a new version
     assert regenerates == [False, False, False, True]
 
 

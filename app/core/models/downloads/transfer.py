@@ -124,6 +124,14 @@ class _Retry(Exception):
         self.reason = reason
 
 
+class _Unreachable(_Retry):
+    """No connection could be made at all (offline, an address that cannot be looked up, refused)."""
+
+    def __init__(self, error: UserError) -> None:
+        super().__init__("the Hub cannot be reached")
+        self.error = error
+
+
 class _PartialFile:
     """A partial download and how many bytes of it are on disk (where the next request starts)."""
 
@@ -300,14 +308,21 @@ class FileTransfer:
 
         failures = 0
         size_at_last_failure = partial.size
+        reached = False  # the Hub answered during this fetch: a later failure to connect is worth retrying
         while partial.size < remote.size:
             control.raise_if_stopped()
             try:
                 self._transfer(url, job, partial, remote, control, tracker)
+                reached = True
                 if partial.size < remote.size:
                     raise _Retry("the server closed the connection early")
             except _Retry as retry:
                 control.raise_if_stopped()
+                if isinstance(retry, _Unreachable) and not reached:
+                    # Offline from the start: say so now rather than after minutes of retries (the partial is
+                    # kept, so Resume continues from it).
+                    raise retry.error from None
+                reached = reached or not isinstance(retry, _Unreachable)
                 failures = 1 if partial.size > size_at_last_failure else failures + 1
                 size_at_last_failure = partial.size
                 if failures > self.max_attempts:
@@ -395,10 +410,13 @@ class FileTransfer:
             raise _Retry(f"no data for {self.stall_seconds:.0f} s") from exc
         except httpx2.ConnectError as exc:
             control.raise_if_stopped()
-            raise _Retry(f"cannot connect: {exc}") from exc
+            error = hub_error(exc, job.repo_id, self.endpoint, remote.path)
+            raise (_Unreachable(error) if error else _Retry("cannot connect")) from exc
         except httpx2.TransportError as exc:
             control.raise_if_stopped()
-            raise _Retry(f"connection dropped: {exc}" if str(exc) else "connection dropped") from exc
+            # The library's words ("[Errno 104] Connection reset by peer") go to the log, not to the person.
+            log.info("Download of %s: the connection dropped (%s)", remote.path, exc)
+            raise _Retry("the connection dropped") from exc
         except (Cancelled, _Retry, RemoteChangedError):
             raise
         except HfHubHTTPError as exc:

@@ -1,0 +1,56 @@
+"""What the window benchmarks time with: a 10 ms timer on the GUI thread that records the gaps between its
+ticks (a blocked GUI thread shows as a gap), and running the event loop until a condition holds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class GapTimer:
+    """A 10 ms timer on the GUI thread recording the time between its ticks; a blocked thread shows as a gap."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.gaps: list[float] = []
+        self._last = time.perf_counter()
+        self._timer = QTimer()
+        self._timer.setInterval(10)
+        self._timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self._last)
+        self._last = now
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    @property
+    def worst(self) -> float:
+        """The longest gap, leaving out the first (it includes the start-up before the loop ran)."""
+        return max(self.gaps[1:], default=0.0)
+
+
+def run_until(condition: Callable[[], bool], limit_seconds: float) -> None:
+    """Run the Qt event loop, as the application does, until ``condition`` holds or the time is up."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    poll = QTimer()
+    poll.setInterval(5)
+    poll.timeout.connect(lambda: loop.quit() if condition() else None)
+    deadline = QTimer()
+    deadline.setSingleShot(True)
+    deadline.timeout.connect(loop.quit)
+    poll.start()
+    deadline.start(int(limit_seconds * 1000))
+    if not condition():
+        loop.exec()
+    poll.stop()
+    deadline.stop()

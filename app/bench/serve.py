@@ -1,0 +1,328 @@
+"""``llamadesk bench --serve``: what serving costs. One request (same prompt, same max_tokens, greedy) three ways, side
+by side in one run:
+
+- the engine directly (this process, the engine service's streaming path, no HTTP);
+- our streaming endpoint (a ``llamadesk serve`` process, read by the ``openai`` client);
+- llama-cpp-python's own server (``python -m llama_cpp.server``, same threads, context and batch size, same client).
+
+Generation tokens/s is counted from the first token to the last (so it is the generation rate, not the prompt);
+time to first token from the request. The three take turns, in rotating order, after one warm-up request each, and
+the medians are reported: on a shared machine one run's speed differs from the next by more than the gap measured.
+The three models stay loaded together: llama.cpp maps the weights from the file, so they share one copy in memory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx2
+import openai
+from openai.types.chat import ChatCompletionUserMessageParam
+
+from app.core.errors import UserError
+from app.core.llm.context import ChatMessage
+from app.core.llm.engine import LoadOptions, physical_cores
+from app.core.llm.service import EngineClient, EngineService
+from app.core.modes import SamplingOptions
+
+PROMPT = (
+    "Write a long, detailed story about a lighthouse keeper who finds a map in a bottle, "
+    "and describe every step of the journey that follows."
+)
+MAX_TOKENS = 128
+ROUNDS = 3
+BATCH_SIZE = LoadOptions().batch_size
+START_TIMEOUT_S = 180.0
+# What ``llama-cpp-python[server]`` adds; without them ``python -m llama_cpp.server`` cannot start.
+LLAMA_SERVER_MODULES = (
+    "fastapi",
+    "pydantic_settings",
+    "starlette_context",
+    "sse_starlette",
+    "uvicorn",
+    "yaml",
+)
+LLAMA_SERVER_INSTALL = (
+    "llama-cpp-python's own server needs extra packages ({missing}); install them with "
+    "pip install 'llama-cpp-python[server]' (or pip install -e '.[test]' in a LlamaDesk checkout), "
+    "then run the benchmark again."
+)
+
+
+@dataclass
+class Run:
+    """One request: seconds to the first token, tokens generated, and tokens/s from the first to the last."""
+
+    ttft_s: float
+    tokens: int
+    tps: float
+
+
+@dataclass
+class Way:
+    name: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def tps(self) -> float:
+        return statistics.median(run.tps for run in self.runs) if self.runs else 0.0
+
+    @property
+    def ttft_s(self) -> float:
+        return statistics.median(run.ttft_s for run in self.runs) if self.runs else 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.runs[-1].tokens if self.runs else 0
+
+
+@dataclass
+class ServeBenchResult:
+    model: str
+    threads: int
+    context_size: int
+    batch_size: int
+    max_tokens: int
+    rounds: int
+    engine: Way
+    ours: Way
+    theirs: Way
+    theirs_missing: str = (
+        ""  # the sentence saying how to install llama-cpp-python's server, when it cannot run
+    )
+
+    @property
+    def ours_vs_engine(self) -> float:
+        return self.ours.tps / self.engine.tps if self.engine.tps else 0.0
+
+    @property
+    def ours_vs_theirs(self) -> float:
+        return self.ours.tps / self.theirs.tps if self.theirs.tps else 0.0
+
+    @property
+    def added_ttft_ms(self) -> float:
+        return (self.ours.ttft_s - self.engine.ttft_s) * 1000
+
+    def as_dict(self) -> dict[str, object]:
+        figures = asdict(self)
+        figures |= {
+            "ours_vs_engine": self.ours_vs_engine,
+            "ours_vs_theirs": self.ours_vs_theirs,
+            "added_ttft_ms": self.added_ttft_ms,
+        }
+        for way in ("engine", "ours", "theirs"):
+            figures[way] |= {"median_tps": getattr(self, way).tps, "median_ttft_s": getattr(self, way).ttft_s}
+        return figures
+
+    def report(self) -> str:
+        lines = [
+            f"Model: {self.model} ({self.threads} threads, context {self.context_size}, batch {self.batch_size}); "
+            f"{self.max_tokens} tokens at most, greedy; medians of {self.rounds} rounds",
+            f"{'':34}{'tokens/s':>10}{'first token':>14}{'tokens':>8}",
+        ]
+        for way in (self.engine, self.ours, self.theirs):
+            if way.runs:
+                lines.append(f"{way.name:34}{way.tps:10.1f}{way.ttft_s * 1000:11.0f} ms{way.tokens:8d}")
+            else:
+                lines.append(f"{way.name:34}{'not measured':>24}")
+        lines.append(f"  ours / engine = {self.ours_vs_engine:.3f}   (goal >= 0.95)")
+        lines.append(f"  added time to first token = {self.added_ttft_ms:.1f} ms   (goal < 20 ms)")
+        if self.theirs.runs:
+            lines.append(f"  ours / llama_cpp.server = {self.ours_vs_theirs:.3f}   (goal >= 1.0: not slower)")
+        else:
+            lines.append(f"  {self.theirs_missing}")
+        return "\n".join(lines)
+
+
+def missing_llama_server_modules() -> list[str]:
+    return [name for name in LLAMA_SERVER_MODULES if importlib.util.find_spec(name) is None]
+
+
+def run_serve_benchmark(
+    model_path: Path,
+    *,
+    threads: int = 0,
+    context_size: int = 2048,
+    max_tokens: int = MAX_TOKENS,
+    rounds: int = ROUNDS,
+    progress: Callable[[str], None] | None = None,
+) -> ServeBenchResult:
+    threads = threads or physical_cores()
+    say = progress or (lambda _line: None)
+    messages: list[ChatMessage] = [{"role": "user", "content": PROMPT}]
+    engine, ours = Way("engine directly (no HTTP)"), Way("our streaming endpoint")
+    theirs = Way("llama_cpp.server")
+    missing = missing_llama_server_modules()
+    theirs_missing = LLAMA_SERVER_INSTALL.format(missing=", ".join(missing)) if missing else ""
+    with ExitStack() as stack:
+        say("Starting llamadesk serve…")
+        ours_url = stack.enter_context(_our_server(model_path, threads, context_size))
+        measures: list[tuple[Way, Callable[[], Run]]] = []
+        if not missing:
+            say("Starting llama_cpp.server…")
+            theirs_url = stack.enter_context(_llama_cpp_server(model_path, threads, context_size))
+            measures.append((theirs, lambda: _through_http(theirs_url, messages, max_tokens, usage=False)))
+        say("Loading the engine in this process…")
+        client = stack.enter_context(_engine_client(model_path, threads, context_size))
+        measures.append((engine, lambda: _direct(client, messages, max_tokens)))
+        measures.append((ours, lambda: _through_http(ours_url, messages, max_tokens, usage=True)))
+        for _way, measure in measures:  # warm-up: the first reply after a load is slow, and fills the cache
+            measure()
+        for round_number in range(rounds):
+            shift = round_number % len(measures)
+            for way, measure in measures[shift:] + measures[:shift]:
+                way.runs.append(measure())
+            say(f"Round {round_number + 1} of {rounds} done.")
+    return ServeBenchResult(
+        model=model_path.name,
+        threads=threads,
+        context_size=context_size,
+        batch_size=BATCH_SIZE,
+        max_tokens=max_tokens,
+        rounds=rounds,
+        engine=engine,
+        ours=ours,
+        theirs=theirs,
+        theirs_missing=theirs_missing,
+    )
+
+
+def _direct(client: EngineClient, messages: list[ChatMessage], max_tokens: int) -> Run:
+    started = time.perf_counter()
+    reply = client.stream_chat(messages, SamplingOptions(temperature=0.0, max_tokens=max_tokens))
+    first = last = 0.0
+    for _piece in reply:
+        last = time.perf_counter()
+        first = first or last
+    tokens = reply.stats.generated_tokens if reply.stats else 0
+    return _run(started, first, last, tokens)
+
+
+def _through_http(base_url: str, messages: list[ChatMessage], max_tokens: int, *, usage: bool) -> Run:
+    """One streamed request with the ``openai`` client. Tokens: the server's usage where it reports it
+    (llama_cpp.server does not support ``stream_options``), else one per text chunk, as it streams them."""
+    client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=600)
+    started = time.perf_counter()
+    asked: list[ChatCompletionUserMessageParam] = [
+        {"role": "user", "content": message.get("content", "")} for message in messages
+    ]
+    stream = client.chat.completions.create(
+        model="bench",
+        messages=asked,
+        max_tokens=max_tokens,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True} if usage else openai.omit,
+    )
+    first = last = 0.0
+    chunks = 0
+    reported = 0
+    for chunk in stream:
+        if chunk.usage is not None:
+            reported = chunk.usage.completion_tokens
+        if chunk.choices and chunk.choices[0].delta.content:
+            last = time.perf_counter()
+            first = first or last
+            chunks += 1
+    return _run(started, first, last, reported or chunks)
+
+
+def _run(started: float, first: float, last: float, tokens: int) -> Run:
+    if not first:
+        raise UserError("The benchmark's request produced no text; try another model.")
+    tps = (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
+    return Run(ttft_s=first - started, tokens=tokens, tps=tps)
+
+
+@contextmanager
+def _engine_client(model_path: Path, threads: int, context_size: int) -> Iterator[EngineClient]:
+    service = EngineService()
+    try:
+        client = service.client("bench")
+        client.load_and_wait(
+            str(model_path), LoadOptions(context_size=context_size, threads=threads, batch_size=BATCH_SIZE)
+        )
+        yield client
+    finally:
+        service.shutdown()
+
+
+@contextmanager
+def _our_server(model_path: Path, threads: int, context_size: int) -> Iterator[str]:
+    command = [sys.executable, "-m", "app", "serve", "--model", str(model_path), "--port", "0"]
+    command += ["--ctx", str(context_size), "--threads", str(threads)]
+    with _process(command) as process:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # printed once it listens with the model loaded
+        match = re.search(r"(http://\S+/v1)", line)
+        if match is None:
+            process.kill()
+            raise UserError(f"llamadesk serve did not start: {_stderr_of(process)}")
+        yield match.group(1)
+
+
+@contextmanager
+def _llama_cpp_server(model_path: Path, threads: int, context_size: int) -> Iterator[str]:
+    port = _free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads)]
+    command += ["--n_ctx", str(context_size), "--n_batch", str(BATCH_SIZE), "--verbose", "False"]
+    with _process(command) as process:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise UserError(f"llama_cpp.server did not start: {_stderr_of(process)}")
+            try:
+                if httpx2.get(f"{base_url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise UserError(f"llama_cpp.server did not answer within {START_TIMEOUT_S:.0f} s.")
+        yield base_url
+
+
+@contextmanager
+def _process(command: list[str]) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=os.environ.copy(),
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def _stderr_of(process: subprocess.Popen[str]) -> str:
+    process.kill()
+    _out, err = process.communicate()
+    return err.strip().splitlines()[-1] if err.strip() else f"it exited with code {process.returncode}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -1,0 +1,537 @@
+"""Saved conversation states: llama.cpp's cache for a conversation's tokens, kept in memory and on disk.
+
+A state is the KV cache of one sequence (``llama_state_seq_get_data``) together with the tokens it holds. Being
+the cache *of those tokens*, a state can only ever serve their common prefix with a new prompt, so a state found
+under the wrong conversation is useless, never wrong. What could make it wrong is the model or the cache layout,
+so every file starts with a header naming them (``StateSignature``): the model file's content hash, the context
+size, the cache types, flash attention, the bindings' version (llama.cpp's state format) and our own format
+version. A file whose header does not match, or that is truncated or fails its checksum, is not used (a log line
+says why), and the reply is evaluated cold.
+
+States are kept per conversation key (a string the caller chooses: the history's conversation id), several per
+key, one per branch: saving a state replaces the key's states whose tokens are a prefix of the new one.
+
+- In memory: the most recent states, within a budget (the smaller of 1 GB and a tenth of the memory available),
+  so switching between conversations in one session restores without reading a file. Dropped when another
+  model loads.
+- On disk, in ``AppPaths.state_cache_dir`` (folder 0700, files 0600, written to a temporary file and renamed
+  into place): within a disk budget (the ``state_cache_mb`` setting), least recently used first out.
+
+Files are written by a writer thread, so the engine thread only copies the state (a memory copy) and moves on.
+The writer is not a daemon: at interpreter exit Python waits for it to finish its queue, then it ends. Thread
+safety: every public method may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import queue
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from app.core.files import read_json, write_json_atomic
+from app.core.paths import app_paths
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MAGIC = b"LDSTATE\x00"
+SUFFIX = ".llstate"
+DIGESTS_FILE = "model-digests.json"
+DEFAULT_DISK_BUDGET_MB = 4096
+RAM_BUDGET_CEILING = 1 << 30
+_LENGTH = struct.Struct("<I")
+_WRITER_IDLE_S = 1.0  # the writer thread ends after this long without work; the next save starts another
+
+
+def conversation_key(conversation_id: int) -> str:
+    """The state key of a conversation of the history."""
+    return f"conversation-{conversation_id}"
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    count = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
+def default_ram_budget() -> int:
+    return min(RAM_BUDGET_CEILING, psutil.virtual_memory().available // 10)
+
+
+def _disk_budget_from_settings() -> int:
+    from app.core import settings as settings_store  # settings import the llm package: import late
+
+    return int(settings_store.load().settings.state_cache_mb) * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StateSignature:
+    """Everything a state is valid for besides its tokens."""
+
+    model_sha256: str
+    context_size: int
+    type_k: int
+    type_v: int
+    flash_attention: int
+    llama_cpp_version: str
+    format_version: int = FORMAT_VERSION
+
+
+class ModelDigests:
+    """Model files' sha256, remembered by path, size and modification time so a file is hashed once."""
+
+    def __init__(self, file: Path) -> None:
+        self._file = file
+        self._lock = threading.Lock()
+
+    def digest(self, path: Path) -> str:
+        stat = path.stat()
+        entry = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        with self._lock:
+            known = read_json(self._file)
+            known = known if isinstance(known, dict) else {}
+            cached = known.get(entry)
+            if isinstance(cached, str):
+                return str(cached)
+        started = time.perf_counter()
+        hasher = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                hasher.update(chunk)
+        digest = hasher.hexdigest()
+        log.info("hashed %s for its saved states in %.2f s", path.name, time.perf_counter() - started)
+        with self._lock:
+            known = read_json(self._file)
+            known = known if isinstance(known, dict) else {}
+            # A file replaced in place leaves its old entry behind: keep only the paths' latest.
+            prefix = f"{path.resolve()}|"
+            known = {k: v for k, v in known.items() if not k.startswith(prefix)}
+            known[entry] = digest
+            write_json_atomic(self._file, known)
+        return digest
+
+
+class SignatureSource:
+    """The loaded model's signature, computed once and only when first needed (hashing a large model takes
+    seconds, and a session that never saves or restores a state should not pay for it)."""
+
+    def __init__(self, compute: Callable[[], StateSignature]) -> None:
+        self._compute = compute
+        self._lock = threading.Lock()
+        self._value: StateSignature | None = None
+
+    def get(self) -> StateSignature:
+        with self._lock:
+            if self._value is None:
+                self._value = self._compute()
+            return self._value
+
+
+@dataclass
+class _RamState:
+    key: str
+    tokens: tuple[int, ...]
+    data: bytearray
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A saved state that could serve a prompt: in memory (``data``) or in a file (``path``)."""
+
+    key: str
+    tokens: tuple[int, ...]
+    usable: int  # its common prefix with the prompt
+    data: bytearray | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Header:
+    signature: StateSignature
+    key: str
+    n_tokens: int
+    state_bytes: int
+    crc32: int
+    body_offset: int
+
+
+@dataclass(frozen=True)
+class _WriteJob:
+    key: str
+    tokens: tuple[int, ...]
+    data: bytearray
+    signature: SignatureSource
+    generation: tuple[int, int]
+
+
+class StateCache:
+    """Conversation states in memory and on disk. See the module docstring."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        disk_budget: Callable[[], int] | int = DEFAULT_DISK_BUDGET_MB * 1024 * 1024,
+        ram_budget: int | None = None,
+    ) -> None:
+        self.folder = folder
+        self._disk_budget = disk_budget if callable(disk_budget) else (lambda: disk_budget)
+        self.ram_budget = default_ram_budget() if ram_budget is None else ram_budget
+        self.digests = ModelDigests(folder / DIGESTS_FILE)
+        self._lock = threading.RLock()
+        self._ram: collections.OrderedDict[int, _RamState] = collections.OrderedDict()
+        self._ram_bytes = 0
+        self._ram_ids = iter(range(1, 1 << 62))
+        # A key's generation grows when its states are forgotten, so a write queued before cannot bring one back.
+        self._generations: collections.Counter[str] = collections.Counter()
+        self._epoch = 0  # grows with clear(), for the same reason
+        self._jobs: queue.SimpleQueue[_WriteJob] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
+
+    @classmethod
+    def default(cls) -> StateCache:
+        """The app's cache: its folder from ``app.core.paths``, its disk budget from the settings. One per folder
+        in a process, so forgetting a conversation also drops the writes of it still queued."""
+        folder = app_paths().state_cache_dir
+        with _DEFAULTS_LOCK:
+            cache = _DEFAULTS.get(folder)
+            if cache is None:
+                cache = _DEFAULTS[folder] = cls(folder, disk_budget=_disk_budget_from_settings)
+            return cache
+
+    # -- looking up --------------------------------------------------------------------------------------
+
+    def best(
+        self, key: str, prompt: Sequence[int], signature: SignatureSource, better_than: int
+    ) -> Candidate | None:
+        """The key's state sharing the longest prefix with ``prompt``, if longer than ``better_than``."""
+        best: Candidate | None = None
+        with self._lock:
+            best_id = None
+            for entry_id, entry in self._ram.items():
+                if entry.key == key:
+                    usable = common_prefix(entry.tokens, prompt)
+                    if usable > better_than and (best is None or usable > best.usable):
+                        best, best_id = Candidate(key, entry.tokens, usable, data=entry.data), entry_id
+            if best_id is not None:
+                self._ram.move_to_end(best_id)  # least recently used leaves memory first
+        files = self._files_of(key)
+        if not files:
+            return best
+        wanted = signature.get()
+        for path in files:
+            found = self._read_header(path)
+            if found is None:
+                continue
+            header, tokens = found
+            if header.signature != wanted or header.key != key:
+                log.info("saved state %s is for another model or setting; not used", path.name)
+                continue
+            usable = common_prefix(tokens, prompt)
+            if usable > better_than and (best is None or usable > best.usable):
+                best = Candidate(key, tokens, usable, path=path)
+        return best
+
+    def load(self, candidate: Candidate, signature: SignatureSource) -> bytearray | None:
+        """The candidate's state bytes, read and checked; None (with a log line, the file removed) if it is
+        truncated or damaged."""
+        if candidate.data is not None:
+            return candidate.data
+        assert candidate.path is not None
+        path = candidate.path
+        try:
+            with path.open("rb") as handle:
+                found = self._parse_header(handle, path)
+                if found is None:
+                    return None
+                header, _tokens = found
+                data = bytearray(header.state_bytes)
+                if handle.readinto(data) != header.state_bytes or handle.read(1):
+                    log.warning("saved state %s is truncated or too long; discarded", path.name)
+                    self._remove(path)
+                    return None
+        except OSError as exc:
+            log.warning("saved state %s could not be read (%s); not used", path.name, exc)
+            return None
+        tokens_bytes = struct.pack(f"<{len(candidate.tokens)}i", *candidate.tokens)
+        if zlib.crc32(data, zlib.crc32(tokens_bytes)) != header.crc32:
+            log.warning("saved state %s fails its checksum; discarded", path.name)
+            self._remove(path)
+            return None
+        if header.signature != signature.get():
+            return None
+        self._touch(path)
+        return data
+
+    # -- saving ------------------------------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        tokens: Sequence[int],
+        data: bytearray,
+        signature: SignatureSource,
+        *,
+        persist: bool = True,
+    ) -> None:
+        """Keep a state in memory and, with ``persist``, queue it for the disk. Returns at once."""
+        saved = tuple(tokens)
+        with self._lock:
+            for entry_id, entry in list(self._ram.items()):
+                if entry.key == key and saved[: len(entry.tokens)] == entry.tokens:
+                    self._drop_ram_entry(entry_id)
+            if len(data) <= self.ram_budget:
+                self._ram[next(self._ram_ids)] = _RamState(key, saved, data)
+                self._ram_bytes += len(data)
+                while self._ram_bytes > self.ram_budget and self._ram:
+                    self._drop_ram_entry(next(iter(self._ram)))
+            if not persist:
+                return
+            self._pending += 1
+            self._jobs.put(_WriteJob(key, saved, data, signature, (self._epoch, self._generations[key])))
+            if self._writer is None or not self._writer.is_alive():
+                # Not a daemon (explicitly: a thread started by the daemon engine thread would inherit it).
+                self._writer = threading.Thread(target=self._write_queued, name="state-writer", daemon=False)
+                self._writer.start()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued state is on disk; False if ``timeout`` ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def drop_memory(self) -> None:
+        """Forget the states in memory (another model loaded: they were made by the previous one)."""
+        with self._lock:
+            self._ram.clear()
+            self._ram_bytes = 0
+
+    def forget(self, key: str) -> None:
+        """Delete a key's states everywhere (its conversation was deleted)."""
+        with self._lock:
+            self._generations[key] += 1
+            for entry_id, entry in list(self._ram.items()):
+                if entry.key == key:
+                    self._drop_ram_entry(entry_id)
+            for path in self._files_of(key):
+                self._remove(path)
+
+    def clear(self) -> None:
+        """Delete every saved state (Settings' "Clear")."""
+        with self._lock:
+            for key in {entry.key for entry in self._ram.values()}:
+                self._generations[key] += 1
+            self.drop_memory()
+            self._epoch += 1
+            for path in self._all_files():
+                self._remove(path)
+
+    def disk_usage(self) -> int:
+        return sum(size for _path, size, _used in self._file_stats())
+
+    def memory_usage(self) -> int:
+        with self._lock:
+            return self._ram_bytes
+
+    # -- the writer thread -------------------------------------------------------------------------------
+
+    def _write_queued(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=_WRITER_IDLE_S)
+            except queue.Empty:
+                with self._lock:
+                    # Ends only with nothing queued: a put() between the timeout and here starts no new writer
+                    # because this one is still alive, so look again.
+                    if self._jobs.empty():
+                        self._writer = None
+                        return
+                continue
+            try:
+                self._write(job)
+            except Exception:  # a full disk, a folder made read-only: the state is only a cache
+                log.exception("a conversation state could not be saved")
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def _write(self, job: _WriteJob) -> None:
+        budget = self._disk_budget()
+        tokens_bytes = struct.pack(f"<{len(job.tokens)}i", *job.tokens)
+        size_estimate = len(tokens_bytes) + len(job.data)
+        if size_estimate > budget:
+            return
+        signature = job.signature.get()
+        header = json.dumps(
+            {
+                "signature": asdict(signature),
+                "key": job.key,
+                "n_tokens": len(job.tokens),
+                "state_bytes": len(job.data),
+                "crc32": zlib.crc32(job.data, zlib.crc32(tokens_bytes)),
+            }
+        ).encode("utf-8")
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        name = f"{_key_hash(job.key)}.{hashlib.sha256(tokens_bytes).hexdigest()[:16]}{SUFFIX}"
+        final = self.folder / name
+        temporary = self.folder / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        # No fsync: a state is a cache, and one cut short by a power loss fails its checksum and is discarded.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(MAGIC + _LENGTH.pack(len(header)) + header)
+                handle.write(tokens_bytes)
+                handle.write(job.data)
+            with self._lock:
+                forgotten = (self._epoch, self._generations[job.key]) != job.generation
+                if forgotten:  # while it was being written
+                    temporary.unlink(missing_ok=True)
+                    return
+                os.replace(temporary, final)
+                self._replace_prefixes(job.key, job.tokens, signature, keep=final)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        self._evict(budget, keep=final)
+
+    def _replace_prefixes(
+        self, key: str, tokens: tuple[int, ...], signature: StateSignature, keep: Path
+    ) -> None:
+        for path in self._files_of(key):
+            if path == keep:
+                continue
+            found = self._read_header(path)
+            if found is None:
+                continue
+            header, old_tokens = found
+            if header.signature == signature and tokens[: len(old_tokens)] == old_tokens:
+                self._remove(path)
+
+    def _evict(self, budget: int, keep: Path) -> None:
+        with self._lock:
+            stats = sorted(self._file_stats(), key=lambda item: item[2])
+            total = sum(size for _path, size, _used in stats)
+            for path, size, _used in stats:
+                if total <= budget:
+                    break
+                if path == keep:
+                    continue
+                log.info("saved state %s evicted (least recently used)", path.name)
+                self._remove(path)
+                total -= size
+
+    # -- files -------------------------------------------------------------------------------------------
+
+    def _all_files(self) -> list[Path]:
+        try:
+            return [
+                p for p in self.folder.iterdir() if p.name.endswith(SUFFIX) and not p.name.startswith(".")
+            ]
+        except FileNotFoundError:
+            return []
+
+    def _files_of(self, key: str) -> list[Path]:
+        prefix = _key_hash(key) + "."
+        return [p for p in self._all_files() if p.name.startswith(prefix)]
+
+    def _file_stats(self) -> list[tuple[Path, int, int]]:
+        stats = []
+        for path in self._all_files():
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            stats.append((path, stat.st_size, stat.st_mtime_ns))
+        return stats
+
+    def _read_header(self, path: Path) -> tuple[_Header, tuple[int, ...]] | None:
+        try:
+            with path.open("rb") as handle:
+                return self._parse_header(handle, path)
+        except OSError as exc:
+            log.warning("saved state %s could not be read (%s); not used", path.name, exc)
+            return None
+
+    def _parse_header(self, handle: Any, path: Path) -> tuple[_Header, tuple[int, ...]] | None:
+        """The header and tokens, with the handle left at the state bytes; None if the file is not a state of
+        ours (removed, with a log line)."""
+        try:
+            start = handle.read(len(MAGIC) + _LENGTH.size)
+            if len(start) != len(MAGIC) + _LENGTH.size or not start.startswith(MAGIC):
+                raise ValueError("not a saved state")
+            (length,) = _LENGTH.unpack(start[len(MAGIC) :])
+            if length > 1 << 16:
+                raise ValueError("header too long")
+            raw = json.loads(handle.read(length).decode("utf-8"))
+            signature = StateSignature(**raw["signature"])
+            n_tokens, state_bytes = int(raw["n_tokens"]), int(raw["state_bytes"])
+            tokens_raw = handle.read(4 * n_tokens)
+            if len(tokens_raw) != 4 * n_tokens:
+                raise ValueError("truncated in its tokens")
+            tokens = struct.unpack(f"<{n_tokens}i", tokens_raw)
+            expected = len(MAGIC) + _LENGTH.size + length + 4 * n_tokens + state_bytes
+            if os.fstat(handle.fileno()).st_size != expected:
+                raise ValueError("truncated or too long")
+            header = _Header(
+                signature, str(raw["key"]), n_tokens, state_bytes, int(raw["crc32"]), handle.tell()
+            )
+        except (ValueError, KeyError, TypeError, struct.error) as exc:
+            log.warning("saved state %s is damaged (%s); discarded", path.name, exc)
+            self._remove(path)
+            return None
+        return header, tokens
+
+    def _touch(self, path: Path) -> None:
+        with contextlib.suppress(OSError):  # its place in the eviction order only
+            os.utime(path)
+
+    def _remove(self, path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("saved state %s could not be deleted (%s)", path.name, exc)
+
+    def _drop_ram_entry(self, entry_id: int) -> None:
+        entry = self._ram.pop(entry_id)
+        self._ram_bytes -= len(entry.data)
+
+
+_DEFAULTS: dict[Path, StateCache] = {}
+_DEFAULTS_LOCK = threading.Lock()
+
+
+def forget_conversations(conversation_ids: Sequence[int]) -> None:
+    """Delete the saved states of conversations deleted for good."""
+    cache = StateCache.default()
+    for conversation_id in conversation_ids:
+        cache.forget(conversation_key(conversation_id))
+
+
+def _key_hash(key: str) -> str:
+    # File names never carry the key itself: it is the caller's string, and names must stay portable.
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]

@@ -1,0 +1,80 @@
+"""The Settings dialog's "Other apps" section: the switch that serves the loaded model to other programs on this
+computer (the OpenAI-compatible API on 127.0.0.1), its port, whether their conversations are kept, and the base
+URL to copy. The server itself is run by ``app.ui.serving``."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QSpinBox,
+    QToolButton,
+    QWidget,
+)
+
+from app.core.serve.address import LOOPBACK, base_url
+from app.core.settings import Settings
+
+SWITCH_LABEL = "Let other apps on this computer use the loaded model"
+
+
+class ServeSection(QGroupBox):
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__("Other apps", parent)
+        form = QFormLayout(self)
+        self.enabled = QCheckBox(SWITCH_LABEL)
+        self.enabled.setChecked(settings.serve_enabled)
+        self.enabled.setToolTip(
+            "Editors, scripts and other programs on this computer can then ask the model through the "
+            "OpenAI API. Their requests wait behind yours."
+        )
+        form.addRow(self.enabled)
+        self.port = QSpinBox()
+        self.port.setRange(1, 65535)
+        self.port.setValue(settings.serve_port)
+        self.port.setAccessibleName("Port for other apps")
+        form.addRow("Port", self.port)
+        self.save_history = QCheckBox("Keep their conversations in my history")
+        self.save_history.setChecked(settings.serve_save_history)
+        self.save_history.setToolTip(
+            "Each request another app makes is saved as a conversation, marked as served to another app."
+        )
+        form.addRow(self.save_history)
+        row = QHBoxLayout()
+        self.url = QLabel()
+        self.url.setTextInteractionFlags(self.url.textInteractionFlags().TextSelectableByMouse)
+        self.url.setAccessibleName("Address for other apps")
+        self.copy = QToolButton()
+        self.copy.setText("Copy")
+        self.copy.setAccessibleName("Copy the address for other apps")
+        self.copy.clicked.connect(lambda: QApplication.clipboard().setText(self.base_url()))
+        row.addWidget(self.url, 1)
+        row.addWidget(self.copy)
+        form.addRow("Address (base URL)", row)
+        self.enabled.toggled.connect(self._update)
+        self.port.valueChanged.connect(self._update)
+        self._update()
+
+    def base_url(self) -> str:
+        return base_url(LOOPBACK, self.port.value())
+
+    def _update(self) -> None:
+        self.url.setText(self.base_url())
+        on = self.enabled.isChecked()
+        self.url.setEnabled(on)
+        self.copy.setEnabled(on)
+
+    def restore_defaults(self) -> None:
+        defaults = Settings()
+        self.enabled.setChecked(defaults.serve_enabled)
+        self.port.setValue(defaults.serve_port)
+        self.save_history.setChecked(defaults.serve_save_history)
+
+    def apply_to(self, settings: Settings) -> None:
+        settings.serve_enabled = self.enabled.isChecked()
+        settings.serve_port = self.port.value()
+        settings.serve_save_history = self.save_history.isChecked()

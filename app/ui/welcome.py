@@ -1,0 +1,239 @@
+"""The welcome card on an empty chat: what the loaded model is, a few questions to try, and the model the menu
+recommends for this computer with one click to get it.
+
+It shows while the conversation has no message (a new chat, Chat mode) and goes with the first one. The
+recommendation is ``app.core.models.menu.recommended_for_this_machine()``, worked out once on Qt's pool (it
+probes the hardware). "Get it" opens the model manager on that model and starts its download there; if the
+download cannot start (offline, say), the card says why, since the card is where the person clicked.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from app.core.errors import UserError
+from app.core.llm.engine import ModelInfo
+from app.core.models.catalog import CatalogEntry, entry_for_file
+from app.core.models.menu import MenuPick, recommended_for_this_machine
+from app.core.modes import MODEL_PRESETS, Mode
+from app.core.units import human_bytes
+from app.ui.background import run_in_pool
+
+if TYPE_CHECKING:
+    from app.ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+# Questions the starter model answers right (tests/core/test_modes.py measures them on it).
+STARTER_PROMPTS = (
+    "What is the capital of France?",
+    "How many days are in a week?",
+    "What is the largest planet in our solar system?",
+)
+GENERAL_PROMPTS = (
+    "Explain recursion in simple terms.",
+    "Write a short poem about the sea.",
+    "Give me three ideas for a rainy weekend.",
+)
+
+
+def is_demo_model(entry: CatalogEntry | None) -> bool:
+    """The starter's kind: a model small enough that it needed a preset of its own to answer simple questions."""
+    return entry is not None and Mode.CHAT in MODEL_PRESETS.get(entry.id, {})
+
+
+def model_sentence(model: ModelInfo | None, entry: CatalogEntry | None) -> str:
+    if model is None:
+        return "No model is loaded yet: choose one in the model menu above, or get the one recommended below."
+    if is_demo_model(entry):
+        assert entry is not None
+        return (
+            f"You are chatting with {entry.name}, a tiny demo model ({entry.parameters_text} parameters, "
+            f"{human_bytes(model.file_size)}). It answers simple questions on any computer, and it makes "
+            "mistakes. For better answers, get a larger model."
+        )
+    size = f"{entry.parameters_text} parameters, " if entry is not None else ""
+    return f"You are chatting with {model.display_name} ({size}{human_bytes(model.file_size)})."
+
+
+class WelcomeCard(QFrame):
+    """What an empty chat shows.
+
+    Signals:
+        prompt_chosen(str): a suggested question was clicked.
+        get_requested(str, str): "Get it" was clicked for this repository and quantization.
+    """
+
+    prompt_chosen = Signal(str)
+    get_requested = Signal(str, str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("welcomeCard")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAccessibleName("Welcome")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 14, 16, 14)
+        layout.setSpacing(8)
+        self.title = QLabel("<b>Start a conversation</b>")
+        layout.addWidget(self.title)
+        self.model_label = QLabel()
+        self.model_label.setWordWrap(True)
+        layout.addWidget(self.model_label)
+        layout.addWidget(QLabel("Try one of these:"))
+        self._prompt_row = QHBoxLayout()
+        self._prompt_row.setSpacing(6)
+        layout.addLayout(self._prompt_row)
+        self.prompt_buttons: list[QPushButton] = []
+        self.recommendation_label = QLabel("Looking for the model that suits this computer best…")
+        self.recommendation_label.setWordWrap(True)
+        recommendation_row = QHBoxLayout()
+        recommendation_row.addWidget(self.recommendation_label, 1)
+        self.get_button = QPushButton("Get it")
+        self.get_button.setAccessibleName("Get the recommended model")
+        self.get_button.setVisible(False)
+        self.get_button.clicked.connect(self._on_get)
+        recommendation_row.addWidget(self.get_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(recommendation_row)
+        self.problem_label = QLabel()
+        self.problem_label.setWordWrap(True)
+        self.problem_label.setObjectName("welcomeProblem")
+        self.problem_label.setStyleSheet("QLabel#welcomeProblem { color: #b3261e; }")
+        self.problem_label.setVisible(False)
+        layout.addWidget(self.problem_label)
+        self._pick: MenuPick | None = None
+        self.set_prompts(GENERAL_PROMPTS)
+
+    def set_model(self, model: ModelInfo | None) -> None:
+        entry = entry_for_file(model.path) if model is not None else None
+        self.model_label.setText(model_sentence(model, entry))
+        self.set_prompts(STARTER_PROMPTS if is_demo_model(entry) else GENERAL_PROMPTS)
+
+    def set_prompts(self, prompts: tuple[str, ...]) -> None:
+        while (item := self._prompt_row.takeAt(0)) is not None:
+            if (widget := item.widget()) is not None:
+                widget.deleteLater()
+        self.prompt_buttons = []
+        for text in prompts:
+            button = QPushButton(text)
+            button.setToolTip("Ask this")
+            button.clicked.connect(lambda _checked=False, t=text: self.prompt_chosen.emit(t))
+            self._prompt_row.addWidget(button)
+            self.prompt_buttons.append(button)
+        self._prompt_row.addStretch(1)
+
+    def set_recommendation(self, pick: MenuPick | None, loaded: ModelInfo | None) -> None:
+        """The menu's first pick; nothing to offer when none suits, or when it is the model already in use."""
+        self._pick = pick
+        loaded_entry = entry_for_file(loaded.path) if loaded is not None else None
+        if pick is None or (loaded_entry is not None and loaded_entry.id == pick.entry.id):
+            self.recommendation_label.setText(
+                "The model menu (Get models…) lists what else runs on this computer."
+                if pick is None
+                else f"{pick.entry.name} is the model the menu recommends for this computer."
+            )
+            self.get_button.setVisible(False)
+            return
+        option = pick.option
+        speed = option.speed_text
+        self.recommendation_label.setText(
+            f"Recommended for this computer: <b>{pick.entry.name}</b> ({pick.quant}, {option.size_text}"
+            f"{', ' + speed if speed else ''}). {pick.entry.description}"
+        )
+        self.get_button.setText("Use it" if option.installed is not None else "Get it")
+        self.get_button.setVisible(True)
+
+    def show_problem(self, text: str) -> None:
+        self.problem_label.setText(text)
+        self.problem_label.setVisible(bool(text))
+
+    def _on_get(self) -> None:
+        if self._pick is not None:
+            self.show_problem("")
+            self.get_requested.emit(self._pick.entry.repo_id, self._pick.quant)
+
+
+class Welcome(QObject):
+    """Keeps the card in step with the window: shown on an empty chat, the model described, the pick offered.
+
+    A child of the window, so a recommendation that arrives after the window is gone finds nobody to tell.
+    """
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.card = WelcomeCard()
+        self.card.setVisible(False)
+        self._asked = False  # the recommendation is worked out once per window
+        self._answered = False  # and it has arrived
+        self._pick: MenuPick | None = None
+        self._getting = ""  # the repository whose download the card started
+        self.card.prompt_chosen.connect(self._on_prompt)
+        self.card.get_requested.connect(self._on_get)
+        window.conversation.sent.connect(self.update)
+        window.conversation.conversation_changed.connect(self.update)
+        window.mode_buttons.buttonClicked.connect(lambda _button: self.update())
+        window.client.model_loaded.connect(self._on_model_loaded)
+
+    @property
+    def wanted(self) -> bool:
+        """An empty chat in Chat mode: nothing said yet, in a conversation not stored."""
+        window = self.window
+        return window.mode is Mode.CHAT and window.conversation_id is None and not window.chat_view.messages
+
+    def update(self) -> None:
+        wanted = self.wanted
+        self.card.setVisible(wanted)
+        if wanted:
+            self.card.set_model(self.window.client.model)
+            if not self._asked:
+                self._asked = True
+                context = self.window.settings.context_size
+                run_in_pool(
+                    lambda: recommended_for_this_machine(context), self._on_pick, self._on_pick_failed
+                )
+
+    def _on_model_loaded(self, _info: object) -> None:
+        self.card.set_model(self.window.client.model)
+        if self._answered:
+            self.card.set_recommendation(self._pick, self.window.client.model)
+
+    def _on_pick(self, pick: MenuPick | None) -> None:
+        self._pick, self._answered = pick, True
+        self.card.set_recommendation(pick, self.window.client.model)
+
+    def _on_pick_failed(self, error: BaseException) -> None:
+        if isinstance(error, UserError):
+            log.info("no recommendation: %s", error)
+        else:
+            log.error("the recommendation failed", exc_info=error)
+        self._answered = True
+        self.card.set_recommendation(None, self.window.client.model)
+
+    def _on_prompt(self, text: str) -> None:
+        self.window.input.setPlainText(text)
+        self.window.send()  # without a model the banner says so, and the question waits in the input
+
+    def _on_get(self, repo_id: str, quant: str) -> None:
+        pick = self._pick
+        if pick is not None and pick.option.installed is not None:
+            self.window.load_model(str(pick.option.installed))
+            return
+        models = self.window.models
+        models.open_manager()
+        manager = models.model_manager
+        if manager is None:
+            return
+        if not self._getting:
+            manager.download_failed.connect(self._on_download_failed)
+        self._getting = repo_id
+        manager.show_model(repo_id, quant)
+        manager.start_download(repo_id, quant)
+
+    def _on_download_failed(self, repo_id: str, sentence: str) -> None:
+        if repo_id == self._getting:
+            self.card.show_problem(sentence)

@@ -1,0 +1,196 @@
+"""Saved conversation states on the real model and real llama.cpp: restored after a reload, refused when they do
+not fit, and a restored reply always equal to a cold one."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.core.llm.context import ChatMessage
+from app.core.llm.engine import Engine, LoadOptions
+from app.core.llm.state_cache import SUFFIX, StateCache, conversation_key
+from app.core.modes import SamplingOptions
+
+GREEDY = SamplingOptions(temperature=0.0, max_tokens=6, seed=1)
+CONTEXT = 2048
+FILLER = (
+    "My garden has sandy soil that dries quickly in summer; the north corner stays shaded until noon, "
+    "the tomatoes there grew slowly last year while the beans did well. "
+)
+
+
+def conversation(question: str = "What should I plant there next spring?") -> list[ChatMessage]:
+    return [
+        {"role": "system", "content": "You are a helpful gardening assistant."},
+        {"role": "user", "content": FILLER * 4 + "What grows well in sandy soil?"},
+        {"role": "assistant", "content": "Carrots, radishes, lettuce and most herbs like sandy soil."},
+        {"role": "user", "content": question},
+    ]
+
+
+@pytest.fixture(scope="module")
+def states_engine(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """An engine of this module's own, its states in a folder of its own."""
+    engine = Engine()
+    engine.states.cache = StateCache(tmp_path_factory.mktemp("states") / "states")
+    engine.load(model_path, LoadOptions(context_size=CONTEXT))
+    yield engine
+    engine.unload()
+
+
+@pytest.fixture(scope="module")
+def cold_replies(states_engine: Engine) -> dict[str, str]:
+    """Replies evaluated from an empty cache, by question, computed once."""
+    return {}
+
+
+def cold_reply(engine: Engine, replies: dict[str, str], messages: list[ChatMessage]) -> str:
+    question = messages[-1]["content"] + messages[1]["content"]
+    if question not in replies:
+        engine.clear_cache()
+        replies[question] = engine.chat(messages, GREEDY).collect()
+    return replies[question]
+
+
+def save_conversation(engine: Engine, key: str, messages: list[ChatMessage]) -> None:
+    """Answer the conversation's first question under ``key`` and let the engine save its state."""
+    engine.clear_cache()
+    engine.chat(messages[:2], GREEDY, cache_key=key).collect()
+    engine.idle()
+    assert engine.states.cache.flush(60)
+
+
+def reload(engine: Engine, path: Path, context_size: int = CONTEXT) -> None:
+    """As after a restart: the model loaded again, nothing of the conversation in memory."""
+    engine.unload()
+    assert engine.states.cache.flush(60)
+    engine.load(path, LoadOptions(context_size=context_size))
+
+
+def state_files(engine: Engine) -> list[Path]:
+    return sorted(p for p in engine.states.cache.folder.iterdir() if p.name.endswith(SUFFIX))
+
+
+def test_a_restored_state_gives_the_same_greedy_reply_as_a_cold_evaluation(
+    states_engine: Engine, cold_replies: dict[str, str], model_path: Path
+) -> None:
+    key = conversation_key(1)
+    messages = conversation()
+    save_conversation(states_engine, key, messages)
+    reload(states_engine, model_path)
+    reply = states_engine.chat(messages, GREEDY, cache_key=key)
+    restored = reply.collect()
+    assert states_engine.states.last_restored_tokens > 100
+    # Only the follow-up question (and the reply's re-tokenized tail) is evaluated.
+    assert reply.stats.evaluated_tokens < reply.stats.prompt_tokens / 3
+    assert restored == cold_reply(states_engine, cold_replies, messages)
+
+
+def test_a_state_of_another_model_file_is_refused_and_the_reply_is_right(
+    states_engine: Engine,
+    cold_replies: dict[str, str],
+    model_path: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = conversation_key(2)
+    messages = conversation()
+    save_conversation(states_engine, key, messages)
+    # Another model file by its content: the same weights with one letter of its name changed.
+    other = tmp_path / "other.gguf"
+    shutil.copyfile(model_path, other)
+    raw = bytearray(other.read_bytes()[: 1 << 20])
+    at = raw.index(b"general.name") + len(b"general.name") + 4 + 8
+    with other.open("r+b") as handle:
+        handle.seek(at)
+        handle.write(bytes([raw[at] ^ 0x20]))
+    try:
+        reload(states_engine, other)
+        with caplog.at_level(logging.INFO, logger="app.core.llm.state_cache"):
+            reply = states_engine.chat(messages, GREEDY, cache_key=key).collect()
+        assert states_engine.states.last_restored_tokens == 0
+        assert "another model or setting" in caplog.text
+        assert reply == cold_reply(states_engine, cold_replies, messages)
+    finally:
+        reload(states_engine, model_path)
+
+
+def test_a_state_saved_at_another_context_size_is_refused(
+    states_engine: Engine, cold_replies: dict[str, str], model_path: Path
+) -> None:
+    key = conversation_key(3)
+    messages = conversation()
+    save_conversation(states_engine, key, messages)
+    try:
+        reload(states_engine, model_path, context_size=1024)
+        reply = states_engine.chat(messages, GREEDY, cache_key=key).collect()
+        assert states_engine.states.last_restored_tokens == 0
+        assert reply == cold_reply(states_engine, cold_replies, messages)
+    finally:
+        reload(states_engine, model_path)
+
+
+def test_an_edited_earlier_message_uses_the_state_only_up_to_the_edit(
+    states_engine: Engine, cold_replies: dict[str, str], model_path: Path
+) -> None:
+    key = conversation_key(4)
+    messages = conversation()
+    save_conversation(states_engine, key, messages)
+    reload(states_engine, model_path)
+    edited = conversation()
+    edited[1] = {"role": "user", "content": FILLER * 4 + "What grows well in clay soil?"}
+    reply = states_engine.chat(edited, GREEDY, cache_key=key)
+    text = reply.collect()
+    assert states_engine.states.last_restored_tokens > 0
+    assert reply.stats.evaluated_tokens > 20  # from the edit on
+    assert text == cold_reply(states_engine, cold_replies, edited)
+
+
+def test_a_truncated_state_file_is_discarded_and_the_reply_is_right(
+    states_engine: Engine,
+    cold_replies: dict[str, str],
+    model_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = conversation_key(5)
+    messages = conversation()
+    before = set(state_files(states_engine))
+    save_conversation(states_engine, key, messages)
+    (saved,) = set(state_files(states_engine)) - before
+    with saved.open("r+b") as handle:
+        handle.truncate(saved.stat().st_size // 2)
+    reload(states_engine, model_path)
+    with caplog.at_level(logging.WARNING, logger="app.core.llm.state_cache"):
+        reply = states_engine.chat(messages, GREEDY, cache_key=key).collect()
+    assert states_engine.states.last_restored_tokens == 0
+    assert "truncated" in caplog.text and not saved.exists()
+    assert reply == cold_reply(states_engine, cold_replies, messages)
+
+
+def test_switching_conversations_restores_each_from_memory(
+    states_engine: Engine, cold_replies: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = conversation_key(6), conversation_key(7)
+    messages = conversation()
+    save_conversation(states_engine, first, messages)
+    other: list[ChatMessage] = [{"role": "user", "content": "Name a colour, in one word, please."}] * 1
+    states_engine.chat(other, GREEDY, cache_key=second).collect()
+    with caplog.at_level(logging.INFO, logger="app.core.llm.saved_states"):
+        reply = states_engine.chat(messages, GREEDY, cache_key=first)
+        text = reply.collect()
+    assert "from memory" in caplog.text
+    assert reply.stats.evaluated_tokens < reply.stats.prompt_tokens / 3
+    assert text == cold_reply(states_engine, cold_replies, messages)
+
+
+def test_requests_without_a_key_save_nothing(states_engine: Engine) -> None:
+    states_engine.clear_cache()
+    before = set(state_files(states_engine))
+    states_engine.chat(conversation()[:2], GREEDY).collect()
+    states_engine.idle()
+    assert states_engine.states.cache.flush(60)
+    assert set(state_files(states_engine)) == before

@@ -1,0 +1,168 @@
+"""The window's switch "Let other apps on this computer use the loaded model": a real window serves its own engine
+on 127.0.0.1 to the real ``openai`` client; the window's requests go ahead of other apps' queued ones and the
+window stays responsive; a model switch stops other apps' replies, saying so; turning it off frees the port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import openai
+import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from app.core.serve.history import SERVED_MARK
+from app.core.settings import Settings
+from app.ui.settings_dialog import SettingsDialog
+from app.ui.settings_serve import SWITCH_LABEL
+from tests.helpers.window import open_window
+
+pytestmark = pytest.mark.gui
+
+STORY = "Write a very long story about a dragon and a knight."
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Stream(threading.Thread):
+    """One streamed request from another app, on its own thread: when its first and last text came."""
+
+    def __init__(self, base_url: str, content: str, max_tokens: int) -> None:
+        super().__init__(daemon=True)
+        self.client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=120)
+        self.content, self.max_tokens = content, max_tokens
+        self.first: float | None = None
+        self.last: float | None = None
+        self.text = ""
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            stream = self.client.chat.completions.create(
+                model="m",
+                messages=[{"role": "user", "content": self.content}],
+                max_tokens=self.max_tokens,
+                temperature=0,
+                stream=True,
+            )
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    self.first = self.first or time.perf_counter()
+                    self.text += chunk.choices[0].delta.content
+            self.last = time.perf_counter()
+        except Exception as exc:  # the test reads it
+            self.error = exc
+
+
+def test_the_window_serves_its_model_to_other_apps(qtbot: QtBot, model_path: Path) -> None:
+    port = free_port()
+    window = open_window(
+        qtbot,
+        model_path,
+        sampling={"max_tokens": 12},
+        serve_enabled=True,
+        serve_port=port,
+        serve_save_history=True,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    assert window.serving.base_url == url
+    assert window.serving.indicator.isVisible() and url in window.serving.address.text()
+
+    # Another app's long reply runs; a second one queues; then the person sends: theirs goes first.
+    running = Stream(url, STORY, 20)
+    running.start()
+    qtbot.waitUntil(lambda: running.first is not None, timeout=60_000)
+    queued = Stream(url, "Name a colour.", 8)
+    queued.start()
+    server = window.serving.server
+    assert server is not None
+    qtbot.waitUntil(lambda: len([g for g in server.state.generations if not g.finished]) == 2, timeout=10_000)
+    gaps: list[float] = []
+    last_tick = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last_tick[0])
+        last_tick[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    timer.start()
+    window_first: list[float] = []
+    window.client.token.connect(lambda _text: window_first.append(time.perf_counter()))
+    window.input.setPlainText("What is the capital of France?")
+    window.send()
+    with qtbot.waitSignal(window.client.reply_finished, timeout=120_000):
+        pass
+    window_done = time.perf_counter()
+    running.join(120)
+    queued.join(120)
+    timer.stop()
+    assert running.error is None and queued.error is None and running.text and queued.text
+    assert running.first is not None and queued.first is not None and window_first
+    print(
+        f"window's first token {window_first[0] - running.first:.2f} s after the running API reply's, "
+        f"the queued API reply's {queued.first - window_first[0]:.2f} s after the window's; window reply done "
+        f"{window_done - window_first[0]:.2f} s after its first token; longest GUI-thread gap "
+        f"{max(gaps) * 1000:.0f} ms over {len(gaps)} ticks"
+    )
+    # In order: the running API reply, then the person's, then the API reply queued before the person sent.
+    assert running.first < window_first[0] < queued.first
+    assert max(gaps) < 1.0  # generous: the 2-core test machine is shared with other work
+
+    # Asked to, each served chat request is kept as a conversation marked as served.
+    qtbot.waitUntil(lambda: window.store.count_conversations() == 3, timeout=10_000)
+    served = [window.store.get_conversation(c.id) for c in window.store.list_conversations()]
+    assert sorted(c.title for c in served if c.settings == SERVED_MARK) == ["Name a colour.", STORY]
+
+    # A model switch stops the reply another app waits for, and says so.
+    switched = Stream(url, STORY, 900)
+    switched.start()
+    qtbot.waitUntil(lambda: switched.first is not None, timeout=60_000)
+    window.load_model(str(model_path))
+    message = window.statusBar().currentMessage()
+    print(message)
+    assert "Stopped 1 reply to other apps" in message
+    switched.join(30)
+    assert not switched.is_alive()
+    qtbot.waitUntil(lambda: not window.client.is_loading, timeout=60_000)
+
+    # Off: the port is free again; on with the port taken: a sentence, no server.
+    window.settings.serve_enabled = False
+    window.serving.apply(window.settings)
+    assert window.serving.server is None and not window.serving.indicator.isVisible()
+    with socket.create_server(("127.0.0.1", port)):
+        window.settings.serve_enabled = True
+        window.serving.apply(window.settings)
+        print(window.banner.label.text())
+        assert window.serving.server is None
+        assert str(port) in window.banner.label.text() and "Settings" in window.banner.label.text()
+    window.settings.serve_enabled = False
+    window.serving.apply(window.settings)
+
+
+def test_the_settings_dialog_section(qtbot: QtBot) -> None:
+    dialog = SettingsDialog(Settings(serve_port=8123))
+    qtbot.addWidget(dialog)
+    section = dialog.serve_section
+    assert section.enabled.text() == SWITCH_LABEL and not section.enabled.isChecked()
+    assert section.url.text() == "http://127.0.0.1:8123/v1"
+    section.enabled.setChecked(True)
+    section.port.setValue(9001)
+    section.save_history.setChecked(True)
+    assert section.url.text() == "http://127.0.0.1:9001/v1"
+    section.copy.click()
+    assert QApplication.clipboard().text() == "http://127.0.0.1:9001/v1"
+    updated = dialog.result_settings()
+    assert (updated.serve_enabled, updated.serve_port, updated.serve_save_history) == (True, 9001, True)
+    section.restore_defaults()
+    assert dialog.result_settings().serve_port == 8080 and not dialog.result_settings().serve_enabled

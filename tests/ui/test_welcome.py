@@ -1,0 +1,148 @@
+"""The welcome card on an empty chat, in the real window with the real starter model (offscreen): what the model
+is, questions to try (one click sends one), the model the menu recommends, and getting it while offline."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from app.core.history.store import HistoryStore
+from app.core.llm.engine import ModelInfo
+from app.core.models.catalog import load_catalog
+from app.core.models.menu import build_menu, top_recommendation
+from app.core.settings import Settings
+from app.ui.main_window import MainWindow
+from app.ui.welcome import GENERAL_PROMPTS, STARTER_PROMPTS, WelcomeCard, model_sentence
+from tests.fixtures.fake_hub import use_fake_hub_only
+from tests.helpers.hardware import laptop
+
+pytestmark = pytest.mark.gui
+
+LEFT = Qt.MouseButton.LeftButton
+
+
+def open_as_newcomer(qtbot: QtBot, model_path: Path) -> MainWindow:
+    """The window as a newcomer opens it: the starter model loaded, no setting changed (its own preset)."""
+    window = MainWindow(
+        settings=Settings(context_size=2048, last_model=str(model_path)), store=HistoryStore()
+    )
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.client.model is not None, timeout=30_000)
+    return window
+
+
+def test_the_card_says_what_the_model_is_and_a_suggested_question_gets_answered(
+    qtbot: QtBot, model_path: Path
+) -> None:
+    window = open_as_newcomer(qtbot, model_path)
+    card = window.welcome.card
+    assert card.isVisible()
+    assert "SmolLM2 135M Instruct, a tiny demo model" in card.model_label.text()
+    assert [button.text() for button in card.prompt_buttons] == list(STARTER_PROMPTS)
+    # The menu's pick arrives from the pool; whatever it is, the card names it or says where to look.
+    qtbot.waitUntil(lambda: "Looking" not in card.recommendation_label.text(), timeout=60_000)
+    pick = window.welcome._pick
+    print(f"\nthe card recommends: {pick.download_target if pick else None}")
+    if pick is not None and pick.entry.id != "smollm2-135m":
+        assert pick.entry.name in card.recommendation_label.text() and card.get_button.isVisible()
+
+    with qtbot.waitSignal(window.client.reply_finished, timeout=60_000):
+        qtbot.mouseClick(card.prompt_buttons[0], LEFT)
+        assert not card.isVisible()  # gone with the first message
+    messages = window.chat_view.messages
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert window.store.messages(window.conversation_id)[0].content == STARTER_PROMPTS[0]
+    answer = window.store.messages(window.conversation_id)[1].content
+    print(f"{STARTER_PROMPTS[0]} -> {answer!r}")
+    assert "Paris" in answer  # the starter preset at work: seedless sampling, as a newcomer has it
+
+    window.new_conversation()
+    assert card.isVisible()  # back for a new chat
+
+
+def test_the_card_names_any_other_model_and_offers_general_questions(qtbot: QtBot) -> None:
+    card = WelcomeCard()
+    qtbot.addWidget(card)
+    other = ModelInfo(
+        path=Path("/models/Llama-3.2-3B-Instruct-Q4_K_M.gguf"),
+        name="Llama 3.2 3B Instruct",
+        architecture="llama",
+        parameters=3_210_000_000,
+        native_context=131072,
+        context_size=4096,
+        has_chat_template=True,
+        file_size=2_020_000_000,
+        quantization="Q4_K_M",
+        threads=2,
+        gpu_layers=0,
+        load_seconds=1.0,
+    )
+    card.set_model(other)
+    assert "Llama-3.2-3B-Instruct-Q4_K_M" in card.model_label.text() and "demo" not in card.model_label.text()
+    assert [button.text() for button in card.prompt_buttons] == list(GENERAL_PROMPTS)
+    assert "No model is loaded" in model_sentence(None, None)
+
+
+def refused_endpoint() -> str:
+    """An address on this machine where nothing listens: every connection is refused, as when offline."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_getting_the_recommended_model_offline_says_why_on_the_card_and_in_the_row(
+    qtbot: QtBot, model_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from huggingface_hub import constants
+
+    use_fake_hub_only(monkeypatch, tmp_path)
+    monkeypatch.setattr(constants, "ENDPOINT", refused_endpoint())
+    window = open_as_newcomer(qtbot, model_path)
+    card = window.welcome.card
+    qtbot.waitUntil(lambda: "Looking" not in card.recommendation_label.text(), timeout=60_000)
+    # What the menu recommends on a known laptop, so this test does not depend on how busy this machine is.
+    pick = top_recommendation(build_menu(laptop(), 2048, entries=load_catalog()))
+    assert pick is not None and pick.entry.id != "smollm2-135m"
+    window.welcome._on_pick(pick)
+    assert card.get_button.isVisible() and card.get_button.text() == "Get it"
+
+    qtbot.mouseClick(card.get_button, LEFT)
+    manager = window.models.model_manager
+    assert manager is not None and manager.isVisible()
+    qtbot.waitUntil(lambda: card.problem_label.isVisible(), timeout=20_000)
+    sentence = card.problem_label.text()
+    print(f"\non the card: {sentence}")
+    assert "cannot be reached (the connection was refused)" in sentence
+    assert "Errno" not in sentence
+    assert f"{pick.entry.name} was not downloaded" in manager.notice.text()
+    qtbot.waitUntil(lambda: bool(manager.menu_rows()), timeout=60_000)
+    row = manager.row_index(pick.entry.repo_id)
+    cell = manager.action_cell(row)
+    assert cell.problem.isVisible() and cell.problem.text() == "Not downloaded"
+    assert cell.download_button.isEnabled() and cell.download_button.text() == "Retry"
+    assert "cannot be reached" in cell.download_button.toolTip()
+    manager.shutdown()
+
+
+def test_the_card_is_only_on_an_empty_chat_in_chat_mode(qtbot: QtBot) -> None:
+    store = HistoryStore()
+    conversation = store.create_conversation()
+    store.add_message(conversation.id, "user", "What is the capital of Spain?")
+    window = MainWindow(settings=Settings(), store=store, open_default_model=False)
+    qtbot.addWidget(window)
+    window.show()
+    card = window.welcome.card
+    assert card.isVisible() and "No model is loaded" in card.model_label.text()
+    window.open_conversation(conversation.id)
+    assert not card.isVisible()
+    window.new_conversation()
+    assert card.isVisible()
+    code_button = next(b for b in window.mode_buttons.buttons() if b.property("mode") == "code")
+    qtbot.mouseClick(code_button, LEFT)
+    assert not card.isVisible()
