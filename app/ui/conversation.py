@@ -373,6 +373,11 @@ class ConversationController(QObject):
             self._start_reply()
         except UserError as exc:
             self._say(str(exc))
+            try:  # the old reply is shown again, not hidden behind a version that never started
+                self.session.cancel_new_version()
+                self._show_branch()
+            except UserError:
+                log.warning("the branch on screen could not be restored after a failed regenerate")
 
     def edit_last_question(self) -> None:
         """Edit the last question shown (see ``edit_question``)."""

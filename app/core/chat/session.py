@@ -252,6 +252,12 @@ class ChatSession:
         self._branch_end_before_reply = end
         return True
 
+    def cancel_new_version(self) -> None:
+        """The new version prepared by ``prepare_new_version`` could not start: the branch ends where it did."""
+        restore, self._branch_end_before_reply = self._branch_end_before_reply, None
+        if restore is not None and self.store is not None and self.conversation_id is not None:
+            self.store.set_branch_end(self.conversation_id, restore)
+
     def switch_branch(self, message_id: int) -> None:
         """Show the version ``message_id`` and the latest path below it; the engine is sent that branch."""
         store, conversation_id = self._tree()

@@ -41,6 +41,7 @@ from app.core.history.records import (
     to_ms,
 )
 from app.core.history.schema import take_legacy_layout
+from app.core.history.sources import ReplySource, insert_sources
 
 # Limits of what one conversation of an import may hold. Generous for anything the app itself exports (a
 # document's text is capped far lower when it is attached), tight enough that one file cannot exhaust memory or
@@ -52,6 +53,7 @@ MAX_MESSAGE_CHARACTERS = 16 * 1024 * 1024
 MAX_DOCUMENT_CHARACTERS = 64 * 1024 * 1024
 MAX_MESSAGES = 1_000_000
 MAX_DOCUMENTS = 1_000
+MAX_SOURCES = 1_000  # passages under one reply
 MAX_NESTING = 32  # settings, stats, meta and layout: objects within objects
 MAX_OBJECT_CHARACTERS = 16 * 1024 * 1024  # one of those as JSON text
 MAX_TOKEN_COUNT = 2**31 - 1
@@ -76,6 +78,8 @@ class ImportedConversation:
     # before it. ``current``: the index of the newest message of the branch on screen (None: the last).
     parents: list[int | None] = field(default_factory=list)
     current: int | None = None
+    # The passages each message was answered from (see ``history.sources``), by index into ``messages``.
+    sources: dict[int, list[ReplySource]] = field(default_factory=dict)
 
 
 class _Invalid(ValueError):
@@ -107,6 +111,8 @@ def insert_imported(connection: sqlite3.Connection, item: ImportedConversation) 
         connection.execute(
             "UPDATE conversations SET current_leaf_id = ? WHERE id = ?", (first + current, conversation_id)
         )
+    for index, passages in item.sources.items():
+        insert_sources(connection, first + index, passages)
     for document in item.documents:
         insert_document(connection, conversation_id, document)
     return conversation_id
@@ -183,6 +189,11 @@ def parse_conversation(item: Any, number: int) -> ImportedConversation:
             created_ms=_time(item, "created"),
             updated_ms=_time(item, "updated"),
             messages=[_message(messages[index], index + 1) for index in order],
+            sources={
+                position: passages
+                for position, index in enumerate(order)
+                if (passages := _sources(messages[index], index + 1))
+            },
             documents=[_document(d, index) for index, d in enumerate(documents, start=1)],
             parents=parents,
             current=current,
@@ -277,6 +288,25 @@ def _message(m: Any, number: int) -> tuple[Any, ...]:
         )
     except _Invalid as exc:
         raise _Invalid(f"message {number}: {exc}") from exc
+
+
+def _sources(m: Mapping[str, Any], number: int) -> list[ReplySource]:
+    """A message's sources as an export writes them (``ReplySource.to_dict``); none for older exports."""
+    passages = []
+    for position, data in enumerate(_list(m, "sources", MAX_SOURCES), start=1):
+        try:
+            if not isinstance(data, dict):
+                raise TypeError(f"it is {_kind(data)}, not an object")
+            source = ReplySource.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _Invalid(f"message {number}: source {position} is not a passage ({exc})") from exc
+        if (
+            len(source.text) > MAX_MESSAGE_CHARACTERS
+            or max(len(source.document_name), len(source.label)) > MAX_SHORT_TEXT_CHARACTERS
+        ):
+            raise _Invalid(f"message {number}: source {position} is too long")
+        passages.append(source)
+    return passages
 
 
 def _document(d: Any, number: int) -> DocumentRow:

@@ -71,6 +71,7 @@ class SavedStates:
         if self._cache is not None:
             self._cache.drop_memory()
         self._signature = SignatureSource(compute)
+        self._signature.compute_in_background()
         self._holder, self._unsaved = None, False
 
     def model_unloading(self, llama: Any) -> None:
@@ -95,9 +96,8 @@ class SavedStates:
             return
         try:
             self._restore_best(llama, key, tokens, held_prefix)
-        except Exception:  # a state is only a shortcut: the reply is evaluated cold instead
+        except Exception:  # a state is only a shortcut: the reply is evaluated as it would be without it
             log.exception("restoring the saved state of %s failed", key)
-            llama.reset()
 
     def idle(self, llama: Any) -> None:
         if llama is not None:
@@ -112,7 +112,12 @@ class SavedStates:
         data = self.cache.load(candidate, self._signature)
         if data is None:
             return
-        if not restore_sequence_state(llama, list(candidate.tokens), data):
+        try:
+            restored = restore_sequence_state(llama, list(candidate.tokens), data)
+        except Exception:
+            llama.reset()  # half set: what the llama holds can no longer be trusted, only a cold start can
+            raise
+        if not restored:
             log.warning("llama.cpp refused the saved state of %s; the prompt is evaluated in full", key)
             return
         self.last_restored_tokens = len(candidate.tokens)

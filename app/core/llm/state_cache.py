@@ -117,15 +117,29 @@ class ModelDigests:
                 hasher.update(chunk)
         digest = hasher.hexdigest()
         log.info("hashed %s for its saved states in %.2f s", path.name, time.perf_counter() - started)
+        self.remember(path, digest)
+        return digest
+
+    def remember(self, path: Path, digest: str) -> None:
+        """Keep ``path``'s sha256, known already (a download verified it), so it is never hashed again."""
+        stat = path.stat()
+        entry = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         with self._lock:
             known = read_json(self._file)
             known = known if isinstance(known, dict) else {}
             # A file replaced in place leaves its old entry behind: keep only the paths' latest.
             prefix = f"{path.resolve()}|"
             known = {k: v for k, v in known.items() if not k.startswith(prefix)}
-            known[entry] = digest
+            known[entry] = digest.lower()
             write_json_atomic(self._file, known)
-        return digest
+
+
+def remember_model_digest(path: Path, digest: str) -> None:
+    """A downloaded model's verified sha256, kept for its conversation states (see ``ModelDigests``)."""
+    try:
+        ModelDigests(app_paths().state_cache_dir / DIGESTS_FILE).remember(path, digest)
+    except OSError:  # only a shortcut: the file is hashed when a state first needs it
+        log.warning("the sha256 of %s could not be kept for its saved states", path.name)
 
 
 class SignatureSource:
@@ -136,12 +150,30 @@ class SignatureSource:
         self._compute = compute
         self._lock = threading.Lock()
         self._value: StateSignature | None = None
+        self._failure: Exception | None = None  # remembered: a file that cannot be hashed is not read again
 
     def get(self) -> StateSignature:
         with self._lock:
+            if self._failure is not None:
+                raise self._failure
             if self._value is None:
-                self._value = self._compute()
+                try:
+                    self._value = self._compute()
+                except Exception as exc:
+                    self._failure = exc
+                    raise
             return self._value
+
+    def compute_in_background(self) -> None:
+        """Hash now, on a thread of its own, so the first reply that could use a state does not wait for it on
+        the engine thread (the digest is cached by path, size and time, so this is once per model file)."""
+        threading.Thread(target=self._compute_quietly, name="model-digest", daemon=True).start()
+
+    def _compute_quietly(self) -> None:
+        try:
+            self.get()
+        except Exception:
+            log.warning("the loaded model file could not be hashed: its conversation states are not kept")
 
 
 @dataclass
@@ -205,6 +237,8 @@ class StateCache:
         self._jobs: queue.SimpleQueue[_WriteJob] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._pending = 0
+        self._queued_bytes = 0  # states copied for the writer and not yet written, at most ``queue_budget``
+        self.queue_budget = max(self.ram_budget, 256 * 1024 * 1024)
         self._idle = threading.Condition(self._lock)
 
     @classmethod
@@ -306,7 +340,15 @@ class StateCache:
                     self._drop_ram_entry(next(iter(self._ram)))
             if not persist:
                 return
+            if self._pending and self._queued_bytes + len(data) > self.queue_budget:
+                # The disk is slower than the turns: a copy per turn would pile up in memory. This one is kept
+                # in RAM (above) and saved with a later turn or on leaving the conversation.
+                log.info(
+                    "a state of %s was not queued for the disk: earlier ones are still being written", key
+                )
+                return
             self._pending += 1
+            self._queued_bytes += len(data)
             self._jobs.put(_WriteJob(key, saved, data, signature, (self._epoch, self._generations[key])))
             if self._writer is None or not self._writer.is_alive():
                 # Not a daemon (explicitly: a thread started by the daemon engine thread would inherit it).
@@ -378,6 +420,7 @@ class StateCache:
             finally:
                 with self._idle:
                     self._pending -= 1
+                    self._queued_bytes -= len(job.data)
                     self._idle.notify_all()
 
     def _write(self, job: _WriteJob) -> None:

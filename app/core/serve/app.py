@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from app import APP_NAME
 from app.core.errors import UserError
 from app.core.llm.engine import ModelInfo
+from app.core.llm.remote_info import RemoteModelInfo
 from app.core.llm.service import EngineClient
 from app.core.serve.errors import ApiError
 from app.core.serve.generation import Generation
@@ -154,6 +155,15 @@ def _loaded_model(client: EngineClient) -> ModelInfo:
     model = client.model
     if model is None:
         raise ApiError(503, "No model is loaded. Load one in LlamaDesk, then try again.", "model_not_loaded")
+    if isinstance(model, RemoteModelInfo):
+        # The window talks to a server with the person's own key: lending that to any local process is not
+        # what the switch promises ("the loaded model" of this computer).
+        raise ApiError(
+            503,
+            "LlamaDesk is using a model on another machine, which it does not share. Switch LlamaDesk to a "
+            "model on this computer (Settings, Engine), then try again.",
+            "model_not_loaded",
+        )
     return model
 
 

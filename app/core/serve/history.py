@@ -71,6 +71,11 @@ class ServedHistory:
             if self._failed is not None:
                 self._failed(str(exc))
             return None
+        except Exception:  # a bug: the future is never read, so it is logged here or nowhere
+            log.exception("saving a served reply failed")
+            if self._failed is not None:
+                self._failed("A reply to another app was not kept in the history (see the log for why).")
+            return None
         if self._saved is not None:
             self._saved(conversation_id)
         return conversation_id

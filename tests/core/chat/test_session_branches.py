@@ -94,3 +94,15 @@ def test_an_unsaved_conversation_has_no_versions(store: HistoryStore) -> None:
     assert conversation(session) == ["Name a colour."]
     with pytest.raises(UserError, match="not saved"):
         session.edit_question(1, "Name a fruit.")
+
+
+def test_a_new_version_that_cannot_start_leaves_the_old_reply_on_screen(store: HistoryStore) -> None:
+    session = ChatSession(store)
+    session.add_user_message("Name a colour.", model="m", preset=GREEDY, context_size=2048)
+    answer(session, "Blue")
+    assert session.prepare_new_version() is True
+    assert conversation(session) == ["Name a colour."]  # ready for the new version
+    session.cancel_new_version()  # e.g. the engine refused the request
+    assert conversation(session) == ["Name a colour.", "Blue"]
+    session.add_user_message("Another?", model="m", preset=GREEDY, context_size=2048)
+    assert conversation(session) == ["Name a colour.", "Blue", "Another?"]  # follows the reply, not beside it

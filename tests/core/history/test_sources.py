@@ -101,3 +101,21 @@ def test_a_source_from_foreign_data_is_checked() -> None:
         ReplySource.from_dict({"document": "a", "label": "page 1", "page": "one", "text": "x"})
     with pytest.raises(KeyError):
         ReplySource.from_dict({"document": "a", "page": 1, "text": "x"})
+
+
+def test_an_export_imported_again_keeps_each_replys_sources(store: HistoryStore, tmp_path: Path) -> None:
+    _conversation, reply = _reply(store)
+    store.set_reply_sources(reply, SOURCES)
+    exported = store.export_json()
+    data = json.loads(exported)
+    with HistoryStore(tmp_path / "other.sqlite3") as other:
+        result = other.import_json(exported)
+        assert result.imported and not result.refused
+        (imported_reply,) = [m for m in other.messages(result.imported[0]) if m.role == "assistant"]
+        assert other.reply_sources([imported_reply.id]) == {imported_reply.id: SOURCES}
+        # A source that is not a passage refuses its conversation with a sentence, naming the message.
+        data["conversations"][0]["uuid"] = "another"
+        data["conversations"][0]["messages"][1]["sources"] = [{"document": "a.pdf", "label": 3}]
+        refused = other.import_json(json.dumps(data))
+        assert not refused.imported
+        assert "message 2: source 1 is not a passage" in refused.refused[0]

@@ -317,3 +317,26 @@ def test_the_service_swaps_between_this_computer_and_a_server(
         assert "Paris" in "".join(client.stream_chat(PARIS, GREEDY)) and service.model is again
     finally:
         service.shutdown()
+
+
+def test_a_model_on_another_machine_is_not_lent_to_local_apps(faulty: RunningServer) -> None:
+    """The window's "let other apps use the loaded model" must not hand out the person's server and its key."""
+    from starlette.testclient import TestClient
+
+    from app.core.serve.app import create_app
+
+    service = EngineService(connected(faulty.url("ok"), api_key="person-key"))
+    asked_before = len(faulty.observed.chat_bodies)
+    try:
+        client = service.client("api")
+        assert isinstance(client.model, RemoteModelInfo)
+        with TestClient(create_app(client), base_url="http://127.0.0.1:8080") as api:
+            for response in (
+                api.get("/v1/models"),
+                api.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}]}),
+            ):
+                assert response.status_code == 503
+                assert "another machine" in response.json()["error"]["message"]
+            assert len(faulty.observed.chat_bodies) == asked_before  # nothing reached the server
+    finally:
+        service.shutdown()

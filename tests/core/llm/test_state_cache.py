@@ -158,3 +158,15 @@ def test_forget_deletes_a_conversations_states_even_while_queued(tmp_path: Path)
     cache.flush(30)
     assert cache.best(key, range(10), SIGNATURE, better_than=0) is None
     assert len(files(cache)) == 1
+
+
+def test_copies_waiting_for_a_slow_disk_stay_within_the_memory_budget(tmp_path: Path) -> None:
+    cache = StateCache(tmp_path / "states", ram_budget=0)
+    cache.queue_budget = 1500
+    with cache._lock:  # the writer cannot finish a file meanwhile: the disk is "slow"
+        cache.put("conversation-1", [1, 2, 3], state_bytes(1000), SIGNATURE)
+        cache.put("conversation-2", [4, 5, 6], state_bytes(1000), SIGNATURE)  # over the budget: not queued
+        assert cache._queued_bytes == 1000
+    assert cache.flush(timeout=10)
+    assert cache._queued_bytes == 0
+    assert len(files(cache)) == 1

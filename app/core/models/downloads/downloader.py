@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.errors import Cancelled, UserError
+from app.core.llm.state_cache import remember_model_digest
 from app.core.models.catalog import ModelFiles, RemoteFile, find_entry
 from app.core.models.downloads.progress import ProgressCallback, ProgressTracker
 from app.core.models.downloads.queue import (
@@ -401,6 +402,7 @@ class Downloader:
         # Every part is read back from the disk right before the renames: what is checked is what is installed.
         tracker.done_before_file, tracker.file_done = 0, 0
         tracker.report("verifying")
+        digests: dict[str, str] = {}
         for remote, partial in partials:
             tracker.file_name = remote.basename
 
@@ -408,7 +410,7 @@ class Downloader:
                 tracker.file_done += count
                 tracker.report("verifying", force=False)
 
-            verify_on_disk(remote, partial, control, hashed)
+            digests[remote.path] = verify_on_disk(remote, partial, control, hashed)
         tracker.done_before_file, tracker.file_done = job.total_size, 0
         tracker.report("installing")
         # The first part is what the library lists as a model, so it appears only once every part is there.
@@ -418,7 +420,9 @@ class Downloader:
             os.replace(partial, final)
             sidecar_path(partial).unlink(missing_ok=True)
         remove_empty_dir(app_paths().downloads_dir / job.folder)
-        return job.final_path(job.files[0])
+        model = job.final_path(job.files[0])
+        remember_model_digest(model, digests[job.files[0].path])  # its saved states never hash it again
+        return model
 
     def _delete_partials(self, job: DownloadJob) -> None:
         for remote in job.files:

@@ -220,10 +220,10 @@ def write_error(exc: OSError, job: DownloadJob, partial: Path, done_before_file:
 
 def verify_on_disk(
     remote: RemoteFile, partial: Path, control: TransferControl, on_block: Callable[[int], None]
-) -> None:
+) -> str:
     """Read the partial back from the disk and compare its size and sha256 with the Hub's; on a mismatch
     delete it (and its sidecar) and raise ChecksumMismatchError. Called right before it is renamed into place,
-    so bytes written into it by anything after they arrived are caught too."""
+    so bytes written into it by anything after they arrived are caught too. Returns the sha256 read."""
     digest = hashlib.sha256()
     with partial.open("rb") as handle:
         size = os.fstat(handle.fileno()).st_size
@@ -256,6 +256,7 @@ def verify_on_disk(
         )
     if remote.sha256 is None:
         log.warning("%s has no published sha256; only its size was checked", remote.path)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
