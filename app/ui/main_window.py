@@ -425,7 +425,7 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.client.shutdown()
         try:
-            trashed = [conversation.id for conversation in self.store.list_trash()]
+            trashed = [conversation.uuid for conversation in self.store.list_trash()]
             self.store.purge_trash()
             forget_conversations(trashed)  # their saved llama.cpp states go with them
         except UserError:

@@ -52,6 +52,7 @@ class ChatSession:
         self._recorder: ReplyRecorder | None = None
         self._unsaved_reply = ""
         self._branch_end_before_reply: int | None = None  # restored if a new version of a reply says nothing
+        self._state_key: tuple[int, str] | None = None  # (conversation id, its state key), read once
 
     # -- the conversation --------------------------------------------------------------------------------
 
@@ -191,7 +192,15 @@ class ChatSession:
     @property
     def state_key(self) -> str | None:
         """The key the engine saves this conversation's llama.cpp state under; None before it is stored."""
-        return None if self.conversation_id is None else conversation_key(self.conversation_id)
+        if self.conversation_id is None or self.store is None:
+            return None
+        if self._state_key is None or self._state_key[0] != self.conversation_id:
+            try:
+                uuid = self.store.get_conversation(self.conversation_id).uuid
+            except UserError:  # unreadable just now: this reply is evaluated without a saved state
+                return None
+            self._state_key = (self.conversation_id, conversation_key(uuid))
+        return self._state_key[1]
 
     def record_stream(self, reply: StreamedReply, on_piece: Callable[[str], None]) -> ReplyStats:
         """Stream ``reply`` on this thread, recording it as it comes (the terminal's way).

@@ -57,9 +57,10 @@ _LENGTH = struct.Struct("<I")
 _WRITER_IDLE_S = 1.0  # the writer thread ends after this long without work; the next save starts another
 
 
-def conversation_key(conversation_id: int) -> str:
-    """The state key of a conversation of the history."""
-    return f"conversation-{conversation_id}"
+def conversation_key(conversation_uuid: str) -> str:
+    """The state key of a conversation of the history: its uuid, never reused (a database id can be, once the
+    conversation holding it is deleted)."""
+    return f"conversation-{conversation_uuid}"
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -568,11 +569,11 @@ _DEFAULTS: dict[Path, StateCache] = {}
 _DEFAULTS_LOCK = threading.Lock()
 
 
-def forget_conversations(conversation_ids: Sequence[int]) -> None:
+def forget_conversations(conversation_uuids: Sequence[str]) -> None:
     """Delete the saved states of conversations deleted for good."""
     cache = StateCache.default()
-    for conversation_id in conversation_ids:
-        cache.forget(conversation_key(conversation_id))
+    for conversation_uuid in conversation_uuids:
+        cache.forget(conversation_key(conversation_uuid))
 
 
 def _key_hash(key: str) -> str:

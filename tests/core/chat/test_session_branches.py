@@ -106,3 +106,14 @@ def test_a_new_version_that_cannot_start_leaves_the_old_reply_on_screen(store: H
     assert conversation(session) == ["Name a colour.", "Blue"]
     session.add_user_message("Another?", model="m", preset=GREEDY, context_size=2048)
     assert conversation(session) == ["Name a colour.", "Blue", "Another?"]  # follows the reply, not beside it
+
+
+def test_saved_states_are_keyed_by_the_conversations_uuid_which_is_never_reused(store: HistoryStore) -> None:
+    from app.core.llm.state_cache import conversation_key
+
+    session = ChatSession(store)
+    assert session.state_key is None  # nothing stored yet: nothing to save a state under
+    session.add_user_message("Name a colour.", model="m", preset=GREEDY, context_size=2048)
+    assert session.conversation_id is not None
+    uuid = store.get_conversation(session.conversation_id).uuid
+    assert session.state_key == conversation_key(uuid)

@@ -78,7 +78,7 @@ def state_files(engine: Engine) -> list[Path]:
 def test_a_restored_state_gives_the_same_greedy_reply_as_a_cold_evaluation(
     states_engine: Engine, cold_replies: dict[str, str], model_path: Path
 ) -> None:
-    key = conversation_key(1)
+    key = conversation_key("1")
     messages = conversation()
     save_conversation(states_engine, key, messages)
     reload(states_engine, model_path)
@@ -97,7 +97,7 @@ def test_a_state_of_another_model_file_is_refused_and_the_reply_is_right(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    key = conversation_key(2)
+    key = conversation_key("2")
     messages = conversation()
     save_conversation(states_engine, key, messages)
     # Another model file by its content: the same weights with one letter of its name changed.
@@ -122,7 +122,7 @@ def test_a_state_of_another_model_file_is_refused_and_the_reply_is_right(
 def test_a_state_saved_at_another_context_size_is_refused(
     states_engine: Engine, cold_replies: dict[str, str], model_path: Path
 ) -> None:
-    key = conversation_key(3)
+    key = conversation_key("3")
     messages = conversation()
     save_conversation(states_engine, key, messages)
     try:
@@ -137,7 +137,7 @@ def test_a_state_saved_at_another_context_size_is_refused(
 def test_an_edited_earlier_message_uses_the_state_only_up_to_the_edit(
     states_engine: Engine, cold_replies: dict[str, str], model_path: Path
 ) -> None:
-    key = conversation_key(4)
+    key = conversation_key("4")
     messages = conversation()
     save_conversation(states_engine, key, messages)
     reload(states_engine, model_path)
@@ -156,7 +156,7 @@ def test_a_truncated_state_file_is_discarded_and_the_reply_is_right(
     model_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    key = conversation_key(5)
+    key = conversation_key("5")
     messages = conversation()
     before = set(state_files(states_engine))
     save_conversation(states_engine, key, messages)
@@ -174,7 +174,7 @@ def test_a_truncated_state_file_is_discarded_and_the_reply_is_right(
 def test_switching_conversations_restores_each_from_memory(
     states_engine: Engine, cold_replies: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    first, second = conversation_key(6), conversation_key(7)
+    first, second = conversation_key("6"), conversation_key("7")
     messages = conversation()
     save_conversation(states_engine, first, messages)
     other: list[ChatMessage] = [{"role": "user", "content": "Name a colour, in one word, please."}] * 1

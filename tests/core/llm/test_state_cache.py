@@ -151,7 +151,7 @@ def test_truncated_and_damaged_files_are_discarded(tmp_path: Path, caplog: pytes
 
 def test_forget_deletes_a_conversations_states_even_while_queued(tmp_path: Path) -> None:
     cache = StateCache(tmp_path / "states")
-    key = conversation_key(12)
+    key = conversation_key("12")
     cache.put(key, range(10), state_bytes(1000), SIGNATURE)
     cache.put("other", range(10), state_bytes(1000), SIGNATURE)
     cache.forget(key)
