@@ -118,12 +118,12 @@ def run_reopen_benchmark(engine: Engine, progress: Callable[[str], None] | None 
             assert cache.flush(120)
             engine.unload()  # as the app quits: the state is on disk, nothing in memory
             assert cache.flush(120)
+            state_bytes = max((p.stat().st_size for p in cache.folder.glob(f"*{SUFFIX}")), default=0)
             engine.load(info.path, options)
             follow_up = [*built.messages, ChatMessage(role="user", content="Summarize it in a line.")]
             restored = _ask(engine, follow_up, "bench-reopen").stats
             engine.clear_cache()
             cold = _ask(engine, follow_up, None).stats
-            state_bytes = max((p.stat().st_size for p in cache.folder.glob(f"*{SUFFIX}")), default=0)
 
             say("Measuring a switch between conversations (A, B, A)...")
             engine.clear_cache()

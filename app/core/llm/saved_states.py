@@ -64,8 +64,10 @@ class SavedStates:
         context_size = int(llama.n_ctx())
         version = str(llama_cpp.__version__)
 
+        digests = self.cache.digests  # read here, on the engine thread: ``compute`` runs on a thread of its own
+
         def compute() -> StateSignature:
-            digest = self.cache.digests.digest(path)
+            digest = digests.digest(path)
             return StateSignature(digest, context_size, type_k, type_v, flash, version)
 
         if self._cache is not None:
