@@ -31,6 +31,10 @@ from app.ui.transcript.sources import show_sources
 
 log = logging.getLogger(__name__)
 
+# The temperature of a regenerated reply when the mode's own is 0 (every reply the same): low enough to stay on
+# topic, high enough to write it differently.
+REGENERATE_TEMPERATURE = 0.6
+
 MIN_TIMED_TOKENS = 16  # replies shorter than this are too short to say how fast a model runs
 STATUS_SECONDS_MS = 8000
 
@@ -243,12 +247,16 @@ class ConversationController(QObject):
         context_size = model.context_size if model else self.settings.context_size
         return self.session.engine_messages(self._preset(), context_size)
 
-    def _start_reply(self) -> None:
+    def _start_reply(self, *, another_version: bool = False) -> None:
         messages = self.engine_messages()
         self.session.begin_reply()
         show_sources(self.chat_view.begin_reply().body, self.session.reply_sources)
         self._reply_cpu = CpuWindow.start()
-        self.engine.chat(messages, self._preset().sampling, cache_key=self.session.state_key)
+        sampling = self._preset().sampling
+        if another_version and sampling.temperature == 0:
+            # Regenerate asks for a different reply: at temperature 0 it would be the same one, word for word.
+            sampling = dataclasses.replace(sampling, temperature=REGENERATE_TEMPERATURE)
+        self.engine.chat(messages, sampling, cache_key=self.session.state_key)
         self.busy_changed.emit()
 
     def stop(self) -> None:
@@ -370,7 +378,7 @@ class ConversationController(QObject):
             if self.store.read_only and shown and shown[-1].role == "assistant":
                 self.chat_view.remove_last()  # not saved: written again in place
             self._show_branch()  # the branch now ends at the question; the old reply stays a version
-            self._start_reply()
+            self._start_reply(another_version=True)
         except UserError as exc:
             self._say(str(exc))
             try:  # the old reply is shown again, not hidden behind a version that never started

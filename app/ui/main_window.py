@@ -251,6 +251,7 @@ class MainWindow(QMainWindow):
         self.documents.busy_changed.connect(self._update_controls)
         self.serving.message.connect(self.show_error)
         self.engine_switcher.message.connect(self.show_error)
+        self.engine_switcher.switched.connect(self._engine_switched)
         self.serving.conversation_saved.connect(lambda _id: self.sidebar.refresh())
 
     # -- what the parts share ----------------------------------------------------------------------------------
@@ -258,6 +259,10 @@ class MainWindow(QMainWindow):
     @property
     def conversation_id(self) -> int | None:
         return self.conversation.conversation_id
+
+    def _engine_switched(self, note: str) -> None:
+        self.banner.hide()  # a sentence about the engine before the switch no longer holds
+        self.statusBar().showMessage(note, 8000)
 
     def show_error(self, text: str, action_label: str = "", action: Callable[[], None] | None = None) -> None:
         self.banner.show_message(text, action_label, action)

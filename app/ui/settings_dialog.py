@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import copy
 
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QLabel,
     QPlainTextEdit,
+    QScrollArea,
     QSpinBox,
     QTabWidget,
     QVBoxLayout,
@@ -118,7 +121,16 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("Settings")
         self.setMinimumWidth(520)
         self._original = settings
-        layout = QVBoxLayout(self)
+        # The sections scroll and the buttons stay: the whole dialog is taller than a laptop's 768-pixel screen.
+        outer = QVBoxLayout(self)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        sections = QWidget()
+        layout = QVBoxLayout(sections)
+        layout.setContentsMargins(0, 0, 0, 0)
+        scroll.setWidget(sections)
+        outer.addWidget(scroll)
 
         performance = QGroupBox("Performance")
         form = QFormLayout(performance)
@@ -185,7 +197,16 @@ class SettingsDialog(QDialog):
         buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(
             self._restore_defaults
         )
-        layout.addWidget(buttons)
+        outer.addWidget(buttons)
+        self._fit_to_screen(sections)
+
+    def _fit_to_screen(self, sections: QWidget) -> None:
+        """As tall as the sections need, but never taller than the screen's free area."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        wanted = sections.sizeHint().height() + 80  # the buttons and the margins
+        if screen is not None:
+            wanted = min(wanted, screen.availableGeometry().height() - 40)
+        self.resize(max(self.minimumWidth(), sections.sizeHint().width() + 40), wanted)
 
     def _restore_defaults(self) -> None:
         defaults = Settings()

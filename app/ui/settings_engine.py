@@ -214,10 +214,12 @@ class EngineSwitcher(QObject):
     last used loads again).
 
     Signals:
-        message(str): a sentence for the status area
+        message(str): a sentence about a switch that failed
+        switched(str): a note that the switch is done (any earlier failure's sentence no longer holds)
     """
 
     message = Signal(str)
+    switched = Signal(str)
 
     def __init__(
         self, bridge: EngineBridge, load_local: Callable[[], None], parent: QObject | None = None
@@ -252,9 +254,10 @@ class EngineSwitcher(QObject):
 
     def _on_server(self, info: ModelInfo | None) -> None:
         if info is not None:
-            self.message.emit(f"{info.name} at {self.active.url if self.active else ''} answers now.")
+            self.switched.emit(f"{info.name} at {self.active.url if self.active else ''} answers now.")
 
     def _on_local(self, _info: ModelInfo | None) -> None:
+        self.switched.emit("The model runs on this computer again.")
         self.load_local()
 
     def _on_failed(self, sentence: str, previous: RemoteServer | None) -> None:

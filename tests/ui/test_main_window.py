@@ -12,8 +12,9 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from app.core.history.store import HistoryStore
-from app.core.modes import PRESETS, Mode
+from app.core.modes import PRESETS, Mode, SamplingOptions
 from app.core.settings import Settings
+from app.ui.conversation import REGENERATE_TEMPERATURE
 from app.ui.main_window import MainWindow
 from tests.helpers.window import open_window
 
@@ -134,12 +135,22 @@ def test_bad_gguf_gives_a_sentence_and_the_window_lives(
     assert "Paris" in window.chat_view.messages[-1].text
 
 
-def test_regenerate_adds_a_version_of_the_last_reply(qtbot: QtBot, window: MainWindow) -> None:
+def test_regenerate_adds_a_version_of_the_last_reply(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
     send(qtbot, window, "Name a color.")
     wait_reply(qtbot, window)
     last = window.chat_view.messages[-1]
     assert last.regenerate_button.isVisibleTo(window)
+    sent: list[SamplingOptions] = []
+    ask = window.conversation.engine.chat
+    monkeypatch.setattr(  # a spy: the real engine still answers
+        window.conversation.engine, "chat", lambda m, s, **kw: (sent.append(s), ask(m, s, **kw))[1]
+    )
     qtbot.mouseClick(last.regenerate_button, Qt.MouseButton.LeftButton)
+    # The starter's Chat preset is greedy, which would write the same reply again, word for word.
+    assert window.conversation._preset().sampling.temperature == 0
+    assert [s.temperature for s in sent] == [REGENERATE_TEMPERATURE]
     assert window.client.is_generating
     wait_reply(qtbot, window)
     assert window.conversation_id is not None

@@ -52,3 +52,19 @@ def test_theme_override(qtbot: QtBot) -> None:
     dark_window = app.palette().window().color().lightness()
     assert apply_theme(app, "light") is LIGHT
     assert app.palette().window().color().lightness() > dark_window
+
+
+def test_the_dialog_fits_the_screen_and_its_buttons_stay_in_reach(qtbot: QtBot) -> None:
+    """Its sections are taller than a laptop screen: they scroll, and OK and Cancel stay on screen."""
+    from PySide6.QtWidgets import QDialogButtonBox, QScrollArea
+
+    dialog = SettingsDialog(Settings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    screen = dialog.screen().availableGeometry()
+    sections = dialog.findChild(QScrollArea).widget()
+    print(f"screen {screen.height()} px, sections {sections.sizeHint().height()} px, dialog {dialog.height()} px")
+    assert dialog.height() <= screen.height()
+    ok = dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok)
+    bottom = ok.mapTo(dialog, ok.rect().bottomRight())
+    assert ok.isVisible() and dialog.rect().contains(bottom)

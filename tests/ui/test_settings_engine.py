@@ -75,6 +75,8 @@ def test_the_window_switches_to_a_server_and_back(
     window.engine_switcher.apply(window.settings)
     qtbot.waitUntil(lambda: isinstance(window.client.model, RemoteModelInfo), timeout=10_000)
     assert f"{MODEL} (server)" in window.models.model_label.text()
+    # The refusal's sentence no longer holds: gone from the banner; the switch is noted in the status bar.
+    assert window.banner.isHidden() and "answers now" in window.statusBar().currentMessage()
     assert window.settings.last_model == str(model_path)  # a server's model is not remembered as a file
 
     window.input.setFocus()
@@ -112,6 +114,7 @@ def test_the_window_switches_to_a_server_and_back(
         timeout=30_000,
     )
     assert window.client.model.path == local.path
+    assert window.banner.isHidden()  # the dropped stream's sentence was about the server
     window.close()
 
 
