@@ -63,7 +63,9 @@ def test_the_dialog_fits_the_screen_and_its_buttons_stay_in_reach(qtbot: QtBot) 
     dialog.show()
     screen = dialog.screen().availableGeometry()
     sections = dialog.findChild(QScrollArea).widget()
-    print(f"screen {screen.height()} px, sections {sections.sizeHint().height()} px, dialog {dialog.height()} px")
+    print(
+        f"screen {screen.height()} px, sections {sections.sizeHint().height()} px, dialog {dialog.height()} px"
+    )
     assert dialog.height() <= screen.height()
     ok = dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok)
     bottom = ok.mapTo(dialog, ok.rect().bottomRight())

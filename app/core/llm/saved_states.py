@@ -64,7 +64,9 @@ class SavedStates:
         context_size = int(llama.n_ctx())
         version = str(llama_cpp.__version__)
 
-        digests = self.cache.digests  # read here, on the engine thread: ``compute`` runs on a thread of its own
+        digests = (
+            self.cache.digests
+        )  # read here, on the engine thread: ``compute`` runs on a thread of its own
 
         def compute() -> StateSignature:
             digest = digests.digest(path)
