@@ -252,7 +252,7 @@ class MainWindow(QMainWindow):
         self.serving.message.connect(self.show_error)
         self.engine_switcher.message.connect(self.show_error)
         self.engine_switcher.switched.connect(self._engine_switched)
-        self.serving.conversation_saved.connect(lambda _id: self.sidebar.refresh())
+        self.serving.conversation_saved.connect(self._served_conversation_saved)
 
     # -- what the parts share ----------------------------------------------------------------------------------
 
@@ -414,6 +414,11 @@ class MainWindow(QMainWindow):
             settings_store.save(self.settings)
         except OSError as exc:
             self.statusBar().showMessage(f"Settings could not be saved ({exc.strerror}).", 8000)
+
+    def _served_conversation_saved(self, _conversation_id: int) -> None:
+        # Saves still queued when the window closed arrive after its history is closed.
+        if not self._closed:
+            self.sidebar.refresh()
 
     # -- closing -----------------------------------------------------------------------------------------------
 

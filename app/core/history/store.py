@@ -307,6 +307,33 @@ class HistoryStore:
             )
         return self.get_message(message_id)
 
+    def add_conversation(
+        self,
+        messages: Sequence[tuple[str, str]],
+        reply: str,
+        *,
+        reply_state: FinalState = "complete",
+        reply_stats: Mapping[str, Any] | None = None,
+        mode: str = "chat",
+        model: str = "",
+        settings: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Store a finished exchange, its ``(role, content)`` messages then the assistant's ``reply``, as a new
+        conversation in one transaction, so that another connection never lists it half written (untitled, or
+        without its reply). Returns its id."""
+        now = now_ms()
+        with self._write() as connection:
+            cursor = connection.execute(
+                "INSERT INTO conversations (uuid, title, mode, model, settings, created_ms, updated_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (str(uuid_module.uuid4()), "", mode, model, dump_json(settings or {}), now, now),
+            )
+            conversation_id = row_id(cursor)
+            for role, content in messages:
+                self._insert_message(connection, conversation_id, role, content, "complete", None)
+            self._insert_message(connection, conversation_id, "assistant", reply, reply_state, reply_stats)
+        return conversation_id
+
     def _insert_message(
         self,
         connection: sqlite3.Connection,

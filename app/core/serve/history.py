@@ -93,15 +93,15 @@ class ServedHistory:
 
 def save_served(store: HistoryStore, served: ServedReply) -> int:
     """Store one served request and its reply as a new conversation; returns its id."""
-    conversation = store.create_conversation(mode="chat", model=served.model, settings=SERVED_MARK)
-    for message in served.messages:
-        if message.get("content"):
-            store.add_message(conversation.id, message.get("role", "user"), message.get("content", ""))
-    store.add_message(
-        conversation.id,
-        "assistant",
+    return store.add_conversation(
+        [
+            (message.get("role", "user"), message.get("content", ""))
+            for message in served.messages
+            if message.get("content")
+        ],
         served.reply,
-        state="complete" if served.complete else "stopped",
-        stats=dataclasses.asdict(served.stats),
+        reply_state="complete" if served.complete else "stopped",
+        reply_stats=dataclasses.asdict(served.stats),
+        model=served.model,
+        settings=SERVED_MARK,
     )
-    return conversation.id

@@ -52,6 +52,27 @@ def test_user_message_is_committed_before_any_reply(store: HistoryStore) -> None
     ]
 
 
+def test_a_finished_exchange_is_stored_whole_or_not_at_all(store: HistoryStore) -> None:
+    conversation_id = store.add_conversation(
+        [("system", "Be brief."), ("user", "Name a marsupial")],
+        "The wombat.",
+        reply_state="stopped",
+        reply_stats={"generated_tokens": 3},
+        settings={"served_through": "api"},
+    )
+    conversation = store.get_conversation(conversation_id)
+    assert (conversation.title, conversation.settings) == ("Name a marsupial", {"served_through": "api"})
+    assert [(m.role, m.content, m.state) for m in store.messages(conversation_id)] == [
+        ("system", "Be brief.", "complete"),
+        ("user", "Name a marsupial", "complete"),
+        ("assistant", "The wombat.", "stopped"),
+    ]
+    # A message that cannot be stored takes the whole conversation with it: no untitled half is ever listed.
+    with pytest.raises(ValueError):
+        store.add_conversation([("user", "Hello"), ("narrator", "Meanwhile")], "Hi.")
+    assert on_disk(store.path, "SELECT count(*) FROM conversations") == [(1,)]
+
+
 def test_deleted_message_leaves_the_conversation_and_the_search(store: HistoryStore) -> None:
     conversation = store.create_conversation()
     store.add_message(conversation.id, "user", "Name a marsupial")

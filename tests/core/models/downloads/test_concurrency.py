@@ -89,6 +89,7 @@ def test_two_processes_resuming_one_download_transfer_it_once(hub: FakeHub, llam
     window.thread.join(5)
     assert isinstance(window.error, Cancelled) and DownloadQueue().jobs()[0].state == STATE_PAUSED
     kept = partial_path().stat().st_size
+    hub.wait_for_bodies_to_end()
     sent_before = hub.body_bytes_sent()
     hub.faults.throttle_bytes_per_second = 1024 * 1024
 
