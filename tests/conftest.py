@@ -6,8 +6,11 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from app.core.models import hardware
 
 # Qt must never look for a display in tests (the screenshot test sets up its own Xvfb).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -22,6 +25,28 @@ def llamadesk_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     home = tmp_path / "llamadesk-home"
     monkeypatch.setenv("LLAMADESK_HOME", str(home))
     yield home
+
+
+_bandwidth_measured: list[float] = []
+
+
+@pytest.fixture(autouse=True)
+def bandwidth_measured_once_per_session(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory bandwidth is measured for real, once per test session rather than in every test's fresh
+    home: each measurement copies 256 MB arrays for up to a second on one of the two cores, beside the timed
+    work of the test that opened a window. The probe's own tests measure every time."""
+    if request.path.name == "test_hardware.py":
+        return
+    measure = hardware.measure_memory_bandwidth
+
+    def measured_once(*args: Any, **kwargs: Any) -> float:
+        if not _bandwidth_measured:
+            _bandwidth_measured.append(measure(*args, **kwargs))
+        return _bandwidth_measured[0]
+
+    monkeypatch.setattr(hardware, "measure_memory_bandwidth", measured_once)
 
 
 @pytest.fixture(autouse=True)

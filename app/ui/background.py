@@ -3,10 +3,12 @@ result, or the exception, comes back on the GUI thread (the way Picard runs its 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from app.core.errors import UserError
@@ -29,6 +31,10 @@ class _Job(QRunnable):
             self._deliver(self.relay.failed, exc)
         else:
             self._deliver(self.relay.succeeded, result)
+        finally:
+            # Only now, the emit done: the deletion is queued behind the delivery, on the relay's (GUI) thread.
+            with contextlib.suppress(RuntimeError):
+                self.relay.deleteLater()
 
     @staticmethod
     def _deliver(signal: Any, value: object) -> None:
@@ -43,6 +49,9 @@ class _JobRelay(QObject):
     failed = Signal(object)
 
 
+# Each relay lives here, with no Qt parent, until its job has ended and its result has been delivered: a pool
+# thread emits on it, and an object deleted by the GUI thread while another thread emits on it crashes the
+# process (a relay deleted along with its widget did).
 _live_relays: set[_JobRelay] = set()
 
 
@@ -54,19 +63,26 @@ def run_in_pool(
 ) -> None:
     """Run a short job (file import, extraction, probe) on Qt's pool (or ``pool``: one of a single thread runs
     its jobs one after another); the result or exception comes back on the GUI thread."""
-    # A result for a widget that is gone (a dialog closed while its job ran) is dropped, not delivered to it:
-    # the relay is the receiver's child, so Qt deletes it with the receiver and the job finds nobody to tell.
+    # A result for a widget that is gone (a dialog closed while its job ran) is dropped, not delivered to it.
+    # The check runs on the GUI thread, the only one that deletes widgets, so it cannot race the deletion.
     receiver = getattr(on_result, "__self__", None)
-    relay = _JobRelay(receiver if isinstance(receiver, QObject) else None)
+    relay = _JobRelay()
     _live_relays.add(relay)
     relay.destroyed.connect(lambda: _live_relays.discard(relay))
 
+    def receiver_gone() -> bool:
+        return isinstance(receiver, QObject) and not shiboken6.isValid(receiver)
+
     def done_ok(result: Any) -> None:
-        _live_relays.discard(relay)
+        if receiver_gone():
+            log.debug("a background job's result arrived after its window was closed")
+            return
         on_result(result)
 
     def done_error(exc: BaseException) -> None:
-        _live_relays.discard(relay)
+        if receiver_gone():
+            log.debug("a background job's failure arrived after its window was closed")
+            return
         on_error(exc)
 
     relay.succeeded.connect(done_ok)

@@ -176,7 +176,9 @@ def test_a_client_that_disconnects_mid_stream_cancels_its_reply(server: Server) 
     waited = time.perf_counter() - started
     print(f"a 1-token reply took {alone:.2f} s alone and {waited:.2f} s right after a disconnect mid-stream")
     assert reply.usage is not None and reply.usage.completion_tokens == 1
-    assert waited < alone + 1.0  # not cancelled, the abandoned reply (up to 1,000 tokens) would run first
+    # Not cancelled, the abandoned reply (up to 1,000 tokens, over a minute on a busy machine) would run first.
+    # The bound is loose: the reply after it evaluates its prompt again, and the machine may be busy.
+    assert waited < 15
 
 
 def test_a_client_that_gives_up_on_a_whole_reply_cancels_it(server: Server) -> None:
@@ -199,7 +201,7 @@ def test_a_client_that_gives_up_on_a_whole_reply_cancels_it(server: Server) -> N
     # Not cancelled, the abandoned reply (about 1,400 tokens: minutes here) would run first. The bound is loose
     # because a prompt evaluation llama.cpp has begun may run on for seconds on a busy machine (measured 0.3 to
     # 7.7 s here, the same as the first reply after a load), though the next token after it is not generated.
-    assert waited < 10
+    assert waited < 30
 
 
 def test_ctrl_c_mid_stream_stops_cleanly(model_path: Path, tmp_path: Path) -> None:

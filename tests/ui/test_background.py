@@ -6,9 +6,12 @@ import threading
 import time
 
 import pytest
-from PySide6.QtWidgets import QLabel
+import shiboken6
+from PySide6.QtCore import QEvent
+from PySide6.QtWidgets import QApplication, QLabel
 from pytestqt.qtbot import QtBot
 
+from app.ui import background
 from app.ui.background import run_in_pool
 
 pytestmark = pytest.mark.gui
@@ -54,3 +57,27 @@ def test_a_result_for_a_widget_deleted_meanwhile_is_dropped(qtbot: QtBot) -> Non
     assert done.wait(5)
     time.sleep(0.05)
     qtbot.wait(100)  # an exception in a slot here would fail this test (pytest-qt reports it)
+
+
+def test_widgets_deleted_while_their_jobs_finish_never_crash(qtbot: QtBot) -> None:
+    """Deleting a widget on the GUI thread while a pool thread emits its result must not touch freed memory
+    (a relay deleted with its widget, mid-emit, crashed the process)."""
+    for _round in range(20):
+        receivers = [Receiver() for _ in range(50)]
+        for index, receiver in enumerate(receivers):
+            run_in_pool(
+                lambda index=index: time.sleep(index % 5 / 10_000), receiver.on_result, receiver.on_error
+            )
+        for receiver in receivers:
+            shiboken6.delete(receiver)  # at once, as a parent's deletion does, while the jobs finish
+
+    def all_relays_deleted() -> bool:
+        # The application's main loop deletes them; a test's nested loop leaves deferred deletions to this call.
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        return not background._live_relays
+
+    qtbot.waitUntil(all_relays_deleted, timeout=5_000)  # each one, once its job has ended
+    survivor = Receiver()
+    qtbot.addWidget(survivor)
+    run_in_pool(lambda: 2, survivor.on_result, survivor.on_error)
+    qtbot.waitUntil(lambda: survivor.results == [2], timeout=5_000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_reply_streams_before_it_ends_and_reports_stats(engine: Engine) -> None:
     assert stats.generated_tokens >= len(arrivals) - 1
     assert stats.prompt_tokens > 10
     assert 0 < stats.evaluated_tokens <= stats.prompt_tokens
-    assert stats.tokens_per_second > 5
+    assert stats.tokens_per_second > 1  # 100+ on a quiet machine, 6.5 seen on a busy one
     assert 0 < stats.time_to_first_token < stats.total_seconds
     assert stats.finish_reason in ("stop", "length")
 
@@ -70,12 +71,15 @@ def test_max_tokens_limits_the_reply(engine: Engine) -> None:
 
 
 def _run_in_thread(
-    engine: Engine, messages: list[ChatMessage], sampling: SamplingOptions
+    engine: Engine,
+    messages: list[ChatMessage],
+    sampling: SamplingOptions,
+    prompt_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, object]:
     result: dict[str, object] = {"pieces": 0}
 
     def consume() -> None:
-        reply = engine.chat(messages, sampling)
+        reply = engine.chat(messages, sampling, prompt_progress=prompt_progress)
         for _ in reply:
             result["pieces"] = int(result["pieces"]) + 1  # type: ignore[call-overload]
             result.setdefault("first", time.perf_counter())
@@ -102,7 +106,8 @@ def test_cancel_during_generation_is_fast_and_engine_stays_usable(engine: Engine
     worker: threading.Thread = state["thread"]  # type: ignore[assignment]
     worker.join(5)
     latency = float(state["ended"]) - asked  # type: ignore[arg-type]
-    assert latency < 0.2, f"cancel took {latency * 1000:.0f} ms"
+    # About 10 ms on a quiet machine; generous, as both llama.cpp threads must be scheduled to see it.
+    assert latency < 1.0, f"cancel took {latency * 1000:.0f} ms"
     assert state["stats"].finish_reason == "cancelled"  # type: ignore[attr-defined]
     assert "Paris" in ask(engine, "What is the capital of France?")
 
@@ -110,8 +115,14 @@ def test_cancel_during_generation_is_fast_and_engine_stays_usable(engine: Engine
 def test_cancel_during_a_long_prompt_is_fast(engine: Engine) -> None:
     engine.clear_cache()
     long_prompt = LONG_TEXT * 40 + "\nSummarize the text above."
-    state = _run_in_thread(engine, [{"role": "user", "content": long_prompt}], GREEDY)
-    time.sleep(0.4)
+    evaluating = threading.Event()
+    state = _run_in_thread(
+        engine,
+        [{"role": "user", "content": long_prompt}],
+        GREEDY,
+        prompt_progress=lambda _done, _total: evaluating.set(),
+    )
+    assert evaluating.wait(30), "the prompt's first batch was never evaluated"
     asked = time.perf_counter()
     engine.cancel()
     worker: threading.Thread = state["thread"]  # type: ignore[assignment]

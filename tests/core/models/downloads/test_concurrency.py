@@ -91,19 +91,23 @@ def test_two_processes_resuming_one_download_transfer_it_once(hub: FakeHub, llam
     kept = partial_path().stat().st_size
     hub.wait_for_bodies_to_end()
     sent_before = hub.body_bytes_sent()
-    hub.faults.throttle_bytes_per_second = 1024 * 1024
+    # The first resume holds the job part-way through its transfer until the other two have given up.
+    hub.faults.throttle_bytes_per_second = None
+    hub.faults.hold_at_byte = kept + SIZE // 8
 
     started = time.perf_counter()
     first = models(hub, llamadesk_home, "resume")
     try:
-        wait_for(lambda: partial_path().stat().st_size > kept + 64 * 1024, timeout=60)
+        hub.wait_for_hold()
     except AssertionError:
         first.kill()
         raise AssertionError(first.communicate()) from None
     # The second arrives while the first is transferring: as a resume and as a download of the same model.
     second = models(hub, llamadesk_home, "resume")
     third = models(hub, llamadesk_home, "download", f"{REPO}:Q4_K_M")
-    results = [finish(process) for process in (first, second, third)]
+    racers = [finish(process) for process in (second, third)]
+    hub.release_hold()
+    results = [finish(first), *racers]
     seconds = time.perf_counter() - started
 
     for _code, _out, err in results:
@@ -124,8 +128,12 @@ def test_two_processes_resuming_one_download_transfer_it_once(hub: FakeHub, llam
 
 
 def test_two_downloads_started_together_make_one_job(hub: FakeHub, llamadesk_home: Path) -> None:
-    hub.faults.throttle_bytes_per_second = 2 * 1024 * 1024
+    # Whichever takes the job first holds it part-way until the other has given up, however late it starts.
+    hub.faults.hold_at_byte = SIZE // 2
     racers = [models(hub, llamadesk_home, "download", f"{REPO}:Q4_K_M") for _ in range(2)]
+    hub.wait_for_hold()
+    wait_for(lambda: any(process.poll() is not None for process in racers), timeout=120)
+    hub.release_hold()
     results = [finish(process) for process in racers]
     codes = sorted(code for code, _out, _err in results)
     assert codes == [0, 1], results
