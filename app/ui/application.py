@@ -70,7 +70,7 @@ def run_gui(args: argparse.Namespace) -> int:
         log.exception("The window could not start")
         QMessageBox.critical(None, APP_NAME, startup_failure_sentence(exc, log_file))
         return 1
-    install_window_crash_handlers(log_file, window.show_error, window)
+    install_window_crash_handlers(log_file, window.show_error)
     close_on_quit_signals(window)
     window.show()
     return int(app.exec())

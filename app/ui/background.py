@@ -60,12 +60,15 @@ def run_in_pool(
     on_result: Callable[[Any], None],
     on_error: Callable[[BaseException], None],
     pool: QThreadPool | None = None,
+    *,
+    owner: QObject | None = None,
 ) -> None:
     """Run a short job (file import, extraction, probe) on Qt's pool (or ``pool``: one of a single thread runs
-    its jobs one after another); the result or exception comes back on the GUI thread."""
+    its jobs one after another); the result or exception comes back on the GUI thread, unless ``owner`` (by
+    default the object ``on_result`` is a method of) has been deleted meanwhile."""
     # A result for a widget that is gone (a dialog closed while its job ran) is dropped, not delivered to it.
     # The check runs on the GUI thread, the only one that deletes widgets, so it cannot race the deletion.
-    receiver = getattr(on_result, "__self__", None)
+    receiver = owner if owner is not None else getattr(on_result, "__self__", None)
     relay = _JobRelay()
     _live_relays.add(relay)
     relay.destroyed.connect(lambda: _live_relays.discard(relay))

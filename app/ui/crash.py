@@ -27,11 +27,16 @@ class BugReporter(QObject):
     reported = Signal(str)
 
 
-def install_window_crash_handlers(
-    log_file: Path, show_error: Callable[[str], None], parent: QObject | None = None
-) -> BugReporter:
-    """Uncaught errors go to the log and, as a sentence, to ``show_error`` (called on the GUI thread)."""
-    reporter = BugReporter(parent)
+_reporters: list[BugReporter] = []
+
+
+def install_window_crash_handlers(log_file: Path, show_error: Callable[[str], None]) -> BugReporter:
+    """Uncaught errors go to the log and, as a sentence, to ``show_error`` (called on the GUI thread).
+
+    The reporter has no Qt parent and is kept for the rest of the process: the hooks are process-wide and may
+    emit from any thread, also while the window is being deleted."""
+    reporter = BugReporter()
+    _reporters.append(reporter)
     reporter.reported.connect(show_error)
     install_crash_handlers(log_file, reporter.reported.emit)
     return reporter

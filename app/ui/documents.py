@@ -82,10 +82,15 @@ class SummaryRun:
 
 
 class _SummarySignals(QObject):
-    """Emitted from the engine thread while a summary runs; queued to the GUI thread."""
+    """Emitted from the engine thread while a summary runs; queued to the GUI thread. With no Qt parent and
+    kept in ``_summary_signals`` for good: the engine thread may still emit after the window is gone, and an
+    object deleted while another thread emits on it crashes the process."""
 
     progress = Signal(int, SummaryProgress)  # the run's number, and its progress
     text = Signal(int, str)
+
+
+_summary_signals: list[_SummarySignals] = []
 
 
 class DocumentsController(QObject):
@@ -126,7 +131,8 @@ class DocumentsController(QObject):
         # One thread: documents are stored and indexed one after another, each index built from all before it.
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
-        self.summary_signals = _SummarySignals(self)
+        self.summary_signals = _SummarySignals()
+        _summary_signals.append(self.summary_signals)
         self.summary_signals.progress.connect(self._on_summary_progress)
         self.summary_signals.text.connect(self._on_summary_text)
 

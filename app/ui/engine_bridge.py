@@ -197,7 +197,10 @@ class EngineBridge(QObject):
         self._load = self._reply = None
         self._jobs.clear()
         self._progress_timer.stop()
-        self.service.shutdown(timeout_s)
+        if not self.service.shutdown(timeout_s):
+            # The engine thread's callbacks hold this bridge; were it to drop the last reference, Qt objects
+            # would be deleted on that thread. Kept instead until the process ends.
+            _outlived_shutdown.append(self)
 
     # -- answers, filtered by request id -------------------------------------------------------------------
 
@@ -252,3 +255,6 @@ class EngineBridge(QObject):
         job = self._jobs.pop(request_id, None)
         if job is not None:
             job[2](message)
+
+
+_outlived_shutdown: list[EngineBridge] = []  # bridges whose engine thread outlived the window's wait

@@ -71,10 +71,15 @@ SHUTDOWN_WAIT_SECONDS = 3.0
 
 
 class _DownloadRelay(QObject):
-    """Carries a download thread's news to the GUI thread (emitted there, received here: queued)."""
+    """Carries a download thread's news to the GUI thread (emitted there, received here: queued). One per
+    download, with no Qt parent, kept in ``_live_relays`` until its thread has ended: deleted with the dialog
+    while the thread emitted on it, it would crash the process."""
 
     progress = Signal(object)  # DownloadProgress
     finished = Signal(str, object, str)  # job id, DownloadResult or None, message ("" when paused/cancelled)
+
+
+_live_relays: set[_DownloadRelay] = set()
 
 
 class DownloadCell(QWidget):
@@ -200,9 +205,6 @@ class ModelManagerDialog(QDialog):
         # repo id -> why its last download failed (short, whole)
         self._failures: dict[str, tuple[str, str]] = {}
         self._search_listing: RepoListing | None = None
-        self._relay = _DownloadRelay(self)
-        self._relay.progress.connect(self._on_progress)
-        self._relay.finished.connect(self._on_download_finished)
         self._build()
         app = QApplication.instance()
         if app is not None:
@@ -524,7 +526,7 @@ class ModelManagerDialog(QDialog):
             sentence = str(error) if isinstance(error, UserError) else "Something went wrong; try again."
             self._fail(repo_id, "Not downloaded", sentence)
 
-        run_in_pool(plan, lambda job: self._run_job(job.job_id), failed)
+        run_in_pool(plan, lambda job: self._run_job(job.job_id), failed, owner=self)
 
     def _run_job(self, job_id: str) -> None:
         if job_id in self._threads:
@@ -533,25 +535,18 @@ class ModelManagerDialog(QDialog):
         if job is not None:
             self._job_models[job_id] = (job.repo_id, job.quant.upper())
         self._show_notice("")
-        thread = threading.Thread(target=self._download_thread, args=(job_id,), name="download", daemon=True)
+        relay = _DownloadRelay()
+        _live_relays.add(relay)
+        relay.destroyed.connect(lambda: _live_relays.discard(relay))
+        relay.progress.connect(self._on_progress)
+        relay.finished.connect(self._on_download_finished)
+        thread = threading.Thread(
+            target=_download_thread, args=(self._downloader, relay, job_id), name="download", daemon=True
+        )
         self._threads[job_id] = thread
         thread.start()
         self.refresh_queue()
         self._refresh_cells()
-
-    def _download_thread(self, job_id: str) -> None:
-        """Runs on the download's own thread: only the downloader and the relay's signals are touched."""
-        try:
-            result = self._downloader.download(job_id, self._relay.progress.emit)
-        except Cancelled:
-            self._relay.finished.emit(job_id, None, "")
-        except UserError as exc:
-            self._relay.finished.emit(job_id, None, str(exc))
-        except Exception as exc:
-            log.exception("download %s failed", job_id)
-            self._relay.finished.emit(job_id, None, f"The download failed unexpectedly ({exc}). Try again.")
-        else:
-            self._relay.finished.emit(job_id, result, "")
 
     def toggle_pause(self, job_id: str) -> None:
         if job_id in self._threads:
@@ -779,3 +774,22 @@ class ModelManagerDialog(QDialog):
         self._show_notice(f"Deleted {model.id}; {human_bytes(freed)} freed.")
         self.refresh_installed()
         self._refresh_menu()
+
+
+def _download_thread(downloader: Downloader, relay: _DownloadRelay, job_id: str) -> None:
+    """Runs on the download's own thread: only the downloader and the relay are touched (not the dialog, which
+    may be gone by the time the download ends)."""
+    try:
+        result = downloader.download(job_id, relay.progress.emit)
+    except Cancelled:
+        relay.finished.emit(job_id, None, "")
+    except UserError as exc:
+        relay.finished.emit(job_id, None, str(exc))
+    except Exception as exc:
+        log.exception("download %s failed", job_id)
+        relay.finished.emit(job_id, None, f"The download failed unexpectedly ({exc}). Try again.")
+    else:
+        relay.finished.emit(job_id, result, "")
+    finally:
+        # Only now, its last emit done: the deletion is queued behind the news, on the GUI thread.
+        relay.deleteLater()

@@ -152,7 +152,7 @@ class ModelController(QObject):
                 str(error) if isinstance(error, UserError) else f"{Path(path).name} could not be read."
             )
 
-        run_in_pool(lambda: check_model_file(path), on_valid, on_invalid)
+        run_in_pool(lambda: check_model_file(path), on_valid, on_invalid, owner=self)
 
     def load(self, path: str) -> None:
         self.pending_model = path

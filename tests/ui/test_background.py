@@ -81,3 +81,18 @@ def test_widgets_deleted_while_their_jobs_finish_never_crash(qtbot: QtBot) -> No
     qtbot.addWidget(survivor)
     run_in_pool(lambda: 2, survivor.on_result, survivor.on_error)
     qtbot.waitUntil(lambda: survivor.results == [2], timeout=5_000)
+
+
+def test_a_result_for_a_deleted_owner_is_dropped_when_delivered_to_a_function(qtbot: QtBot) -> None:
+    owner = Receiver()
+    release = threading.Event()
+    delivered: list[object] = []
+    run_in_pool(lambda: release.wait(5), delivered.append, delivered.append, owner=owner)
+    shiboken6.delete(owner)
+    release.set()
+    qtbot.wait(200)
+    assert delivered == []
+    kept = Receiver()
+    qtbot.addWidget(kept)
+    run_in_pool(lambda: 3, delivered.append, delivered.append, owner=kept)
+    qtbot.waitUntil(lambda: delivered == [3], timeout=5_000)

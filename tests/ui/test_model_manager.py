@@ -130,7 +130,7 @@ def test_download_shows_progress_and_installs(qtbot: QtBot, dialog: ModelManager
     combo.setCurrentIndex(combo.findData("Q4_K_M"))  # not the recommended one  # type: ignore[union-attr]
     cell = dialog.action_cell(smol)
     fractions: list[float] = []
-    dialog._relay.progress.connect(lambda p: fractions.append(p.fraction))
+    cell.progress.valueChanged.connect(lambda value: fractions.append(value / cell.progress.maximum()))
     with qtbot.waitSignal(dialog.model_installed, timeout=30_000) as installed:
         qtbot.mouseClick(cell.download_button, LEFT)
         qtbot.waitUntil(lambda: cell.progress.isVisible(), timeout=10_000)

@@ -190,8 +190,9 @@ class EngineService:
         except Exception:
             log.exception("saving the conversation state failed")
 
-    def shutdown(self, timeout_s: float = 10.0) -> None:
-        """Stop everything queued and running, unload the model and end the thread."""
+    def shutdown(self, timeout_s: float = 10.0) -> bool:
+        """Stop everything queued and running, unload the model and end the thread; False if the thread was
+        still running ``timeout_s`` later."""
         with self._lock:
             self._closing = True
             dropped = [*self._urgent, *self._normal]
@@ -207,6 +208,8 @@ class EngineService:
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             log.warning("the engine thread did not stop in time")
+            return False
+        return True
 
 
 class EngineClient:
