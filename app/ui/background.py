@@ -11,7 +11,7 @@ from typing import Any
 import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from app.core.errors import UserError
+from app.core.errors import Cancelled, UserError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class _Job(QRunnable):
         try:
             result = self.func()
         except Exception as exc:
-            if not isinstance(exc, UserError):
+            if not isinstance(exc, (UserError, Cancelled)):  # a sentence, or a stop the person asked for
                 log.exception("background job failed")
             self._deliver(self.relay.failed, exc)
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -19,6 +20,7 @@ from app.core.history.sources import ReplySource
 from app.core.history.store import HistoryStore
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import ModelInfo, ReplyStats
+from app.core.llm.remote_info import RemoteModelInfo, RemoteReplyStats
 from app.core.models.fit import record_measured_speed
 from app.core.models.measured import CpuWindow
 from app.core.modes import ModePreset
@@ -37,6 +39,7 @@ REGENERATE_TEMPERATURE = 0.6
 
 MIN_TIMED_TOKENS = 16  # replies shorter than this are too short to say how fast a model runs
 STATUS_SECONDS_MS = 8000
+NEW_VERSION_ID = 0  # stands for a reply's new version while it streams, before it is stored (ids start at 1)
 
 
 class ConversationController(QObject):
@@ -98,7 +101,7 @@ class ConversationController(QObject):
         engine.reply_finished.connect(self._on_reply_finished)
         engine.reply_failed.connect(self._on_reply_failed)
         engine.model_loaded.connect(self._on_model_loaded)
-        chat_view.regenerate_requested.connect(self.regenerate)
+        chat_view.regenerate_message_requested.connect(self.regenerate_reply)
         chat_view.edit_message_requested.connect(self.edit_question)
         chat_view.branch_requested.connect(self.switch_branch)
 
@@ -126,8 +129,7 @@ class ConversationController(QObject):
         self.session = ChatSession(self.store, mode=self._mode())
         self.view_generation += 1
         self.chat_view.clear()
-        self.last_stats = None
-        self._show_context()
+        self._show_reply_stats(None)
         self.conversation_changed.emit()
 
     def show(self, conversation_id: int, highlight: list[str]) -> Conversation | None:
@@ -165,8 +167,8 @@ class ConversationController(QObject):
         self.input_bar.switch_draft(self.conversation_id, conversation_id)
         self.session = ChatSession(store, conversation_id, mode=self._mode())
         # The last reply's stats, stored with it, say how much of the context this conversation uses.
-        self.last_stats = next((s for m in reversed(newest) if (s := _stats_from_dict(m.stats))), None)
-        self._show_context()
+        replies = [m for m in newest if m.role == "assistant"]
+        self._show_reply_stats(_stats_from_dict(replies[-1].stats) if replies else None)
         self.view_generation += 1
         self.chat_view.clear()
         self.chat_view.show_history(
@@ -174,6 +176,18 @@ class ConversationController(QObject):
         )
         self.conversation_changed.emit()
         return conversation
+
+    def _show_reply_stats(self, stats: ReplyStats | None) -> None:
+        """The status bar describes the reply at the end of the branch on screen: its speed and how much of the
+        context it used (nothing for a reply without them: one that failed, or none)."""
+        self.last_stats = stats
+        speed = stats.tokens_per_second if stats is not None else 0.0
+        self.speed_label.setText(f"{speed:.1f} tokens/s" if speed > 0 else "")
+        self._show_context()
+
+    def _show_stats_on_screen(self) -> None:
+        replies = [m for m in self.chat_view.messages if m.role == "assistant"]
+        self._show_reply_stats(replies[-1].stats if replies else None)
 
     def _show_context(self) -> None:
         """The meter shows what the last reply used of the context window (of the loaded model, else of the
@@ -247,10 +261,10 @@ class ConversationController(QObject):
         context_size = model.context_size if model else self.settings.context_size
         return self.session.engine_messages(self._preset(), context_size)
 
-    def _start_reply(self, *, another_version: bool = False) -> None:
+    def _start_reply(self, *, another_version: bool = False, versions: BranchPosition | None = None) -> None:
         messages = self.engine_messages()
         self.session.begin_reply()
-        show_sources(self.chat_view.begin_reply().body, self.session.reply_sources)
+        show_sources(self.chat_view.begin_reply(versions).body, self.session.reply_sources)
         self._reply_cpu = CpuWindow.start()
         sampling = self._preset().sampling
         if another_version and sampling.temperature == 0:
@@ -313,10 +327,8 @@ class ConversationController(QObject):
             streaming.set_stored(saved.id, self.session.branch_positions([saved]).get(saved.id))
         elif saved is None:
             self._show_branch()  # a new version of a reply that said nothing: the old one is back
-        self.last_stats = stats
         self._record_speed(stats)
-        self.speed_label.setText(f"{stats.tokens_per_second:.1f} tokens/s")
-        self._show_context()
+        self._show_reply_stats(stats)
         if stats.dropped_messages:
             self.status.showMessage(
                 f"Left out of this reply to fit the context: the {counted(stats.dropped_turns, 'oldest turn')}.",
@@ -341,19 +353,33 @@ class ConversationController(QObject):
     @Slot(str)
     def _on_reply_failed(self, message: str) -> None:
         saved: Message | None = None
+        failure = self._failure_stats()
         if self.session.replying:
-            saved, problem = self._finish_session_reply("stopped")
+            saved, problem = self._finish_session_reply("stopped", failure)
             message = f"{message} {problem}".strip()
         streaming = self.chat_view.streaming_message
-        self.chat_view.finish_reply(None, "failed")
+        self.chat_view.finish_reply(failure, "failed")
         if streaming is not None and not streaming.text:
             self.chat_view.remove_last()
         if saved is not None and streaming is not None:
             streaming.set_stored(saved.id, self.session.branch_positions([saved]).get(saved.id))
         else:
             self._show_branch()  # a new version of a reply that failed at once: the old one is back
+        self._show_stats_on_screen()
         self._say(message, "Try again", self.regenerate)
         self.busy_changed.emit()
+
+    def _failure_stats(self) -> ReplyStats:
+        """What is kept with a reply that broke off: that it failed, and which engine and model wrote it."""
+        model = self.engine.model
+        if isinstance(model, RemoteModelInfo):
+            return RemoteReplyStats(
+                finish_reason="failed",
+                context_size=model.context_size,
+                server=model.base_url,
+                model=model.name,
+            )
+        return ReplyStats(finish_reason="failed", model=str(model.path) if model is not None else "")
 
     @Slot(ModelInfo)
     def _on_model_loaded(self, info: ModelInfo) -> None:
@@ -369,16 +395,32 @@ class ConversationController(QObject):
 
     def regenerate(self) -> None:
         """Write the last reply again (or answer the last question if its reply failed)."""
+        self._regenerate(None)
+
+    def regenerate_reply(self, reply: MessageWidget) -> None:
+        """Write ``reply`` again: a new version of it, answering the conversation up to its question; the
+        turns below it stay with the old version."""
+        last_reply = next((m for m in reversed(self.chat_view.messages) if m.role == "assistant"), None)
+        if reply is last_reply and reply is self.chat_view.messages[-1]:
+            self._regenerate(None)
+        elif reply.message_id is None or self.store.read_only:
+            self._say("This conversation is not saved, so only its last reply can be written again.")
+        else:
+            self._regenerate(reply.message_id)
+
+    def _regenerate(self, reply_id: int | None) -> None:
         if self.busy() or self.conversation_id is None or self.engine.model is None:
             return
         try:
-            if not self.session.prepare_new_version():
-                return
             shown = self.chat_view.messages
+            old_id = reply_id if reply_id is not None else (shown[-1].message_id if shown else None)
+            if not self.session.prepare_new_version(reply_id):
+                return
+            versions = self._new_version_position(old_id)
             if self.store.read_only and shown and shown[-1].role == "assistant":
                 self.chat_view.remove_last()  # not saved: written again in place
             self._show_branch()  # the branch now ends at the question; the old reply stays a version
-            self._start_reply(another_version=True)
+            self._start_reply(another_version=True, versions=versions)
         except UserError as exc:
             self._say(str(exc))
             try:  # the old reply is shown again, not hidden behind a version that never started
@@ -386,6 +428,17 @@ class ConversationController(QObject):
                 self._show_branch()
             except UserError:
                 log.warning("the branch on screen could not be restored after a failed regenerate")
+
+    def _new_version_position(self, old_reply_id: int | None) -> BranchPosition | None:
+        """Where a new version of reply ``old_reply_id`` will stand among its versions: after the last one."""
+        if old_reply_id is None or self.store.read_only or self.conversation_id is None:
+            return None
+        old = self.store.get_message(old_reply_id)
+        if old.role != "assistant":
+            return None  # the branch ended with a question: the reply is a first one
+        position = self.store.branch_positions(self.conversation_id, [old]).get(old.id)
+        siblings = position.sibling_ids if position is not None else (old.id,)
+        return BranchPosition((*siblings, NEW_VERSION_ID), len(siblings))
 
     def edit_last_question(self) -> None:
         """Edit the last question shown (see ``edit_question``)."""
@@ -414,6 +467,7 @@ class ConversationController(QObject):
         try:
             self.session.switch_branch(version_id)
             self._show_branch()
+            self._show_stats_on_screen()
         except UserError as exc:
             self._say(str(exc))
         self.conversation_changed.emit()
@@ -456,15 +510,29 @@ class ConversationController(QObject):
 def _entry(
     message: Message, sources: Sequence[ReplySource] = (), branch: BranchPosition | None = None
 ) -> HistoryEntry:
+    stats = _stats_from_dict(message.stats)
+    # A reply that broke off is stored as stopped (its text is cut short), with why in its stats.
+    failed = message.state == "stopped" and stats is not None and stats.finish_reason == "failed"
     return HistoryEntry(
         message.role,
         message.content,
-        message.state,
-        _stats_from_dict(message.stats),
+        "failed" if failed else message.state,
+        stats,
         tuple(sources),
         message_id=message.id,
         branch=branch,
+        author=_author(stats),
     )
+
+
+def _author(stats: ReplyStats | None) -> str | None:
+    """The name of the model that wrote a reply, as the model menu shows it; None when its stats do not say
+    (a reply stored before they did)."""
+    if stats is None or not stats.model:
+        return None
+    if stats.engine == "server":
+        return f"{stats.model} (server)"
+    return Path(stats.model).stem
 
 
 def _entries(store: HistoryStore, messages: Sequence[Message]) -> list[HistoryEntry]:

@@ -1,4 +1,5 @@
-"""A document attached to the conversation: its name, size, and the summary in progress with ETA and Stop."""
+"""A document attached to the conversation: its name, size, and the summary in progress with ETA and Stop;
+and a file still being read, with Stop."""
 
 from __future__ import annotations
 
@@ -144,3 +145,43 @@ class DocumentCard(QFrame):
 
     def set_failed(self, message: str) -> None:
         self.set_idle(message or "Stopped.")
+
+
+class ReadingCard(QFrame):
+    """A file being read, then stored and indexed, before it is attached; Stop leaves it unattached.
+
+    Signals:
+    stop_requested(): stop reading the file (nothing of it is attached).
+    """
+
+    stop_requested = Signal()
+
+    def __init__(self, name: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self.setObjectName("documentCard")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAccessibleName(f"Reading {name}")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(10, 8, 10, 8)
+        icon = QLabel()
+        icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_FileIcon).pixmap(16, 16))
+        row.addWidget(icon)
+        title = QLabel(f"<b>{html.escape(name)}</b>")
+        title.setTextFormat(title.textFormat().RichText)
+        row.addWidget(title)
+        self.status_label = QLabel("Reading…")
+        self.status_label.setObjectName("messageStats")
+        row.addWidget(self.status_label)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)  # a read does not know how far it is: the bar only shows it is working
+        self.progress.setAccessibleName(f"Reading {name}")
+        row.addWidget(self.progress, 1)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setAccessibleName(f"Stop reading {name}")
+        self.stop_button.setToolTip("Stop reading this file; it is not attached (Esc)")
+        self.stop_button.clicked.connect(self.stop_requested.emit)
+        row.addWidget(self.stop_button)
+
+    def set_indexing(self) -> None:
+        self.status_label.setText("Indexing its passages…")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QStatusBar, QWidget
 
 from app.core.documents.document import Document
+from app.core.documents.extraction_process import ReadingStopped
 from app.core.documents.reader import read_document
 from app.core.documents.retrieval import DocumentIndex, approximate_tokens
 from app.core.documents.summarize import Summarizer
@@ -30,7 +30,7 @@ from app.core.llm.service import Ticket
 from app.core.modes import Mode
 from app.ui.background import run_in_pool
 from app.ui.conversation import ConversationController
-from app.ui.document_card import DocumentCard
+from app.ui.document_card import DocumentCard, ReadingCard
 from app.ui.engine_bridge import EngineBridge
 from app.ui.transcript.chat_view import ChatView
 
@@ -61,7 +61,17 @@ class _Indexed:
     attached: list[tuple[int, Document, str | None]]  # (document id, document, summary), as stored
     index: DocumentIndex | None
     added: Document | None = None  # the document this job stored, if it stored one
+    added_id: int | None = None  # its row id
     duplicate: str | None = None  # the name of a document that was already attached
+
+
+@dataclass(eq=False)  # each reading is itself: the same file dropped twice is read twice
+class _Reading:
+    """A file being read, then stored and indexed, before it joins the conversation; its card offers Stop."""
+
+    name: str
+    card: ReadingCard
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -128,6 +138,7 @@ class DocumentsController(QObject):
             None  # the passage index of the conversation shown; the session uses it
         )
         self._loading: int | None = None  # the view generation whose documents are being read
+        self._readings: list[_Reading] = []  # files dropped or chosen, not yet attached
         # One thread: documents are stored and indexed one after another, each index built from all before it.
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
@@ -155,25 +166,64 @@ class DocumentsController(QObject):
             self.attach(paths)
 
     def attach(self, paths: list[str]) -> None:
-        """Read each file off the GUI thread; a readable one joins the conversation, a bad one gets its sentence."""
+        """Read each file off the GUI thread, under a card with Stop; a readable one joins the conversation, a
+        bad one gets its sentence."""
         for path in paths:
-            self.status.showMessage(f"Reading {Path(path).name}…", STATUS_MS)
+            self._read(Path(path))
 
-            def on_error(error: BaseException, name: str = Path(path).name) -> None:
-                self.message.emit(
-                    str(error) if isinstance(error, UserError) else f"{name} could not be read."
-                )
+    def _read(self, path: Path) -> None:
+        reading = _Reading(path.name, ReadingCard(path.name))
+        reading.card.stop_requested.connect(lambda: self._stop_reading(reading))
+        self._readings.append(reading)
+        self.chat_view.add_widget(reading.card)
+        self.chat_view.scroll_to_end()
+        self.status.showMessage(f"Reading {path.name}…", STATUS_MS)
+        run_in_pool(
+            lambda: read_document(path, cancel=reading.cancel),
+            lambda document: self._on_read(reading, document),
+            lambda error: self._on_read_failed(reading, error),
+            owner=self,
+        )
 
-            run_in_pool(lambda path=path: read_document(path), self._on_read, on_error)  # type: ignore[misc]
+    @property
+    def reading(self) -> bool:
+        """A file is being read, stored or indexed (its card shows Stop)."""
+        return bool(self._readings)
 
-    def _read_failed(self, name: str) -> Callable[[BaseException], None]:
-        def on_error(error: BaseException) -> None:
-            self.message.emit(str(error) if isinstance(error, UserError) else f"{name} could not be read.")
+    def stop_reading(self) -> None:
+        """Stop every file being read (Esc, or leaving the conversation): none of them is attached."""
+        for reading in list(self._readings):
+            self._stop_reading(reading)
 
-        return on_error
+    def _stop_reading(self, reading: _Reading) -> None:
+        # The reading thread sees the event within moments and kills the reader process; what it or the
+        # storing job hands back afterwards is dropped (``_on_read``, ``_on_stored``).
+        reading.cancel.set()
+        if self._end_reading(reading):
+            self.status.showMessage(f"Stopped reading {reading.name}; it was not attached.", STATUS_MS)
 
-    def _on_read(self, document: Document) -> None:
+    def _end_reading(self, reading: _Reading) -> bool:
+        """The reading is over: its card goes. False when it was already over (stopped before its answer)."""
+        if reading not in self._readings:
+            return False
+        self._readings.remove(reading)
+        self.chat_view.remove_widget(reading.card)
+        return True
+
+    def _on_read_failed(self, reading: _Reading, error: BaseException) -> None:
+        if not self._end_reading(reading) or isinstance(error, ReadingStopped):
+            return
+        if isinstance(error, UserError):
+            self.message.emit(str(error))
+            return
+        log.error("reading %s failed", reading.name, exc_info=error)
+        self.message.emit(f"{reading.name} could not be read. Try again, or save it in another format.")
+
+    def _on_read(self, reading: _Reading, document: Document) -> None:
+        if reading.cancel.is_set():
+            return  # stopped as its reading ended
         if document.content_hash in self.documents:
+            self._end_reading(reading)
             self.status.showMessage(f"{document.name} is already attached to this conversation.", STATUS_MS)
             return
         model = self.engine.model
@@ -182,18 +232,24 @@ class DocumentsController(QObject):
                 model=str(model.path) if model else ""
             )
         except UserError as exc:
+            self._end_reading(reading)
             self.message.emit(str(exc))
             return
         if conversation_id is None:  # the history is open read-only
+            self._end_reading(reading)
             self.message.emit(
                 f"{document.name} was not attached: the conversation history is open read-only, so nothing new "
                 "can be kept. Make it writable and restart LlamaDesk to attach documents."
             )
             return
+        reading.card.set_indexing()
         generation = self.conversation.view_generation
         path = self.store.path
+        stopped = reading.cancel
 
         def store_and_index() -> _Indexed:
+            if stopped.is_set():
+                raise ReadingStopped
             with HistoryStore(path) as own:
                 attached = own.attached_documents(conversation_id)
                 if any(known.content_hash == document.content_hash for _, known in attached):
@@ -202,18 +258,25 @@ class DocumentsController(QObject):
                     conversation_id, document, token_count=approximate_tokens(document.text)
                 )
             rows = [(row.id, known, row.summary) for row, known in attached] + [(stored.id, document, None)]
-            return _Indexed(
-                conversation_id, generation, rows, _index_of([d for _, d, _ in rows]), added=document
-            )
+            # Stopped while it was stored: no index is built; the document is taken out again (``_on_stored``).
+            index = None if stopped.is_set() else _index_of([d for _, d, _ in rows])
+            return _Indexed(conversation_id, generation, rows, index, added=document, added_id=stored.id)
 
         def on_error(error: BaseException) -> None:
+            if not self._end_reading(reading) or isinstance(error, ReadingStopped):
+                return
             self.message.emit(
                 str(error) if isinstance(error, UserError) else f"{document.name} could not be stored."
             )
 
-        run_in_pool(store_and_index, self._on_stored, on_error, self._pool)
+        run_in_pool(
+            store_and_index, lambda result: self._on_stored(result, reading), on_error, self._pool, owner=self
+        )
 
-    def _on_stored(self, result: _Indexed) -> None:
+    def _on_stored(self, result: _Indexed, reading: _Reading) -> None:
+        if not self._end_reading(reading):  # stopped while it was stored and indexed
+            self._take_back(result)
+            return
         if result.duplicate:
             self.status.showMessage(
                 f"{result.duplicate} is already attached to this conversation.", STATUS_MS
@@ -243,6 +306,7 @@ class DocumentsController(QObject):
     # -- the conversation shown --------------------------------------------------------------------------------
 
     def clear(self) -> None:
+        self.stop_reading()  # a file still being read was dropped into the conversation left
         self.documents = {}
         self._loading = None
         self._use_index(None)
@@ -278,6 +342,16 @@ class DocumentsController(QObject):
         self._use_index(result.index)
         for document_id, document, summary in result.attached:
             self._add_card(document_id, document, summary, at_top=True)
+
+    def _take_back(self, result: _Indexed) -> None:
+        """A document stored as its reading was stopped: out of the conversation again, as the person asked."""
+        if result.index is not None:
+            result.index.close()
+        if result.added_id is not None:
+            try:
+                self.store.remove_document(result.added_id)
+            except UserError as exc:
+                self.message.emit(str(exc))
 
     def _use_index(self, index: DocumentIndex | None) -> None:
         """``index`` becomes the conversation's; the one it replaces is closed (this controller owns both)."""

@@ -217,7 +217,7 @@ class MainWindow(QMainWindow):
 
     def _build_shortcuts(self) -> None:
         for keys, slot in (
-            (QKeySequence(Qt.Key.Key_Escape), self.stop),
+            (QKeySequence(Qt.Key.Key_Escape), self.stop_everything),
             (QKeySequence("Ctrl+N"), self.new_conversation),
             (QKeySequence("Ctrl+K"), self.sidebar.focus_search),
             (QKeySequence("Ctrl+,"), self.open_settings),
@@ -291,6 +291,11 @@ class MainWindow(QMainWindow):
     def stop(self) -> None:
         self.documents.stop()
         self.conversation.stop()
+
+    def stop_everything(self) -> None:
+        """Esc: the reply or summary under way, and any file being read (loading a model stops only the former)."""
+        self.stop()
+        self.documents.stop_reading()
 
     def load_model(self, path: str) -> None:
         self.stop()
@@ -427,6 +432,7 @@ class MainWindow(QMainWindow):
             super().closeEvent(event)
             return
         self._closed = True
+        self.documents.stop_reading()  # a reader process is not left running, nor waited for
         self.documents.abandon_summary()
         self.conversation.abandon_reply()
         self.serving.stop()

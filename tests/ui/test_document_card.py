@@ -8,7 +8,7 @@ from pytestqt.qtbot import QtBot
 
 from app.core.documents.document import Section, make_document
 from app.core.documents.summary_types import STYLE_LABELS
-from app.ui.document_card import DocumentCard
+from app.ui.document_card import DocumentCard, ReadingCard
 
 pytestmark = pytest.mark.gui
 
@@ -46,3 +46,16 @@ def test_the_card_has_a_real_icon_and_counts_in_words(qtbot: QtBot) -> None:
     done = SummaryResult("notes.txt", "brief", "Short.", "one pass", 1, 10, 2048)
     card.set_finished(done)
     assert "summary of 1 part in" in card.status_label.text()
+
+
+def test_a_file_being_read_shows_its_name_and_a_stop(qtbot: QtBot) -> None:
+    card = ReadingCard("annual report.pdf")
+    qtbot.addWidget(card)
+    assert "annual report.pdf" in card.accessibleName()
+    assert card.status_label.text() == "Reading…"
+    assert card.progress.maximum() == 0  # busy: a read cannot say how far it is
+    assert card.stop_button.accessibleName() == "Stop reading annual report.pdf"
+    with qtbot.waitSignal(card.stop_requested):
+        card.stop_button.click()
+    card.set_indexing()
+    assert card.status_label.text() == "Indexing its passages…"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,11 +12,18 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
+from app.core.history.store import HistoryStore
 from app.core.modes import Mode
-from app.ui.document_card import DocumentCard
+from app.ui.document_card import DocumentCard, ReadingCard
 from app.ui.main_window import MainWindow
 from app.ui.transcript.sources import sources_of
-from tests.fixtures.documents import build_pdf, corrupt_pdf_bytes, pdf_bytes, travelogue_pages
+from tests.fixtures.documents import (
+    build_pdf,
+    build_slow_pdf,
+    corrupt_pdf_bytes,
+    pdf_bytes,
+    travelogue_pages,
+)
 from tests.helpers.window import open_window
 
 pytestmark = pytest.mark.gui
@@ -169,3 +179,89 @@ def test_documents_dropped_together_are_all_indexed_and_reopen_with_the_conversa
     qtbot.waitUntil(lambda: len(cards(window)) == 2, timeout=20_000)
     assert not window.documents.loading
     assert "Tarn" in window.conversation.engine_messages()[-1]["content"]
+
+
+def test_reading_a_document_stops_on_its_card_or_esc_and_the_file_attaches_later(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    slow = build_slow_pdf(tmp_path / "slow.pdf", text_runs=30_000)  # seconds to read
+
+    def reading_cards() -> list[ReadingCard]:
+        return window.chat_view.findChildren(ReadingCard)
+
+    def reader_at_work() -> bool:
+        return bool(multiprocessing.active_children())
+
+    window.attach_documents([str(slow)])
+    qtbot.waitUntil(lambda: len(reading_cards()) == 1, timeout=5_000)
+    card = reading_cards()[0]
+    assert card.status_label.text() == "Reading…" and window.documents.reading
+    qtbot.waitUntil(reader_at_work, timeout=60_000)
+    qtbot.mouseClick(card.stop_button, Qt.MouseButton.LeftButton)
+    assert reading_cards() == [] and not window.documents.reading  # the card goes at once
+    assert "Stopped reading slow.pdf; it was not attached." in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: not reader_at_work(), timeout=10_000)  # the reader process is killed
+    assert cards(window) == [] and window.conversation_id is None  # nothing stored, not even a conversation
+
+    window.attach_documents([str(slow)])
+    qtbot.waitUntil(reader_at_work, timeout=60_000)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert reading_cards() == []
+    qtbot.waitUntil(lambda: not reader_at_work(), timeout=10_000)
+    assert cards(window) == [] and not window.banner.isVisible()  # stopping is no failure
+
+    window.attach_documents([str(slow)])  # dropped, then the person leaves for another conversation
+    qtbot.waitUntil(reader_at_work, timeout=60_000)
+    window.new_conversation()
+    assert reading_cards() == []
+    qtbot.waitUntil(lambda: not reader_at_work(), timeout=10_000)
+
+    window.attach_documents([str(slow)])  # left to finish, the same file is attached as ever
+    qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=180_000)
+    assert reading_cards() == [] and not window.documents.reading
+    assert window.conversation_id is not None
+    assert [d.name for d in window.store.documents_for(window.conversation_id)] == ["slow.pdf"]
+
+
+def test_stopped_while_it_is_stored_a_document_is_not_attached(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    note = tmp_path / "ferry.txt"
+    note.write_text("The ferry to the island leaves at seven every morning.\n")
+
+    def reading_card() -> ReadingCard | None:
+        found = window.chat_view.findChildren(ReadingCard)
+        return found[0] if found else None
+
+    # Read, then held back from storing: the storing thread is busy with a job that waits for the gate.
+    gate = threading.Event()
+    window.documents._pool.start(gate.wait)
+    window.attach_documents([str(note)])
+    qtbot.waitUntil(lambda: (card := reading_card()) is not None and "Indexing" in card.status_label.text())
+    card = reading_card()
+    assert card is not None
+    qtbot.mouseClick(card.stop_button, Qt.MouseButton.LeftButton)
+    gate.set()
+    qtbot.waitUntil(lambda: window.documents._pool.activeThreadCount() == 0, timeout=10_000)
+    conversation_id = window.conversation_id
+    assert conversation_id is not None and window.store.documents_for(conversation_id) == []
+    assert reading_card() is None and cards(window) == []
+
+    # Stored already when Stop is pressed (its answer not yet delivered): taken out again. The storing thread
+    # is held again, so that "Indexing" lasts until the test lets it go.
+    held = threading.Event()
+    window.documents._pool.start(held.wait)
+    window.attach_documents([str(note)])
+    qtbot.waitUntil(lambda: (card := reading_card()) is not None and "Indexing" in card.status_label.text())
+    card = reading_card()
+    assert card is not None
+    held.set()
+    with HistoryStore(window.store.path) as other:  # the GUI thread waits here, so no answer is delivered
+        deadline = time.monotonic() + 30
+        while not other.documents_for(conversation_id):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    card.stop_button.click()
+    qtbot.waitUntil(lambda: window.documents._pool.activeThreadCount() == 0, timeout=10_000)
+    qtbot.waitUntil(lambda: window.store.documents_for(conversation_id) == [], timeout=10_000)
+    assert cards(window) == [] and not window.banner.isVisible()

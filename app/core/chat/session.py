@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from app.core.chat.repetition import RepetitionGuard
+from app.core.chat.repetition import RepetitionGuard, requested_copies
 from app.core.documents.retrieval import DocumentIndex, approximate_tokens, build_context, context_budget
 from app.core.errors import UserError
 from app.core.history.recorder import ReplyRecorder
@@ -118,13 +118,18 @@ class ChatSession:
     # -- the reply ---------------------------------------------------------------------------------------
 
     def begin_reply(self) -> None:
+        # Code repeats itself on purpose (the same line in several branches), as the Code preset's lack of a
+        # repeat penalty says too; other replies that loop are cut (see ``repetition``), past the copies the
+        # question asked for.
+        self._repetition = None
+        if self.mode != "code":
+            turns = self.turns()
+            question = turns[-1]["content"] if turns and turns[-1]["role"] == "user" else ""
+            self._repetition = RepetitionGuard(requested=requested_copies(question))
         if self.store is not None and self._saving and self.conversation_id is not None:
             self._recorder = self.store.begin_reply(self.conversation_id)
         self._unsaved_reply = ""
         self.reply_sources = list(self.sources)
-        # Code repeats itself on purpose (the same line in several branches), as the Code preset's lack of a
-        # repeat penalty says too; other replies that loop are cut (see ``repetition``).
-        self._repetition = RepetitionGuard() if self.mode != "code" else None
 
     @property
     def replying(self) -> bool:

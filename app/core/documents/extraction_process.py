@@ -34,7 +34,7 @@ from app.core.documents.document import (
     make_document,
 )
 from app.core.documents.formats import extract_sections
-from app.core.errors import UserError
+from app.core.errors import Cancelled, UserError
 
 if TYPE_CHECKING:  # the fork server's context does not exist on Windows
     from multiprocessing.context import ForkServerContext, SpawnContext
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 # Address space for the child: the parsers and a document at the size limits take well under a gigabyte.
 MAX_READER_MEMORY_BYTES = 2_000_000_000
+CANCEL_CHECK_SECONDS = 0.05
 _START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 _PRELOAD = ["app.core.documents.extraction_process", "pypdf", "docx", "lxml.html", "charset_normalizer"]
 
@@ -67,6 +68,10 @@ class _Outcome:
     peak_bytes: int = 0
 
 
+class ReadingStopped(Cancelled):
+    """The person stopped the read (``cancel`` was set); the child was killed, nothing was read."""
+
+
 class ExtractionFailed(Exception):
     """The child ended without an answer: killed at the deadline, out of memory, or crashed."""
 
@@ -77,10 +82,20 @@ class ExtractionFailed(Exception):
 
 
 def extract_in_child(
-    path: Path, kind: DocumentKind, *, max_bytes: int, max_pages: int, timeout: float, figures: ReadFigures
+    path: Path,
+    kind: DocumentKind,
+    *,
+    max_bytes: int,
+    max_pages: int,
+    timeout: float,
+    figures: ReadFigures,
+    cancel: threading.Event | None = None,
 ) -> Document:
-    """``extract_file`` run in a child process; raises DocumentError for a sentence the child found, or
-    ExtractionFailed when it gave no answer in ``timeout`` seconds (it is then killed)."""
+    """``extract_file`` run in a child process; raises DocumentError for a sentence the child found,
+    ExtractionFailed when it gave no answer in ``timeout`` seconds, or ReadingStopped once ``cancel`` is set
+    (the child is then killed)."""
+    if cancel is not None and cancel.is_set():
+        raise ReadingStopped
     context: ForkServerContext | SpawnContext
     if _START_METHOD == "forkserver":
         context = multiprocessing.get_context("forkserver")
@@ -98,8 +113,7 @@ def extract_in_child(
     try:
         child.start()
         sender.close()  # the child holds the only writing end, so its death reads as end of file here
-        if not receiver.poll(timeout):
-            raise ExtractionFailed("deadline")
+        _wait_for_answer(receiver, timeout, cancel)
         try:
             outcome: _Outcome = receiver.recv()
         except EOFError:
@@ -122,6 +136,19 @@ def extract_in_child(
     if outcome.out_of_memory:
         raise ExtractionFailed("memory")
     raise ExtractionFailed("crash", f"{outcome.bug}: {outcome.details}")
+
+
+def _wait_for_answer(receiver: Connection, timeout: float, cancel: threading.Event | None) -> None:
+    """Return once the child has answered (or died); raise after ``timeout`` seconds, or soon after ``cancel``
+    is set."""
+    # A stop is looked for every CANCEL_CHECK_SECONDS: an Event cannot be waited on together with a pipe.
+    deadline = time.perf_counter() + timeout
+    step = CANCEL_CHECK_SECONDS if cancel is not None else timeout
+    while not receiver.poll(max(0.0, min(step, deadline - time.perf_counter()))):
+        if cancel is not None and cancel.is_set():
+            raise ReadingStopped
+        if time.perf_counter() >= deadline:
+            raise ExtractionFailed("deadline")
 
 
 def extract_file(path: Path, kind: DocumentKind, max_bytes: int, max_pages: int) -> Document:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import stat
+import threading
 from pathlib import Path
 
 from app.core.documents.document import Document, DocumentError, DocumentKind
@@ -82,12 +83,14 @@ def read_document(
     max_pages: int = MAX_PDF_PAGES,
     timeout: float = EXTRACTION_TIMEOUT_SECONDS,
     figures: ReadFigures | None = None,
+    cancel: threading.Event | None = None,
 ) -> Document:
     """Read ``path`` into a Document, or raise DocumentError with a sentence for the person who dropped it.
 
     The parsing runs in a child process that is killed after ``timeout`` seconds and cannot use more than
     MAX_READER_MEMORY_BYTES (``extraction_process``): parsers can loop or swell on hostile files, and nothing
     must wait for that or pay its memory. ``figures``, when given, receives the time and the child's peak memory.
+    Setting ``cancel`` (from another thread) kills the child within moments and raises ReadingStopped.
     """
     path = Path(path)
     kind = _check_file(path, max_bytes)
@@ -99,6 +102,7 @@ def read_document(
             max_pages=max_pages,
             timeout=timeout,
             figures=figures or ReadFigures(),
+            cancel=cancel,
         )
     except ExtractionFailed as failure:
         if failure.reason == "deadline":

@@ -54,7 +54,8 @@ from app.core.units import human_bytes
 
 log = logging.getLogger(__name__)
 
-FinishReason = Literal["stop", "length", "cancelled"]
+# "failed": the reply broke off (a server's stream cut, say); what arrived is kept, with this as why it ended.
+FinishReason = Literal["stop", "length", "cancelled", "failed"]
 
 # Used only when a GGUF carries no chat template: ChatML is what most small instruct models were tuned on.
 FALLBACK_CHAT_TEMPLATE = "chatml"
@@ -120,6 +121,10 @@ class ReplyStats:
     finish_reason: FinishReason = "stop"
     dropped_messages: int = 0  # old messages left out to fit the context
     context_size: int = 0
+    # Who wrote the reply, kept with it so each version of a reply is labelled with its own writer: "local"
+    # (a file on this computer, ``model`` its path) or "server" (``model`` the server's name for it).
+    engine: str = "local"
+    model: str = ""
 
     @property
     def dropped_turns(self) -> int:
@@ -480,6 +485,7 @@ class Engine:
             prompt_tokens=len(prompt.tokens),
             dropped_messages=prompt.dropped_messages,
             context_size=self.llama.n_ctx(),
+            model=str(self._info.path) if self._info is not None else "",
         )
         self.states.before_prompt(self.llama, cache_key, prompt.tokens)
         stats.evaluated_tokens = self._tokens_to_evaluate(prompt.tokens)

@@ -10,7 +10,8 @@ from app.core.history.records import BranchPosition
 
 
 class BranchSwitcher(QWidget):
-    """Hidden for a message without other versions.
+    """Hidden for a message without other versions; shown but locked while a reply streams (a version chosen
+    then would pull the transcript from under the reply being written).
 
     Signals:
         switch_requested(int): the id of the version to show instead.
@@ -21,6 +22,7 @@ class BranchSwitcher(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.position: BranchPosition | None = None
+        self.locked = False
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(0)
@@ -51,13 +53,25 @@ class BranchSwitcher(QWidget):
             return
         self.label.setText(f"{position.index + 1}/{position.count}")
         self.label.setAccessibleName(f"Version {position.index + 1} of {position.count}")
-        self.previous_button.setEnabled(position.index > 0)
-        self.next_button.setEnabled(position.index < position.count - 1)
+        self._enable_arrows()
         self.show()
+
+    def set_locked(self, locked: bool) -> None:
+        """Lock the arrows while a reply streams; the position stays in view."""
+        self.locked = locked
+        self.setToolTip("Other versions can be shown when the reply is done (or stopped)." if locked else "")
+        self._enable_arrows()
+
+    def _enable_arrows(self) -> None:
+        position = self.position
+        if position is None:
+            return
+        self.previous_button.setEnabled(not self.locked and position.index > 0)
+        self.next_button.setEnabled(not self.locked and position.index < position.count - 1)
 
     def _step(self, step: int) -> None:
         position = self.position
-        if position is None:
+        if position is None or self.locked:
             return
         index = position.index + step
         if 0 <= index < position.count:

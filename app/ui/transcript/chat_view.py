@@ -120,6 +120,9 @@ class MessageWidget(QFrame):
         self.text = ""
         self.state = "complete"
         self.message_id: int | None = None  # the stored message shown (None until it is stored)
+        self.stats: ReplyStats | None = None
+        self._last = False
+        self._busy = False  # a reply streams: no other version can be chosen or written meanwhile
         self._renderer = renderer
         self.setObjectName("userMessage" if role == "user" else "assistantMessage")
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -207,13 +210,15 @@ class MessageWidget(QFrame):
         """The stored message this widget shows, and where it stands among its versions ("< 2/3 >")."""
         self.message_id = message_id
         self.branch_switcher.set_position(branch)
+        self._show_regenerate()
 
     def set_state(self, state: str) -> None:
         self.state = state
         self.note_label.setText(STATE_NOTES.get(state, ""))
 
     def set_stats(self, stats: ReplyStats | None) -> None:
-        if stats is None:
+        self.stats = stats
+        if stats is None or stats.finish_reason == "failed":
             self.stats_label.hide()
             return
         parts = [counted(stats.generated_tokens, "token"), f"{stats.tokens_per_second:.1f} tokens/s"]
@@ -225,10 +230,23 @@ class MessageWidget(QFrame):
         self.stats_label.show()
 
     def set_last(self, last: bool, *, busy: bool = False) -> None:
-        """Regenerate belongs to the last reply; every question can be edited (the edit is a new version, so
-        nothing after it is lost); neither on the last ones while a reply streams."""
-        self.regenerate_button.setVisible(last and self.role == "assistant" and not busy)
+        """Every question can be edited (the edit is a new version, so nothing after it is lost), except the
+        last one while a reply streams."""
+        self._last = last
         self.edit_button.setVisible(self.role == "user" and not (last and busy))
+        self._show_regenerate()
+
+    def set_busy(self, busy: bool) -> None:
+        """While a reply streams, versions are shown but not switched, and no reply is written again."""
+        self._busy = busy
+        self.branch_switcher.set_locked(busy)
+        self._show_regenerate()
+
+    def _show_regenerate(self) -> None:
+        # Any stored reply can be written again (a new version of it); one not stored, only as the last.
+        self.regenerate_button.setVisible(
+            self.role == "assistant" and not self._busy and (self._last or self.message_id is not None)
+        )
 
     @Slot(int)
     def _on_copy_code(self, index: int) -> None:
@@ -248,20 +266,22 @@ class HistoryEntry:
     sources: tuple[ReplySource, ...] = ()  # the passages the reply was given (see ``sources``)
     message_id: int | None = None
     branch: BranchPosition | None = None  # where it stands among its versions, if it has others
+    author: str | None = None  # who wrote it, when known (else the model loaded now)
 
 
 class ChatView(QScrollArea):
     """The transcript of one conversation.
 
     Signals:
-        regenerate_requested(): the user wants the last reply written again.
+        regenerate_message_requested(object): the user wants this reply (a message widget) written again: a
+            new version of it.
         edit_requested(): the user wants to edit and resend the last question.
         edit_message_requested(object): the user wants to edit and resend this question (a message widget).
         copied(str): a message or a code block went to the clipboard; the sentence confirms it.
         branch_requested(object, int): a message widget and the id of its version to show instead.
     """
 
-    regenerate_requested = Signal()
+    regenerate_message_requested = Signal(object)
     edit_requested = Signal()
     edit_message_requested = Signal(object)
     copied = Signal(str)
@@ -336,12 +356,14 @@ class ChatView(QScrollArea):
         self._marked = []
         self._follow = True
 
-    def _make_message(self, role: str, text: str, state: str, stats: ReplyStats | None) -> MessageWidget:
-        author = "You" if role == "user" else self.assistant_name
+    def _make_message(
+        self, role: str, text: str, state: str, stats: ReplyStats | None, author: str | None = None
+    ) -> MessageWidget:
+        author = "You" if role == "user" else author or self.assistant_name
         message = MessageWidget(role, author, self._renderer, self._container)
         message.copy_requested.connect(lambda m=message: self._copy_message(m))
         message.code_copied.connect(lambda: self.copied.emit("Copied the code block."))
-        message.regenerate_requested.connect(self.regenerate_requested.emit)
+        message.regenerate_requested.connect(lambda m=message: self.regenerate_message_requested.emit(m))
         message.edit_requested.connect(self.edit_requested.emit)
         message.edit_requested.connect(lambda m=message: self.edit_message_requested.emit(m))
         message.branch_switcher.switch_requested.connect(
@@ -350,6 +372,7 @@ class ChatView(QScrollArea):
         message.set_text(text)
         message.set_state(state)
         message.set_stats(stats)
+        message.set_busy(self._streaming is not None)
         return message
 
     def _copy_message(self, message: MessageWidget) -> None:
@@ -357,9 +380,15 @@ class ChatView(QScrollArea):
         self.copied.emit("Copied the message.")
 
     def add_message(
-        self, role: str, text: str, *, state: str = "complete", stats: ReplyStats | None = None
+        self,
+        role: str,
+        text: str,
+        *,
+        state: str = "complete",
+        stats: ReplyStats | None = None,
+        author: str | None = None,
     ) -> MessageWidget:
-        message = self._make_message(role, text, state, stats)
+        message = self._make_message(role, text, state, stats, author)
         self._layout.insertWidget(self._layout.count() - 1, message)
         self.messages.append(message)
         self._update_last_markers()
@@ -407,7 +436,7 @@ class ChatView(QScrollArea):
             self._keep_from_bottom = bar.maximum() - bar.value()
         while self._to_build and self._older and time.perf_counter() - started < SLICE_SECONDS:
             entry = self._older.pop()
-            message = self._make_message(entry.role, entry.text, entry.state, entry.stats)
+            message = self._make_message(entry.role, entry.text, entry.state, entry.stats, entry.author)
             show_sources(message.body, entry.sources)
             message.set_stored(entry.message_id, entry.branch)
             position = self._layout.indexOf(self.messages[0]) if self.messages else self._layout.count() - 1
@@ -436,13 +465,22 @@ class ChatView(QScrollArea):
         self._layout.insertWidget(min(position, self._layout.count() - 1), widget)
         self._extras.append(widget)
 
+    def remove_widget(self, widget: QWidget) -> None:
+        """Take an item put there by ``add_widget`` or ``insert_widget`` out of the transcript (and delete it)."""
+        if widget in self._extras:
+            self._extras.remove(widget)
+            widget.setParent(None)
+            widget.deleteLater()
+
     def replace_from(self, message: MessageWidget | None, entries: list[HistoryEntry]) -> None:
         """Show ``entries`` in place of ``message`` and every message after it (another branch was chosen);
         with None, after the last message."""
         while message is not None and message in self.messages:
             self.remove_last()
         for entry in entries:
-            shown = self.add_message(entry.role, entry.text, state=entry.state, stats=entry.stats)
+            shown = self.add_message(
+                entry.role, entry.text, state=entry.state, stats=entry.stats, author=entry.author
+            )
             show_sources(shown.body, entry.sources)
             shown.set_stored(entry.message_id, entry.branch)
 
@@ -453,6 +491,7 @@ class ChatView(QScrollArea):
                 self._marked.remove(message)
             if message is self._streaming:
                 self._streaming = None
+                self._set_busy(False)
             message.setParent(None)
             message.deleteLater()
             self._update_last_markers()
@@ -473,11 +512,19 @@ class ChatView(QScrollArea):
 
     # -- streaming ------------------------------------------------------------------------------------
 
-    def begin_reply(self) -> MessageWidget:
+    def _set_busy(self, busy: bool) -> None:
+        for message in self.messages:
+            message.set_busy(busy)
+
+    def begin_reply(self, versions: BranchPosition | None = None) -> MessageWidget:
+        """The reply about to stream; ``versions``: its place among the versions of the reply it is written
+        again for, shown while it streams (the new version itself has no id yet)."""
         message = self.add_message("assistant", "")
         message.set_state("streaming")
+        message.set_stored(None, versions)
         self._streaming = message
         self._pending = ""
+        self._set_busy(True)
         self._update_last_markers()
         self._flush_timer.start()
         self._reply_asked = time.monotonic()
@@ -530,6 +577,7 @@ class ChatView(QScrollArea):
             self._streaming.set_state(state)
             self._streaming.set_stats(stats)
         self._streaming = None
+        self._set_busy(False)
         self._update_last_markers()
 
     def highlight(self, terms: list[str]) -> None:

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from app.core.chat.repetition import MIN_SPAN_CHARS, REPEATS, RepetitionGuard, repeated_cut
+from app.core.chat.repetition import (
+    MIN_SPAN_CHARS,
+    REPEATS,
+    RepetitionGuard,
+    repeated_cut,
+    requested_copies,
+)
 from app.core.chat.session import ChatSession
 from app.core.documents.reader import read_document
 from app.core.documents.retrieval import DocumentIndex
@@ -45,6 +51,9 @@ def test_text_that_moves_on_is_not_a_loop() -> None:
     assert repeated_cut(" " * (MIN_SPAN_CHARS * REPEATS)) is None  # blank space is padding, not a passage
     short_loop = "ha " * 60
     assert repeated_cut(short_loop) is not None
+    ending = "and the figures were the same as the year before. "  # three times, with other text between
+    assert repeated_cut(f"First {ending}Then {ending}Later again {ending}") is not None
+    assert repeated_cut(f"First {ending}Then {ending}Later again {ending}", requested=5) is None
     guard = RepetitionGuard()
     guard.feed(refrain * 2)
     assert not guard.repeating and guard.kept(refrain * 2) == refrain * 2
@@ -60,6 +69,84 @@ def test_code_mode_replies_are_never_cut(store: HistoryStore) -> None:
     assert not session.repeating
     message = session.finish_reply("complete")
     assert message is not None and message.content == lines
+
+
+LINES = "I will always listen carefully when my teacher is speaking.\n"
+
+
+def _streamed(guard: RepetitionGuard, text: str) -> bool:
+    """Feed ``text`` in token-sized pieces, as a reply streams, until the guard fires; whether it did."""
+    return any(guard.feed(text[index : index + 3]) for index in range(0, len(text), 3))
+
+
+@pytest.mark.parametrize(
+    ("question", "copies"),
+    [
+        ("Write the sentence 'I will not talk in class.' five times.", 5),
+        ("Repeat it 12 times, one per line", 12),
+        ("Say it twice.", 2),
+        ("Twenty-five copies of the line, please", 25),
+        ("Write it a dozen times", 12),
+        ("Write it 5000 times", 100),  # a count past the cap is not held to
+        ("What were the 3 largest costs in 2023?", 1),  # numbers without a word of repetition ask for none
+        ("What was the total revenue for the year?", 1),
+    ],
+)
+def test_the_count_a_question_asks_for_is_read(question: str, copies: int) -> None:
+    assert requested_copies(question) == copies
+
+
+def test_a_repetition_asked_for_is_kept_and_a_loop_past_it_is_still_cut() -> None:
+    intro = "Here it is:\n\n"
+    assert _streamed(RepetitionGuard(), intro + LINES * 5), "without the count, five copies read as a loop"
+
+    asked = RepetitionGuard(requested=5)
+    assert not _streamed(asked, intro + LINES * 5)
+    assert asked.kept(intro + LINES * 5) == intro + LINES * 5
+    asked = RepetitionGuard(requested=5)
+    assert not _streamed(asked, intro + LINES * 6), "one copy too many is a miscount, not yet a loop"
+
+    runaway = intro + LINES * 40
+    looping = RepetitionGuard(requested=5)
+    assert _streamed(looping, runaway)
+    assert len(looping.text) < len(intro + LINES * 8), "stopped two copies past the five asked for"
+    assert looping.kept(runaway) == (intro + LINES * 5).rstrip()
+
+
+def test_a_short_sentence_loop_keeps_one_copy_not_two() -> None:
+    text = "Sure!\n\n" + "I will not talk in class. " * 12
+    assert repeated_cut(text) is not None
+    guard = RepetitionGuard()
+    assert _streamed(guard, text)
+    assert guard.kept(text) == "Sure!\n\nI will not talk in class."
+
+
+def test_in_chat_mode_the_copies_asked_for_are_stored_whole(store: HistoryStore) -> None:
+    session = ChatSession(store, mode="chat")
+    preset = preset_for(Mode.CHAT)
+    session.add_user_message(
+        "Write the sentence 'I will not talk in class.' ten times.",
+        model="m",
+        preset=preset,
+        context_size=2048,
+    )
+    session.begin_reply()
+    reply = "I will not talk in class.\n" * 10
+    for index in range(0, len(reply), 3):
+        session.record(reply[index : index + 3])
+    assert not session.repeating
+    message = session.finish_reply("complete")
+    assert message is not None and message.content == reply
+
+    # The next question asks for no count: the same copies are a loop again.
+    session.add_user_message("And what did the report say?", model="m", preset=preset, context_size=2048)
+    session.begin_reply()
+    looped = "The report said the harbour was busy all year. " * 6
+    for index in range(0, len(looped), 3):
+        session.record(looped[index : index + 3])
+    assert session.repeating
+    message = session.finish_reply("complete")
+    assert message is not None and message.content == "The report said the harbour was busy all year."
 
 
 @pytest.fixture

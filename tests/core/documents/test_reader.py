@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from app.core.documents.document import DocumentError
+from app.core.documents.document import Document, DocumentError
+from app.core.documents.extraction_process import ReadingStopped
 from app.core.documents.reader import MAX_DOCUMENT_BYTES, read_document
 from tests.fixtures.documents import (
     FACT_PAGE,
     build_encrypted_pdf,
     build_pdf,
     build_scanned_pdf,
+    build_slow_pdf,
     corrupt_pdf_bytes,
     travelogue_pages,
 )
@@ -122,3 +126,32 @@ def test_slow_extraction_is_given_up_without_waiting_for_it(tmp_path: Path) -> N
     with pytest.raises(DocumentError, match=r"took longer than 0 s, so it was stopped"):
         read_document(path, timeout=0.02)
     assert time.perf_counter() - started < 0.5
+
+
+def test_a_stopped_read_kills_its_reader_at_once_and_the_file_reads_again(tmp_path: Path) -> None:
+    path = build_slow_pdf(tmp_path / "slow.pdf", text_runs=100_000)  # 10 s or more to read
+    cancel = threading.Event()
+    outcome: list[BaseException | Document] = []
+
+    def read() -> None:
+        try:
+            outcome.append(read_document(path, cancel=cancel))
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    started = time.perf_counter()
+    while not multiprocessing.active_children():  # the reader process is at work
+        assert time.perf_counter() - started < 60 and reader.is_alive()
+        time.sleep(0.01)
+    (child,) = multiprocessing.active_children()
+    cancel.set()
+    stopped = time.perf_counter()
+    reader.join(30)
+    assert not reader.is_alive() and time.perf_counter() - stopped < 5
+    assert len(outcome) == 1 and isinstance(outcome[0], ReadingStopped)
+    assert child.exitcode is not None and multiprocessing.active_children() == []  # killed, not left running
+
+    small = build_slow_pdf(tmp_path / "small.pdf", text_runs=50)
+    assert "painted blue" in read_document(small, cancel=threading.Event()).text
