@@ -69,6 +69,9 @@ def install_crash_handlers(log_file: Path, report: Callable[[str], None] | None 
 
     native_file = log_file.parent / NATIVE_CRASH_FILE
     if _native_crash_file is not None:
+        # Installed again (the window's reporter) on the same file: one header per run.
+        if Path(_native_crash_file.name) == native_file:
+            return native_file
         _native_crash_file.close()
     _native_crash_file = open(native_file, "a", encoding="utf-8")  # noqa: SIM115  (open for the whole run)
     # A header per run, so a trace below it can be matched with the log of the same run.

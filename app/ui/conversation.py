@@ -264,6 +264,7 @@ class ConversationController(QObject):
     def _start_reply(self, *, another_version: bool = False, versions: BranchPosition | None = None) -> None:
         messages = self.engine_messages()
         self.session.begin_reply()
+        self.speed_label.setText("")  # the figure was the previous reply's; the new one's comes when it ends
         show_sources(self.chat_view.begin_reply(versions).body, self.session.reply_sources)
         self._reply_cpu = CpuWindow.start()
         sampling = self._preset().sampling

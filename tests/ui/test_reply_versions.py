@@ -203,8 +203,11 @@ def test_an_earlier_reply_can_be_written_again(qtbot: QtBot, model_path: Path) -
 
     window.conversation.engine.chat = spy  # type: ignore[method-assign]
     streaming = watch_streaming_switcher(window)
+    assert "tokens/s" in window.conversation.speed_label.text()
     qtbot.mouseClick(first_reply.regenerate_button, Qt.MouseButton.LeftButton)
     assert asked == [["Name a fruit."]]  # the conversation up to that reply's question, nothing below it
+    # Not the old version's figure while the new one streams.
+    assert window.conversation.speed_label.text() == ""
     assert not any(m.regenerate_button.isVisibleTo(window) for m in window.chat_view.messages)
     qtbot.waitUntil(lambda: not window.client.is_generating, timeout=60_000)
     assert streaming and all(seen == (True, "2/2", False, False) for seen in streaming)

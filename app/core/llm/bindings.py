@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -73,8 +74,16 @@ def route_native_logs() -> None:
         llama_cpp.llama_log_set(_native_callback, ctypes.c_void_p(0))
 
 
+# What llama.cpp logs as warnings when a decode is stopped on purpose (our abort callback, on Stop): the
+# compute status 1 and decode's 2 both mean "aborted"; the memory entries of the cut batch are then removed.
+# Expected after every Stop, so they are logged as debug, not as warnings of trouble.
+_ABORTED_LINE = re.compile(r"failed with error 1$|compute status: 1$|failed to decode, ret = 2$")
+_AFTER_ABORT_LINE = "removing memory module entries"
+_native_aborting = False
+
+
 def _native_line(level: int, text: str) -> None:
-    global _native_level
+    global _native_level, _native_aborting
     if level != _NATIVE_CONTINUE:
         python_level = _NATIVE_LEVELS.get(level, logging.DEBUG)
         _native_level = logging.WARNING if python_level >= logging.WARNING else logging.DEBUG
@@ -83,8 +92,13 @@ def _native_line(level: int, text: str) -> None:
         return
     line = "".join(_native_pending).strip()
     _native_pending.clear()
-    if line:
-        native_log.log(_native_level, "llama.cpp: %s", line)
+    if not line:
+        return
+    line_level = _native_level
+    if _ABORTED_LINE.search(line) or (_native_aborting and _AFTER_ABORT_LINE in line):
+        line_level = logging.DEBUG
+        _native_aborting = not line.endswith("ret = 2")  # decode's own line ends the sequence
+    native_log.log(line_level, "llama.cpp: %s", line)
 
 
 def gpu_offload_supported() -> bool:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
+import threading
+
+import pytest
+
+from app.core.llm.engine import Engine
+from app.core.modes import SamplingOptions
 
 # A load of a file that is not there makes llama.cpp itself log three error lines, with no model needed.
 _CHILD = textwrap.dedent(
@@ -43,3 +50,25 @@ def test_llama_cpp_lines_reach_our_log_whole() -> None:
     assert any("failed to open GGUF file '/nonexistent/missing.gguf'" in line for line in lines)
     assert all(line.startswith("LOG WARNING llama.cpp: ") for line in lines), lines
     assert len(lines) == 3  # one record per line: no empty records, no line split in two
+
+
+def test_a_stop_mid_decode_is_not_logged_as_trouble(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """Stopping a long prompt aborts llama.cpp mid-decode, which it reports as four warnings: expected after
+    every Stop, so they go to the log as debug lines."""
+    caplog.set_level(logging.DEBUG, logger="app.llama_cpp")
+    engine.clear_cache()
+    evaluating = threading.Event()
+    reply = engine.chat(
+        [{"role": "user", "content": "The lighthouse keeper wrote in his log every night. " * 200}],
+        SamplingOptions(temperature=0.0, max_tokens=4),
+        prompt_progress=lambda _done, _total: evaluating.set(),
+    )
+    stopper = threading.Thread(target=lambda: evaluating.wait(60) and engine.cancel())
+    stopper.start()
+    reply.collect()
+    stopper.join(10)
+    assert reply.stats.finish_reason == "cancelled"
+    native = [r for r in caplog.records if r.name == "app.llama_cpp"]
+    print("\n".join(f"{r.levelname} {r.getMessage()}" for r in native))
+    assert any("ret = 2" in r.getMessage() and r.levelno == logging.DEBUG for r in native)
+    assert [r.getMessage() for r in native if r.levelno >= logging.WARNING] == []
