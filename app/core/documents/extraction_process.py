@@ -122,9 +122,10 @@ def extract_in_child(
             reason = "memory" if child.exitcode == -9 else "crash"
             raise ExtractionFailed(reason, f"exit {child.exitcode}") from None
     finally:
-        if child.is_alive():
-            child.kill()
-        child.join(5)
+        if child.pid is not None:  # started (a start that failed raises its own error, not join's)
+            if child.is_alive():
+                child.kill()
+            child.join(5)
         receiver.close()
         figures.seconds = time.perf_counter() - started
     figures.child_peak_bytes = outcome.peak_bytes
