@@ -204,6 +204,7 @@ class ModelManagerDialog(QDialog):
         self._job_models: dict[str, tuple[str, str]] = {}  # job id -> (repo id, quant), for progress routing
         # repo id -> why its last download failed (short, whole)
         self._failures: dict[str, tuple[str, str]] = {}
+        self._failure_noticed = False  # a failed download is told above the list; listings keep it
         self._search_listing: RepoListing | None = None
         self._build()
         app = QApplication.instance()
@@ -353,7 +354,8 @@ class ModelManagerDialog(QDialog):
 
     def _on_listings(self, result: Any) -> None:
         self._listings.update(result.listings)
-        self._show_notice(result.problem)
+        if not self._failure_noticed:
+            self._show_notice(result.problem)
         self._refresh_menu()
 
     def _on_refresh(self) -> None:
@@ -534,6 +536,7 @@ class ModelManagerDialog(QDialog):
         job = self._downloader.queue.get(job_id)
         if job is not None:
             self._job_models[job_id] = (job.repo_id, job.quant.upper())
+        self._failure_noticed = False
         self._show_notice("")
         relay = _DownloadRelay()
         _live_relays.add(relay)
@@ -600,6 +603,7 @@ class ModelManagerDialog(QDialog):
         self._failures[repo_id] = (short, sentence)
         name = next((e.name for e in self._entries if e.repo_id == repo_id), repo_id)
         self._show_notice(f"{name} was not downloaded. {sentence}")
+        self._failure_noticed = True
         self._refresh_cells()
         self.download_failed.emit(repo_id, sentence)
 
