@@ -49,10 +49,17 @@ class _JobRelay(QObject):
     failed = Signal(object)
 
 
-# Each relay lives here, with no Qt parent, until its job has ended and its result has been delivered: a pool
-# thread emits on it, and an object deleted by the GUI thread while another thread emits on it crashes the
-# process (a relay deleted along with its widget did).
-_live_relays: set[_JobRelay] = set()
+# QObjects that other threads emit on, held with no Qt parent until Qt deletes them: an object deleted by the
+# GUI thread (with its parent, or by Python's collector) while another thread emits on it crashes the process (a
+# relay deleted along with its widget did). A relay is deleted by its own thread after its last emit; an object
+# that thread may outlive is never deleted.
+_kept: set[QObject] = set()
+
+
+def keep_until_deleted(emitter: QObject) -> None:
+    """Hold ``emitter`` (a QObject with no parent that another thread emits on) until Qt deletes it."""
+    _kept.add(emitter)
+    emitter.destroyed.connect(lambda: _kept.discard(emitter))
 
 
 def run_in_pool(
@@ -70,8 +77,7 @@ def run_in_pool(
     # The check runs on the GUI thread, the only one that deletes widgets, so it cannot race the deletion.
     receiver = owner if owner is not None else getattr(on_result, "__self__", None)
     relay = _JobRelay()
-    _live_relays.add(relay)
-    relay.destroyed.connect(lambda: _live_relays.discard(relay))
+    keep_until_deleted(relay)
 
     def receiver_gone() -> bool:
         return isinstance(receiver, QObject) and not shiboken6.isValid(receiver)

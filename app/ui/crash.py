@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QWidget
 
 from app.core.crash import install_crash_handlers
+from app.ui.background import keep_until_deleted
 
 SIGNAL_CHECK_MS = 200
 
@@ -27,16 +28,13 @@ class BugReporter(QObject):
     reported = Signal(str)
 
 
-_reporters: list[BugReporter] = []
-
-
 def install_window_crash_handlers(log_file: Path, show_error: Callable[[str], None]) -> BugReporter:
     """Uncaught errors go to the log and, as a sentence, to ``show_error`` (called on the GUI thread).
 
     The reporter has no Qt parent and is kept for the rest of the process: the hooks are process-wide and may
     emit from any thread, also while the window is being deleted."""
     reporter = BugReporter()
-    _reporters.append(reporter)
+    keep_until_deleted(reporter)
     reporter.reported.connect(show_error)
     install_crash_handlers(log_file, reporter.reported.emit)
     return reporter

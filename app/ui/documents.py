@@ -28,7 +28,7 @@ from app.core.history.store import HistoryStore
 from app.core.llm.engine import Engine
 from app.core.llm.service import Ticket
 from app.core.modes import Mode
-from app.ui.background import run_in_pool
+from app.ui.background import keep_until_deleted, run_in_pool
 from app.ui.conversation import ConversationController
 from app.ui.document_card import DocumentCard, ReadingCard
 from app.ui.engine_bridge import EngineBridge
@@ -93,14 +93,11 @@ class SummaryRun:
 
 class _SummarySignals(QObject):
     """Emitted from the engine thread while a summary runs; queued to the GUI thread. With no Qt parent and
-    kept in ``_summary_signals`` for good: the engine thread may still emit after the window is gone, and an
+    kept (``keep_until_deleted``) for good: the engine thread may still emit after the window is gone, and an
     object deleted while another thread emits on it crashes the process."""
 
     progress = Signal(int, SummaryProgress)  # the run's number, and its progress
     text = Signal(int, str)
-
-
-_summary_signals: list[_SummarySignals] = []
 
 
 class DocumentsController(QObject):
@@ -143,7 +140,7 @@ class DocumentsController(QObject):
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
         self.summary_signals = _SummarySignals()
-        _summary_signals.append(self.summary_signals)
+        keep_until_deleted(self.summary_signals)
         self.summary_signals.progress.connect(self._on_summary_progress)
         self.summary_signals.text.connect(self._on_summary_text)
 

@@ -26,6 +26,7 @@ from app.core.llm.service import (
     Ticket,
 )
 from app.core.modes import SamplingOptions
+from app.ui.background import keep_until_deleted
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ class EngineBridge(QObject):
         if not self.service.shutdown(timeout_s):
             # The engine thread's callbacks hold this bridge; were it to drop the last reference, Qt objects
             # would be deleted on that thread. Kept instead until the process ends.
-            _outlived_shutdown.append(self)
+            keep_until_deleted(self)
 
     # -- answers, filtered by request id -------------------------------------------------------------------
 
@@ -255,6 +256,3 @@ class EngineBridge(QObject):
         job = self._jobs.pop(request_id, None)
         if job is not None:
             job[2](message)
-
-
-_outlived_shutdown: list[EngineBridge] = []  # bridges whose engine thread outlived the window's wait

@@ -55,7 +55,7 @@ from app.core.models.hub import HubModel, RepoListing, fetch_listing, load_listi
 from app.core.models.inventory import InstalledModel, installed_models, remove_installed
 from app.core.models.menu import MenuOption, MenuRow, build_menu
 from app.core.units import human_bytes
-from app.ui.background import run_in_pool
+from app.ui.background import keep_until_deleted, run_in_pool
 from app.ui.model_manager_columns import (
     COLUMN_ACTION,
     COLUMN_MODEL,
@@ -72,14 +72,11 @@ SHUTDOWN_WAIT_SECONDS = 3.0
 
 class _DownloadRelay(QObject):
     """Carries a download thread's news to the GUI thread (emitted there, received here: queued). One per
-    download, with no Qt parent, kept in ``_live_relays`` until its thread has ended: deleted with the dialog
+    download, with no Qt parent, kept (``keep_until_deleted``) until its thread has ended: deleted with the dialog
     while the thread emitted on it, it would crash the process."""
 
     progress = Signal(object)  # DownloadProgress
     finished = Signal(str, object, str)  # job id, DownloadResult or None, message ("" when paused/cancelled)
-
-
-_live_relays: set[_DownloadRelay] = set()
 
 
 class DownloadCell(QWidget):
@@ -539,8 +536,7 @@ class ModelManagerDialog(QDialog):
         self._failure_noticed = False
         self._show_notice("")
         relay = _DownloadRelay()
-        _live_relays.add(relay)
-        relay.destroyed.connect(lambda: _live_relays.discard(relay))
+        keep_until_deleted(relay)
         relay.progress.connect(self._on_progress)
         relay.finished.connect(self._on_download_finished)
         thread = threading.Thread(

@@ -74,7 +74,7 @@ def test_widgets_deleted_while_their_jobs_finish_never_crash(qtbot: QtBot) -> No
     def all_relays_deleted() -> bool:
         # The application's main loop deletes them; a test's nested loop leaves deferred deletions to this call.
         QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-        return not background._live_relays
+        return not any(isinstance(kept, background._JobRelay) for kept in background._kept)
 
     qtbot.waitUntil(all_relays_deleted, timeout=5_000)  # each one, once its job has ended
     survivor = Receiver()
