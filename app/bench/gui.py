@@ -94,16 +94,16 @@ def _measure(model: Path, context_size: int) -> GuiBenchResult:
     timer.start()
     load_started = time.perf_counter()
     window.load_model(str(model))
-    run_until(lambda: window.client.model is not None or not window.client.is_loading, 300)
+    run_until(lambda: window.bridge.model is not None or not window.bridge.is_loading, 300)
     load_seconds = time.perf_counter() - load_started
-    if window.client.model is None:
+    if window.bridge.model is None:
         window.close()
         raise UserError(f"The model {model.name} did not load, so the window could not be measured.")
     window.input.setPlainText(
         "Write a story about a lighthouse keeper and a storm, with a title in Markdown."
     )
     window.send()
-    run_until(lambda: not window.client.is_generating, 600)
+    run_until(lambda: not window.bridge.is_generating, 600)
     stats = window.conversation.last_stats
 
     document_started = time.perf_counter()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import Engine, LoadOptions, ReplyStats
+from app.core.llm.protocol import ChatEngine, local_engine
 from app.core.llm.state_cache import SUFFIX, StateCache
 from app.core.modes import SamplingOptions
 
@@ -100,7 +101,9 @@ def _ask(engine: Engine, messages: list[ChatMessage], key: str | None) -> _Turn:
     return _Turn([*messages, {"role": "assistant", "content": text}], reply.stats, pause)
 
 
-def run_reopen_benchmark(engine: Engine, progress: Callable[[str], None] | None = None) -> ReopenResult:
+def run_reopen_benchmark(running: ChatEngine, progress: Callable[[str], None] | None = None) -> ReopenResult:
+    # Saved states are this computer's: a server's engine answers with a sentence.
+    engine = local_engine(running)
     say = progress or (lambda _line: None)
     info = engine.model
     assert info is not None, "load a model before benchmarking"

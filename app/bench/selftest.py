@@ -75,7 +75,7 @@ def self_test(model: str | None) -> int:
             app = make_application()
             assert isinstance(app, QApplication)
             window = MainWindow(
-                settings=settings_store.Settings(), store=HistoryStore(), client=EngineBridge()
+                settings=settings_store.Settings(), store=HistoryStore(), bridge=EngineBridge()
             )
             window.show()
             app.processEvents()

@@ -3,7 +3,8 @@ by side in one run:
 
 - the engine directly (this process, the engine service's streaming path, no HTTP);
 - our streaming endpoint (a ``llamadesk serve`` process, read by a lean reader of its events);
-- llama-cpp-python's own server (``python -m llama_cpp.server``, same threads, context and batch size, same reader).
+- llama-cpp-python's own server (``python -m llama_cpp.server``, same threads, context and batch size, same reader,
+  and for a file without a chat template of its own the chat format of the built-in template LlamaDesk uses).
 
 Generation tokens/s is counted from the first token to the last (so it is the generation rate, not the prompt);
 time to first token from the request. The three take turns, in rotating order, after one warm-up request each, and
@@ -31,8 +32,10 @@ import httpx2
 
 from app.core.errors import UserError
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import LoadOptions, physical_cores
+from app.core.llm.engine import LoadOptions, builtin_template_for, physical_cores
+from app.core.llm.gguf_check import check_model_file
 from app.core.llm.service import EngineClient, EngineService
+from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.modes import SamplingOptions
 
 PROMPT = (
@@ -51,6 +54,19 @@ LLAMA_SERVER_MODULES = (
     "sse_starlette",
     "uvicorn",
     "yaml",
+)
+# llama_cpp.server's ``--chat_format`` names for the formats of LlamaDesk's built-in templates. Without one, it
+# would format the prompt for a file with no template of its own otherwise than LlamaDesk does, and a model
+# answers a format it was not tuned on with something else entirely (Gemma: with nothing).
+LLAMA_CPP_CHAT_FORMATS = {
+    "chatml": "chatml",
+    "gemma": "gemma",
+    "llama3": "llama-3",
+    "mistral": "mistral-instruct",
+}
+NO_CHAT_FORMAT = (
+    "llama_cpp.server has no chat format like LlamaDesk's built-in {title} template, which {model} is run with, "
+    "so it was not measured: the two would not answer the same prompt."
 )
 LLAMA_SERVER_INSTALL = (
     "llama-cpp-python's own server needs extra packages ({missing}); install them with "
@@ -97,9 +113,12 @@ class ServeBenchResult:
     engine: Way
     ours: Way
     theirs: Way
-    theirs_missing: str = (
-        ""  # the sentence saying how to install llama-cpp-python's server, when it cannot run
-    )
+    # Why llama_cpp.server was not measured (how to install it, or that it has no chat format like ours).
+    theirs_missing: str = ""
+    # The built-in chat template LlamaDesk runs the model with ("" for the file's own), and the chat format
+    # llama_cpp.server was given for it.
+    chat_template: str = ""
+    chat_format: str = ""
 
     @property
     def ours_vs_engine(self) -> float:
@@ -128,8 +147,12 @@ class ServeBenchResult:
         lines = [
             f"Model: {self.model} ({self.threads} threads, context {self.context_size}, batch {self.batch_size}); "
             f"{self.max_tokens} tokens at most, greedy; medians of {self.rounds} rounds",
-            f"{'':34}{'tokens/s':>10}{'first token':>14}{'tokens':>8}",
         ]
+        if self.chat_template:
+            title = BUILTIN_TEMPLATES[self.chat_template].title
+            given = f"--chat_format {self.chat_format}" if self.chat_format else "not measured"
+            lines.append(f"Chat template: built-in {title} (the file has none; llama_cpp.server: {given})")
+        lines.append(f"{'':34}{'tokens/s':>10}{'first token':>14}{'tokens':>8}")
         for way in (self.engine, self.ours, self.theirs):
             if way.runs:
                 lines.append(f"{way.name:34}{way.tps:10.1f}{way.ttft_s * 1000:11.0f} ms{way.tokens:8d}")
@@ -164,13 +187,20 @@ def run_serve_benchmark(
     theirs = Way("llama_cpp.server")
     missing = missing_llama_server_modules()
     theirs_missing = LLAMA_SERVER_INSTALL.format(missing=", ".join(missing)) if missing else ""
+    # The same choice the engine and ``llamadesk serve`` make when they load the file with default options.
+    builtin = builtin_template_for(check_model_file(model_path), LoadOptions()) or ""
+    chat_format = LLAMA_CPP_CHAT_FORMATS.get(builtin, "") if builtin else ""
+    if builtin and not chat_format and not theirs_missing:
+        theirs_missing = NO_CHAT_FORMAT.format(title=BUILTIN_TEMPLATES[builtin].title, model=model_path.name)
     with ExitStack() as stack:
         say("Starting llamadesk serve…")
         ours_url = stack.enter_context(_our_server(model_path, threads, context_size))
         measures: list[tuple[Way, Callable[[], Run]]] = []
-        if not missing:
+        if not theirs_missing:
             say("Starting llama_cpp.server…")
-            theirs_url = stack.enter_context(_llama_cpp_server(model_path, threads, context_size))
+            theirs_url = stack.enter_context(
+                _llama_cpp_server(model_path, threads, context_size, chat_format)
+            )
             measures.append((theirs, lambda: _through_http(theirs_url, messages, max_tokens, usage=False)))
         say("Loading the engine in this process…")
         client = stack.enter_context(_engine_client(model_path, threads, context_size))
@@ -194,6 +224,8 @@ def run_serve_benchmark(
         ours=ours,
         theirs=theirs,
         theirs_missing=theirs_missing,
+        chat_template=builtin,
+        chat_format=chat_format,
     )
 
 
@@ -279,11 +311,14 @@ def _our_server(model_path: Path, threads: int, context_size: int) -> Iterator[s
 
 
 @contextmanager
-def _llama_cpp_server(model_path: Path, threads: int, context_size: int) -> Iterator[str]:
+def _llama_cpp_server(model_path: Path, threads: int, context_size: int, chat_format: str) -> Iterator[str]:
+    """llama_cpp.server on ``model_path``; ``chat_format`` "": the file's own chat template, as it reads it."""
     port = _free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1"]
     command += ["--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads)]
     command += ["--n_ctx", str(context_size), "--n_batch", str(BATCH_SIZE), "--verbose", "False"]
+    if chat_format:
+        command += ["--chat_format", chat_format]
     with _process(command) as process:
         base_url = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + START_TIMEOUT_S

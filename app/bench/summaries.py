@@ -25,6 +25,7 @@ from app.core.documents.reader import read_document
 from app.core.documents.summarize import Summarizer
 from app.core.documents.summary_types import SummaryStyle
 from app.core.llm.engine import Engine
+from app.core.llm.protocol import ChatEngine, local_engine
 
 TARGET_RATIO = 0.85
 # Raw and pipeline runs alternate this many times by default, and the fastest of each counts.
@@ -118,13 +119,15 @@ def raw_evaluation_seconds(engine: Engine, chunks: list[Chunk]) -> tuple[int, fl
 def run_summarize_bench(
     document: Document,
     extraction_seconds: float,
-    engine: Engine,
+    running: ChatEngine,
     *,
     token_limit: int | None = 16000,
     style: SummaryStyle = "brief",
     rounds: int = ROUNDS,
     progress: Callable[[str], None] | None = None,
 ) -> SummarizeBenchResult:
+    # Raw evaluation needs llama.cpp itself: a server's engine answers with a sentence.
+    engine = local_engine(running)
     say = progress or (lambda _line: None)
     info = engine.model
     assert info is not None, "load a model before benchmarking"

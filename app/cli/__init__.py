@@ -4,6 +4,10 @@ Each command group registers its own subcommands (chat, bench, history, models, 
 no command at all are handled here. Exit codes: 0 done; 1 a user error (one sentence on stderr, never a
 traceback) or a bug (its traceback goes to the log file, a sentence says where); 2 a usage error (argparse);
 130 stopped with Ctrl+C.
+
+Every command line builds the whole parser, ``--version`` and ``--help`` included, so the command group modules
+import at the top only what their arguments need; the engine, the settings, the history, Qt and the rest are
+imported by the handler that uses them (tests/cli/test_startup.py keeps it so).
 """
 
 from __future__ import annotations

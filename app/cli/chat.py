@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from typing import TYPE_CHECKING
 
 from app import APP_NAME
 from app.cli.common import (
@@ -20,16 +21,16 @@ from app.cli.common import (
 )
 from app.cli.history import open_store_for_saving
 from app.cli.remote_options import add_remote_arguments, history_model
-from app.core import settings as settings_store
-from app.core.chat.session import ChatSession
 from app.core.errors import UserError
-from app.core.history.store import HistoryStore
 from app.core.limits import MAX_REPLY_TOKENS, MAX_TEMPERATURE, OutOfRange, check_max_tokens, check_temperature
-from app.core.llm.engine import ReplyStats
-from app.core.llm.service import EngineClient
-from app.core.models.catalog import entry_for_file
 from app.core.modes import Mode, ModePreset, preset_for
 from app.core.units import counted
+
+if TYPE_CHECKING:
+    from app.core.chat.session import ChatSession
+    from app.core.history.store import HistoryStore
+    from app.core.llm.engine import ReplyStats
+    from app.core.llm.service import EngineClient
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -83,6 +84,8 @@ def check_conversation_id(value: int) -> int:
 
 def chat_session(args: argparse.Namespace, store: HistoryStore | None) -> ChatSession:
     """A new conversation, or with ``--continue`` the saved one (raises UserError if it is not there)."""
+    from app.core.chat.session import ChatSession
+
     if args.continue_id is None:
         return ChatSession(store, mode=args.mode)
     if store is None:
@@ -98,6 +101,8 @@ def chat_session(args: argparse.Namespace, store: HistoryStore | None) -> ChatSe
 def chat_preset(args: argparse.Namespace, model_id: str | None = None) -> ModePreset:
     """The mode's preset (the catalog model ``model_id``'s own, when it has one: the starter's), with the
     user's saved changes, then this command line's options on top."""
+    from app.core import settings as settings_store
+
     saved = settings_store.load().settings.mode_overrides.get(args.mode, {})
     overrides = dict(saved)
     for key, value in (
@@ -125,6 +130,8 @@ def describe_stats(stats: ReplyStats) -> str:
 
 
 def run_chat(args: argparse.Namespace) -> int:
+    from app.core.models.catalog import entry_for_file
+
     # The history opens before the model loads: a history this version cannot use stops us at once.
     store = None if args.no_save else open_store_for_saving()
     try:

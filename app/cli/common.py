@@ -7,20 +7,41 @@ import argparse
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar, overload
 
-from app.core import settings as settings_store
 from app.core.errors import UserError
 from app.core.limits import MIN_CONTEXT, OutOfRange, check_context_size, check_threads
-from app.core.llm.engine import LoadOptions, ModelInfo
-from app.core.llm.service import EngineClient, EngineService
-from app.core.llm.templates import BUILTIN_TEMPLATES
-from app.core.models.inventory import default_model
+
+if TYPE_CHECKING:
+    from app.core.llm.engine import ModelInfo
+    from app.core.llm.service import EngineClient
 
 N = TypeVar("N", int, float)
+
+
+class BuiltinTemplateNames(Sequence[str]):
+    """The built-in chat templates' names, read from app.core.llm.templates when argparse first checks a value
+    or writes a command's help: that module brings Jinja, which building the parser need not load."""
+
+    def _names(self) -> list[str]:
+        from app.core.llm.templates import BUILTIN_TEMPLATES
+
+        return list(BUILTIN_TEMPLATES)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +63,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chat-template",
         type=str.lower,
-        choices=list(BUILTIN_TEMPLATES),
+        choices=BuiltinTemplateNames(),
         metavar="NAME",
         help="a built-in chat template instead of the model's own, for a model whose template is refused: "
-        + ", ".join(BUILTIN_TEMPLATES),
+        "%(choices)s",
     )
 
 
@@ -76,11 +97,12 @@ def real_number(check: Callable[[float], float]) -> Callable[[str], float]:
 
 def resolve_model(args: argparse.Namespace) -> Path:
     """The model file ``--model`` names (a path or a downloaded model's id), else the last used or starter one."""
+    from app.core import settings as settings_store
+    from app.core.models.inventory import default_model, find_installed
+
     if args.model:
         path = Path(args.model).expanduser()
         if not path.exists():
-            from app.core.models.inventory import find_installed
-
             installed = find_installed(args.model)  # a downloaded model's short id, e.g. repo:Q4_K_M
             if installed is not None:
                 return installed.path
@@ -108,6 +130,10 @@ def loaded_model(
         with connected_server(args, quiet=quiet) as connected:
             yield connected
         return
+    from app.core import settings as settings_store
+    from app.core.llm.engine import LoadOptions
+    from app.core.llm.service import EngineService
+
     settings = settings_store.load().settings
     options = LoadOptions(
         context_size=args.ctx if args.ctx is not None else settings.context_size,

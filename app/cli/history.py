@@ -12,13 +12,14 @@ import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.cli.common import whole_number
 from app.core.errors import UserError
-from app.core.history.imports import MAX_IMPORT_CHARACTERS
-from app.core.history.records import printable_line
-from app.core.history.store import HistoryStore
 from app.core.limits import check_count
+
+if TYPE_CHECKING:
+    from app.core.history.store import HistoryStore
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,6 +72,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def open_store() -> HistoryStore:
     """The history, saying on stderr when a damaged file was moved aside or it could only be opened read-only."""
+    from app.core.history.store import HistoryStore
+
     store = HistoryStore()
     if store.recovery_notice:
         print(store.recovery_notice, file=sys.stderr)
@@ -92,6 +95,8 @@ def _local_time(moment: datetime | None) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from app.core.history.records import printable_line
+
     with open_store() as store:
         if args.trash:
             trash = store.list_trash()
@@ -129,6 +134,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    from app.core.history.records import printable_line
+
     text = " ".join(args.text)
     with open_store() as store:
         hits = store.search(text, limit=args.limit)
@@ -152,6 +159,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from app.core.history.imports import MAX_IMPORT_CHARACTERS
+    from app.core.history.records import printable_line
+
     if args.file == "-":
         text, source = sys.stdin.read(), "The input"
     else:

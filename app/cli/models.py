@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 from app.cli.common import stop_on_interrupt, whole_number
-from app.core import settings as settings_store
 from app.core.errors import Cancelled, UserError
 from app.core.limits import check_context_size, check_count
 from app.core.units import human_bytes
@@ -107,6 +106,8 @@ def _menu_arguments(parser: argparse.ArgumentParser) -> None:
 def _context_size(args: argparse.Namespace) -> int:
     if getattr(args, "ctx", None):
         return int(args.ctx)
+    from app.core import settings as settings_store
+
     return settings_store.load().settings.context_size or 4096
 
 
@@ -401,6 +402,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_installed(args: argparse.Namespace) -> int:
+    from app.core import settings as settings_store
     from app.core.models.inventory import installed_models
 
     models = installed_models(settings_store.load().settings.imported_models)
@@ -432,6 +434,7 @@ def run_installed(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
+    from app.core import settings as settings_store
     from app.core.models.inventory import find_installed, installed_models, remove_installed
 
     models = installed_models(settings_store.load().settings.imported_models)

@@ -11,12 +11,14 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from app.core import settings as settings_store
-from app.core.llm.engine import ModelInfo
+# Light (no HTTP client, no engine): the parser checks --endpoint with it on every command line.
 from app.core.llm.remote_config import DEFAULT_CONTEXT, RemoteEngineError, RemoteServer, check_base_url
-from app.core.llm.remote_info import RemoteModelInfo
-from app.core.llm.service import EngineClient, EngineService
+
+if TYPE_CHECKING:
+    from app.core.llm.engine import ModelInfo
+    from app.core.llm.service import EngineClient
 
 
 def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +50,8 @@ def _base_url(text: str) -> str:
 
 def remote_server(args: argparse.Namespace) -> RemoteServer:
     """The server the command line names. The key saved in Settings goes only to the URL it was saved for."""
+    from app.core import settings as settings_store
+
     settings = settings_store.load().settings
     url = args.endpoint.rstrip("/")
     saved_here = settings.remote_url.rstrip("/") == url
@@ -69,6 +73,7 @@ def connected_server(
     """The engine service over the server ``--endpoint`` names, connected, and this terminal's client of it;
     unless ``quiet``, one line on stderr says which model answers."""
     from app.core.llm.remote import RemoteEngine
+    from app.core.llm.service import EngineService
 
     engine = RemoteEngine(remote_server(args))
     info = engine.connect()  # before the service starts: nothing else uses the engine yet
@@ -87,4 +92,6 @@ def connected_server(
 
 def history_model(info: ModelInfo) -> str:
     """What the history records as the model that answered: a server's model with its server."""
+    from app.core.llm.remote_info import RemoteModelInfo
+
     return info.identity if isinstance(info, RemoteModelInfo) else str(info.path)

@@ -9,19 +9,19 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from app import APP_NAME
 from app.cli.common import add_model_arguments, loaded_model, stop_on_interrupt
 from app.cli.remote_options import add_remote_arguments
-from app.core.documents.document import Document, DocumentError, describe
-from app.core.documents.reader import read_document
-from app.core.documents.summarize import Summarizer
 from app.core.documents.summary_types import STYLES, SummaryProgress, SummaryResult, SummarySettings
 from app.core.errors import UserError
-from app.core.llm.engine import Engine
-from app.core.llm.service import Job
 from app.core.units import counted, human_duration
+
+if TYPE_CHECKING:
+    from app.core.documents.document import Document
+    from app.core.llm.protocol import ChatEngine
+    from app.core.llm.service import Job
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,6 +95,9 @@ def run_summarize(args: argparse.Namespace) -> int:
         if len(args.files) != 1:
             raise UserError("--bench measures one document at a time; give it one file.")
         return _run_bench(args)
+    from app.core.documents.document import DocumentError
+    from app.core.documents.reader import read_document
+
     documents: list[Document] = []
     failed = False
     for name in args.files:
@@ -139,8 +142,10 @@ def run_summarize(args: argparse.Namespace) -> int:
 def _summary_job(document: Document, args: argparse.Namespace, out: TextIO) -> Job[SummaryResult]:
     """The summary of one document, as a job for the engine thread; its text streams to ``out``. When ``out`` is
     closed (``| head``), the summary stops: nobody reads the rest."""
+    from app.core.documents.document import describe
+    from app.core.documents.summarize import Summarizer
 
-    def run(engine: Engine, cancel: threading.Event) -> SummaryResult:
+    def run(engine: ChatEngine, cancel: threading.Event) -> SummaryResult:
         def write(piece: str) -> None:
             if cancel.is_set():
                 return
@@ -167,6 +172,7 @@ def _summary_job(document: Document, args: argparse.Namespace, out: TextIO) -> J
 
 def _run_bench(args: argparse.Namespace) -> int:
     from app.bench.summaries import run_summarize_bench, timed_read
+    from app.core.documents.document import describe
 
     # Read before loading the model: a bad file costs a sentence, not a model load.
     document, extraction_seconds = timed_read(args.files[0])

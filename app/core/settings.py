@@ -27,6 +27,7 @@ from app.core.llm.remote_config import (
     check_base_url,
     check_read_timeout,
 )
+from app.core.llm.state_cache import DefaultDiskBudget
 from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.modes import Mode, valid_overrides
 from app.core.paths import app_paths
@@ -246,3 +247,13 @@ def load(path: Path | None = None) -> LoadedSettings:
 def save(settings: Settings, path: Path | None = None) -> None:
     """Write atomically: a crash mid-write leaves the previous file, never half of one."""
     write_json_atomic(path or app_paths().settings_file, to_dict(settings))
+
+
+def state_cache_budget() -> int:
+    """Bytes of disk the saved conversation states may take (the ``state_cache_mb`` setting, read now)."""
+    return load().settings.state_cache_mb * 1024 * 1024
+
+
+# The llm package does not read the settings: the app's saved states take their disk budget from here, read at
+# each write, so a change in the settings dialog applies to the next state saved.
+DefaultDiskBudget.use(state_cache_budget)

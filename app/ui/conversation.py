@@ -58,7 +58,7 @@ class ConversationController(QObject):
     def __init__(
         self,
         *,
-        engine: EngineBridge,
+        bridge: EngineBridge,
         store: HistoryStore,
         settings: Settings,
         chat_view: ChatView,
@@ -70,7 +70,7 @@ class ConversationController(QObject):
         documents_loading: Callable[[], bool],
     ) -> None:
         super().__init__(chat_view)
-        self.engine = engine
+        self.bridge = bridge
         self.store = store
         self.settings = settings
         self.chat_view = chat_view
@@ -96,11 +96,11 @@ class ConversationController(QObject):
         status.addPermanentWidget(self.context_meter)
         self.context_meter.hide()  # until a reply says how much of the context is used
 
-        engine.token.connect(self._on_token)
-        engine.prompt_progress.connect(chat_view.show_prompt_progress)
-        engine.reply_finished.connect(self._on_reply_finished)
-        engine.reply_failed.connect(self._on_reply_failed)
-        engine.model_loaded.connect(self._on_model_loaded)
+        bridge.token.connect(self._on_token)
+        bridge.prompt_progress.connect(chat_view.show_prompt_progress)
+        bridge.reply_finished.connect(self._on_reply_finished)
+        bridge.reply_failed.connect(self._on_reply_failed)
+        bridge.model_loaded.connect(self._on_model_loaded)
         chat_view.regenerate_message_requested.connect(self.regenerate_reply)
         chat_view.edit_message_requested.connect(self.edit_question)
         chat_view.branch_requested.connect(self.switch_branch)
@@ -116,7 +116,7 @@ class ConversationController(QObject):
 
     def busy(self) -> bool:
         """A reply, a summary or a load is under way."""
-        return self.engine.is_busy or self._other_work()
+        return self.bridge.is_busy or self._other_work()
 
     def _say(self, text: str, action_label: str = "", action: Callable[[], None] | None = None) -> None:
         self.message.emit(text, action_label, action)
@@ -193,7 +193,7 @@ class ConversationController(QObject):
         """The meter shows what the last reply used of the context window (of the loaded model, else of the
         one that wrote it); with no reply yet it shows nothing, not "0 / 100"."""
         stats = self.last_stats
-        model = self.engine.model
+        model = self.bridge.model
         size = model.context_size if model is not None else (stats.context_size if stats else 0)
         if stats is None or size <= 0 or stats.context_used <= 0:
             self.context_meter.hide()
@@ -206,19 +206,19 @@ class ConversationController(QObject):
 
     def send(self) -> None:
         text = self.input_bar.input.toPlainText().strip()
-        if not text or self.engine.is_generating:
+        if not text or self.bridge.is_generating:
             return
         if self._other_work():
             self._say("A summary is being written; your message is kept. Stop the summary (Esc) or wait.")
             return
-        model = self.engine.model
+        model = self.bridge.model
         if model is None:
-            if self.engine.is_loading:
+            if self.bridge.is_loading:
                 self._say("The model is still loading; your message is kept. Send it when loading is done.")
             else:
                 self._say("No model is loaded. Choose one in the model menu or open a GGUF file (Ctrl+O).")
             return
-        if self.engine.is_busy:
+        if self.bridge.is_busy:
             self._say("The model is still busy; your message is kept. Send it again in a moment.")
             return
         if self._documents_loading():
@@ -257,7 +257,7 @@ class ConversationController(QObject):
 
     def engine_messages(self) -> list[ChatMessage]:
         """What the model is sent for the conversation as it stands."""
-        model = self.engine.model
+        model = self.bridge.model
         context_size = model.context_size if model else self.settings.context_size
         return self.session.engine_messages(self._preset(), context_size)
 
@@ -271,17 +271,17 @@ class ConversationController(QObject):
         if another_version and sampling.temperature == 0:
             # Regenerate asks for a different reply: at temperature 0 it would be the same one, word for word.
             sampling = dataclasses.replace(sampling, temperature=REGENERATE_TEMPERATURE)
-        self.engine.chat(messages, sampling, cache_key=self.session.state_key)
+        self.bridge.chat(messages, sampling, cache_key=self.session.state_key)
         self.busy_changed.emit()
 
     def stop(self) -> None:
-        self.engine.stop()
+        self.bridge.stop()
 
     def abandon_reply(self) -> None:
         """Leaving a conversation mid-reply: stop it and keep what was written, marked stopped."""
-        if not self.engine.is_generating:
+        if not self.bridge.is_generating:
             return
-        self.engine.abandon_reply()
+        self.bridge.abandon_reply()
         _saved, problem = self._finish_session_reply("stopped")
         if problem:
             self._say(problem)
@@ -307,7 +307,7 @@ class ConversationController(QObject):
         except UserError as exc:
             self._say(str(exc))
         if self.session.repeating:
-            self.engine.stop()
+            self.bridge.stop()
 
     @Slot(ReplyStats)
     def _on_reply_finished(self, stats: ReplyStats) -> None:
@@ -339,9 +339,12 @@ class ConversationController(QObject):
         self.conversation_changed.emit()
 
     def _record_speed(self, stats: ReplyStats) -> None:
-        """Teach the fit advisor how fast this model really runs here (replies too short to time are skipped)."""
-        model = self.engine.model
+        """Teach the fit advisor how fast this model really runs here (replies too short to time are skipped, and
+        so are replies that shared the machine with hashing the model file: no measurement of the model)."""
+        model = self.bridge.model
         if model is None or stats.generated_tokens < MIN_TIMED_TOKENS or stats.tokens_per_second <= 0:
+            return
+        if stats.hashing_model:
             return
         try:
             busy = self._reply_cpu.busy_share() if self._reply_cpu is not None else None
@@ -372,7 +375,7 @@ class ConversationController(QObject):
 
     def _failure_stats(self) -> ReplyStats:
         """What is kept with a reply that broke off: that it failed, and which engine and model wrote it."""
-        model = self.engine.model
+        model = self.bridge.model
         if isinstance(model, RemoteModelInfo):
             return RemoteReplyStats(
                 finish_reason="failed",
@@ -410,7 +413,7 @@ class ConversationController(QObject):
             self._regenerate(reply.message_id)
 
     def _regenerate(self, reply_id: int | None) -> None:
-        if self.busy() or self.conversation_id is None or self.engine.model is None:
+        if self.busy() or self.conversation_id is None or self.bridge.model is None:
             return
         try:
             shown = self.chat_view.messages
@@ -440,12 +443,6 @@ class ConversationController(QObject):
         position = self.store.branch_positions(self.conversation_id, [old]).get(old.id)
         siblings = position.sibling_ids if position is not None else (old.id,)
         return BranchPosition((*siblings, NEW_VERSION_ID), len(siblings))
-
-    def edit_last_question(self) -> None:
-        """Edit the last question shown (see ``edit_question``)."""
-        question = next((m for m in reversed(self.chat_view.messages) if m.role == "user"), None)
-        if question is not None:
-            self.edit_question(question)
 
     def edit_question(self, question: MessageWidget) -> None:
         """Put a question in the input to edit (the draft set aside): sending it adds a new version of the

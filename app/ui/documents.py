@@ -25,7 +25,7 @@ from app.core.documents.summarize import Summarizer
 from app.core.documents.summary_types import SummaryProgress, SummaryResult, SummaryStyle, summary_style
 from app.core.errors import UserError
 from app.core.history.store import HistoryStore
-from app.core.llm.engine import Engine
+from app.core.llm.protocol import ChatEngine
 from app.core.llm.service import Ticket
 from app.core.modes import Mode
 from app.ui.background import keep_until_deleted, run_in_pool
@@ -114,7 +114,7 @@ class DocumentsController(QObject):
     def __init__(
         self,
         *,
-        engine: EngineBridge,
+        bridge: EngineBridge,
         store: HistoryStore,
         conversation: ConversationController,
         chat_view: ChatView,
@@ -122,7 +122,7 @@ class DocumentsController(QObject):
         window: QWidget,
     ) -> None:
         super().__init__(window)
-        self.engine = engine
+        self.bridge = bridge
         self.store = store
         self.conversation = conversation
         self.chat_view = chat_view
@@ -223,7 +223,7 @@ class DocumentsController(QObject):
             self._end_reading(reading)
             self.status.showMessage(f"{document.name} is already attached to this conversation.", STATUS_MS)
             return
-        model = self.engine.model
+        model = self.bridge.model
         try:
             conversation_id = self.conversation.session.ensure_conversation(
                 model=str(model.path) if model else ""
@@ -295,7 +295,7 @@ class DocumentsController(QObject):
         # asked about, and its card offers Summarize.
         if self.conversation.mode != Mode.SUMMARIZE.value:
             added.card.set_idle("Attached. Ask questions about it, or summarize it.")
-        elif self.engine.model is not None and not self.conversation.busy():
+        elif self.bridge.model is not None and not self.conversation.busy():
             self.summarize(added.document.content_hash, added.card.chosen_style())
         else:
             added.card.set_idle("Attached. Summarize it when the model is ready, or ask about it.")
@@ -382,7 +382,7 @@ class DocumentsController(QObject):
         conversation_id = self.conversation.conversation_id
         if attached is None or conversation_id is None:
             return
-        if self.engine.model is None:
+        if self.bridge.model is None:
             self.message.emit("No model is loaded. Choose one in the model menu, then summarize.")
             return
         if self.conversation.busy():
@@ -394,7 +394,7 @@ class DocumentsController(QObject):
         signals = self.summary_signals
         number = run.number
 
-        def job(engine: Engine, cancel: threading.Event) -> SummaryResult:
+        def job(engine: ChatEngine, cancel: threading.Event) -> SummaryResult:
             summarizer = Summarizer(engine)  # built on the engine thread, with the engine it is given
             return summarizer.summarize(
                 document,
@@ -406,7 +406,7 @@ class DocumentsController(QObject):
 
         self.summary = run
         attached.card.set_started()
-        run.ticket = self.engine.run_job(
+        run.ticket = self.bridge.run_job(
             job,
             lambda result: self._on_summary_finished(run, result),
             lambda message: self._on_summary_failed(run, message),

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions, ModelInfo, ReplyStats
+from app.core.llm.engine import LoadOptions, ModelInfo, ReplyStats
+from app.core.llm.protocol import ChatEngine
 from app.core.llm.service import (
     EngineService,
     Job,
@@ -155,7 +156,7 @@ class EngineBridge(QObject):
 
     def switch_engine(
         self,
-        engine: Engine,
+        engine: ChatEngine,
         prepare: Job[ModelInfo | None] | None,
         on_done: Callable[[ModelInfo | None], None],
         on_failed: Callable[[str], None],

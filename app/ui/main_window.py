@@ -42,6 +42,7 @@ from app.ui.chat_input import InputBar
 from app.ui.conversation import ConversationController
 from app.ui.conversation_list import ConversationList
 from app.ui.documents import DocumentsController
+from app.ui.downloads import Downloads
 from app.ui.engine_bridge import EngineBridge
 from app.ui.model_picker import ModelController
 from app.ui.serving import ServeController
@@ -71,7 +72,7 @@ class MainWindow(QMainWindow):
         *,
         settings: Settings,
         store: HistoryStore,
-        client: EngineBridge | None = None,
+        bridge: EngineBridge | None = None,
         startup_messages: list[str] | None = None,
         initial_model: str | None = None,
         open_default_model: bool = True,
@@ -80,7 +81,7 @@ class MainWindow(QMainWindow):
         preload_remote_engine(settings)  # before any thread of the window starts
         self.settings = settings
         self.store = store
-        self.client = client or EngineBridge()
+        self.bridge = bridge or EngineBridge()
         self.mode = Mode(settings.mode) if settings.mode in {m.value for m in Mode} else Mode.CHAT
         self._closed = False
         self.setWindowTitle(APP_NAME)
@@ -89,7 +90,8 @@ class MainWindow(QMainWindow):
         self.setMinimumSize(MINIMUM_SIZE)
 
         status = self.statusBar()
-        self.models = ModelController(self.client, settings, self, status)
+        self.downloads = Downloads(self)  # the window's, so they go on while the model manager is closed
+        self.models = ModelController(self.bridge, settings, self, status, self.downloads)
         self.banner = Banner()
         self.chat_view = ChatView()
         self.input_bar = InputBar()
@@ -97,7 +99,7 @@ class MainWindow(QMainWindow):
         self.send_button = self.input_bar.send_button
         self.sidebar = ConversationList(store, self.show_error)
         self.conversation = ConversationController(
-            engine=self.client,
+            bridge=self.bridge,
             store=store,
             settings=settings,
             chat_view=self.chat_view,
@@ -109,18 +111,19 @@ class MainWindow(QMainWindow):
             documents_loading=lambda: self.documents.loading,
         )
         self.documents = DocumentsController(
-            engine=self.client,
+            bridge=self.bridge,
             store=store,
             conversation=self.conversation,
             chat_view=self.chat_view,
             status=status,
             window=self,
         )
-        self.serving = ServeController(self.client, status, self)  # the switch that serves other apps
+        self.serving = ServeController(self.bridge, status, self)  # the switch that serves other apps
         # Settings → Engine: this computer's engine or a server's
-        self.engine_switcher = EngineSwitcher(self.client, self._load_last_local_model, self)
+        self.engine_switcher = EngineSwitcher(self.bridge, self._load_last_local_model, self)
         self._build_toolbar()
-        self.welcome = Welcome(self)  # the card on an empty chat: the model, questions to try, one to get
+        # The card on an empty chat: the model, questions to try, one to get.
+        self.welcome = Welcome(self, self.bridge, settings, self._welcome_wanted)
         self.input_bar.set_mode(self.mode)  # a window opening in Code mode says so before the first message
         self._build_central()
         self._build_shortcuts()
@@ -239,8 +242,8 @@ class MainWindow(QMainWindow):
             )
         )
         self.models.settings_changed.connect(self._save_settings)
-        self.client.model_loaded.connect(lambda _info: self._update_controls())
-        self.client.load_failed.connect(lambda _message: self._update_controls())
+        self.bridge.model_loaded.connect(lambda _info: self._update_controls())
+        self.bridge.load_failed.connect(lambda _message: self._update_controls())
         self.conversation.message.connect(self.show_error)
         self.chat_view.copied.connect(lambda note: self.statusBar().showMessage(note, 3000))
         self.conversation.sent.connect(self.banner.hide)
@@ -253,6 +256,13 @@ class MainWindow(QMainWindow):
         self.engine_switcher.message.connect(self.show_error)
         self.engine_switcher.switched.connect(self._engine_switched)
         self.serving.conversation_saved.connect(self._served_conversation_saved)
+        self.conversation.sent.connect(self.welcome.update)
+        self.conversation.conversation_changed.connect(self.welcome.update)
+        self.mode_buttons.buttonClicked.connect(lambda _button: self.welcome.update())
+        self.welcome.prompt_chosen.connect(self._ask)
+        self.welcome.use_requested.connect(self.load_model)
+        self.welcome.get_requested.connect(self.models.get_model)
+        self.downloads.failed.connect(self.welcome.download_failed)
 
     # -- what the parts share ----------------------------------------------------------------------------------
 
@@ -273,12 +283,12 @@ class MainWindow(QMainWindow):
         return preset_for(self.mode, overrides, model_id=self.model_catalog_id())
 
     def model_catalog_id(self) -> str | None:
-        model = self.client.model
+        model = self.bridge.model
         entry = entry_for_file(model.path) if model is not None else None
         return entry.id if entry is not None else None
 
     def _update_controls(self) -> None:
-        self.input_bar.set_generating(self.client.is_generating or self.documents.summarizing)
+        self.input_bar.set_generating(self.bridge.is_generating or self.documents.summarizing)
 
     def _on_conversation_changed(self) -> None:
         self.sidebar.select(self.conversation_id)
@@ -287,6 +297,14 @@ class MainWindow(QMainWindow):
 
     def send(self) -> None:
         self.conversation.send()
+
+    def _ask(self, text: str) -> None:
+        self.input.setPlainText(text)
+        self.send()  # without a model the banner says so, and the question waits in the input
+
+    def _welcome_wanted(self) -> bool:
+        """An empty chat in Chat mode: nothing said yet, in a conversation not stored."""
+        return self.mode is Mode.CHAT and self.conversation_id is None and not self.chat_view.messages
 
     def stop(self) -> None:
         self.documents.stop()
@@ -321,7 +339,7 @@ class MainWindow(QMainWindow):
                 self.show_error(str(exc))
         if mode == Mode.CODE:
             code_model = self.models.code_model()
-            current = str(self.client.model.path) if self.client.model else None
+            current = str(self.bridge.model.path) if self.bridge.model else None
             if code_model and code_model != current:
                 self.load_model(code_model)
 
@@ -349,7 +367,7 @@ class MainWindow(QMainWindow):
         self.documents.load(conversation_id)
         if conversation.mode in {m.value for m in Mode} and conversation.mode != self.mode.value:
             self._show_mode(Mode(conversation.mode))
-        current = str(self.client.model.path) if self.client.model else None
+        current = str(self.bridge.model.path) if self.bridge.model else None
         if conversation.model and conversation.model != current and Path(conversation.model).is_file():
             self.load_model(conversation.model)
 
@@ -383,6 +401,8 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings, self, model_id=self.model_catalog_id())
+        dialog.serve_section.show_busy(self.serving.busy)
+        self.serving.busy_changed.connect(dialog.serve_section.show_busy)
         if not dialog.exec():
             return
         updated = dialog.result_settings()
@@ -401,7 +421,7 @@ class MainWindow(QMainWindow):
         if theme_changed:
             self.palette_for_messages = apply_theme(self._app(), updated.theme)
             self.chat_view.set_palette(self.palette_for_messages)
-        local_model = None if switched or self.engine_switcher.remote else self.client.model
+        local_model = None if switched or self.engine_switcher.remote else self.bridge.model
         if reload_needed and local_model is not None:
             self.load_model(str(local_model.path))
 
@@ -435,11 +455,12 @@ class MainWindow(QMainWindow):
         self.documents.stop_reading()  # a reader process is not left running, nor waited for
         self.documents.abandon_summary()
         self.conversation.abandon_reply()
-        self.serving.stop()
-        self.models.shutdown()
+        # Neither waits: the server stops and the downloads pause on their own threads.
+        self.serving.shutdown()
+        self.downloads.shutdown()
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode()
         self._save_settings()
-        self.client.shutdown()
+        self.bridge.shutdown()
         try:
             trashed = [conversation.uuid for conversation in self.store.list_trash()]
             self.store.purge_trash()

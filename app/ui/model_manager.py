@@ -2,24 +2,22 @@
 
 Widgets only: the menu comes from ``app.core.models.menu``, fit from ``app.core.models.fit``, speed from
 ``app.core.models.speed`` (the catalog table's columns from ``app.ui.model_manager_columns``), the machine from
-``app.core.models.hardware``, the Hub from ``app.core.models.hub``, every transfer from
-``app.core.models.downloads`` and the installed models from ``app.core.models.inventory``. Short jobs (probe,
-Hub file lists, search, planning a download) run on Qt's pool through ``run_in_pool``; each download runs on
-its own Python thread, because it can take hours and must not hold one of the pool's few threads. Progress is relayed to
-the GUI thread by queued signals; pause and cancel call the downloader directly (both are thread-safe).
+``app.core.models.hardware``, the Hub from ``app.core.models.hub``, the installed models from
+``app.core.models.inventory``, and the downloads from the window's ``app.ui.downloads.Downloads`` (its
+``DownloadController`` runs, pauses and cancels them on threads of their own). The dialog only shows the
+downloads: closing it stops none, and a dialog opened later shows them all. Short jobs (probe, Hub file lists,
+search) run on Qt's pool through ``run_in_pool``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QApplication,
     QComboBox,
     QDialog,
     QHBoxLayout,
@@ -37,25 +35,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.errors import Cancelled, UserError
+from app.core.errors import UserError
 from app.core.models.catalog import CatalogEntry, load_catalog
-from app.core.models.downloads.downloader import Downloader, DownloadResult
+from app.core.models.downloads.downloader import Downloader
 from app.core.models.downloads.progress import DownloadProgress
-from app.core.models.downloads.queue import (
-    STATE_DONE,
-    STATE_DOWNLOADING,
-    STATE_FAILED,
-    STATE_PAUSED,
-    DownloadJob,
-    DownloadQueue,
-)
+from app.core.models.downloads.queue import STATE_DOWNLOADING, STATE_FAILED, STATE_PAUSED, DownloadJob
 from app.core.models.fit import measured_speeds
 from app.core.models.hardware import HardwareInfo, probe_hardware
 from app.core.models.hub import HubModel, RepoListing, fetch_listing, load_listings, search_hub
 from app.core.models.inventory import InstalledModel, installed_models, remove_installed
 from app.core.models.menu import MenuOption, MenuRow, build_menu
 from app.core.units import human_bytes
-from app.ui.background import keep_until_deleted, run_in_pool
+from app.ui.background import run_in_pool
+from app.ui.downloads import Downloads
 from app.ui.model_manager_columns import (
     COLUMN_ACTION,
     COLUMN_MODEL,
@@ -67,16 +59,8 @@ from app.ui.model_manager_columns import (
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_WAIT_SECONDS = 3.0
-
-
-class _DownloadRelay(QObject):
-    """Carries a download thread's news to the GUI thread (emitted there, received here: queued). One per
-    download, with no Qt parent, kept (``keep_until_deleted``) until its thread has ended: deleted with the dialog
-    while the thread emitted on it, it would crash the process."""
-
-    progress = Signal(object)  # DownloadProgress
-    finished = Signal(str, object, str)  # job id, DownloadResult or None, message ("" when paused/cancelled)
+# Beside the button of a model whose download failed; the sentence is in its tooltip.
+NOT_DOWNLOADED = "Not downloaded"
 
 
 class DownloadCell(QWidget):
@@ -151,14 +135,13 @@ class DownloadCell(QWidget):
 class ModelManagerDialog(QDialog):
     """The model menu for this machine, the download queue and the installed models.
 
-    Construct once and keep it (closing only hides it, and downloads go on while it is hidden):
-    ``ModelManagerDialog(parent, context_size=settings.context_size, loaded_model_bytes=..., imported_models=
-    settings.imported_models)``. ``set_context(context_size, loaded_model_bytes)`` updates the fit labels when
-    a model is loaded or the context size changes. ``shutdown()`` pauses running downloads (their partials are
-    kept and resume next time); it runs by itself when the application quits.
+    ``ModelManagerDialog(parent, downloads=window_downloads, context_size=settings.context_size,
+    loaded_model_bytes=..., imported_models=settings.imported_models)``; the window keeps it (closing only
+    hides it). ``set_context(context_size, loaded_model_bytes)`` updates the fit labels when a model is loaded
+    or the context size changes.
 
-    Keyword arguments: ``endpoint`` points at another Hub (tests use a local one); ``hardware`` skips the probe;
-    ``downloader`` supplies a configured ``Downloader``.
+    Keyword arguments: ``downloads`` are the window's (without it the dialog makes its own, for ``endpoint``,
+    a local Hub in tests, or with ``downloader``, a configured ``Downloader``); ``hardware`` skips the probe.
 
     Signals:
         model_installed(str): the path of a model just downloaded and verified (the first part of a split one).
@@ -177,6 +160,7 @@ class ModelManagerDialog(QDialog):
         context_size: int = 4096,
         loaded_model_bytes: int = 0,
         imported_models: Sequence[str] = (),
+        downloads: Downloads | None = None,
         endpoint: str | None = None,
         hardware: HardwareInfo | None = None,
         downloader: Downloader | None = None,
@@ -192,21 +176,19 @@ class ModelManagerDialog(QDialog):
         self._hardware = hardware
         self._listings: dict[str, RepoListing] = {}
         self._rows: list[MenuRow] = []
-        self._downloader = downloader or (
-            Downloader(DownloadQueue(), endpoint=endpoint) if endpoint else Downloader()
-        )
-        self._threads: dict[str, threading.Thread] = {}
-        self._progress: dict[str, DownloadProgress] = {}
+        self.downloads = downloads or Downloads(self, endpoint=endpoint, downloader=downloader)
+        self._control = self.downloads.controller
         self._chosen_quant: dict[str, str] = {}  # repo id -> the quantization the person picked
-        self._job_models: dict[str, tuple[str, str]] = {}  # job id -> (repo id, quant), for progress routing
-        # repo id -> why its last download failed (short, whole)
-        self._failures: dict[str, tuple[str, str]] = {}
+        # Repository id (lower case) -> why its download failed: those standing when the dialog opened, then
+        # each as it is told (so a row never says it before the notice above the list does).
+        self._failures = self._control.failures()
         self._failure_noticed = False  # a failed download is told above the list; listings keep it
         self._search_listing: RepoListing | None = None
         self._build()
-        app = QApplication.instance()
-        if app is not None:
-            app.aboutToQuit.connect(self.shutdown)
+        self.downloads.progress.connect(self._on_progress)
+        self.downloads.changed.connect(self._on_downloads_changed)
+        self.downloads.installed.connect(self._on_installed)
+        self.downloads.failed.connect(self._on_failed)
         if self._hardware is None:
             run_in_pool(lambda: probe_hardware(), self._on_hardware, self._on_background_error)
         self._refresh_menu()
@@ -328,20 +310,13 @@ class ModelManagerDialog(QDialog):
     def refresh_listings(self) -> None:
         """Ask the Hub for each catalog repository's files (cached ones are used until a day old)."""
         repo_ids = [entry.repo_id for entry in self._entries]
-        endpoint = self._downloader.endpoint
+        endpoint = self._control.endpoint
         run_in_pool(
             lambda: load_listings(repo_ids, endpoint=endpoint), self._on_listings, self._on_background_error
         )
 
     def menu_rows(self) -> list[MenuRow]:
         return list(self._rows)
-
-    def shutdown(self) -> None:
-        """Pause every running download (partials are kept) and wait briefly for the threads to stop."""
-        for job_id in list(self._threads):
-            self._downloader.pause(job_id)
-        for thread in list(self._threads.values()):
-            thread.join(SHUTDOWN_WAIT_SECONDS)
 
     # -- the menu -------------------------------------------------------------------------------------------
 
@@ -360,7 +335,7 @@ class ModelManagerDialog(QDialog):
             lambda: probe_hardware(measure_bandwidth=False), self._on_hardware, self._on_background_error
         )
         repo_ids = [entry.repo_id for entry in self._entries]
-        endpoint = self._downloader.endpoint
+        endpoint = self._control.endpoint
         run_in_pool(
             lambda: load_listings(repo_ids, refresh=True, endpoint=endpoint),
             self._on_listings,
@@ -455,24 +430,28 @@ class ModelManagerDialog(QDialog):
         self._update_cell(row_index)
 
     def _job_for(self, repo_id: str, quant: str) -> DownloadJob | None:
-        return self._downloader.queue.find(repo_id, quant)
+        return self._control.find(repo_id, quant)
 
     def _update_cell(self, row_index: int) -> None:
         option = self.selected_option(row_index)
         if option is None:
             return
         cell = self.action_cell(row_index)
-        job = self._job_for(self._rows[row_index].entry.repo_id, option.quant)
-        if job is not None and job.job_id in self._threads:
-            progress = self._progress.get(job.job_id)
-            if progress is not None:
-                cell.show_progress(progress)
+        repo_id = self._rows[row_index].entry.repo_id
+        active = self._control.active_for(repo_id, option.quant)
+        job = self._job_for(repo_id, option.quant) if active is None else None
+        if active is not None:
+            self._failures.pop(repo_id.lower(), None)  # started again (here, or by the welcome card)
+        failure = self._failures.get(repo_id.lower())
+        if active is not None:
+            if active.progress is not None:
+                cell.show_progress(active.progress)
             else:
                 cell.show_preparing()
         elif job is not None and job.state == STATE_PAUSED:
             cell.show_paused(job.bytes_on_disk(), job.total_size)
-        elif self._rows[row_index].entry.repo_id in self._failures and option.installed is None:
-            cell.show_failed(*self._failures[self._rows[row_index].entry.repo_id], resumable=job is not None)
+        elif failure is not None and option.installed is None:
+            cell.show_failed(NOT_DOWNLOADED, failure, resumable=job is not None)
         else:
             cell.show_idle(installed=option.installed is not None, resumable=job is not None)
 
@@ -490,79 +469,47 @@ class ModelManagerDialog(QDialog):
         if option is not None and option.installed is not None:
             self.model_chosen.emit(str(option.installed))
 
-    def _catalog_job(self, row_index: int) -> DownloadJob | None:
+    def _catalog_job_id(self, row_index: int) -> str | None:
         option = self.selected_option(row_index)
-        return (
-            self._job_for(self._rows[row_index].entry.repo_id, option.quant) if option is not None else None
-        )
+        if option is None:
+            return None
+        repo_id = self._rows[row_index].entry.repo_id
+        active = self._control.active_for(repo_id, option.quant)
+        if active is not None:
+            return active.job_id or None  # still being planned: nothing to pause yet
+        job = self._job_for(repo_id, option.quant)
+        return job.job_id if job is not None else None
 
     def _on_catalog_pause(self, row_index: int) -> None:
-        job = self._catalog_job(row_index)
-        if job is not None:
-            self.toggle_pause(job.job_id)
+        job_id = self._catalog_job_id(row_index)
+        if job_id is not None:
+            self.toggle_pause(job_id)
 
     def _on_catalog_cancel(self, row_index: int) -> None:
-        job = self._catalog_job(row_index)
-        if job is not None:
-            self.cancel_download(job.job_id)
+        job_id = self._catalog_job_id(row_index)
+        if job_id is not None:
+            self.cancel_download(job_id)
 
     def start_download(self, repo_id: str, quant: str | None, filename: str | None = None) -> None:
-        """Resume the unfinished download of this model, or plan a new one (on the pool) and start it."""
-        self._failures.pop(repo_id, None)
-        existing = self._job_for(repo_id, quant) if quant and not filename else None
-        if existing is not None:
-            self._run_job(existing.job_id)
-            return
-        downloader = self._downloader
-        context = self._context_size
-
-        def plan() -> DownloadJob:
-            return downloader.enqueue(downloader.plan(repo_id, quant, filename, context_size=context))
-
-        def failed(error: BaseException) -> None:
-            if not isinstance(error, UserError):
-                log.error("planning the download of %s failed", repo_id, exc_info=error)
-            sentence = str(error) if isinstance(error, UserError) else "Something went wrong; try again."
-            self._fail(repo_id, "Not downloaded", sentence)
-
-        run_in_pool(plan, lambda job: self._run_job(job.job_id), failed, owner=self)
-
-    def _run_job(self, job_id: str) -> None:
-        if job_id in self._threads:
-            return
-        job = self._downloader.queue.get(job_id)
-        if job is not None:
-            self._job_models[job_id] = (job.repo_id, job.quant.upper())
-        self._failure_noticed = False
-        self._show_notice("")
-        relay = _DownloadRelay()
-        keep_until_deleted(relay)
-        relay.progress.connect(self._on_progress)
-        relay.finished.connect(self._on_download_finished)
-        thread = threading.Thread(
-            target=_download_thread, args=(self._downloader, relay, job_id), name="download", daemon=True
-        )
-        self._threads[job_id] = thread
-        thread.start()
-        self.refresh_queue()
-        self._refresh_cells()
+        """Resume the unfinished download of this model, or plan a new one and start it (on a thread)."""
+        self._clear_failure_notice()
+        self._failures.pop(repo_id.lower(), None)
+        self._control.start(repo_id, quant, filename, context_size=self._context_size)
 
     def toggle_pause(self, job_id: str) -> None:
-        if job_id in self._threads:
-            self._downloader.pause(job_id)
-        else:
-            self._downloader.resume(job_id)
-            self._run_job(job_id)
+        if not self._control.running(job_id):
+            self._clear_failure_notice()
+        self._control.toggle_pause(job_id)
 
     def cancel_download(self, job_id: str) -> None:
-        self._downloader.cancel(job_id)
-        if job_id not in self._threads:
-            self._progress.pop(job_id, None)
-            self.refresh_queue()
-            self._refresh_cells()
+        self._control.cancel(job_id)
+
+    def _clear_failure_notice(self) -> None:
+        if self._failure_noticed:
+            self._failure_noticed = False
+            self._show_notice("")
 
     def _on_progress(self, progress: DownloadProgress) -> None:
-        self._progress[progress.job_id] = progress
         for row_index in range(self.queue_table.rowCount()):
             item = self.queue_table.item(row_index, 0)
             if item is not None and item.data(Qt.ItemDataRole.UserRole) == progress.job_id:
@@ -570,34 +517,27 @@ class ModelManagerDialog(QDialog):
                 if isinstance(bar, QProgressBar):
                     bar.setValue(int(progress.fraction * 1000))
                     bar.setFormat(progress.describe())
-        repo_id, quant = self._job_models.get(progress.job_id, ("", ""))
+        active = next((d for d in self._control.active() if d.job_id == progress.job_id), None)
+        if active is None:
+            return  # ended meanwhile: its end refreshes the rows
         for row_index, row in enumerate(self._rows):
             option = self.selected_option(row_index)
-            if row.entry.repo_id == repo_id and option is not None and option.quant.upper() == quant:
+            if option is not None and active.is_model(row.entry.repo_id, option.quant):
                 self.action_cell(row_index).show_progress(progress)
 
-    def _on_download_finished(self, job_id: str, result: DownloadResult | None, message: str) -> None:
-        thread = self._threads.pop(job_id, None)
-        if thread is not None:
-            thread.join(1.0)
-        self._progress.pop(job_id, None)
-        if message:
-            self._show_notice(message)
-            repo_id = self._job_models.get(job_id, ("", ""))[0]
-            if repo_id:
-                self._fail(repo_id, "Not downloaded", message)
-        if result is not None:
-            self.model_installed.emit(str(result.path))
-            self.refresh_installed()
-            self._refresh_menu()
-        else:
-            self._refresh_cells()
+    def _on_downloads_changed(self) -> None:
         self.refresh_queue()
+        self._refresh_cells()
 
-    def _fail(self, repo_id: str, short: str, sentence: str) -> None:
-        """Say why beside the model's button and above the list, and tell whoever started the download."""
-        self._failures[repo_id] = (short, sentence)
+    def _on_installed(self, path: str) -> None:
+        self.model_installed.emit(path)
+        self.refresh_installed()
+        self._refresh_menu()
+
+    def _on_failed(self, repo_id: str, sentence: str) -> None:
+        """Say why above the list (the row says it beside its button); tell whoever started the download."""
         name = next((e.name for e in self._entries if e.repo_id == repo_id), repo_id)
+        self._failures[repo_id.lower()] = sentence
         self._show_notice(f"{name} was not downloaded. {sentence}")
         self._failure_noticed = True
         self._refresh_cells()
@@ -617,7 +557,7 @@ class ModelManagerDialog(QDialog):
             self._update_cell(row_index)
 
     def refresh_queue(self) -> None:
-        jobs = [job for job in self._downloader.queue.jobs() if job.state != STATE_DONE]
+        jobs = self._control.unfinished()
         table = self.queue_table
         table.setRowCount(len(jobs))
         for index, job in enumerate(jobs):
@@ -627,10 +567,10 @@ class ModelManagerDialog(QDialog):
             table.setItem(index, 0, item)
             bar = QProgressBar()
             bar.setRange(0, 1000)
-            progress = self._progress.get(job.job_id)
+            running = self._control.running(job.job_id)
+            progress = self._control.progress(job.job_id)
             done = progress.done_bytes if progress is not None else job.bytes_on_disk()
             bar.setValue(int(done / job.total_size * 1000) if job.total_size else 0)
-            running = job.job_id in self._threads
             if progress is not None:
                 bar.setFormat(progress.describe())
             elif job.state == STATE_FAILED:
@@ -659,7 +599,7 @@ class ModelManagerDialog(QDialog):
             return
         self.search_status.setText(f"Searching the Hub for '{text}'...")
         self.search_button.setEnabled(False)
-        endpoint = self._downloader.endpoint
+        endpoint = self._control.endpoint
 
         def failed(error: BaseException) -> None:
             self.search_button.setEnabled(True)
@@ -694,7 +634,7 @@ class ModelManagerDialog(QDialog):
         self.search_quant.setEnabled(False)
         self.search_download_button.setEnabled(False)
         self.search_status.setText(f"Reading the files of {repo_id}...")
-        endpoint = self._downloader.endpoint
+        endpoint = self._control.endpoint
 
         def failed(error: BaseException) -> None:
             self.search_status.setText(str(error) if isinstance(error, UserError) else f"Failed: {error}")
@@ -774,22 +714,3 @@ class ModelManagerDialog(QDialog):
         self._show_notice(f"Deleted {model.id}; {human_bytes(freed)} freed.")
         self.refresh_installed()
         self._refresh_menu()
-
-
-def _download_thread(downloader: Downloader, relay: _DownloadRelay, job_id: str) -> None:
-    """Runs on the download's own thread: only the downloader and the relay are touched (not the dialog, which
-    may be gone by the time the download ends)."""
-    try:
-        result = downloader.download(job_id, relay.progress.emit)
-    except Cancelled:
-        relay.finished.emit(job_id, None, "")
-    except UserError as exc:
-        relay.finished.emit(job_id, None, str(exc))
-    except Exception as exc:
-        log.exception("download %s failed", job_id)
-        relay.finished.emit(job_id, None, f"The download failed unexpectedly ({exc}). Try again.")
-    else:
-        relay.finished.emit(job_id, result, "")
-    finally:
-        # Only now, its last emit done: the deletion is queued behind the news, on the GUI thread.
-        relay.deleteLater()

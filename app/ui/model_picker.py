@@ -1,5 +1,5 @@
 """Choosing and loading the model: the toolbar's picker, the status bar's load progress, Open GGUF, and the
-model manager (which lives as long as the window, so downloads go on while it is closed)."""
+model manager (a view of the window's downloads, which go on while it is closed)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.models.inventory import installed_models
 from app.core.settings import Settings
 from app.ui.background import run_in_pool
+from app.ui.downloads import Downloads
 from app.ui.engine_bridge import EngineBridge
 
 if TYPE_CHECKING:
@@ -52,13 +53,22 @@ class ModelController(QObject):
     message = Signal(str)
     template_refused = Signal(str, str)
 
-    def __init__(self, engine: EngineBridge, settings: Settings, window: QWidget, status: QStatusBar) -> None:
+    def __init__(
+        self,
+        bridge: EngineBridge,
+        settings: Settings,
+        window: QWidget,
+        status: QStatusBar,
+        downloads: Downloads,
+    ) -> None:
         super().__init__(window)
-        self.engine = engine
+        self.bridge = bridge
         self.settings = settings
         self.window = window
+        self.downloads = downloads
         self.pending_model: str | None = None
         self.model_manager: ModelManagerDialog | None = None
+        downloads.installed.connect(lambda _path: self.refresh())
 
         self.picker = QComboBox()
         self.picker.setMinimumWidth(280)
@@ -77,27 +87,27 @@ class ModelController(QObject):
         status.addWidget(self.load_bar)
         self.cancel_load_button = QPushButton("Cancel")
         self.cancel_load_button.setAccessibleName("Cancel loading the model")
-        self.cancel_load_button.clicked.connect(self.engine.stop)
+        self.cancel_load_button.clicked.connect(self.bridge.stop)
         self.cancel_load_button.hide()
         status.addWidget(self.cancel_load_button)
 
-        engine.load_progress.connect(self._on_load_progress)
-        engine.model_loaded.connect(self._on_model_loaded)
-        engine.load_failed.connect(self._on_load_failed)
-        engine.template_refused.connect(lambda path, sentence: self.template_refused.emit(sentence, path))
+        bridge.load_progress.connect(self._on_load_progress)
+        bridge.model_loaded.connect(self._on_model_loaded)
+        bridge.load_failed.connect(self._on_load_failed)
+        bridge.template_refused.connect(lambda path, sentence: self.template_refused.emit(sentence, path))
 
     # -- the picker --------------------------------------------------------------------------------------
 
     def refresh(self) -> None:
         self.picker.blockSignals(True)
         self.picker.clear()
-        loaded = str(self.engine.model.path) if self.engine.model else self.pending_model
+        loaded = str(self.bridge.model.path) if self.bridge.model else self.pending_model
         for model in installed_models(self.settings.imported_models, include_hf_cache=False):
             label = model.display_name + ("  (starter)" if model.source == "starter" else "")
             self.picker.addItem(label, str(model.path))
             self.picker.setItemData(self.picker.count() - 1, str(model.path), Qt.ItemDataRole.ToolTipRole)
         if loaded and self.picker.findData(loaded) < 0:
-            answering = self.engine.model  # a local file's, or a server's (Settings → Engine)
+            answering = self.bridge.model  # a local file's, or a server's (Settings → Engine)
             shown = answering.display_name if answering else Path(loaded).stem
             self.picker.addItem(shown, loaded)
         self.picker.addItem("Open GGUF file…", OPEN_FILE_ITEM)
@@ -113,7 +123,7 @@ class ModelController(QObject):
         if data == OPEN_FILE_ITEM:
             self.refresh()
             self.choose_file()
-        elif data and (self.engine.model is None or str(self.engine.model.path) != data):
+        elif data and (self.bridge.model is None or str(self.bridge.model.path) != data):
             self.load(str(data))
 
     def code_model(self) -> str | None:
@@ -147,7 +157,7 @@ class ModelController(QObject):
             self.load(resolved)
 
         def on_invalid(error: BaseException) -> None:
-            self.model_label.setText(self.engine.model.display_name if self.engine.model else "No model")
+            self.model_label.setText(self.bridge.model.display_name if self.bridge.model else "No model")
             self.message.emit(
                 str(error) if isinstance(error, UserError) else f"{Path(path).name} could not be read."
             )
@@ -166,7 +176,7 @@ class ModelController(QObject):
         self.load_bar.setValue(0)
         self.load_bar.show()
         self.cancel_load_button.show()
-        self.engine.load(path, options)
+        self.bridge.load(path, options)
 
     def choose_template(self, path: str) -> None:
         """Ask which built-in chat template to use for ``path`` (its own was refused), then load with it."""
@@ -200,7 +210,7 @@ class ModelController(QObject):
         self.cancel_load_button.hide()
         self.model_label.setText(
             f"{info.display_name} · {info.context_size:,} tokens of context"
-            + ("" if info.has_chat_template else " · no chat template, using ChatML")
+            + (f" · {info.template_note}" if info.template_note else "")
         )
         if not isinstance(info, RemoteModelInfo):  # a server's model is no file to load next time
             self.settings.last_model = str(info.path)
@@ -214,7 +224,7 @@ class ModelController(QObject):
         self.pending_model = None
         self.load_bar.hide()
         self.cancel_load_button.hide()
-        model = self.engine.model
+        model = self.bridge.model
         self.model_label.setText(model.display_name if model else "No model")
         if message:
             self.message.emit(message)
@@ -226,18 +236,27 @@ class ModelController(QObject):
         from app.ui.model_manager import ModelManagerDialog  # built on first use: it probes the hardware
 
         if self.model_manager is None:
-            loaded = self.engine.model
-            self.model_manager = ModelManagerDialog(
+            loaded = self.bridge.model
+            manager = ModelManagerDialog(
                 self.window,
+                downloads=self.downloads,
                 context_size=self.settings.context_size,
                 loaded_model_bytes=loaded.file_size if loaded else 0,
                 imported_models=tuple(self.settings.imported_models),
             )
-            self.model_manager.model_installed.connect(lambda _path: self.refresh())
-            self.model_manager.model_chosen.connect(self.load)
+            manager.model_chosen.connect(self.load)
+            manager.destroyed.connect(self._manager_gone)
+            self.model_manager = manager
         self.model_manager.show()
         self.model_manager.raise_()
 
-    def shutdown(self) -> None:
+    def _manager_gone(self) -> None:
+        # Deleted (with its window, or by a test): the downloads are the window's, so the next one shows them.
+        self.model_manager = None
+
+    def get_model(self, repo_id: str, quant: str) -> None:
+        """Open the model manager on this model and start its download (or continue one left unfinished)."""
+        self.open_manager()
         if self.model_manager is not None:
-            self.model_manager.shutdown()
+            self.model_manager.show_model(repo_id, quant)
+            self.model_manager.start_download(repo_id, quant)

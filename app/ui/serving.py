@@ -1,6 +1,10 @@
 """The window's switch "Let other apps on this computer use the loaded model": the API server (``app.core.serve``)
 run on the window's own engine service, as a client without priority, so the person's requests go ahead of other
-apps' queued ones. While it runs, the status bar shows the base URL with a button to copy it.
+apps' queued ones.
+
+The server starts and stops off the GUI thread (``app.core.serve.switch``): meanwhile the status bar says so
+and the switch in Settings waits; once it runs, the status bar shows the base URL with a button to copy it,
+and a server that could not start is a sentence in the banner.
 
 A model switch in the window stops the replies other apps are waiting for (the new model would answer them
 otherwise, or the switch would wait behind a long reply) and says so; those apps get an error and can ask again.
@@ -9,18 +13,21 @@ otherwise, or the switch would wait behind a long reply) and says so; those apps
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QStatusBar, QToolButton, QWidget
 
 from app.core.errors import UserError
+from app.core.llm.service import EngineService
 from app.core.serve.address import LOOPBACK
+from app.core.serve.switch import FAILED, SERVING, STARTING, STOPPING, ServerStatus, ServerSwitch
 from app.core.settings import Settings
+from app.ui.background import keep_until_deleted
 from app.ui.engine_bridge import EngineBridge
 
 if TYPE_CHECKING:
-    from app.core.serve.history import ServedHistory
     from app.core.serve.runner import ApiServer
 
 log = logging.getLogger(__name__)
@@ -29,30 +36,49 @@ PORT_HINT = "choose another port in Settings, under Other apps."
 MODEL_SWITCH = (
     "The server stopped this reply: LlamaDesk is switching to another model. Ask again in a moment."
 )
+STARTING_TEXT = "Starting the server for other apps..."
+STOPPING_TEXT = "Stopping the server for other apps..."
+
+ServeWish = tuple[int, bool]  # the port, and whether other apps' conversations are kept
+
+
+class _Relay(QObject):
+    """Emitted on by the switch's thread and the history's writer, which may outlive the window: kept
+    (``keep_until_deleted``) and never deleted, since a QObject deleted while another thread emits on it
+    crashes the process."""
+
+    status = Signal(object)  # ServerStatus
+    saved = Signal(int)
+    save_failed = Signal(str)
 
 
 class ServeController(QObject):
-    """Starts and stops the server as the settings say.
+    """Starts and stops the server as the settings say, never on the GUI thread.
 
     Signals:
         message(str): a sentence for the window's banner (the port is taken, saving failed).
         conversation_saved(int): a served request was kept in the history (its conversation id).
+        busy_changed(str): what the server is doing ("Starting...", "Stopping..."); "" once on or off.
     """
 
     message = Signal(str)
     conversation_saved = Signal(int)
-    _saved = Signal(int)  # emitted on the history's writer thread, so queued to the GUI thread
-    _save_failed = Signal(str)
+    busy_changed = Signal(str)
 
     def __init__(self, bridge: EngineBridge, status: QStatusBar, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.bridge = bridge
         self._status = status
-        self.server: ApiServer | None = None
-        self._history: ServedHistory | None = None
-        self._running_as: tuple[int, bool] | None = None  # (port, save history) of the server running
-        self._saved.connect(self.conversation_saved)
-        self._save_failed.connect(self._on_save_failed)
+        self._base_url: str | None = None
+        self.busy = ""  # what the server is doing now, while it starts or stops
+        self._relay = _Relay()
+        keep_until_deleted(self._relay)
+        self._relay.status.connect(self._on_status)
+        self._relay.saved.connect(self.conversation_saved)
+        self._relay.save_failed.connect(self._on_save_failed)
+        self._switch: ServerSwitch[ServeWish] = ServerSwitch(
+            _server_starter(bridge.service, self._relay), self._relay.status.emit
+        )
         self._warned_save = False
         bridge.load_started.connect(self._on_load_started)
         self.indicator = QWidget()
@@ -61,81 +87,70 @@ class ServeController(QObject):
         self.address = QLabel()
         self.address.setTextInteractionFlags(self.address.textInteractionFlags().TextSelectableByMouse)
         self.address.setAccessibleName("Address other apps use")
-        copy = QToolButton()
-        copy.setText("Copy")
-        copy.setAccessibleName("Copy the address other apps use")
-        copy.clicked.connect(self.copy_url)
+        self.copy = QToolButton()
+        self.copy.setText("Copy")
+        self.copy.setAccessibleName("Copy the address other apps use")
+        self.copy.clicked.connect(self.copy_url)
         row.addWidget(self.address)
-        row.addWidget(copy)
+        row.addWidget(self.copy)
         status.addPermanentWidget(self.indicator)
         self.indicator.hide()
 
     @property
+    def server(self) -> ApiServer | None:
+        """The server running now, if any."""
+        return self._switch.server
+
+    @property
     def base_url(self) -> str | None:
-        return self.server.base_url if self.server is not None else None
+        """The address other apps use, once the server answers there."""
+        return self._base_url
 
     def apply(self, settings: Settings) -> None:
-        """Serve, stop, or restart on another port, as ``settings`` now say."""
-        wanted = (settings.serve_port, settings.serve_save_history) if settings.serve_enabled else None
-        if wanted == self._running_as:
-            return
-        self.stop()
-        if wanted is not None:
-            self._start(*wanted)
-
-    def _start(self, port: int, save_history: bool) -> None:
-        # Imported here: the server's libraries load only when the switch is on.
-        from app.core.serve.app import ServeState
-        from app.core.serve.history import ServedHistory
-        from app.core.serve.runner import ApiServer, listen
-
-        try:
-            listener = listen(LOOPBACK, port, port_hint=PORT_HINT)
-        except UserError as exc:
-            self.message.emit(f"Other apps cannot use the model: {exc}")
-            return
-        if save_history:
-            self._history = ServedHistory(saved=self._saved.emit, failed=self._save_failed.emit)
-        state = ServeState(
-            self.bridge.service.client("api"), on_served=self._history.record if self._history else None
+        """Serve, stop, or restart on another port, as ``settings`` now say; returns at once."""
+        self._switch.want(
+            (settings.serve_port, settings.serve_save_history) if settings.serve_enabled else None
         )
-        server = ApiServer(state.client, listener, host=LOOPBACK, state=state)
-        try:
-            server.start()
-        except UserError as exc:
-            self._close_history()
-            self.message.emit(str(exc))
-            return
-        self.server = server
-        self._running_as = (port, save_history)
-        self.address.setText(f"Other apps: {server.base_url}")
-        self.address.setToolTip("Give this address to an OpenAI-compatible app as its base URL.")
-        self.indicator.show()
 
     def stop(self) -> None:
-        """Stop serving: other apps' replies end, the port is free again."""
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-        self._close_history()
-        self._running_as = None
-        self.indicator.hide()
+        """Stop serving: other apps' replies end and the port is freed, off the GUI thread."""
+        self._switch.want(None)
 
-    def _close_history(self) -> None:
-        if self._history is not None:
-            self._history.close()
-            self._history = None
+    def shutdown(self) -> None:
+        """The window closes: the server stops on the switch's thread, which nobody waits for."""
+        self._switch.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until the server has started or stopped as last asked (tests; the window never waits for it)."""
+        return self._switch.wait(timeout)
 
     def copy_url(self) -> None:
-        if self.server is not None:
-            QApplication.clipboard().setText(self.server.base_url)
-            self._status.showMessage(f"Copied {self.server.base_url}", 3000)
+        if self._base_url is not None:
+            QApplication.clipboard().setText(self._base_url)
+            self._status.showMessage(f"Copied {self._base_url}", 3000)
+
+    @Slot(object)
+    def _on_status(self, status: ServerStatus) -> None:
+        self.busy = {STARTING: STARTING_TEXT, STOPPING: STOPPING_TEXT}.get(status.state, "")
+        self._base_url = status.base_url if status.state == SERVING else None
+        if status.state == SERVING:
+            self.address.setText(f"Other apps: {status.base_url}")
+            self.address.setToolTip("Give this address to an OpenAI-compatible app as its base URL.")
+        elif status.busy:
+            self.address.setText(self.busy)
+            self.address.setToolTip("")
+        self.copy.setVisible(status.state == SERVING)
+        self.indicator.setVisible(status.state == SERVING or status.busy)
+        self.busy_changed.emit(self.busy)
+        if status.state == FAILED:
+            self.message.emit(status.sentence)
 
     @Slot(str)
     def _on_load_started(self, _path: str) -> None:
-        if self.server is None:
+        server = self.server
+        if server is None:
             return
-        stopped = self.server.stop_replies(MODEL_SWITCH)
+        stopped = server.stop_replies(MODEL_SWITCH)
         if stopped:
             replies = "reply" if stopped == 1 else "replies"
             self._status.showMessage(
@@ -147,3 +162,40 @@ class ServeController(QObject):
         if not self._warned_save:  # once: every request would say the same
             self._warned_save = True
             self.message.emit(f"Other apps' conversations are not being kept: {sentence}")
+
+
+def _server_starter(service: EngineService, relay: _Relay) -> Callable[[ServeWish], ApiServer]:
+    """How the switch's thread starts a server: nothing of the window but the engine service and the relay."""
+
+    def start(wish: ServeWish) -> ApiServer:
+        # Imported here, on the switch's thread: the server's libraries load only when the switch is on.
+        from app.core.serve.app import ServeState
+        from app.core.serve.history import ServedHistory
+        from app.core.serve.runner import ApiServer, listen
+
+        port, save_history = wish
+        try:
+            listener = listen(LOOPBACK, port, port_hint=PORT_HINT)
+        except UserError as exc:
+            raise UserError(f"Other apps cannot use the model: {exc}") from None
+        history = (
+            ServedHistory(saved=relay.saved.emit, failed=relay.save_failed.emit) if save_history else None
+        )
+        try:
+            state = ServeState(service.client("api"), on_served=history.record if history else None)
+            server = ApiServer(
+                state.client,
+                listener,
+                host=LOOPBACK,
+                state=state,
+                on_stopped=history.close if history else None,
+            )
+        except BaseException:
+            listener.close()
+            if history is not None:
+                history.close()
+            raise
+        server.start()  # when it does not start, it stops itself, and the history closes with it
+        return server
+
+    return start

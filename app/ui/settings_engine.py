@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from app.core.errors import UserError
 from app.core.limits import MAX_CONTEXT, MIN_CONTEXT
 from app.core.llm.engine import Engine, ModelInfo
+from app.core.llm.protocol import ChatEngine
 from app.core.llm.remote_config import (
     DEFAULT_CONTEXT,
     READ_TIMEOUT_RANGE,
@@ -246,7 +247,7 @@ class EngineSwitcher(QObject):
 
         remote = RemoteEngine(wanted)
 
-        def connect(_engine: Engine, _cancel: object) -> ModelInfo:
+        def connect(_engine: ChatEngine, _cancel: object) -> ModelInfo:
             return remote.connect()
 
         self.bridge.switch_engine(remote, connect, self._on_server, lambda m: self._on_failed(m, previous))

@@ -1,6 +1,6 @@
 """The Settings dialog's "Other apps" section: the switch that serves the loaded model to other programs on this
 computer (the OpenAI-compatible API on 127.0.0.1), its port, whether their conversations are kept, and the base
-URL to copy. The server itself is run by ``app.ui.serving``."""
+URL to copy. The server itself is run by ``app.ui.serving``; while it starts or stops, the switch waits."""
 
 from __future__ import annotations
 
@@ -55,6 +55,10 @@ class ServeSection(QGroupBox):
         row.addWidget(self.url, 1)
         row.addWidget(self.copy)
         form.addRow("Address (base URL)", row)
+        self.busy = QLabel()
+        self.busy.setAccessibleName("What the server for other apps is doing")
+        self.busy.setVisible(False)
+        form.addRow(self.busy)
         self.enabled.toggled.connect(self._update)
         self.port.valueChanged.connect(self._update)
         self._update()
@@ -67,6 +71,14 @@ class ServeSection(QGroupBox):
         on = self.enabled.isChecked()
         self.url.setEnabled(on)
         self.copy.setEnabled(on)
+
+    def show_busy(self, text: str) -> None:
+        """The server is starting or stopping (``text`` says which; "" once it is done): its switch, port and
+        history choice wait until then, so what they show is what was asked last."""
+        self.busy.setText(text)
+        self.busy.setVisible(bool(text))
+        for widget in (self.enabled, self.port, self.save_history):
+            widget.setEnabled(not text)
 
     def restore_defaults(self) -> None:
         defaults = Settings()

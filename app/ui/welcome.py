@@ -3,14 +3,17 @@ recommends for this computer with one click to get it.
 
 It shows while the conversation has no message (a new chat, Chat mode) and goes with the first one. The
 recommendation is ``app.core.models.menu.recommended_for_this_machine()``, worked out once on Qt's pool (it
-probes the hardware). "Get it" opens the model manager on that model and starts its download there; if the
-download cannot start (offline, say), the card says why, since the card is where the person clicked.
+probes the hardware). "Get it" asks the window to open the model manager on that model and start its download;
+if the download cannot start (offline, say), the card says why, since the card is where the person clicked.
+
+The card knows the window only through what it is given (the engine bridge, the settings, whether the chat is empty)
+and the signals it emits, so that it can be built and tested without one.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
@@ -20,11 +23,10 @@ from app.core.llm.engine import ModelInfo
 from app.core.models.catalog import CatalogEntry, entry_for_file
 from app.core.models.menu import MenuPick, recommended_for_this_machine
 from app.core.modes import MODEL_PRESETS, Mode
+from app.core.settings import Settings
 from app.core.units import human_bytes
 from app.ui.background import run_in_pool
-
-if TYPE_CHECKING:
-    from app.ui.main_window import MainWindow
+from app.ui.engine_bridge import EngineBridge
 
 log = logging.getLogger(__name__)
 
@@ -160,51 +162,58 @@ class WelcomeCard(QFrame):
 class Welcome(QObject):
     """Keeps the card in step with the window: shown on an empty chat, the model described, the pick offered.
 
-    A child of the window, so a recommendation that arrives after the window is gone finds nobody to tell.
+    ``Welcome(window, bridge, settings, wanted)``: ``wanted()`` says whether the chat is empty in Chat mode;
+    the window calls ``update()`` whenever that may have changed, and ``download_failed`` with each failed
+    download. A child of the window, so a recommendation that arrives after the window is gone finds nobody
+    to tell.
+
+    Signals:
+        prompt_chosen(str): a suggested question to ask now.
+        use_requested(str): the recommended model is installed: load this file.
+        get_requested(str, str): get the recommended model (repository, quantization).
     """
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    prompt_chosen = Signal(str)
+    use_requested = Signal(str)
+    get_requested = Signal(str, str)
+
+    def __init__(
+        self, parent: QObject, bridge: EngineBridge, settings: Settings, wanted: Callable[[], bool]
+    ) -> None:
+        super().__init__(parent)
+        self._bridge = bridge
+        self._settings = settings
+        self._wanted = wanted
         self.card = WelcomeCard()
         self.card.setVisible(False)
         self._asked = False  # the recommendation is worked out once per window
         self._answered = False  # and it has arrived
         self._pick: MenuPick | None = None
         self._getting = ""  # the repository whose download the card started
-        self.card.prompt_chosen.connect(self._on_prompt)
+        self.card.prompt_chosen.connect(self.prompt_chosen)
         self.card.get_requested.connect(self._on_get)
-        window.conversation.sent.connect(self.update)
-        window.conversation.conversation_changed.connect(self.update)
-        window.mode_buttons.buttonClicked.connect(lambda _button: self.update())
-        window.client.model_loaded.connect(self._on_model_loaded)
-
-    @property
-    def wanted(self) -> bool:
-        """An empty chat in Chat mode: nothing said yet, in a conversation not stored."""
-        window = self.window
-        return window.mode is Mode.CHAT and window.conversation_id is None and not window.chat_view.messages
+        bridge.model_loaded.connect(self._on_model_loaded)
 
     def update(self) -> None:
-        wanted = self.wanted
+        wanted = self._wanted()
         self.card.setVisible(wanted)
         if wanted:
-            self.card.set_model(self.window.client.model)
+            self.card.set_model(self._bridge.model)
             if not self._asked:
                 self._asked = True
-                context = self.window.settings.context_size
+                context = self._settings.context_size
                 run_in_pool(
                     lambda: recommended_for_this_machine(context), self._on_pick, self._on_pick_failed
                 )
 
     def _on_model_loaded(self, _info: object) -> None:
-        self.card.set_model(self.window.client.model)
+        self.card.set_model(self._bridge.model)
         if self._answered:
-            self.card.set_recommendation(self._pick, self.window.client.model)
+            self.card.set_recommendation(self._pick, self._bridge.model)
 
     def _on_pick(self, pick: MenuPick | None) -> None:
         self._pick, self._answered = pick, True
-        self.card.set_recommendation(pick, self.window.client.model)
+        self.card.set_recommendation(pick, self._bridge.model)
 
     def _on_pick_failed(self, error: BaseException) -> None:
         if isinstance(error, UserError):
@@ -212,28 +221,17 @@ class Welcome(QObject):
         else:
             log.error("the recommendation failed", exc_info=error)
         self._answered = True
-        self.card.set_recommendation(None, self.window.client.model)
-
-    def _on_prompt(self, text: str) -> None:
-        self.window.input.setPlainText(text)
-        self.window.send()  # without a model the banner says so, and the question waits in the input
+        self.card.set_recommendation(None, self._bridge.model)
 
     def _on_get(self, repo_id: str, quant: str) -> None:
         pick = self._pick
         if pick is not None and pick.option.installed is not None:
-            self.window.load_model(str(pick.option.installed))
+            self.use_requested.emit(str(pick.option.installed))
             return
-        models = self.window.models
-        models.open_manager()
-        manager = models.model_manager
-        if manager is None:
-            return
-        if not self._getting:
-            manager.download_failed.connect(self._on_download_failed)
         self._getting = repo_id
-        manager.show_model(repo_id, quant)
-        manager.start_download(repo_id, quant)
+        self.get_requested.emit(repo_id, quant)
 
-    def _on_download_failed(self, repo_id: str, sentence: str) -> None:
+    def download_failed(self, repo_id: str, sentence: str) -> None:
+        """A download failed: said on the card when it is the one the card started."""
         if repo_id == self._getting:
             self.card.show_problem(sentence)

@@ -20,10 +20,11 @@ def test_the_gemma_file_is_joined_once_and_checked(gemma_path: Path, tmp_path: P
     assert gemma_path.read_bytes()[:4] == b"GGUF"
 
 
-def test_predicted_and_measured_speed_of_both_real_models(model_path: Path, gemma_path: Path) -> None:
+def test_predicted_and_measured_speed_of_both_real_models(smollm2_path: Path, gemma_path: Path) -> None:
+    """Both models by name, whichever one is the test model: ``bench --predict`` runs the two."""
     bandwidth = probe_hardware().memory_bandwidth
     assert bandwidth
-    for path in (model_path, gemma_path):
+    for path in (smollm2_path, gemma_path):
         check = check_prediction(path, bandwidth=bandwidth, repeats=3, tokens=32)
         print("\n" + check.report())
         # Never run here (each test has its own home): the prediction is the bandwidth estimate.

@@ -1,4 +1,5 @@
-"""The bench's saved-state cases on the real model, shortened: every figure is measured and the states help."""
+"""The bench's saved-state cases on the real test model, shortened: every figure is measured and the states
+help."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def test_reopen_and_switch_cases_measure_every_figure(
     assert (
         result.reopen_evaluated_restored < 60 < result.reopen_history_tokens <= result.reopen_evaluated_cold
     )
-    assert result.reopen_state_bytes > 400 * 20_000  # ~23 KB a token for this model
+    # A real state: the attention cache of every token (23 KB a token for SmolLM2, 18 KB for Gemma 3 270M).
+    assert result.reopen_state_bytes > result.reopen_history_tokens * 10_000
     assert 0 < result.reopen_ratio < 1 and result.switch_ratio > 0
     assert "(target <= 0.15)" in result.report() and len(lines) == 2

@@ -10,15 +10,27 @@ import pytest
 
 from app.bench import serve as serve_bench
 from app.bench.serve import missing_llama_server_modules, run_serve_benchmark
+from tests.helpers.models import ModelFacts
 
 
-def test_the_three_ways_side_by_side(model_path: Path) -> None:
+def test_the_three_ways_side_by_side(model_path: Path, model_facts: ModelFacts) -> None:
+    """A file with no chat template of its own (Gemma 3 270M) is given to llama_cpp.server with the chat format
+    of the built-in template LlamaDesk runs it with, so the three answer the same prompt."""
     assert not missing_llama_server_modules(), "install the test extra: pip install -e '.[test]'"
     result = run_serve_benchmark(model_path, threads=2, context_size=512, max_tokens=8, rounds=1)
     report = result.report()
     print(report)
     lines = report.splitlines()
     assert lines[0].startswith(f"Model: {model_path.name} (2 threads, context 512, batch 512)")
+    if model_facts.architecture == "gemma3":
+        assert (result.chat_template, result.chat_format) == ("gemma", "gemma")
+        assert (
+            lines[1]
+            == "Chat template: built-in Gemma (the file has none; llama_cpp.server: --chat_format gemma)"
+        )
+    else:
+        assert (result.chat_template, result.chat_format) == ("", "")
+        assert not any(line.startswith("Chat template:") for line in lines)
     for name in ("engine directly (no HTTP)", "our streaming endpoint", "llama_cpp.server"):
         row = next(line for line in lines if line.startswith(name))
         tps, ms, _unit, tokens = row[len(name) :].split()
@@ -52,3 +64,24 @@ def test_without_llama_cpp_server_the_report_says_how_to_install_it(monkeypatch:
     assert "llama_cpp.server" in report and "not measured" in report
     assert "pip install 'llama-cpp-python[server]'" in report and "no_such_module_here" in report
     assert "ours / engine = 0.980" in report and "added time to first token = 10.0 ms" in report
+
+
+def test_a_built_in_template_llama_cpp_server_has_no_format_for_is_named_and_not_measured() -> None:
+    result = serve_bench.ServeBenchResult(
+        model="phi.gguf",
+        threads=2,
+        context_size=512,
+        batch_size=512,
+        max_tokens=8,
+        rounds=1,
+        engine=serve_bench.Way("engine directly (no HTTP)", [serve_bench.Run(0.1, 8, 50.0)]),
+        ours=serve_bench.Way("our streaming endpoint", [serve_bench.Run(0.11, 8, 49.0)]),
+        theirs=serve_bench.Way("llama_cpp.server"),
+        theirs_missing=serve_bench.NO_CHAT_FORMAT.format(title="Phi-3", model="phi.gguf"),
+        chat_template="phi3",
+    )
+    report = result.report()
+    print(report)
+    assert "Chat template: built-in Phi-3 (the file has none; llama_cpp.server: not measured)" in report
+    assert "no chat format like LlamaDesk's built-in Phi-3 template" in report
+    assert "phi3" not in serve_bench.LLAMA_CPP_CHAT_FORMATS

@@ -1,4 +1,5 @@
-"""``llamadesk chat`` as a person runs it: a real process, the real model."""
+"""``llamadesk chat`` as a person runs it: a real process, the real test model. What it printed is checked
+against what it saved, never against the words a tiny model is expected to say."""
 
 from __future__ import annotations
 
@@ -7,14 +8,42 @@ import subprocess
 import time
 from pathlib import Path
 
+from app.core.history.records import Message
+from app.core.history.store import HistoryStore
 from tests.helpers.cli import llamadesk_command, run
+from tests.helpers.gguf import with_template
+
+
+def saved_turns() -> list[Message]:
+    """The turns of the one conversation the runs of a test saved, in order."""
+    with HistoryStore() as store:
+        [conversation] = store.list_conversations()
+        return store.messages(conversation.id)
+
+
+def printed_in_order(stdout: str, replies: list[Message]) -> bool:
+    """Whether each saved reply was printed, one after the other. A reply the repetition guard cut is saved
+    up to its first telling: a beginning of what was printed."""
+    at = 0
+    for reply in replies:
+        found = stdout.find(reply.content, at)
+        if not reply.content or found < 0:
+            return False
+        at = found + len(reply.content)
+    return True
 
 
 def test_one_shot_prompt(model_path: Path) -> None:
     result = run("chat", "--model", str(model_path), "--temp", "0", "-p", "What is the capital of France?")
     assert result.returncode == 0, result.stderr
-    assert "Paris" in result.stdout
     assert "Traceback" not in result.stderr
+    user, reply = saved_turns()
+    assert (user.content, reply.role, reply.state) == (
+        "What is the capital of France?",
+        "assistant",
+        "complete",
+    )
+    assert result.stdout.strip() and printed_in_order(result.stdout, [reply])
 
 
 def test_piped_lines_are_turns_of_one_conversation(model_path: Path) -> None:
@@ -30,9 +59,9 @@ def test_piped_lines_are_turns_of_one_conversation(model_path: Path) -> None:
         stdin="What is the capital of France?\nAnd what is the capital of Italy?\n",
     )
     assert result.returncode == 0, result.stderr
-    replies = [block for block in result.stdout.split("\n\n") if block.strip()]
-    assert len(replies) == 2
-    assert "Paris" in replies[0]
+    turns = saved_turns()
+    assert [(m.role, m.state) for m in turns] == [("user", "complete"), ("assistant", "complete")] * 2
+    assert printed_in_order(result.stdout, turns[1::2])
     stats_lines = [line for line in result.stderr.splitlines() if "tokens/s" in line]
     assert len(stats_lines) == 2
     # The second turn reused the cache: far fewer tokens evaluated than sent.
@@ -72,16 +101,19 @@ def test_ctrl_c_stops_the_reply_not_the_program(model_path: Path) -> None:
     err = process.stderr.read()
     process.wait(timeout=120)
     assert process.returncode == 0, err
-    replies = [block for block in (first + rest).split("\n\n") if block.strip()]
-    assert len(replies) == 2, replies
-    assert "Paris" in replies[1]
     assert "Traceback" not in err
+    turns = saved_turns()
+    assert [m.role for m in turns] == ["user", "assistant"] * 2
+    assert turns[1].state == "stopped" and turns[3].state == "complete"
+    assert printed_in_order(first + rest, [turns[1], turns[3]])
 
 
-def test_refused_chat_template_then_a_builtin_one(model_path: Path, tmp_path: Path) -> None:
-    from tests.core.llm.test_templates import HOSTILE, with_template
+def test_refused_chat_template_then_a_builtin_one(smollm2_path: Path, tmp_path: Path) -> None:
+    """On SmolLM2 whichever test model is chosen: the hostile template is written over the file's own, and
+    Gemma's file has none to overwrite."""
+    from tests.core.llm.test_templates import HOSTILE
 
-    hostile = with_template(model_path, tmp_path, "loops", HOSTILE["nested_loops"][0])
+    hostile = with_template(smollm2_path, tmp_path, "loops", HOSTILE["nested_loops"][0])
     started = time.perf_counter()
     refused = run("chat", "--model", str(hostile), "--no-save", "-p", "What is the capital of France?")
     print(f"refused in {time.perf_counter() - started:.1f} s: {refused.stderr.strip()}")
@@ -101,7 +133,7 @@ def test_refused_chat_template_then_a_builtin_one(model_path: Path, tmp_path: Pa
         "What is the capital of France?",
     )
     assert chosen.returncode == 0, chosen.stderr
-    assert "Paris" in chosen.stdout
+    assert chosen.stdout.strip() and "Traceback" not in chosen.stderr
     unknown = run("chat", "--model", str(hostile), "--chat-template", "vicuna", "-p", "hi")
     assert unknown.returncode == 2
     assert "invalid choice: 'vicuna'" in unknown.stderr and "'chatml', 'llama3'" in unknown.stderr

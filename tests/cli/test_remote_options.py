@@ -74,13 +74,13 @@ def test_chat_with_another_llamadesk(llamadesk_url: str) -> None:
     result = run("chat", "--endpoint", llamadesk_url, "--temp", "0", "--max-tokens", "12", "-p", QUESTION)
     print(result.stdout, result.stderr)
     assert result.returncode == 0, result.stderr
-    assert "Paris" in result.stdout
     with HistoryStore() as store:
         [summary] = store.list_conversations()
         conversation = store.get_conversation(summary.id)
         assert conversation.model.endswith(f" @ {llamadesk_url}")
         reply = store.messages(conversation.id)[-1]
         assert reply.state == "complete" and reply.stats is not None
+        assert reply.content and reply.content in result.stdout
         assert reply.stats["engine"] == "server" and reply.stats["server"] == llamadesk_url
 
 

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import pytest
 
 from app.core import limits
-from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine
-from app.core.modes import PRESETS, STARTER_CHAT, Mode, ModePreset, preset_for, valid_overrides
+from app.core.modes import PRESETS, STARTER_CHAT, Mode, preset_for, valid_overrides
 
 
 @pytest.mark.parametrize(
@@ -62,44 +59,3 @@ def test_the_starter_has_its_own_chat_preset_and_the_persons_changes_still_win()
     mine = preset_for(Mode.CHAT, {"system_prompt": "Be terse.", "temperature": 0}, model_id="smollm2-135m")
     assert mine.system_prompt == "Be terse." and mine.sampling.temperature == 0.0
     assert mine.sampling.top_p == STARTER_CHAT.sampling.top_p
-
-
-# Simple factual questions a newcomer asks first, and the words a right answer contains (and a wrong one).
-FACTS = [
-    ("What is the capital of France?", ("paris",), ("bien", "culinary", "albanie", "lyon")),
-    ("What is the capital of Japan?", ("tokyo",), ("kyoto", "osaka")),
-    ("How many days are in a week?", ("seven", "7"), ("six", "eight", "31", "30")),
-    ("What color is the sky?", ("blue",), ("purple", "green")),
-    ("What is the largest planet in our solar system?", ("jupiter",), ("saturn", "neptune", "uranus")),
-]
-RUNS = 3
-
-
-def right(answer: str, words: tuple[str, ...], wrong: tuple[str, ...]) -> bool:
-    text = answer.lower()
-    return any(w in text for w in words) and not any(w in text for w in wrong)
-
-
-def ask(engine: Engine, preset: ModePreset, question: str) -> str:
-    messages: list[ChatMessage] = [
-        {"role": "system", "content": preset.system_prompt},
-        {"role": "user", "content": question},
-    ]
-    return engine.chat(messages, replace(preset.sampling, max_tokens=40)).collect().strip()
-
-
-@pytest.mark.slow
-def test_the_starter_answers_simple_questions_right_on_every_run(engine: Engine) -> None:
-    """Each question several times, as a person would ask it again; every answer must be right. The Chat
-    preset (temperature 0.7, seedless) is asked once each, for comparison."""
-    before = 0
-    for question, words, wrong in FACTS:
-        answer = ask(engine, PRESETS[Mode.CHAT], question)
-        before += right(answer, words, wrong)
-        print(f"\nthe Chat preset: {question} -> {answer!r}")
-    for question, words, wrong in FACTS:
-        answers = [ask(engine, STARTER_CHAT, question) for _run in range(RUNS)]
-        print(f"\nthe starter's preset: {question} -> {answers!r}")
-        assert all(right(answer, words, wrong) for answer in answers), answers
-    total = len(FACTS) * RUNS
-    print(f"\nthe Chat preset: {before}/{len(FACTS)} right; the starter's: {total}/{total}")

@@ -25,5 +25,5 @@ def open_window(
     window = MainWindow(settings=settings, store=HistoryStore())
     qtbot.addWidget(window)
     window.show()
-    qtbot.waitUntil(lambda: window.client.model is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: window.bridge.model is not None, timeout=30_000)
     return window

@@ -28,11 +28,11 @@ def main(output: str, model: str) -> int:
             app.processEvents()
             time.sleep(0.01)
 
-    wait(lambda: window.client.model is not None)
+    wait(lambda: window.bridge.model is not None)
     for question in ("What is the capital of France?", "Write a Python function that reverses a string."):
         window.input.setPlainText(question)
         window.send()
-        wait(lambda: not window.client.is_generating)
+        wait(lambda: not window.bridge.is_generating)
     window.input.setPlainText("Thanks! One more question…")
     settle = time.monotonic() + 1.0
     wait(lambda: time.monotonic() > settle)

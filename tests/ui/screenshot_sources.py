@@ -34,12 +34,12 @@ def main(output: str, model: str, pdf: str) -> int:
             app.processEvents()
             time.sleep(0.01)
 
-    wait(lambda: window.client.model is not None)
+    wait(lambda: window.bridge.model is not None)
     window.attach_documents([pdf])
     wait(lambda: len(window.documents.documents) == 1)
     window.input.setPlainText("What was the total revenue for the year?")
     window.send()
-    wait(lambda: not window.client.is_generating)
+    wait(lambda: not window.bridge.is_generating)
     panel = sources_of(window.chat_view.messages[-1]) if window.chat_view.messages else None
     if panel is None:
         return 2

@@ -30,7 +30,7 @@ def main(window_output: str, card_output: str, model: str) -> int:
             app.processEvents()
             time.sleep(0.01)
 
-    wait(lambda: window.client.model is not None and "Looking" not in card.recommendation_label.text())
+    wait(lambda: window.bridge.model is not None and "Looking" not in card.recommendation_label.text())
     settle = time.monotonic() + 1.0
     wait(lambda: time.monotonic() > settle)
     shown = card.isVisible() and "tiny demo model" in card.model_label.text()

@@ -69,7 +69,7 @@ def open_and_drive(args):
         print("BANNER", window.banner.isVisible(), window.banner.label.text(), flush=True)
 
     def when_loaded():
-        if window.client.model is None:
+        if window.bridge.model is None:
             QTimer.singleShot(50, when_loaded)
             return
         if action == "send":

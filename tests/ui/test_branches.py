@@ -29,7 +29,7 @@ def send(qtbot: QtBot, window: MainWindow, text: str) -> None:
     window.input.setFocus()
     window.input.setPlainText(text)
     qtbot.keyClick(window.input, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: not window.client.is_generating, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.bridge.is_generating, timeout=60_000)
 
 
 def shown(window: MainWindow) -> list[str]:

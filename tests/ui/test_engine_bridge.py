@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
+from app.core.llm.context import ChatMessage
 from app.core.llm.engine import Engine, LoadOptions, ModelInfo, ReplyStats
 from app.core.modes import SamplingOptions
 from app.ui.engine_bridge import EngineBridge
@@ -50,11 +51,16 @@ def test_an_abandoned_reply_delivers_nothing_more(qtbot: QtBot, bridge: EngineBr
     bridge.abandon_reply()
     seen = len(pieces)
     assert not bridge.is_generating
-    # The next request runs once the abandoned one has stopped; nothing of the old one arrives meanwhile.
+    # The next request runs once the abandoned one has stopped; nothing of the old one arrives meanwhile: what
+    # arrives is the new reply alone, the same as when it is asked again.
+    hi: list[ChatMessage] = [{"role": "user", "content": "Say hi."}]
     with qtbot.waitSignal(bridge.reply_finished, timeout=60_000):
-        bridge.chat([{"role": "user", "content": "Say hi."}], SamplingOptions(temperature=0, max_tokens=8))
+        bridge.chat(hi, SamplingOptions(temperature=0, max_tokens=8))
     assert len(ends) == 1
-    assert "lighthouse" not in "".join(pieces[seen:]).lower()
+    answered = len(pieces)
+    with qtbot.waitSignal(bridge.reply_finished, timeout=60_000):
+        bridge.chat(hi, SamplingOptions(temperature=0, max_tokens=8))
+    assert answered > seen and "".join(pieces[seen:answered]) == "".join(pieces[answered:])
 
 
 def test_a_job_runs_with_the_engine_and_stop_reaches_it(qtbot: QtBot, bridge: EngineBridge) -> None:

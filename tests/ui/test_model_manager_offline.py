@@ -79,7 +79,7 @@ def test_a_new_download_while_offline_says_why_in_its_row(
     _out, err = capfd.readouterr()
     assert "Errno" not in err and "Traceback" not in err  # no library text in the terminal either
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    dialog.shutdown()
+    dialog.downloads.shutdown()
 
 
 def test_resuming_a_download_while_offline_fails_at_once_and_says_why(
@@ -100,4 +100,4 @@ def test_resuming_a_download_while_offline_fails_at_once_and_says_why(
     # The transfer's own retries (8, backing off up to a minute) are not waited for: it cannot connect at all.
     qtbot.waitUntil(lambda: dialog.action_cell(row).problem.isVisible(), timeout=5_000)
     print(f"\nin the row: {assert_says_why(dialog, row)}")
-    dialog.shutdown()
+    dialog.downloads.shutdown()

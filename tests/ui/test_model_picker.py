@@ -19,9 +19,11 @@ RAISES = "{{ raise_exception('Only user and assistant roles are supported!') }}"
 
 
 def test_a_refused_template_offers_the_built_ins_and_the_choice_is_remembered(
-    qtbot: QtBot, model_path: Path, tmp_path: Path
+    qtbot: QtBot, smollm2_path: Path, tmp_path: Path
 ) -> None:
-    broken = with_template(model_path, tmp_path, "raises", RAISES)
+    """On SmolLM2 whichever test model is chosen: the hostile template is written over the file's own, and
+    Gemma's file has none to overwrite."""
+    broken = with_template(smollm2_path, tmp_path, "raises", RAISES)
     settings = Settings(context_size=1024, mode_overrides={"chat": {"temperature": 0.0}})
     window = MainWindow(settings=settings, store=HistoryStore(), open_default_model=False)
     qtbot.addWidget(window)
@@ -33,15 +35,16 @@ def test_a_refused_template_offers_the_built_ins_and_the_choice_is_remembered(
     sentence, path = refused[0]
     assert path == str(broken) and "chat template" in sentence and "ChatML" in sentence
     assert window.banner.isVisible() and window.banner.action_button.text() == "Choose a chat template…"
-    assert window.client.model is None
+    assert window.bridge.model is None
 
     window.models.load_with_template(path, "chatml")
-    qtbot.waitUntil(lambda: window.client.model is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: window.bridge.model is not None, timeout=30_000)
     assert settings_store.load().settings.chat_templates == {path: "chatml"}
     window.input.setPlainText("What is the capital of France?")
     window.send()
-    qtbot.waitUntil(lambda: not window.client.is_generating, timeout=60_000)
-    assert "Paris" in window.chat_view.messages[-1].text
+    qtbot.waitUntil(lambda: not window.bridge.is_generating, timeout=60_000)
+    reply = window.chat_view.messages[-1]
+    assert reply.role == "assistant" and reply.text and reply.state == "complete"
     window.close()
 
 

@@ -33,7 +33,7 @@ def send(qtbot: QtBot, window: MainWindow, text: str) -> None:
     window.input.setFocus()
     window.input.setPlainText(text)
     qtbot.keyClick(window.input, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: not window.client.is_generating, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.bridge.is_generating, timeout=60_000)
 
 
 def watch_streaming_switcher(window: MainWindow) -> list[tuple[bool, str, bool, bool]]:
@@ -53,7 +53,7 @@ def watch_streaming_switcher(window: MainWindow) -> list[tuple[bool, str, bool, 
                 )
             )
 
-    window.conversation.engine.token.connect(look)
+    window.conversation.bridge.token.connect(look)
     return seen
 
 
@@ -67,7 +67,7 @@ def test_a_failed_server_reply_keeps_its_label_when_written_again_on_this_comput
     window = open_window(
         qtbot, model_path, engine="server", remote_url=faulty.url("drop"), sampling={"max_tokens": 8}
     )
-    assert isinstance(window.client.model, RemoteModelInfo)
+    assert isinstance(window.bridge.model, RemoteModelInfo)
     send(qtbot, window, "Hello?")
     qtbot.waitUntil(lambda: "broke off" in window.banner.label.text(), timeout=10_000)
     failed = window.chat_view.messages[-1]
@@ -79,14 +79,14 @@ def test_a_failed_server_reply_keeps_its_label_when_written_again_on_this_comput
     window.settings.engine = "local"
     window.engine_switcher.apply(window.settings)
     qtbot.waitUntil(
-        lambda: window.client.model is not None and not isinstance(window.client.model, RemoteModelInfo),
+        lambda: window.bridge.model is not None and not isinstance(window.bridge.model, RemoteModelInfo),
         timeout=30_000,
     )
-    local_name = window.client.model.display_name
+    local_name = window.bridge.model.display_name
     streaming = watch_streaming_switcher(window)
     failed = window.chat_view.messages[-1]
     qtbot.mouseClick(failed.regenerate_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not window.client.is_generating, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.bridge.is_generating, timeout=60_000)
     assert streaming and all(seen == (True, "2/2", False, False) for seen in streaming)
     new = window.chat_view.messages[-1]
     assert new.branch_switcher.label.text() == "2/2" and new.branch_switcher.previous_button.isEnabled()
@@ -195,13 +195,13 @@ def test_an_earlier_reply_can_be_written_again(qtbot: QtBot, model_path: Path) -
     assert first_reply.regenerate_button.isVisibleTo(window)  # not only the last reply
 
     asked: list[list[str]] = []
-    chat = window.conversation.engine.chat
+    chat = window.conversation.bridge.chat
 
     def spy(messages: Any, sampling: Any, **options: Any) -> Any:  # the real engine still answers
         asked.append([m["content"] for m in messages[1:]])
         return chat(messages, sampling, **options)
 
-    window.conversation.engine.chat = spy  # type: ignore[method-assign]
+    window.conversation.bridge.chat = spy  # type: ignore[method-assign]
     streaming = watch_streaming_switcher(window)
     assert "tokens/s" in window.conversation.speed_label.text()
     qtbot.mouseClick(first_reply.regenerate_button, Qt.MouseButton.LeftButton)
@@ -209,7 +209,7 @@ def test_an_earlier_reply_can_be_written_again(qtbot: QtBot, model_path: Path) -
     # Not the old version's figure while the new one streams.
     assert window.conversation.speed_label.text() == ""
     assert not any(m.regenerate_button.isVisibleTo(window) for m in window.chat_view.messages)
-    qtbot.waitUntil(lambda: not window.client.is_generating, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.bridge.is_generating, timeout=60_000)
     assert streaming and all(seen == (True, "2/2", False, False) for seen in streaming)
 
     shown = window.chat_view.messages

@@ -30,7 +30,7 @@ def test_a_reply_saves_the_state_and_deleting_the_conversation_deletes_it(
         window.input.setFocus()
         window.input.setPlainText("Name three vegetables that grow well in sandy soil, please.")
         qtbot.keyClick(window.input, Qt.Key.Key_Return)
-        qtbot.waitUntil(lambda: not window.client.is_generating, timeout=60_000)
+        qtbot.waitUntil(lambda: not window.bridge.is_generating, timeout=60_000)
         conversation_id = window.conversation_id
         assert conversation_id is not None
         cache = StateCache.default()

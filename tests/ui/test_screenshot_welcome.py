@@ -14,12 +14,13 @@ CARD = ROOT / "test-output" / "welcome-card.png"
 
 
 @pytest.mark.gui
-def test_screenshot_of_the_welcome_card(model_path: Path) -> None:
+def test_screenshot_of_the_welcome_card(smollm2_path: Path) -> None:
+    """With SmolLM2 whichever test model is chosen: a newcomer's window has the starter loaded."""
     WINDOW.parent.mkdir(exist_ok=True)
     for picture in (WINDOW, CARD):
         picture.unlink(missing_ok=True)
     result = run_under_xvfb(
-        ["-m", "tests.ui.screenshot_welcome", str(WINDOW), str(CARD), str(model_path)], timeout=300
+        ["-m", "tests.ui.screenshot_welcome", str(WINDOW), str(CARD), str(smollm2_path)], timeout=300
     )
     assert result.returncode == 0, "the window failed under Xvfb:\n" + result.stderr[-2000:]
     print(f"\n{result.stdout}screenshots: {WINDOW}, {CARD}")

@@ -1,12 +1,15 @@
 """The window's switch "Let other apps on this computer use the loaded model": a real window serves its own engine
 on 127.0.0.1 to the real ``openai`` client; the window's requests go ahead of other apps' queued ones and the
-window stays responsive; a model switch stops other apps' replies, saying so; turning it off frees the port."""
+window stays responsive; a model switch stops other apps' replies, saying so; turning it off frees the port;
+the server starts and stops off the GUI thread, saying so meanwhile."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import openai
@@ -16,7 +19,9 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from app.core.serve.history import SERVED_MARK
+from app.core.serve.runner import listen
 from app.core.settings import Settings
+from app.ui.serving import STARTING_TEXT, STOPPING_TEXT
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.settings_serve import SWITCH_LABEL
 from tests.helpers.window import open_window
@@ -73,7 +78,7 @@ def test_the_window_serves_its_model_to_other_apps(qtbot: QtBot, model_path: Pat
         serve_save_history=True,
     )
     url = f"http://127.0.0.1:{port}/v1"
-    assert window.serving.base_url == url
+    qtbot.waitUntil(lambda: window.serving.base_url == url, timeout=30_000)  # it starts off the GUI thread
     assert window.serving.indicator.isVisible() and url in window.serving.address.text()
 
     # Another app's long reply runs; a second one queues; then the person sends: theirs goes first.
@@ -83,7 +88,7 @@ def test_the_window_serves_its_model_to_other_apps(qtbot: QtBot, model_path: Pat
     # A job behind it holds the engine until the person has sent, however soon the running reply ends, so the
     # order below does not depend on the machine's speed.
     gate = threading.Event()
-    holding = window.client.service.client("test gate").start_job(lambda _engine, _cancel: gate.wait(60))
+    holding = window.bridge.service.client("test gate").start_job(lambda _engine, _cancel: gate.wait(60))
     queued = Stream(url, "Name a colour.", 8)
     queued.start()
     server = window.serving.server
@@ -105,11 +110,11 @@ def test_the_window_serves_its_model_to_other_apps(qtbot: QtBot, model_path: Pat
     timer.timeout.connect(tick)
     timer.start()
     window_first: list[float] = []
-    window.client.token.connect(lambda _text: window_first.append(time.perf_counter()))
+    window.bridge.token.connect(lambda _text: window_first.append(time.perf_counter()))
     window.input.setPlainText("What is the capital of France?")
     window.send()
     gate.set()
-    with qtbot.waitSignal(window.client.reply_finished, timeout=120_000):
+    with qtbot.waitSignal(window.bridge.reply_finished, timeout=120_000):
         pass
     assert holding.result() is True
     window_done = time.perf_counter()
@@ -143,20 +148,116 @@ def test_the_window_serves_its_model_to_other_apps(qtbot: QtBot, model_path: Pat
     assert "Stopped 1 reply to other apps" in message
     switched.join(30)
     assert not switched.is_alive()
-    qtbot.waitUntil(lambda: not window.client.is_loading, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.bridge.is_loading, timeout=60_000)
 
     # Off: the port is free again; on with the port taken: a sentence, no server.
     window.settings.serve_enabled = False
     window.serving.apply(window.settings)
-    assert window.serving.server is None and not window.serving.indicator.isVisible()
+    qtbot.waitUntil(lambda: not window.serving.indicator.isVisible(), timeout=30_000)
+    assert window.serving.server is None and window.serving.base_url is None
     with socket.create_server(("127.0.0.1", port)):
         window.settings.serve_enabled = True
         window.serving.apply(window.settings)
+        qtbot.waitUntil(lambda: str(port) in window.banner.label.text(), timeout=30_000)
         print(window.banner.label.text())
-        assert window.serving.server is None
-        assert str(port) in window.banner.label.text() and "Settings" in window.banner.label.text()
+        assert window.serving.server is None and not window.serving.indicator.isVisible()
+        assert "Settings" in window.banner.label.text()
     window.settings.serve_enabled = False
     window.serving.apply(window.settings)
+    assert window.serving.wait(30)
+
+
+class Ticks:
+    """A QTimer ticking every 10 ms on the GUI thread: the longest gap between two ticks is the longest time
+    the GUI thread was kept from its events."""
+
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+        self._last = time.perf_counter()
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self._last)
+        self._last = now
+
+    def longest(self) -> float:
+        self.timer.stop()
+        return max(self.gaps)
+
+
+def test_the_server_starts_and_stops_off_the_gui_thread(qtbot: QtBot, model_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    window = open_window(qtbot, model_path)
+    serving = window.serving
+    said: list[str] = []
+    serving.busy_changed.connect(said.append)
+    ticks = Ticks()
+
+    window.settings.serve_enabled, window.settings.serve_port = True, port
+    asked = time.perf_counter()
+    serving.apply(window.settings)
+    returned = time.perf_counter() - asked
+    qtbot.waitUntil(lambda: serving.indicator.isVisible(), timeout=10_000)
+    shown_while_starting = serving.address.text()
+    qtbot.waitUntil(lambda: serving.base_url == url, timeout=30_000)
+    started = time.perf_counter() - asked
+    assert said == [STARTING_TEXT, ""] and shown_while_starting in (STARTING_TEXT, f"Other apps: {url}")
+    assert serving.copy.isVisible() and url in serving.address.text()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
+        assert json.loads(answer.read())["status"] == "ok"  # it really answers, with the window's model
+
+    # A request still sending its body when the server stops: uvicorn gives it its graceful 2 s.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+        slow.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+        qtbot.wait(300)
+        window.settings.serve_enabled = False
+        asked = time.perf_counter()
+        serving.apply(window.settings)
+        qtbot.waitUntil(lambda: serving.busy == STOPPING_TEXT, timeout=10_000)
+        assert serving.indicator.isVisible() and serving.address.text() == STOPPING_TEXT
+        assert not serving.copy.isVisible()
+
+        # Settings opened meanwhile: the switch waits until the server is off, then can be turned on again.
+        seen: list[tuple[bool, str]] = []
+
+        def look_at_the_switch() -> None:
+            (dialog,) = [d for d in window.findChildren(SettingsDialog) if d.isVisible()]
+            section = dialog.serve_section
+            seen.append((section.enabled.isEnabled(), section.busy.text()))
+
+            def settled(text: str) -> None:
+                if not text:
+                    serving.busy_changed.disconnect(settled)
+                    seen.append((section.enabled.isEnabled(), section.busy.text()))
+                    dialog.reject()
+
+            if serving.busy:
+                serving.busy_changed.connect(settled)
+            else:
+                dialog.reject()
+
+        QTimer.singleShot(0, look_at_the_switch)
+        window.open_settings()
+        stopped = time.perf_counter() - asked
+    longest = ticks.longest()
+    print(
+        f"\napply() returned in {returned * 1000:.1f} ms; serving after {started:.2f} s, stopped after "
+        f"{stopped:.2f} s; longest GUI-thread gap {longest * 1000:.0f} ms over {len(ticks.gaps)} ticks"
+    )
+    assert seen == [(False, STOPPING_TEXT), (True, "")]
+    assert not serving.indicator.isVisible() and serving.server is None and serving.base_url is None
+    assert said == [STARTING_TEXT, "", STOPPING_TEXT, ""]
+    listen("127.0.0.1", port).close()  # the port is free again
+    assert stopped > 1.0  # the stop took its time, on the switch's thread ...
+    assert returned < 0.5 and longest < 1.0  # ... while the GUI thread went on (generous: a shared machine)
 
 
 def test_the_settings_dialog_section(qtbot: QtBot) -> None:

@@ -62,18 +62,18 @@ def test_the_window_switches_to_a_server_and_back(
     qtbot: QtBot, faulty: RunningServer, model_path: Path
 ) -> None:
     window = open_window(qtbot, model_path)
-    local = window.client.model
+    local = window.bridge.model
     assert local is not None and not isinstance(local, RemoteModelInfo)
 
     # A server that refuses: a sentence, and this computer's model stays.
     window.settings.engine, window.settings.remote_url = "server", faulty.url("unauthorized")
     assert window.engine_switcher.apply(window.settings)
     qtbot.waitUntil(lambda: "401" in window.banner.label.text(), timeout=10_000)
-    assert window.client.model is local and not window.engine_switcher.remote
+    assert window.bridge.model is local and not window.engine_switcher.remote
 
     window.settings.remote_url = faulty.url("ok")
     window.engine_switcher.apply(window.settings)
-    qtbot.waitUntil(lambda: isinstance(window.client.model, RemoteModelInfo), timeout=10_000)
+    qtbot.waitUntil(lambda: isinstance(window.bridge.model, RemoteModelInfo), timeout=10_000)
     assert f"{MODEL} (server)" in window.models.model_label.text()
     # The refusal's sentence no longer holds: gone from the banner; the switch is noted in the status bar.
     assert window.banner.isHidden() and "answers now" in window.statusBar().currentMessage()
@@ -82,7 +82,7 @@ def test_the_window_switches_to_a_server_and_back(
     window.input.setFocus()
     qtbot.keyClicks(window.input, "Hello?")
     qtbot.keyClick(window.input, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: not window.client.is_generating, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.bridge.is_generating, timeout=10_000)
     store = HistoryStore()
     conversation_id = window.conversation.conversation_id
     assert conversation_id is not None
@@ -95,7 +95,7 @@ def test_the_window_switches_to_a_server_and_back(
     window.settings.remote_url = faulty.url("drop")
     window.engine_switcher.apply(window.settings)
     qtbot.waitUntil(
-        lambda: window.engine_switcher.active is not None and not window.client.is_busy, timeout=10_000
+        lambda: window.engine_switcher.active is not None and not window.bridge.is_busy, timeout=10_000
     )
     window.input.setFocus()
     qtbot.keyClicks(window.input, "And again?")
@@ -110,10 +110,10 @@ def test_the_window_switches_to_a_server_and_back(
     window.settings.engine = "local"
     window.engine_switcher.apply(window.settings)
     qtbot.waitUntil(
-        lambda: window.client.model is not None and not isinstance(window.client.model, RemoteModelInfo),
+        lambda: window.bridge.model is not None and not isinstance(window.bridge.model, RemoteModelInfo),
         timeout=30_000,
     )
-    assert window.client.model.path == local.path
+    assert window.bridge.model.path == local.path
     assert window.banner.isHidden()  # the dropped stream's sentence was about the server
     window.close()
 
@@ -122,11 +122,11 @@ def test_the_window_opens_on_the_chosen_server_or_falls_back_to_this_computer(
     qtbot: QtBot, faulty: RunningServer, model_path: Path
 ) -> None:
     window = open_window(qtbot, model_path, engine="server", remote_url=faulty.url("ok"))
-    assert isinstance(window.client.model, RemoteModelInfo)
+    assert isinstance(window.bridge.model, RemoteModelInfo)
     window.close()
 
     # A server that cannot be used at startup: its sentence, and the model on this computer loads meanwhile.
     window = open_window(qtbot, model_path, engine="server", remote_url=faulty.url("unauthorized"))
-    assert window.client.model is not None and window.client.model.path == model_path
+    assert window.bridge.model is not None and window.bridge.model.path == model_path
     assert "401" in window.banner.label.text()
     window.close()

@@ -32,14 +32,16 @@ def open_as_newcomer(qtbot: QtBot, model_path: Path) -> MainWindow:
     )
     qtbot.addWidget(window)
     window.show()
-    qtbot.waitUntil(lambda: window.client.model is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: window.bridge.model is not None, timeout=30_000)
     return window
 
 
 def test_the_card_says_what_the_model_is_and_a_suggested_question_gets_answered(
-    qtbot: QtBot, model_path: Path
+    qtbot: QtBot, smollm2_path: Path
 ) -> None:
-    window = open_as_newcomer(qtbot, model_path)
+    """On SmolLM2 whichever test model is chosen: the card is about the starter. That its answer is right is
+    tests/test_starter_answers.py's."""
+    window = open_as_newcomer(qtbot, smollm2_path)
     card = window.welcome.card
     assert card.isVisible()
     assert "SmolLM2 135M Instruct, a tiny demo model" in card.model_label.text()
@@ -51,15 +53,14 @@ def test_the_card_says_what_the_model_is_and_a_suggested_question_gets_answered(
     if pick is not None and pick.entry.id != "smollm2-135m":
         assert pick.entry.name in card.recommendation_label.text() and card.get_button.isVisible()
 
-    with qtbot.waitSignal(window.client.reply_finished, timeout=60_000):
+    with qtbot.waitSignal(window.bridge.reply_finished, timeout=60_000):
         qtbot.mouseClick(card.prompt_buttons[0], LEFT)
         assert not card.isVisible()  # gone with the first message
     messages = window.chat_view.messages
     assert [m.role for m in messages] == ["user", "assistant"]
     assert window.store.messages(window.conversation_id)[0].content == STARTER_PROMPTS[0]
-    answer = window.store.messages(window.conversation_id)[1].content
-    print(f"{STARTER_PROMPTS[0]} -> {answer!r}")
-    assert "Paris" in answer  # the starter preset at work: seedless sampling, as a newcomer has it
+    answer = window.store.messages(window.conversation_id)[1]
+    assert answer.content and answer.state == "complete"
 
     window.new_conversation()
     assert card.isVisible()  # back for a new chat
@@ -97,13 +98,15 @@ def refused_endpoint() -> str:
 
 
 def test_getting_the_recommended_model_offline_says_why_on_the_card_and_in_the_row(
-    qtbot: QtBot, model_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    qtbot: QtBot, smollm2_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """With the starter loaded (SmolLM2 whichever test model is chosen), as when a newcomer is offered a
+    better one."""
     from huggingface_hub import constants
 
     use_fake_hub_only(monkeypatch, tmp_path)
     monkeypatch.setattr(constants, "ENDPOINT", refused_endpoint())
-    window = open_as_newcomer(qtbot, model_path)
+    window = open_as_newcomer(qtbot, smollm2_path)
     card = window.welcome.card
     qtbot.waitUntil(lambda: "Looking" not in card.recommendation_label.text(), timeout=60_000)
     # What the menu recommends on a known laptop, so this test does not depend on how busy this machine is.
@@ -131,7 +134,7 @@ def test_getting_the_recommended_model_offline_says_why_on_the_card_and_in_the_r
     assert cell.problem.isVisible() and cell.problem.text() == "Not downloaded"
     assert cell.download_button.isEnabled() and cell.download_button.text() == "Retry"
     assert "cannot be reached" in cell.download_button.toolTip()
-    manager.shutdown()
+    manager.downloads.shutdown()
 
 
 def test_the_card_is_only_on_an_empty_chat_in_chat_mode(qtbot: QtBot) -> None:

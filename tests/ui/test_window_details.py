@@ -148,7 +148,7 @@ def test_the_model_has_one_name_in_the_window_as_in_the_cli(qtbot: QtBot, model_
     from tests.helpers.window import open_window
 
     window = open_window(qtbot, model_path)
-    info = window.client.model
+    info = window.bridge.model
     assert info is not None
     expected = model_path.stem
     assert info.display_name == expected  # what `llamadesk chat` prints: "Loaded {info.display_name} (...)"

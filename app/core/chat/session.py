@@ -281,35 +281,3 @@ class ChatSession:
         if self.store is None or self.conversation_id is None:
             return {}
         return self.store.branch_positions(self.conversation_id, messages)
-
-    # -- changing the past -------------------------------------------------------------------------------
-
-    def drop_last_reply(self) -> bool:
-        """Remove the last reply, so it can be written again; False when the conversation ends with a question."""
-        if self.store is None or self.conversation_id is None:
-            return False
-        messages = self.store.messages(self.conversation_id)
-        if not messages or messages[-1].role != "assistant":
-            return False
-        self.store.delete_message(messages[-1].id)
-        return True
-
-    def last_question(self) -> str | None:
-        if self.store is None or self.conversation_id is None:
-            return None
-        return next(
-            (m.content for m in reversed(self.store.messages(self.conversation_id)) if m.role == "user"), None
-        )
-
-    def remove_last_question(self) -> int:
-        """Remove the last question and everything after it (to edit it); returns how many messages went."""
-        if self.store is None or self.conversation_id is None:
-            return 0
-        messages = self.store.messages(self.conversation_id)
-        last_user = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), None)
-        if last_user is None:
-            return 0
-        removed = messages[last_user:]
-        for message in reversed(removed):
-            self.store.delete_message(message.id)
-        return len(removed)

@@ -15,11 +15,16 @@ Map-reduce rather than a running summary: a running summary threads one text thr
 context fills up with it and a cached step is useless once an earlier one changes. Independent section
 summaries cost the same, can be cached one by one, and survive a cancel.
 
-Section summaries are cached on disk by (document text hash, model file, settings, chunk text), not by style:
-asking for another style, or running again after a cancel, reuses them. The final answer streams through a
-callback. Progress (parts done / total, ETA) is reported after every part. A cancel (``cancel()`` from any
-thread, or the request's own ``cancel`` event given to ``summarize``) stops within a moment, keeping the section
-summaries finished so far.
+Section summaries are cached on disk by (document text hash, model file and chat template, settings, chunk
+text), not by style: asking for another style, or running again after a cancel, reuses them. The final answer
+streams through a callback. Progress (parts done / total, ETA) is reported after every part. A cancel
+(``cancel()`` from any thread, or the request's own ``cancel`` event given to ``summarize``) stops within a
+moment, keeping the section summaries finished so far.
+
+A part the model wrote nothing for is asked once more, with some randomness; still empty, it is a failed part:
+cached as such (a run again gets the same answer from the same model, so it is not asked again), counted in
+``empty_parts``, and left out of what is built on the parts. When nothing at all was written, the summary ends
+with ``NothingWrittenError``, a sentence saying so, instead of an empty "done".
 
 The cutting is in ``chunking``, the prompts in ``summary_prompts``, the cache in ``summary_cache``.
 """
@@ -31,7 +36,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from app.core.documents.chunking import Chunk, ChunkingStopped, chunk_document, span_label
 from app.core.documents.document import Document
@@ -62,7 +67,9 @@ from app.core.documents.summary_types import (
 )
 from app.core.errors import NoModelLoadedError, UserError
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, ReplyStats
+from app.core.llm.engine import ReplyStats
+from app.core.llm.protocol import ChatEngine
+from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.modes import SamplingOptions
 
 log = logging.getLogger(__name__)
@@ -71,6 +78,14 @@ log = logging.getLogger(__name__)
 MIN_CONTEXT = 512
 # Tokens kept free beyond each prompt and answer, for the chat template's closing tokens.
 SAFETY_TOKENS = 8
+# The second asking of a part that came back empty: a reply that ends at once is usually the end-of-turn token
+# winning the first pick by a little, which some randomness gets past; the seed keeps the retry repeatable.
+RETRY_TEMPERATURE = 0.8
+RETRY_SEED = 1
+
+
+class NothingWrittenError(UserError):
+    """The model wrote nothing for any part of a document: there is no summary to show."""
 
 
 class _Stopped(Exception):
@@ -103,13 +118,13 @@ class _Pace:
 
 
 class Summarizer:
-    """Summarizes documents with the Engine it is given and no other, on the thread that owns that engine
+    """Summarizes documents with the engine it is given and no other, on the thread that owns that engine
     (build it there too: the job that runs a summary on the engine service does). ``cancel()`` is safe from any
     thread, and so is setting the ``cancel`` event given to ``summarize``."""
 
     def __init__(
         self,
-        engine: Engine,
+        engine: ChatEngine,
         cache: SummaryCache | None = None,
         settings: SummarySettings | None = None,
         *,
@@ -220,7 +235,10 @@ class _Run:
         self.remaining_prompt_tokens = 0
         info = self.engine.model
         assert info is not None
-        self.model_identity = f"{info.path.name}|{info.file_size}|{info.quantization}"
+        self.model_info = info
+        # A built-in template makes other prompts than the file's own (the key of a file's own stays as before).
+        template = f"|template:{info.builtin_template}" if info.builtin_template else ""
+        self.model_identity = f"{info.path.name}|{info.file_size}|{info.quantization}{template}"
         self.chunk_budget = summarizer.chunk_budget()
         try:  # a long document takes a while to tokenize: a cancel must not wait for all of it
             self.chunks = chunk_document(
@@ -262,8 +280,38 @@ class _Run:
         return text
 
     def store(self, key: str, text: str) -> None:
-        if self.cache is not None and text:
+        """Keep ``text`` for the next run; an empty one too, so that a part the model wrote nothing for is not
+        asked again (the same model, template and settings answer it the same way)."""
+        if self.cache is not None:
             self.cache.put(key, text)
+
+    def written(self, parts: list[PartSummary]) -> list[PartSummary]:
+        """The parts the model wrote something for: the others would only be empty headings in the prompts built
+        on them. None at all ends the summary with a sentence."""
+        kept = [part for part in parts if part.text]
+        if not kept:
+            raise NothingWrittenError(self.nothing_written())
+        if len(kept) < len(parts):
+            log.warning(
+                "the model wrote nothing for %d of %d parts of %s; they are left out",
+                len(parts) - len(kept),
+                len(parts),
+                self.document.name,
+            )
+        return kept
+
+    def nothing_written(self) -> str:
+        info = self.model_info
+        template = (
+            f"the built-in {BUILTIN_TEMPLATES[info.builtin_template].title} chat template"
+            if info.builtin_template in BUILTIN_TEMPLATES
+            else "its chat template"
+        )
+        return (
+            f"{info.display_name} wrote nothing when asked to summarize {self.document.name}, so there is no "
+            f"summary. It may be a base model, not made to follow instructions, or not understand {template}: "
+            "try another model, or choose another chat template for this one."
+        )
 
     def report(self, stage: SummaryStage, *, force_complete: bool = False) -> None:
         self.stage = stage
@@ -289,9 +337,8 @@ class _Run:
     def generate(
         self, stage: str, messages: list[ChatMessage], max_tokens: int, on_text: TextCallback | None = None
     ) -> str:
-        """One request to the model; raises _Stopped on a cancel. Partial text still reached ``on_text``."""
-        if self.stopped():
-            raise _Stopped
+        """One request to the model, asked once more if it wrote nothing (see RETRY_TEMPERATURE); raises
+        _Stopped on a cancel. Partial text still reached ``on_text``. "" when both answers were empty."""
         sampling = SamplingOptions(
             temperature=self.settings.temperature,
             top_k=40,
@@ -300,6 +347,22 @@ class _Run:
             repeat_penalty=self.settings.repeat_penalty,
             max_tokens=max_tokens,
         )
+        text = self._ask(stage, messages, sampling, on_text)
+        if text:
+            return text
+        log.info("the model wrote nothing for a %s part of %s; asking once more", stage, self.document.name)
+        retry = replace(sampling, temperature=max(RETRY_TEMPERATURE, sampling.temperature), seed=RETRY_SEED)
+        return self._ask(stage, messages, retry, on_text)
+
+    def _ask(
+        self,
+        stage: str,
+        messages: list[ChatMessage],
+        sampling: SamplingOptions,
+        on_text: TextCallback | None,
+    ) -> str:
+        if self.stopped():
+            raise _Stopped
         # The request's event goes to the engine, which checks it between tokens.
         reply = self.engine.chat(messages, sampling, cancel=self.request_cancel)
         # chat() clears the engine's own cancel flag; a cancel() that landed just before it must still count.
@@ -340,7 +403,10 @@ class _Run:
             self.emit(cached)
         else:
             self.generate("final", messages, self.final_max, self.emit)
-            self.store(key, self.result.text.strip())
+            # As streamed, so that a run from the cache shows exactly what this one did.
+            self.store(key, self.result.text if self.result.text.strip() else "")
+        if not self.result.text.strip():
+            raise NothingWrittenError(self.nothing_written())
 
     def emit(self, text: str) -> None:
         self.result.text += text
@@ -416,6 +482,8 @@ class _Run:
             if text is None:
                 text = self.generate_part("section", map_prompt(chunk.text), self.settings.section_max_tokens)
                 self.store(key, text)
+            if not text:
+                self.result.empty_parts += 1
             self.result.section_summaries.append(
                 PartSummary(chunk.label, text, [chunk.index], chunk.first_section, chunk.last_section, 0, hit)
             )
@@ -487,6 +555,8 @@ class _Run:
             if text is None:
                 text = self.generate_part("combine", combine_prompt(group), answer_max)
                 self.store(key, text)
+            if not text:
+                self.result.empty_parts += 1
             combined.append(self._merged(group, text, level, hit))
             self.done += 1
             self.remaining_prompt_tokens -= sum(len(p.text) // 4 for p in group)
@@ -494,7 +564,7 @@ class _Run:
         return combined
 
     def _reduce_and_finish(self) -> None:
-        parts = list(self.result.section_summaries)
+        parts = self.written(self.result.section_summaries)
         level = 0
         if self.style == "points":
             limit = self.settings.max_points
@@ -506,7 +576,7 @@ class _Run:
                 if len(groups) <= limit * 2:
                     break
                 level += 1
-                parts = self._combine_level(parts, level, most=len(parts))
+                parts = self.written(self._combine_level(parts, level, most=len(parts)))
             self.result.levels = level
             self.total = self.done + len(groups)
             self._write_points(
@@ -515,7 +585,7 @@ class _Run:
             return
         while not self._fits(final_prompt(self.style, parts), self.final_max):
             level += 1
-            parts = self._combine_level(parts, level, most=len(parts))
+            parts = self.written(self._combine_level(parts, level, most=len(parts)))
         self.result.levels = level
         messages = final_prompt(self.style, parts)
         self.result.final_prompt_tokens = self.summarizer.prompt_tokens(messages)
@@ -527,24 +597,57 @@ class _Run:
         self.done += 1
 
     def _write_points(self, parts: list[PartSummary]) -> None:
-        """One streamed line per part: "- [pages 3-5] the point", the reference written by us, not the model."""
+        """One streamed line per part: "- [pages 3-5] the point", the reference written by us, not the model. A
+        point the model wrote nothing for leaves no line; none at all ends the summary with a sentence."""
         self.report("final")
-        for number, part in enumerate(parts):
+        lines = empty = 0
+        for part in parts:
             messages = point_prompt(part.text)
             tokens = self.summarizer.prompt_tokens(messages)
             self.result.final_prompt_tokens = max(self.result.final_prompt_tokens, tokens)
-            self.emit(("\n" if number else "") + f"- [{part.label}] ")
+            labelled = _LabelledLine(self.emit, ("\n" if lines else "") + f"- [{part.label}] ")
             key = self.key("point", part.label, cache_key(part.text))
             cached = self.cached(key)
             if cached is not None:
-                self.emit(cached)
+                labelled(cached)
             else:
-                line = OneLinePoint(self.emit)
+                line = OneLinePoint(labelled)
                 try:
                     self.generate("final", messages, self.final_max, line)
                 finally:
                     line.finish()  # a cancelled point still shows what was written of it
-                self.store(key, line.text.strip())
+                self.store(key, line.text if line.text.strip() else "")
+            if labelled.started:
+                lines += 1
+            else:
+                empty += 1
             self.done += 1
             self.remaining_prompt_tokens = max(0, self.remaining_prompt_tokens - tokens)
             self.report("final")
+        self.result.empty_parts += empty
+        if not lines:
+            raise NothingWrittenError(self.nothing_written())
+        if empty:
+            log.warning(
+                "the model wrote nothing for %d of %d key points of %s", empty, len(parts), self.document.name
+            )
+
+
+class _LabelledLine:
+    """Streams a key point after its label, which waits for the point's first visible character: a point the
+    model wrote nothing for leaves no line with a label and nothing after it."""
+
+    def __init__(self, emit: TextCallback, label: str) -> None:
+        self.emit = emit
+        self.label = label
+        self.held = ""
+        self.started = False
+
+    def __call__(self, piece: str) -> None:
+        if self.started:
+            self.emit(piece)
+            return
+        self.held += piece
+        if self.held.strip():
+            self.started = True
+            self.emit(self.label + self.held.lstrip())

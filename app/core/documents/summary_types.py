@@ -104,6 +104,9 @@ class SummaryResult:
     levels: int = 0  # combining levels above the section summaries
     cancelled: bool = False
     cache_hits: int = 0
+    # Parts (sections, combined sections, key points) the model wrote nothing for, even when asked twice: left
+    # out of what was built on them.
+    empty_parts: int = 0
     calls: list[CallRecord] = field(default_factory=list)
     final_prompt_tokens: int = 0
     seconds: float = 0.0

@@ -46,9 +46,9 @@ from app.core.llm.bindings import (
 )
 from app.core.llm.context import ChatMessage, ContextCut, Prompt, fit_to_context
 from app.core.llm.gguf_check import GGUFInfo, check_model_file
+from app.core.llm.memory import MemoryEstimate, ModelShape, estimate_memory
 from app.core.llm.saved_states import SavedStates
-from app.core.llm.templates import ChatTemplate, checked_template
-from app.core.models.fit import MemoryEstimate, ModelShape, estimate_memory
+from app.core.llm.templates import BUILTIN_TEMPLATES, ChatTemplate, builtin_for_file, checked_template
 from app.core.modes import SamplingOptions
 from app.core.units import human_bytes
 
@@ -56,9 +56,6 @@ log = logging.getLogger(__name__)
 
 # "failed": the reply broke off (a server's stream cut, say); what arrived is kept, with this as why it ended.
 FinishReason = Literal["stop", "length", "cancelled", "failed"]
-
-# Used only when a GGUF carries no chat template: ChatML is what most small instruct models were tuned on.
-FALLBACK_CHAT_TEMPLATE = "chatml"
 
 
 @dataclass(frozen=True)
@@ -101,6 +98,12 @@ class ModelInfo:
     threads: int
     gpu_layers: int
     load_seconds: float
+    # The built-in chat template used instead of the file's own (a templates.BUILTIN_TEMPLATES name), chosen by
+    # the person or picked for a file that has none; None: the file's own template.
+    builtin_template: str | None = None
+    # What to tell the person about that ("no chat template in the file: using the built-in Gemma template");
+    # "" when the file's own template is used.
+    template_note: str = ""
 
     @property
     def display_name(self) -> str:
@@ -125,6 +128,9 @@ class ReplyStats:
     # (a file on this computer, ``model`` its path) or "server" (``model`` the server's name for it).
     engine: str = "local"
     model: str = ""
+    # The model file was being hashed (for its saved states) while the reply ran: the hash competed for the CPU
+    # and memory bandwidth, so the reply's speed is no measurement of the model's.
+    hashing_model: bool = False
 
     @property
     def dropped_turns(self) -> int:
@@ -385,6 +391,10 @@ class Engine:
         self._template = template
         self._cut = ContextCut()
         self.states.model_loaded(gguf.path, llama)
+        builtin = builtin_template_for(gguf, options)
+        note = _template_note(builtin, chosen=options.chat_template is not None)
+        if note:
+            log.info("%s: %s", gguf.path.name, note)
         self._info = ModelInfo(
             path=gguf.path,
             name=gguf.name,
@@ -398,6 +408,8 @@ class Engine:
             threads=threads,
             gpu_layers=gpu_layers,
             load_seconds=time.perf_counter() - started,
+            builtin_template=builtin,
+            template_note=note,
         )
         self.load_fraction = 1.0
         if progress:
@@ -610,13 +622,30 @@ class Engine:
                     stats.tokens_per_second = (len(generated) - 1) / (done - prompt_done_at)
             if first_token_at is None:
                 stats.time_to_first_token = done - requested
+            stats.hashing_model = self.states.hashing_since(requested)
+
+
+def builtin_template_for(gguf: GGUFInfo, options: LoadOptions) -> str | None:
+    """The built-in chat template a model runs with: the one chosen in ``options``, else, for a file with no
+    template of its own, the one its architecture was tuned on (``templates.builtin_for_file``); None: the
+    file's own."""
+    if options.chat_template is not None:
+        return options.chat_template
+    return None if gguf.chat_template else builtin_for_file(gguf)
 
 
 def _template_choice(gguf: GGUFInfo, options: LoadOptions) -> tuple[str, str | None]:
-    """The model's own template, and the built-in chosen instead of it (ChatML when the file has none)."""
-    return gguf.chat_template or "", options.chat_template or (
-        None if gguf.chat_template else FALLBACK_CHAT_TEMPLATE
-    )
+    """The model's own template, and the built-in used instead of it (``builtin_template_for``)."""
+    return gguf.chat_template or "", builtin_template_for(gguf, options)
+
+
+def _template_note(builtin: str | None, *, chosen: bool) -> str:
+    if builtin is None:
+        return ""
+    title = BUILTIN_TEMPLATES[builtin].title
+    if chosen:
+        return f"using the built-in {title} chat template chosen for it"
+    return f"no chat template in the file: using the built-in {title} template"
 
 
 def _find_stop(text: str, stops: Sequence[str]) -> int | None:

@@ -102,6 +102,16 @@ GGML_TYPE_NAMES: dict[int, str] = {
     27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
 }  # fmt: skip
 
+# llama.cpp's LLAMA_FTYPE values (llama.h), which a file names in ``general.file_type``: the quantization as its
+# maker chose it, mixes such as Q4_K_M included, which no single tensor type tells.
+FILE_TYPE_NAMES: dict[int, str] = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
+    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
+    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
+    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0",
+    37: "TQ2_0", 38: "MXFP4_MOE", 39: "NVFP4", 40: "Q1_0", 41: "Q2_0",
+}  # fmt: skip
+
 # The model architectures the bundled llama.cpp knows (its src/llama-arch.cpp, LLM_ARCH_NAMES).
 SUPPORTED_ARCHITECTURES = frozenset(
     [
@@ -328,7 +338,12 @@ class GGUFInfo:
 
     @property
     def quantization(self) -> str:
-        """The most common weight type among the large tensors, as people name a quantization (Q4_K ...)."""
+        """The quantization as people name it (Q4_K_M ...): the file's own ``general.file_type`` when it names
+        one, else the weight type holding the most bytes among the large tensors. That guess misreads mixes: a
+        Q4_K_M file whose embedding table is Q8_0 (Gemma's 262k tokens) holds more bytes in Q8_0."""
+        file_type = self.metadata.get("general.file_type")
+        if isinstance(file_type, int) and file_type in FILE_TYPE_NAMES:
+            return FILE_TYPE_NAMES[file_type]
         weights: dict[int, int] = {}
         for tensor in self.tensors:
             if len(tensor.shape) >= 2:

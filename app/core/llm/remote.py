@@ -1,11 +1,10 @@
 """A remote engine: a model on another machine behind an OpenAI-compatible API, in place of the local one.
 
-``RemoteEngine`` offers what the engine service, the chat session and the summarizer use of ``Engine``, so the
+``RemoteEngine`` implements ``ChatEngine`` (``app.core.llm.protocol``), as the local ``Engine`` does, so the
 service runs it on its thread unchanged: ``connect()`` (its "load"), ``model``, ``chat()`` streaming a
-``Reply`` with ``ReplyStats``, ``count_tokens``/``tokenize_messages`` for budgets, ``cancel()``,
-``clear_cache()`` and ``unload()``. It is a subclass so that every caller typed with ``Engine`` (engine jobs,
-the summarizer) takes it without change; what only a local model has (``llama``, loading a file) answers with a
-sentence.
+``Reply`` with ``ReplyStats``, ``count_tokens``/``tokenize_messages`` for budgets, ``cancel()``, ``idle()`` and
+``unload()``. What only a local model has answers with a sentence: loading a file here, and everything reached
+through ``protocol.local_engine`` (llama.cpp itself, saved states).
 
 The conversation is cut to the server's context exactly as locally (``app.core.llm.context``), counted with the
 server's tokenizer where it offers one, otherwise with a bound that cannot undercount: no tokenizer llama.cpp or
@@ -27,7 +26,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import openai
@@ -36,7 +34,7 @@ from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from app.core.errors import UserError
 from app.core.llm.context import ChatMessage, ContextCut, fit_to_context
-from app.core.llm.engine import Engine, FinishReason, LoadOptions, ModelInfo, Reply
+from app.core.llm.engine import FinishReason, LoadOptions, ModelInfo, Reply
 from app.core.llm.remote_config import RemoteEngineError, RemoteServer
 from app.core.llm.remote_info import RemoteModelInfo, RemoteReplyStats
 from app.core.llm.remote_server import (
@@ -60,12 +58,12 @@ STOP_CHECK_SECONDS = 0.05  # how often a reply waiting for the server checks for
 COUNT_CACHE_SIZE = 4096  # texts whose server count is remembered: chunking counts the same paragraphs often
 
 
-class RemoteEngine(Engine):
+class RemoteEngine:
     """A model served by another program over OpenAI's API. See the module docstring."""
 
     def __init__(self, server: RemoteServer) -> None:
-        super().__init__()
         self.server = server
+        self.load_fraction = 0.0  # nothing loads here: connecting is a job of its own (``connect``)
         self._client: openai.OpenAI | None = None
         self._http: httpx2.Client | None = None  # the server's root endpoints (/tokenize)
         self._facts: ServerFacts | None = None
@@ -81,20 +79,9 @@ class RemoteEngine(Engine):
         return self._remote_info
 
     @property
-    def is_loaded(self) -> bool:
-        return self._remote_info is not None
-
-    @property
     def counts_exactly(self) -> bool:
         """Whether token counts come from the server's own tokenizer (else: a bound that never undercounts)."""
         return self._facts is not None and self._facts.tokenize_path is not None
-
-    @property
-    def llama(self) -> Any:
-        raise UserError(
-            "This needs a model on this computer, and a server answers now. Switch Settings → Engine to "
-            "This computer and load a model."
-        )
 
     def connect(self) -> RemoteModelInfo:
         """Ask the server for its models, context length and tokenizer; raises RemoteEngineError."""
@@ -157,10 +144,6 @@ class RemoteEngine(Engine):
 
     def idle(self) -> None:
         """Nothing to save between requests: the server keeps its own state."""
-
-    def clear_cache(self) -> None:
-        """The server keeps its own cache; only the context cut kept for it here starts over."""
-        self._cut = ContextCut()
 
     # -- counting ------------------------------------------------------------------------------------------
 

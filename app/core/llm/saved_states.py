@@ -13,6 +13,10 @@ The engine calls four hooks, all on its own thread:
   restart or a switch finds it.
 
 Requests without a key (the API server's) are never saved, on disk or in memory, and restore nothing.
+
+None of the hooks waits for the model file's hash (``SignatureSource``): a file hashed before is known at once;
+a new one is hashed on a thread of its own, and meanwhile states are restored from memory only and saved states
+wait in the writer's queue.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ MIN_TOKENS_GAINED = 32
 
 
 class SavedStates:
-    """The engine's side of saved conversation states. ``cache`` None: made from the settings on first use."""
+    """The engine's side of saved conversation states. ``cache`` None: the app's (``StateCache.default()``), on
+    first use."""
 
     def __init__(self, cache: StateCache | None = None) -> None:
         self._cache = cache
@@ -63,20 +68,34 @@ class SavedStates:
         type_k, type_v, flash = cache_settings(llama)
         context_size = int(llama.n_ctx())
         version = str(llama_cpp.__version__)
+        # Read here, on the engine thread: ``compute`` may run on a thread of its own.
+        digests = self.cache.digests
 
-        digests = (
-            self.cache.digests
-        )  # read here, on the engine thread: ``compute`` runs on a thread of its own
-
-        def compute() -> StateSignature:
-            digest = digests.digest(path)
+        def signature(digest: str) -> StateSignature:
             return StateSignature(digest, context_size, type_k, type_v, flash, version)
 
         if self._cache is not None:
             self._cache.drop_memory()
-        self._signature = SignatureSource(compute)
-        self._signature.compute_in_background()
+        try:
+            known = digests.known(path)
+        except OSError:
+            known = None
+        if known is not None:
+            self._signature = SignatureSource.known(signature(known))
+        else:
+            self._signature = SignatureSource.hashing(lambda: signature(digests.digest(path)))
         self._holder, self._unsaved = None, False
+
+    def hashing_since(self, since: float) -> bool:
+        """Whether the loaded model's file was being hashed at any moment from ``since`` (``perf_counter()``) on:
+        a reply meanwhile shared the machine with it."""
+        return self._signature is not None and self._signature.hashing_since(since)
+
+    def wait_for_signature(self, timeout: float) -> bool:
+        """Wait until the loaded model's file is hashed (or known); False if ``timeout`` ran out first or it
+        could not be hashed. For a benchmark or a test that needs its first reply saved and restored from disk;
+        the app never waits for it."""
+        return self._signature is not None and self._signature.wait(timeout) is not None
 
     def model_unloading(self, llama: Any) -> None:
         self._save_held(llama)

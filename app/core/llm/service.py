@@ -1,4 +1,5 @@
-"""The engine service: one thread owns the Engine (and so the one ``Llama``) and serves requests in order.
+"""The engine service: one thread owns the engine (a ``ChatEngine``: this computer's, with its one ``Llama``, or
+a server's) and serves requests in order.
 
 Every front end talks to the model through here: the window (through a thin Qt adapter), the terminal, and any
 other client. A request is a chat reply, a model load or a job (a document summary); each carries its own cancel
@@ -26,6 +27,7 @@ from typing import Generic, TypeVar
 from app.core.errors import Cancelled, UserError
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import Engine, LoadOptions, ModelInfo, ReplyStats
+from app.core.llm.protocol import ChatEngine
 from app.core.llm.templates import ChatTemplateError
 from app.core.modes import SamplingOptions
 
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # A job runs on the engine thread with the engine and its request's cancel event.
-Job = Callable[[Engine, threading.Event], T]
+Job = Callable[[ChatEngine, threading.Event], T]
 
 
 @dataclass(frozen=True)
@@ -87,14 +89,15 @@ class Ticket:
 @dataclass(eq=False)
 class _Request:
     ticket: Ticket
-    run: Callable[[Engine, threading.Event], None]
+    run: Callable[[ChatEngine, threading.Event], None]
 
 
 class EngineService:
     """Owns the engine thread. See the module docstring."""
 
-    def __init__(self, engine: Engine | None = None) -> None:
-        self._engine = engine or Engine()  # touched only by the engine thread, apart from cancel()
+    def __init__(self, engine: ChatEngine | None = None) -> None:
+        # Touched only by the engine thread, apart from cancel().
+        self._engine: ChatEngine = engine or Engine()
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
         self._urgent: collections.deque[_Request] = collections.deque()
@@ -114,7 +117,7 @@ class EngineService:
         """The model loaded now: a reference the engine thread replaces whole, so readable from anywhere."""
         return self._engine.model
 
-    def replace_engine(self, engine: Engine) -> None:
+    def replace_engine(self, engine: ChatEngine) -> None:
         """Put ``engine`` in the place of the one owned now (a local engine and a remote one take turns), and
         unload the old one. Engine thread only: ``EngineClient.switch_engine`` runs it there."""
         # Under the lock: a cancel arriving meanwhile reaches one engine or the other, never a half-swapped one.
@@ -134,7 +137,7 @@ class EngineService:
 
     # -- the queue ---------------------------------------------------------------------------------------
 
-    def submit(self, client: EngineClient, run: Callable[[Engine, threading.Event], None]) -> Ticket:
+    def submit(self, client: EngineClient, run: Callable[[ChatEngine, threading.Event], None]) -> Ticket:
         """Queue ``run(engine, cancel)`` for the engine thread on behalf of ``client``."""
         ticket = Ticket(next(self._ids), client.name, client.priority, self._cancel_if_running)
         with self._lock:
@@ -270,7 +273,7 @@ class EngineClient:
 
     def switch_engine(
         self,
-        engine: Engine,
+        engine: ChatEngine,
         answer: JobCallbacks[ModelInfo | None],
         prepare: Job[ModelInfo | None] | None = None,
     ) -> Ticket:
@@ -278,7 +281,7 @@ class EngineClient:
         runs first (connecting to a server); if it fails, the engine in place stays, with its model. ``done``
         gets the new engine's model (None for a fresh local engine, which then loads one)."""
 
-        def swap(_current: Engine, cancel: threading.Event) -> ModelInfo | None:
+        def swap(_current: ChatEngine, cancel: threading.Event) -> ModelInfo | None:
             info = prepare(engine, cancel) if prepare is not None else engine.model
             if cancel.is_set():  # stopped while connecting: the engine in place stays
                 engine.unload()
@@ -297,7 +300,7 @@ class EngineClient:
 
 
 def _serve_load(
-    engine: Engine, cancel: threading.Event, path: str, options: LoadOptions, answer: LoadCallbacks
+    engine: ChatEngine, cancel: threading.Event, path: str, options: LoadOptions, answer: LoadCallbacks
 ) -> None:
     if cancel.is_set():  # stopped or replaced while it waited its turn: the model loaded now stays
         answer.failed(LoadFailure("", engine.model))
@@ -324,7 +327,7 @@ def _serve_load(
 
 
 def _serve_chat(
-    engine: Engine,
+    engine: ChatEngine,
     cancel: threading.Event,
     messages: list[ChatMessage],
     sampling: SamplingOptions,
@@ -346,7 +349,7 @@ def _serve_chat(
         answer.finished(reply.stats)
 
 
-def _serve_job(engine: Engine, cancel: threading.Event, job: Job[T], answer: JobCallbacks[T]) -> None:
+def _serve_job(engine: ChatEngine, cancel: threading.Event, job: Job[T], answer: JobCallbacks[T]) -> None:
     if cancel.is_set():  # stopped while it waited its turn
         answer.failed("")
         return

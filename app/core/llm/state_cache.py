@@ -15,11 +15,16 @@ key, one per branch: saving a state replaces the key's states whose tokens are a
   so switching between conversations in one session restores without reading a file. Dropped when another
   model loads.
 - On disk, in ``AppPaths.state_cache_dir`` (folder 0700, files 0600, written to a temporary file and renamed
-  into place): within a disk budget (the ``state_cache_mb`` setting), least recently used first out.
+  into place): within a disk budget (the ``state_cache_mb`` setting, handed in through ``DefaultDiskBudget``:
+  this package does not read the settings), least recently used first out.
 
 Files are written by a writer thread, so the engine thread only copies the state (a memory copy) and moves on.
 The writer is not a daemon: at interpreter exit Python waits for it to finish its queue, then it ends. Thread
 safety: every public method may be called from any thread.
+
+The model file's hash never holds up the engine thread: it is computed on a thread of its own
+(``SignatureSource``). Until it is known, the engine thread restores states from memory only (a file's state
+is not read: the prompt is evaluated cold), and the writer thread waits for it before writing the states queued.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from filelock import FileLock
 
 from app.core.files import read_json, write_json_atomic
 from app.core.paths import app_paths
@@ -55,6 +61,7 @@ DEFAULT_DISK_BUDGET_MB = 4096
 RAM_BUDGET_CEILING = 1 << 30
 _LENGTH = struct.Struct("<I")
 _WRITER_IDLE_S = 1.0  # the writer thread ends after this long without work; the next save starts another
+_DIGESTS_LOCK_SECONDS = 10.0  # another process holds the digests file's lock only for a read and a write
 
 
 def conversation_key(conversation_uuid: str) -> str:
@@ -76,10 +83,20 @@ def default_ram_budget() -> int:
     return min(RAM_BUDGET_CEILING, psutil.virtual_memory().available // 10)
 
 
-def _disk_budget_from_settings() -> int:
-    from app.core import settings as settings_store  # settings import the llm package: import late
+class DefaultDiskBudget:
+    """The disk budget of the app's cache (``StateCache.default``), read at each write. The settings store hands
+    its ``state_cache_mb`` in with ``use``; until then (a process without settings) it is the default."""
 
-    return int(settings_store.load().settings.state_cache_mb) * 1024 * 1024
+    _source: Callable[[], int] | None = None
+
+    @classmethod
+    def use(cls, source: Callable[[], int]) -> None:
+        cls._source = source
+
+    @classmethod
+    def read(cls) -> int:
+        source = cls._source
+        return source() if source is not None else DEFAULT_DISK_BUDGET_MB * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -96,21 +113,39 @@ class StateSignature:
 
 
 class ModelDigests:
-    """Model files' sha256, remembered by path, size and modification time so a file is hashed once."""
+    """Model files' sha256, remembered by path, size and modification time so a file is hashed once.
+
+    One instance per digests file in a process (``for_file``): every update re-reads the file, changes it and
+    writes it back under that instance's lock and a file lock beside it, so concurrent updates, from threads or
+    from other processes (a download in a terminal), all stay.
+    """
 
     def __init__(self, file: Path) -> None:
         self._file = file
         self._lock = threading.Lock()
+        self._file_lock = FileLock(file.with_name(file.name + ".lock"), mode=0o600)
+
+    @classmethod
+    def for_file(cls, file: Path) -> ModelDigests:
+        """The process's one owner of ``file``."""
+        key = file.resolve()
+        with _DIGESTS_OWNERS_LOCK:
+            owner = _DIGESTS_OWNERS.get(key)
+            if owner is None:
+                owner = _DIGESTS_OWNERS[key] = cls(key)
+            return owner
+
+    def known(self, path: Path) -> str | None:
+        """``path``'s sha256 if it was hashed (or verified by a download) before; never hashes."""
+        cached = self._entries().get(_digest_entry(path))
+        return cached if isinstance(cached, str) else None
 
     def digest(self, path: Path) -> str:
-        stat = path.stat()
-        entry = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-        with self._lock:
-            known = read_json(self._file)
-            known = known if isinstance(known, dict) else {}
-            cached = known.get(entry)
-            if isinstance(cached, str):
-                return str(cached)
+        """``path``'s sha256, hashed now unless known. Takes seconds for a large file: never on the engine
+        thread."""
+        known = self.known(path)
+        if known is not None:
+            return known
         started = time.perf_counter()
         hasher = hashlib.sha256()
         with path.open("rb") as handle:
@@ -118,63 +153,124 @@ class ModelDigests:
                 hasher.update(chunk)
         digest = hasher.hexdigest()
         log.info("hashed %s for its saved states in %.2f s", path.name, time.perf_counter() - started)
-        self.remember(path, digest)
+        try:
+            self.remember(path, digest)
+        except OSError:  # only a shortcut: the file is hashed again next time
+            log.warning("the sha256 of %s could not be kept for its saved states", path.name, exc_info=True)
         return digest
 
     def remember(self, path: Path, digest: str) -> None:
         """Keep ``path``'s sha256, known already (a download verified it), so it is never hashed again."""
-        stat = path.stat()
-        entry = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        entry = _digest_entry(path)
+        # A file replaced in place leaves its old entry behind: keep only the path's latest.
+        prefix = f"{path.resolve()}|"
         with self._lock:
-            known = read_json(self._file)
-            known = known if isinstance(known, dict) else {}
-            # A file replaced in place leaves its old entry behind: keep only the paths' latest.
-            prefix = f"{path.resolve()}|"
-            known = {k: v for k, v in known.items() if not k.startswith(prefix)}
-            known[entry] = digest.lower()
-            write_json_atomic(self._file, known)
+            self._file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with self._file_lock.acquire(timeout=_DIGESTS_LOCK_SECONDS):
+                known = {k: v for k, v in self._entries().items() if not k.startswith(prefix)}
+                known[entry] = digest.lower()
+                write_json_atomic(self._file, known)
+
+    def _entries(self) -> dict[str, Any]:
+        # Written whole and renamed into place: a read needs no lock.
+        known = read_json(self._file)
+        return known if isinstance(known, dict) else {}
+
+
+def _digest_entry(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+_DIGESTS_OWNERS: dict[Path, ModelDigests] = {}
+_DIGESTS_OWNERS_LOCK = threading.Lock()
 
 
 def remember_model_digest(path: Path, digest: str) -> None:
     """A downloaded model's verified sha256, kept for its conversation states (see ``ModelDigests``)."""
     try:
-        ModelDigests(app_paths().state_cache_dir / DIGESTS_FILE).remember(path, digest)
+        ModelDigests.for_file(app_paths().state_cache_dir / DIGESTS_FILE).remember(path, digest)
     except OSError:  # only a shortcut: the file is hashed when a state first needs it
-        log.warning("the sha256 of %s could not be kept for its saved states", path.name)
+        log.warning("the sha256 of %s could not be kept for its saved states", path.name, exc_info=True)
 
 
 class SignatureSource:
-    """The loaded model's signature, computed once and only when first needed (hashing a large model takes
-    seconds, and a session that never saves or restores a state should not pay for it)."""
+    """The loaded model's signature: known at once (``known``: its file's digest was remembered), or computed on
+    a thread of its own (``hashing``), since hashing a multi-GB file takes seconds.
+
+    The engine thread only asks, with ``get_if_ready()``, and never waits; ``get()`` waits for the hash (the
+    writer thread, before writing a state). ``hashing_since`` tells whether the hash ran during a reply: it
+    competes with generation for the CPU and memory bandwidth, so that reply's speed is no quiet measurement.
+    """
 
     def __init__(self, compute: Callable[[], StateSignature]) -> None:
         self._compute = compute
-        self._lock = threading.Lock()
+        self._computing = threading.Lock()  # held while ``compute`` runs: ``get()`` waits on it
+        self._settled = threading.Event()  # computed, or failed
+        self._times = threading.Lock()
         self._value: StateSignature | None = None
         self._failure: Exception | None = None  # remembered: a file that cannot be hashed is not read again
+        self._started: float | None = None  # perf_counter() when computing began, and ended
+        self._ended: float | None = None
+
+    @classmethod
+    def known(cls, signature: StateSignature) -> SignatureSource:
+        source = cls(lambda: signature)
+        source._value = signature
+        source._settled.set()
+        return source
+
+    @classmethod
+    def hashing(cls, compute: Callable[[], StateSignature]) -> SignatureSource:
+        """A signature whose ``compute`` (hashing the model file) starts now, on a thread of its own."""
+        source = cls(compute)
+        with source._times:  # before the thread runs: a reply starting right away already counts it
+            source._started = time.perf_counter()
+        threading.Thread(target=source._compute_quietly, name="model-digest", daemon=True).start()
+        return source
+
+    def get_if_ready(self) -> StateSignature | None:
+        """The signature if known now, else None (still hashing, or the file could not be hashed). Never waits."""
+        return self._value
 
     def get(self) -> StateSignature:
-        with self._lock:
+        """The signature, waiting for the hash under way (or computing it here): never on the engine thread."""
+        with self._computing:
             if self._failure is not None:
                 raise self._failure
             if self._value is None:
+                with self._times:
+                    self._started = self._started or time.perf_counter()
                 try:
                     self._value = self._compute()
                 except Exception as exc:
                     self._failure = exc
                     raise
+                finally:
+                    with self._times:
+                        self._ended = time.perf_counter()
+                    self._settled.set()
             return self._value
 
-    def compute_in_background(self) -> None:
-        """Hash now, on a thread of its own, so the first reply that could use a state does not wait for it on
-        the engine thread (the digest is cached by path, size and time, so this is once per model file)."""
-        threading.Thread(target=self._compute_quietly, name="model-digest", daemon=True).start()
+    def wait(self, timeout: float) -> StateSignature | None:
+        """The signature once known, waiting at most ``timeout`` for a hash under way; None if it was not known
+        in time or could not be computed."""
+        self._settled.wait(timeout)
+        return self._value
+
+    def hashing_since(self, since: float) -> bool:
+        """Whether the signature was being computed at any moment from ``since`` (a ``perf_counter()``) on."""
+        with self._times:
+            return self._started is not None and (self._ended is None or self._ended >= since)
 
     def _compute_quietly(self) -> None:
         try:
             self.get()
         except Exception:
-            log.warning("the loaded model file could not be hashed: its conversation states are not kept")
+            log.warning(
+                "the loaded model file could not be hashed: its conversation states are not kept",
+                exc_info=True,
+            )
 
 
 @dataclass
@@ -227,7 +323,7 @@ class StateCache:
         self.folder = folder
         self._disk_budget = disk_budget if callable(disk_budget) else (lambda: disk_budget)
         self.ram_budget = default_ram_budget() if ram_budget is None else ram_budget
-        self.digests = ModelDigests(folder / DIGESTS_FILE)
+        self.digests = ModelDigests.for_file(folder / DIGESTS_FILE)
         self._lock = threading.RLock()
         self._ram: collections.OrderedDict[int, _RamState] = collections.OrderedDict()
         self._ram_bytes = 0
@@ -244,13 +340,13 @@ class StateCache:
 
     @classmethod
     def default(cls) -> StateCache:
-        """The app's cache: its folder from ``app.core.paths``, its disk budget from the settings. One per folder
-        in a process, so forgetting a conversation also drops the writes of it still queued."""
+        """The app's cache: its folder from ``app.core.paths``, its disk budget from ``DefaultDiskBudget``. One
+        per folder in a process, so forgetting a conversation also drops the writes of it still queued."""
         folder = app_paths().state_cache_dir
         with _DEFAULTS_LOCK:
             cache = _DEFAULTS.get(folder)
             if cache is None:
-                cache = _DEFAULTS[folder] = cls(folder, disk_budget=_disk_budget_from_settings)
+                cache = _DEFAULTS[folder] = cls(folder, disk_budget=DefaultDiskBudget.read)
             return cache
 
     # -- looking up --------------------------------------------------------------------------------------
@@ -258,7 +354,8 @@ class StateCache:
     def best(
         self, key: str, prompt: Sequence[int], signature: SignatureSource, better_than: int
     ) -> Candidate | None:
-        """The key's state sharing the longest prefix with ``prompt``, if longer than ``better_than``."""
+        """The key's state sharing the longest prefix with ``prompt``, if longer than ``better_than``. Never waits
+        for the model file's hash: until it is known, only states in memory (of this model) are looked at."""
         best: Candidate | None = None
         with self._lock:
             best_id = None
@@ -270,9 +367,9 @@ class StateCache:
             if best_id is not None:
                 self._ram.move_to_end(best_id)  # least recently used leaves memory first
         files = self._files_of(key)
-        if not files:
+        wanted = signature.get_if_ready()
+        if not files or wanted is None:
             return best
-        wanted = signature.get()
         for path in files:
             found = self._read_header(path)
             if found is None:
@@ -312,7 +409,7 @@ class StateCache:
             log.warning("saved state %s fails its checksum; discarded", path.name)
             self._remove(path)
             return None
-        if header.signature != signature.get():
+        if header.signature != signature.get_if_ready():
             return None
         self._touch(path)
         return data
@@ -430,7 +527,7 @@ class StateCache:
         size_estimate = len(tokens_bytes) + len(job.data)
         if size_estimate > budget:
             return
-        signature = job.signature.get()
+        signature = job.signature.get()  # waits here, on the writer thread, for a hash under way
         header = json.dumps(
             {
                 "signature": asdict(signature),

@@ -36,6 +36,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from app.core.errors import Cancelled, ModelFileError
+from app.core.llm.gguf_check import GGUFInfo
 
 PROBE_SECONDS = 2.0  # a real template renders a short conversation in about a millisecond
 RENDER_SECONDS = 10.0  # at chat time, where a long conversation takes longer; Stop ends it sooner
@@ -93,6 +94,37 @@ BUILTIN_TEMPLATES: dict[str, BuiltinTemplate] = {
         ("<|end|>",),
     ),
 }
+
+
+# The built-in template each architecture's chat models were tuned on, for a file that carries no template.
+ARCHITECTURE_TEMPLATES: dict[str, str] = {
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "gemma3": "gemma",
+    "gemma3n": "gemma",
+    "phi3": "phi3",
+}
+# What a Llama 3 tokenizer says of itself in a GGUF: its pre-tokenizer's name and its BOS, <|begin_of_text|>.
+LLAMA3_PRE_TOKENIZER = "llama-bpe"
+LLAMA3_BOS_ID = 128_000
+# ChatML for everything else: what most small instruct models were tuned on.
+DEFAULT_BUILTIN = "chatml"
+
+
+def builtin_for_file(gguf: GGUFInfo) -> str:
+    """The built-in template for a model file without one of its own: the one its architecture's chat models
+    were tuned on (Gemma's for Gemma; Llama 3's for a Llama with Llama 3's tokenizer), else ChatML. A model
+    given a format it was not tuned on tends to end its turn at once, as Gemma does with ChatML."""
+    by_architecture = ARCHITECTURE_TEMPLATES.get(gguf.architecture)
+    if by_architecture is not None:
+        return by_architecture
+    metadata = gguf.metadata
+    if gguf.architecture == "llama" and (
+        metadata.get("tokenizer.ggml.pre") == LLAMA3_PRE_TOKENIZER
+        or metadata.get("tokenizer.ggml.bos_token_id") == LLAMA3_BOS_ID
+    ):
+        return "llama3"
+    return DEFAULT_BUILTIN
 
 
 def builtin_choices() -> str:

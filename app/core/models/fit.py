@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from app.core.llm.gguf_check import GGUFInfo
+from app.core.llm.memory import (
+    OVERHEAD_BYTES,
+    MemoryEstimate,
+    ModelShape,
+    compute_buffer_bytes,
+    estimate_memory,
+    kv_cache_bytes,
+)
 from app.core.models.measured import SpeedRecord, measured_speeds, record_measured_speed, speed_key
 from app.core.models.speed import (
     ASSUMED_GPU_BANDWIDTH,
@@ -30,16 +37,23 @@ from app.core.models.speed import (
 )
 from app.core.units import human_bytes
 
-# The speed names lived here before app.core.models.speed and .measured: callers may still import them here.
+# The speed names lived here before app.core.models.speed and .measured, the memory ones before
+# app.core.llm.memory: callers may still import them here.
 __all__ = [
     "ASSUMED_GPU_BANDWIDTH",
     "GENERATION_EFFICIENCY",
+    "OVERHEAD_BYTES",
     "PER_TOKEN_OVERHEAD_SECONDS",
     "SLOW_TOKENS_PER_SECOND",
+    "MemoryEstimate",
+    "ModelShape",
     "SpeedBasis",
     "SpeedLabel",
     "SpeedPrediction",
     "SpeedRecord",
+    "compute_buffer_bytes",
+    "estimate_memory",
+    "kv_cache_bytes",
     "measured_speeds",
     "offloaded_tokens_per_second",
     "predict_speed",
@@ -47,9 +61,6 @@ __all__ = [
     "record_measured_speed",
     "speed_key",
 ]
-
-# A fixed allowance for llama.cpp's own buffers, graph and the Python process around it.
-OVERHEAD_BYTES = 150 * 1024 * 1024
 
 # Effective bits per weight of whole GGUF files (embeddings and output layers included), from the sizes of
 # Llama-3.1-8B-Instruct quantizations (8.03 B parameters): Q4_K_M is 4.92 GB, so 4.92e9 * 8 / 8.03e9 = 4.9.
@@ -80,68 +91,6 @@ QUALITY_CEILING = "Q8_0"
 RUNS_WELL_SHARE = 0.85
 # Share of free GPU memory that can hold layers; drivers and the display keep the rest.
 VRAM_USABLE_SHARE = 0.9
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """The dimensions that decide memory beyond the weights."""
-
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    n_vocab: int
-
-    @classmethod
-    def from_gguf(cls, info: GGUFInfo) -> ModelShape:
-        def arch_int(key: str, default: int) -> int:
-            value = info.arch_value(key)
-            if isinstance(value, list) and value:  # per-layer values (some hybrids): take the largest
-                value = max(int(v) for v in value)
-            return int(value) if isinstance(value, (int, float)) and value > 0 else default
-
-        n_layers = arch_int("block_count", 32)
-        n_heads = arch_int("attention.head_count", 32)
-        n_kv_heads = arch_int("attention.head_count_kv", n_heads)
-        embedding = arch_int("embedding_length", 4096)
-        head_dim = arch_int("attention.key_length", max(1, embedding // max(1, n_heads)))
-        tokens = info.metadata.get("tokenizer.ggml.tokens")
-        n_vocab = len(tokens) if isinstance(tokens, list) and len(tokens) else 32_000
-        return cls(n_layers, n_heads, n_kv_heads, head_dim, n_vocab)
-
-
-def kv_cache_bytes(shape: ModelShape, context_size: int, bytes_per_value: float = 2.0) -> int:
-    """Keys and values (hence 2) for every layer and position, f16 by default."""
-    return int(2 * shape.n_layers * context_size * shape.n_kv_heads * shape.head_dim * bytes_per_value)
-
-
-def compute_buffer_bytes(shape: ModelShape, context_size: int, batch_size: int = 512) -> int:
-    """llama.cpp's scratch memory: the logits of one batch plus the attention scores (f32) of one layer."""
-    logits = batch_size * shape.n_vocab * 4
-    attention_scores = shape.n_heads * context_size * batch_size * 4
-    return logits + attention_scores
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    weights: int
-    kv_cache: int
-    compute: int
-    overhead: int = OVERHEAD_BYTES
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.overhead
-
-
-def estimate_memory(
-    weights_bytes: int, shape: ModelShape, context_size: int, batch_size: int = 512
-) -> MemoryEstimate:
-    return MemoryEstimate(
-        weights=weights_bytes,
-        kv_cache=kv_cache_bytes(shape, context_size),
-        compute=compute_buffer_bytes(shape, context_size, batch_size),
-    )
 
 
 # -- sizes of quantizations ----------------------------------------------------------------------------------

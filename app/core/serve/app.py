@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 
 import anyio
 from sse_starlette import EventSourceResponse
@@ -47,17 +47,29 @@ MAX_WAITING = 8  # requests waiting behind the running one; more get 429
 SERVER_STOPPED = "The server stopped this reply: LlamaDesk stopped serving. Start it again, then ask again."
 
 
-@dataclass
 class ServeState:
-    client: EngineClient
-    generations: list[Generation] = field(default_factory=list)
-    # Called with each chat reply once it ends (on a worker thread or the event loop), to keep it in the history.
-    on_served: Callable[[ServedReply], None] | None = None
+    """The server's replies running or waiting. Request handlers admit them on the event loop while worker
+    threads, the window and the runner stop them, so the list is read and changed only under its lock."""
+
+    def __init__(self, client: EngineClient, on_served: Callable[[ServedReply], None] | None = None) -> None:
+        self.client = client
+        # Called with each chat reply once it ends (on a worker thread or the event loop), to keep it in the
+        # history.
+        self.on_served = on_served
+        self._lock = threading.Lock()
+        self._generations: list[Generation] = []
+
+    @property
+    def generations(self) -> list[Generation]:
+        """The replies admitted and not yet seen to end, as they stand now (a copy)."""
+        with self._lock:
+            return list(self._generations)
 
     def stop_all(self, reason: str = SERVER_STOPPED) -> int:
         """End every reply running or waiting (the model is about to change, or serving stops), telling each
         client ``reason``; returns how many there were."""
-        live = [g for g in self.generations if not (g.finished or g.cancelled)]
+        with self._lock:
+            live = [g for g in self._generations if not (g.finished or g.cancelled)]
         for generation in live:
             generation.stop(reason)
         return len(live)
@@ -84,17 +96,19 @@ class ServeState:
 
     def admit(self, request: GenerationRequest) -> Generation:
         """Queue a reply, unless MAX_WAITING of ours already wait behind the running one (429)."""
-        self.generations = [g for g in self.generations if not (g.finished or g.cancelled)]
-        if len(self.generations) > MAX_WAITING:
-            raise ApiError(
-                429,
-                f"The server is busy: {len(self.generations) - 1} requests are already waiting for the model. "
-                "Try again when one has finished.",
-                "queue_full",
-            )
-        generation = Generation(self.client, request)
-        self.generations.append(generation)
-        return generation
+        # Counted and queued in one step: two requests at once cannot both take the last place.
+        with self._lock:
+            self._generations = [g for g in self._generations if not (g.finished or g.cancelled)]
+            if len(self._generations) > MAX_WAITING:
+                raise ApiError(
+                    429,
+                    f"The server is busy: {len(self._generations) - 1} requests are already waiting for the "
+                    "model. Try again when one has finished.",
+                    "queue_full",
+                )
+            generation = Generation(self.client, request)
+            self._generations.append(generation)
+            return generation
 
 
 def create_app(

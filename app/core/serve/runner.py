@@ -1,5 +1,6 @@
 """Running the API server: a listening socket, uvicorn over ``create_app``, on the caller's thread (the terminal's
-``llamadesk serve``) or on a thread of its own that stops cleanly (the window's switch).
+``llamadesk serve``) or on a thread of its own that stops cleanly (the window's switch, which starts and stops
+it off the GUI thread through ``app.core.serve.switch``).
 
 The socket is bound before anything slow happens, so a taken port is a sentence at once; uvicorn then serves on
 that socket. Stopping ends every reply the server is running or holding, so a shutdown never waits for a long
@@ -12,6 +13,7 @@ import contextlib
 import logging
 import socket
 import threading
+from collections.abc import Callable
 
 import uvicorn
 
@@ -47,7 +49,8 @@ def listen(host: str, port: int, *, port_hint: str = CLI_PORT_HINT) -> socket.so
 
 class ApiServer:
     """The API over ``client`` on ``listener``: ``run()`` serves on the calling thread until Ctrl+C (or
-    ``stop()``); ``start()`` serves on a thread of its own until ``stop()``."""
+    ``stop()``); ``start()`` serves on a thread of its own until ``stop()``. ``on_stopped`` is called once,
+    when ``stop()`` has freed the port (the window closes the history its replies were kept in)."""
 
     def __init__(
         self,
@@ -57,8 +60,10 @@ class ApiServer:
         host: str = "127.0.0.1",
         api_key: str | None = None,
         state: ServeState | None = None,
+        on_stopped: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
+        self._on_stopped = on_stopped
         self.host = host
         self.state = state or ServeState(client)
         self._listener = listener
@@ -122,3 +127,6 @@ class ApiServer:
                 log.warning("the API server did not stop in time")
         with contextlib.suppress(OSError):
             self._listener.close()
+        on_stopped, self._on_stopped = self._on_stopped, None
+        if on_stopped is not None:
+            on_stopped()

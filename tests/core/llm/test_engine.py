@@ -1,4 +1,4 @@
-"""The engine on the real SmolLM2 model and real llama.cpp."""
+"""The engine on the real test model and real llama.cpp."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from app.core.errors import Cancelled, ContextOverflowError, ModelFileError, Not
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import Engine, LoadOptions
 from app.core.modes import SamplingOptions
+from tests.helpers.models import ModelFacts
 
 GREEDY = SamplingOptions(temperature=0.0, max_tokens=48)
 LONG_TEXT = (
@@ -21,23 +22,34 @@ LONG_TEXT = (
 )
 
 
-def ask(engine: Engine, text: str, sampling: SamplingOptions = GREEDY) -> str:
-    messages: list[ChatMessage] = [{"role": "user", "content": text}]
-    return engine.chat(messages, sampling).collect()
+def answers(engine: Engine) -> bool:
+    """The engine still answers: a greedy reply to a short question, ended by the model or the token limit."""
+    reply = engine.chat([{"role": "user", "content": "What is the capital of France?"}], GREEDY)
+    text = reply.collect()
+    return bool(text) and reply.stats.generated_tokens > 0 and reply.stats.finish_reason in ("stop", "length")
 
 
-def test_capital_of_france(engine: Engine) -> None:
-    assert "Paris" in ask(engine, "What is the capital of France?")
+def test_a_question_gets_a_reply(engine: Engine) -> None:
+    reply = engine.chat([{"role": "user", "content": "What is the capital of France?"}], GREEDY)
+    text = reply.collect()
+    assert text.strip()
+    assert 0 < reply.stats.generated_tokens <= GREEDY.max_tokens
+    assert reply.stats.finish_reason in ("stop", "length")
+    assert (reply.stats.finish_reason == "length") == (reply.stats.generated_tokens == GREEDY.max_tokens)
 
 
-def test_model_metadata(engine: Engine, model_path: Path) -> None:
+def test_model_metadata(engine: Engine, model_path: Path, model_facts: ModelFacts) -> None:
     info = engine.model
     assert info is not None
-    assert info.architecture == "llama"
-    assert info.has_chat_template
-    assert info.native_context == 8192
+    assert info.architecture == model_facts.architecture
+    assert info.has_chat_template == (model_facts.chat_template_marker is not None)
+    # A file without a template of its own runs with a built-in one, and the window is told which.
+    assert (info.builtin_template is None) == info.has_chat_template
+    assert (info.template_note == "") == info.has_chat_template
+    assert info.native_context == model_facts.native_context
     assert info.context_size == 2048
-    assert 130e6 < info.parameters < 140e6
+    low, high = model_facts.parameters
+    assert low < info.parameters < high
     assert info.path == model_path.resolve() or info.path == model_path
     assert info.threads >= 1
 
@@ -109,7 +121,7 @@ def test_cancel_during_generation_is_fast_and_engine_stays_usable(engine: Engine
     # About 10 ms on a quiet machine; generous, as both llama.cpp threads must be scheduled to see it.
     assert latency < 1.0, f"cancel took {latency * 1000:.0f} ms"
     assert state["stats"].finish_reason == "cancelled"  # type: ignore[attr-defined]
-    assert "Paris" in ask(engine, "What is the capital of France?")
+    assert answers(engine)
 
 
 def test_cancel_during_a_long_prompt_is_fast(engine: Engine) -> None:
@@ -134,7 +146,7 @@ def test_cancel_during_a_long_prompt_is_fast(engine: Engine) -> None:
     assert stats.evaluated_tokens > 1000  # type: ignore[attr-defined]
     assert state.get("first") is None, "no text should have come out of an unfinished prompt"
     assert latency < 1.0, f"cancel during prompt evaluation took {latency * 1000:.0f} ms"
-    assert "Paris" in ask(engine, "What is the capital of France?")
+    assert answers(engine)
 
 
 def test_follow_up_turn_evaluates_only_its_new_tokens(engine: Engine) -> None:
@@ -166,7 +178,7 @@ def test_history_three_times_the_context_still_gets_an_answer(engine: Engine) ->
     messages.append({"role": "user", "content": "What is the capital of France?"})
     reply = engine.chat(messages, GREEDY)
     text = reply.collect()
-    assert "Paris" in text
+    assert text
     stats = reply.stats
     assert stats.dropped_messages > 0 and stats.dropped_messages % 2 == 0
     assert stats.dropped_turns == stats.dropped_messages // 2
@@ -202,7 +214,7 @@ def test_single_message_longer_than_the_context(engine: Engine) -> None:
     with pytest.raises(ContextOverflowError) as caught:
         engine.chat([{"role": "user", "content": LONG_TEXT * 100}], GREEDY)
     assert "too long for the model's context" in str(caught.value)
-    assert "Paris" in ask(engine, "What is the capital of France?")
+    assert answers(engine)
 
 
 def test_no_model_loaded_gives_a_sentence() -> None:
@@ -225,10 +237,10 @@ def test_load_reports_progress_and_refuses_what_does_not_fit(model_path: Path) -
     assert engine.is_loaded and engine.model is not None and engine.model.context_size == 512
 
 
-def test_context_is_capped_at_the_trained_length(model_path: Path) -> None:
+def test_context_is_capped_at_the_trained_length(model_path: Path, model_facts: ModelFacts) -> None:
     engine = Engine()
     info = engine.load(model_path, LoadOptions(context_size=1_000_000))
-    assert info.context_size == 8192
+    assert info.context_size == model_facts.native_context
     engine.unload()
 
 

@@ -11,6 +11,7 @@ import pytest
 from app.core.errors import ModelFileError
 from app.core.llm.gguf_check import check_model_file, read_gguf
 from tests.fixtures import gguf_bytes as gb
+from tests.helpers.models import ModelFacts
 
 
 def refused(path: Path) -> str:
@@ -19,14 +20,18 @@ def refused(path: Path) -> str:
     return str(caught.value)
 
 
-def test_real_model_passes_and_is_described(model_path: Path) -> None:
+def test_real_model_passes_and_is_described(model_path: Path, model_facts: ModelFacts) -> None:
     info = check_model_file(model_path)
-    assert info.architecture == "llama"
+    assert info.architecture == model_facts.architecture
     assert info.version == 3
-    assert info.context_length == 8192
-    assert info.chat_template and "<|im_start|>" in info.chat_template
-    assert 130e6 < info.parameter_count < 140e6
-    assert info.quantization == "Q4_1"
+    assert info.context_length == model_facts.native_context
+    if model_facts.chat_template_marker is None:
+        assert info.chat_template is None
+    else:
+        assert info.chat_template and model_facts.chat_template_marker in info.chat_template
+    low, high = model_facts.parameters
+    assert low < info.parameter_count < high
+    assert info.quantization == model_facts.quantization
     # The last tensor's data ends inside the file, within one alignment of its end.
     end = max(info.data_offset + t.offset + t.n_bytes for t in info.tensors)
     assert info.file_size - 32 <= end <= info.file_size
@@ -139,10 +144,10 @@ def test_folder_instead_of_file(tmp_path: Path) -> None:
     assert "is a folder" in refused(tmp_path)
 
 
-def test_copy_of_real_model_still_passes(model_path: Path, tmp_path: Path) -> None:
+def test_copy_of_real_model_still_passes(model_path: Path, tmp_path: Path, model_facts: ModelFacts) -> None:
     copy = tmp_path / "copy.gguf"
     shutil.copyfile(model_path, copy)
-    assert check_model_file(copy).architecture == "llama"
+    assert check_model_file(copy).architecture == model_facts.architecture
 
 
 def test_token_list_spanning_many_blocks_is_walked_to_its_end(tmp_path: Path) -> None:
@@ -178,3 +183,22 @@ def test_token_list_cut_short_or_with_an_absurd_length(tmp_path: Path) -> None:
     path.write_bytes(absurd + b"\0" * 64)
     with pytest.raises(ModelFileError, match="damaged"):
         read_gguf(path)
+
+
+def test_quantization_is_the_files_own_file_type(smollm2_path: Path, gemma_path: Path) -> None:
+    """Both real files, whichever test model is chosen: Gemma's Q8_0 embedding table outweighs its Q4_K layers,
+    so only its general.file_type (15) says Q4_K_M."""
+    assert read_gguf(smollm2_path).quantization == "Q4_1"
+    assert read_gguf(gemma_path).quantization == "Q4_K_M"
+
+
+def test_quantization_without_a_known_file_type_is_the_heaviest_weight_type(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.gguf"
+    for file_type, expected in ((None, "Q8_0"), (9999, "Q8_0"), (18, "Q6_K")):
+        entries = [gb.kv("general.architecture", "llama")]
+        if file_type is not None:
+            entries.append(gb.kv("general.file_type", file_type))
+        # 64x32 Q8_0 values (2,176 bytes) outweigh 32x32 Q4_0 ones (576 bytes); 1-D tensors are not weights.
+        tensors = [gb.tensor("a", (32, 32), 2), gb.tensor("b", (64, 32), 8), gb.tensor("c", (4096,), 0)]
+        path.write_bytes(gb.header(entries=entries, tensors=tensors))
+        assert read_gguf(path, require_tensor_data=False).quantization == expected

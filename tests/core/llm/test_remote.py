@@ -14,6 +14,7 @@ import pytest
 from app.core.errors import ContextOverflowError, UserError
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import Engine, LoadOptions, ModelInfo
+from app.core.llm.protocol import local_engine
 from app.core.llm.remote import RemoteEngine
 from app.core.llm.remote_config import RemoteEngineError, RemoteServer
 from app.core.llm.remote_info import RemoteModelInfo, RemoteReplyStats
@@ -23,9 +24,10 @@ from app.core.modes import SamplingOptions
 from tests.fixtures.misbehaving_openai import MODEL, RunningServer, running_server
 from tests.helpers.openai_servers import CONTEXT, llama_cpp_server, llamadesk_serve
 
-PARIS: list[ChatMessage] = [
+# A question whose reply takes several tokens from any model, so a real server's reply arrives in pieces.
+QUESTION: list[ChatMessage] = [
     {"role": "system", "content": "You are a helpful assistant."},
-    {"role": "user", "content": "What is the capital of France? Answer in one word."},
+    {"role": "user", "content": "Name five fruits, one per line."},
 ]
 GREEDY = SamplingOptions(temperature=0.0, max_tokens=12)
 
@@ -42,7 +44,7 @@ def connected(url: str, **options: object) -> RemoteEngine:
     return engine
 
 
-def streamed(engine: RemoteEngine, messages: list[ChatMessage] = PARIS) -> tuple[str, str | None]:
+def streamed(engine: RemoteEngine, messages: list[ChatMessage] = QUESTION) -> tuple[str, str | None]:
     """The text that arrived and the failure sentence, if any."""
     reply = engine.chat(messages, GREEDY)
     try:
@@ -57,7 +59,7 @@ def streamed(engine: RemoteEngine, messages: list[ChatMessage] = PARIS) -> tuple
 
 def test_a_whole_reply_streams_and_names_engine_and_model(faulty: RunningServer) -> None:
     engine = connected(faulty.url("ok"), api_key="secret-1")
-    reply = engine.chat(PARIS, GREEDY)
+    reply = engine.chat(QUESTION, GREEDY)
     assert reply.collect() == "Hello world."
     stats = reply.stats
     assert isinstance(stats, RemoteReplyStats)
@@ -67,7 +69,7 @@ def test_a_whole_reply_streams_and_names_engine_and_model(faulty: RunningServer)
     assert faulty.observed.authorizations[-1] == "Bearer secret-1"
     body = faulty.observed.chat_bodies[-1]
     assert body["model"] == MODEL and body["stream"] is True and body["temperature"] == 0.0
-    assert body["messages"] == [{"role": m["role"], "content": m["content"]} for m in PARIS]
+    assert body["messages"] == [{"role": m["role"], "content": m["content"]} for m in QUESTION]
 
 
 def test_context_and_counts_come_from_the_server_where_it_says_them(faulty: RunningServer) -> None:
@@ -172,7 +174,7 @@ def test_stop_closes_the_stream(faulty: RunningServer) -> None:
     engine = connected(faulty.url("endless"))
     faulty.observed.disconnected.clear()
     cancel = threading.Event()
-    reply = engine.chat(PARIS, SamplingOptions(max_tokens=10_000), cancel=cancel)
+    reply = engine.chat(QUESTION, SamplingOptions(max_tokens=10_000), cancel=cancel)
     pieces = []
     for piece in reply:
         pieces.append(piece)
@@ -187,7 +189,7 @@ def test_stop_does_not_wait_for_a_server_that_has_not_answered_yet(faulty: Runni
     cancel = threading.Event()
     threading.Timer(0.3, cancel.set).start()
     started = time.monotonic()
-    reply = engine.chat(PARIS, GREEDY, cancel=cancel)
+    reply = engine.chat(QUESTION, GREEDY, cancel=cancel)
     assert reply.collect() == ""
     waited = time.monotonic() - started
     print(f"stopped while the server had not answered: the reply ended after {waited:.2f} s")
@@ -199,11 +201,12 @@ def test_local_only_requests_answer_with_a_sentence(faulty: RunningServer, model
     with pytest.raises(UserError, match="This computer"):
         engine.load(model_path)
     with pytest.raises(UserError, match="This computer"):
-        _ = engine.llama
+        local_engine(engine)  # llama.cpp itself, saved states: what a benchmark needs
+    assert not isinstance(engine, Engine)  # an engine of its own, not a local one with parts refused
     engine.unload()
     assert engine.model is None
     with pytest.raises(RemoteEngineError, match="Not connected"):
-        engine.chat(PARIS, GREEDY)
+        engine.chat(QUESTION, GREEDY)
 
 
 def test_the_key_never_shows_in_a_repr() -> None:
@@ -225,47 +228,52 @@ def llama_cpp_url(model_path: Path) -> Iterator[str]:
         yield url
 
 
-def test_paris_from_another_llamadesk(llamadesk_url: str) -> None:
+def test_a_reply_streams_from_another_llamadesk(llamadesk_url: str) -> None:
     engine = connected(llamadesk_url)
     info = engine.model
     assert info is not None and info.context_size == CONTEXT  # its /v1/models says max_model_len
     pieces: list[str] = []
-    reply = engine.chat(PARIS, GREEDY)
+    reply = engine.chat(QUESTION, GREEDY)
     pieces.extend(reply)
     stats = reply.stats
     print(f"llamadesk serve: {''.join(pieces)!r} in {len(pieces)} pieces, {stats}")
-    assert "Paris" in "".join(pieces) and len(pieces) > 1  # streamed, not all at once
+    assert len(pieces) > 1 and all(pieces)  # streamed, not all at once
     assert (
         stats.finish_reason in ("stop", "length") and stats.prompt_tokens > 0 and stats.generated_tokens > 0
     )
 
 
-def test_paris_from_llama_cpp_pythons_server(llama_cpp_url: str) -> None:
+def test_a_reply_streams_from_llama_cpp_pythons_server(llama_cpp_url: str) -> None:
     engine = connected(llama_cpp_url, context_size=CONTEXT)
     assert engine.counts_exactly  # its /extras/tokenize
     exact = engine.count_tokens("The capital of France is Paris.")
     assert 0 < exact < len("The capital of France is Paris.")
-    reply = engine.chat(PARIS, GREEDY)
+    reply = engine.chat(QUESTION, GREEDY)
     pieces = list(reply)
     print(f"llama_cpp.server: {''.join(pieces)!r} in {len(pieces)} pieces, {reply.stats}")
-    assert "Paris" in "".join(pieces) and len(pieces) > 1
+    assert len(pieces) > 1 and all(pieces)
+    assert reply.stats.finish_reason in ("stop", "length") and reply.stats.generated_tokens > 0
 
 
 def test_stop_ends_a_real_servers_reply_at_once(llama_cpp_url: str) -> None:
     engine = connected(llama_cpp_url, context_size=CONTEXT)
     cancel = threading.Event()
     story: list[ChatMessage] = [{"role": "user", "content": "Write a long story about a dragon."}]
+    # Stopped at its third piece, or before its last when the model's greedy reply is shorter than that.
+    opening = list(engine.chat(story, SamplingOptions(temperature=0.0, max_tokens=4)))
+    stop_at = min(3, len(opening) - 1)
+    assert stop_at >= 1, f"a reply too short to stop midway: {opening!r}"
     reply = engine.chat(story, SamplingOptions(temperature=0.0, max_tokens=400), cancel=cancel)
     count = 0
     for _piece in reply:
         count += 1
-        if count == 3:
+        if count == stop_at:
             cancel.set()
             stopped_at = time.monotonic()
-    assert reply.stats.finish_reason == "cancelled" and count == 3
+    assert reply.stats.finish_reason == "cancelled" and count == stop_at
     assert time.monotonic() - stopped_at < 1.0
     # The server is free again: a new request is answered.
-    assert "Paris" in engine.chat(PARIS, GREEDY).collect()
+    assert engine.chat(QUESTION, GREEDY).collect()
 
 
 # -- the engine service runs it, and swaps it for the local engine and back -----------------------------------
@@ -299,13 +307,13 @@ def test_the_service_swaps_between_this_computer_and_a_server(
         remote = RemoteEngine(RemoteServer(faulty.url("ok")))
         info = switch(client, remote, remote)
         assert isinstance(info, RemoteModelInfo) and service.model is info
-        reply = client.stream_chat(PARIS, GREEDY)
+        reply = client.stream_chat(QUESTION, GREEDY)
         assert "".join(reply) == "Hello world."
 
         # A failure mid-reply reaches the client as the sentence, after the pieces that arrived.
         broken = RemoteEngine(RemoteServer(faulty.url("drop")))
         switch(client, broken, broken)
-        failing = client.stream_chat(PARIS, GREEDY)
+        failing = client.stream_chat(QUESTION, GREEDY)
         with pytest.raises(UserError, match="broke off"):
             for _piece in failing:
                 pass
@@ -314,7 +322,7 @@ def test_the_service_swaps_between_this_computer_and_a_server(
         # Back to this computer: a fresh engine, then the model loads again.
         assert switch(client, Engine()) is None and service.model is None
         again = client.load_and_wait(str(model_path), LoadOptions(context_size=512))
-        assert "Paris" in "".join(client.stream_chat(PARIS, GREEDY)) and service.model is again
+        assert "".join(client.stream_chat(QUESTION, GREEDY)) and service.model is again
     finally:
         service.shutdown()
 

@@ -4,7 +4,9 @@ not fit, and a restored reply always equal to a cold one."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from app.core.llm.context import ChatMessage
 from app.core.llm.engine import Engine, LoadOptions
 from app.core.llm.state_cache import SUFFIX, StateCache, conversation_key
 from app.core.modes import SamplingOptions
+from tests.helpers.slow_disk import SlowDisk
 
 GREEDY = SamplingOptions(temperature=0.0, max_tokens=6, seed=1)
 CONTEXT = 2048
@@ -38,6 +41,7 @@ def states_engine(model_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
     engine = Engine()
     engine.states.cache = StateCache(tmp_path_factory.mktemp("states") / "states")
     engine.load(model_path, LoadOptions(context_size=CONTEXT))
+    assert engine.states.wait_for_signature(60)
     yield engine
     engine.unload()
 
@@ -65,10 +69,12 @@ def save_conversation(engine: Engine, key: str, messages: list[ChatMessage]) -> 
 
 
 def reload(engine: Engine, path: Path, context_size: int = CONTEXT) -> None:
-    """As after a restart: the model loaded again, nothing of the conversation in memory."""
+    """As after a restart: the model loaded again, nothing of the conversation in memory, and its file hashed
+    (a new file is hashed in the background: until then its saved states are not read)."""
     engine.unload()
     assert engine.states.cache.flush(60)
     engine.load(path, LoadOptions(context_size=context_size))
+    assert engine.states.wait_for_signature(60)
 
 
 def state_files(engine: Engine) -> list[Path]:
@@ -194,3 +200,36 @@ def test_requests_without_a_key_save_nothing(states_engine: Engine) -> None:
     states_engine.idle()
     assert states_engine.states.cache.flush(60)
     assert set(state_files(states_engine)) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="a named pipe stands in for a slow disk")
+def test_a_reply_while_the_model_file_is_hashed_does_not_wait_and_is_no_speed_measurement(
+    states_engine: Engine, cold_replies: dict[str, str], model_path: Path, tmp_path: Path
+) -> None:
+    key = conversation_key("8")
+    messages = conversation()
+    save_conversation(states_engine, key, messages)
+    reload(states_engine, model_path)
+    # As if the file just loaded were new and on a slow disk: its hash cannot finish until the disk answers.
+    disk = SlowDisk(tmp_path / "new-model.gguf", b"weights")
+    states_engine.states.model_loaded(disk.path, states_engine.llama)
+    try:
+        started = time.perf_counter()
+        reply = states_engine.chat(messages, GREEDY, cache_key=key)
+        text = reply.collect()
+        states_engine.idle()  # the state is copied and queued: the writer waits for the hash, not the engine
+        engine_thread_seconds = time.perf_counter() - started
+        assert not disk.answered_late
+        assert states_engine.states.last_restored_tokens == 0  # the saved file is not read before the hash
+        assert reply.stats.hashing_model  # the hash shared the machine: no speed measurement
+        assert text == cold_reply(states_engine, cold_replies, messages)
+        print(f"reply while the model file was being hashed: {engine_thread_seconds:.2f} s")
+        disk.answer()
+        assert states_engine.states.wait_for_signature(30)
+        assert states_engine.states.cache.flush(30)
+        after = states_engine.chat(messages, GREEDY, cache_key=key)
+        after.collect()
+        assert not after.stats.hashing_model
+    finally:
+        disk.answer()
+        reload(states_engine, model_path)

@@ -3,26 +3,36 @@ test_saved_states.py)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import stat
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from app.core import settings as settings_store
 from app.core.llm.state_cache import (
+    DIGESTS_FILE,
     SUFFIX,
+    ModelDigests,
     SignatureSource,
     StateCache,
     StateSignature,
     common_prefix,
     conversation_key,
+    remember_model_digest,
 )
 from app.core.paths import app_paths
+from tests.helpers.slow_disk import SlowDisk
 
-SIGNATURE = SignatureSource(lambda: StateSignature("ab" * 32, 2048, 1, 1, -1, "0.3.36"))
-OTHER_MODEL = SignatureSource(lambda: StateSignature("cd" * 32, 2048, 1, 1, -1, "0.3.36"))
+SIGNATURE = SignatureSource.known(StateSignature("ab" * 32, 2048, 1, 1, -1, "0.3.36"))
+OTHER_MODEL = SignatureSource.known(StateSignature("cd" * 32, 2048, 1, 1, -1, "0.3.36"))
 MB = 1024 * 1024
 
 
@@ -170,3 +180,117 @@ def test_copies_waiting_for_a_slow_disk_stay_within_the_memory_budget(tmp_path: 
     assert cache.flush(timeout=10)
     assert cache._queued_bytes == 0
     assert len(files(cache)) == 1
+
+
+def model_files(folder: Path, count: int, prefix: str = "model") -> dict[Path, str]:
+    """Small files standing in for models, with their sha256."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for number in range(count):
+        path = folder / f"{prefix}-{number}.gguf"
+        path.write_bytes(f"{prefix} {number}".encode() * 100)
+        made[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return made
+
+
+def test_forty_digests_remembered_at_once_all_stay(tmp_path: Path) -> None:
+    """Downloads finishing together and two caches of the app's folder: one owner of the digests file, so no
+    update is lost to another's."""
+    models = model_files(tmp_path / "models", 40)
+    first, second = StateCache(app_paths().state_cache_dir), StateCache.default()
+    assert first.digests is second.digests
+    start = threading.Barrier(len(models))
+    failures: list[BaseException] = []
+
+    def remember(number: int, path: Path, digest: str) -> None:
+        start.wait()
+        try:
+            if number % 3 == 0:
+                remember_model_digest(path, digest)  # the download's way
+            else:
+                (first if number % 3 == 1 else second).digests.remember(path, digest)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=remember, args=(number, path, digest))
+        for number, (path, digest) in enumerate(models.items())
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures
+    kept = json.loads((app_paths().state_cache_dir / DIGESTS_FILE).read_text())
+    assert len(kept) == 40
+    assert all(first.digests.known(path) == digest for path, digest in models.items())
+
+
+_REMEMBER_IN_A_CHILD = """
+import sys
+from pathlib import Path
+from app.core.llm.state_cache import ModelDigests
+digests = ModelDigests(Path(sys.argv[1]))
+print("ready", flush=True)
+sys.stdin.readline()
+for line in sys.argv[2:]:
+    path, digest = line.split("=")
+    digests.remember(Path(path), digest)
+"""
+
+
+def test_digests_remembered_by_two_processes_at_once_all_stay(tmp_path: Path) -> None:
+    """A terminal's download and the window update the same file: its lock is shared across processes."""
+    file = tmp_path / "states" / DIGESTS_FILE
+    ours = model_files(tmp_path / "models", 30, "ours")
+    theirs = model_files(tmp_path / "models", 30, "theirs")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _REMEMBER_IN_A_CHILD, str(file)]
+        + [f"{path}={digest}" for path, digest in theirs.items()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    assert child.stdout is not None and child.stdin is not None
+    assert child.stdout.readline().strip() == "ready"
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    digests = ModelDigests.for_file(file)
+    for path, digest in ours.items():
+        digests.remember(path, digest)
+    assert child.wait(60) == 0
+    kept = json.loads(file.read_text())
+    assert len(kept) == 60
+    assert all(digests.known(path) == digest for path, digest in {**ours, **theirs}.items())
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="a named pipe stands in for a slow disk")
+def test_a_model_file_being_hashed_never_holds_up_the_engine_thread(tmp_path: Path) -> None:
+    """While the model file's hash cannot finish, looking up and saving states return at once; the saved state
+    waits for the hash on the writer thread, and a file's state is used once the hash is known."""
+    cache = StateCache(tmp_path / "states", ram_budget=0)
+    cache.put("a", range(50), state_bytes(1000), SIGNATURE)
+    assert cache.flush(30)
+    disk = SlowDisk(tmp_path / "model.gguf", b"weights")
+    loaded_at = time.perf_counter()
+    signature = SignatureSource.hashing(
+        lambda: StateSignature(cache.digests.digest(disk.path), 2048, 1, 1, -1, "0.3.36")
+    )
+    started = time.perf_counter()
+    assert signature.get_if_ready() is None
+    assert cache.best("a", range(50), signature, better_than=0) is None  # a file's state waits for the hash
+    cache.put("b", range(60), state_bytes(1000), signature)
+    engine_thread_seconds = time.perf_counter() - started
+    assert signature.hashing_since(loaded_at)
+    assert not cache.flush(timeout=0.5)  # the writer waits for the hash
+    assert len(files(cache)) == 1
+    disk.answer()
+    assert not disk.answered_late and engine_thread_seconds < 5.0
+    known = signature.wait(30)
+    assert known is not None and known.model_sha256 == hashlib.sha256(b"weights").hexdigest()
+    assert cache.flush(30)
+    assert len(files(cache)) == 2
+    assert cache.best("b", range(60), signature, better_than=0) is not None
+    assert not signature.hashing_since(time.perf_counter())
+    assert cache.digests.known(disk.path) == known.model_sha256  # hashed once: known at the next load

@@ -12,11 +12,13 @@ import pytest
 
 from app.core.errors import ModelFileError
 from app.core.llm.engine import Engine, LoadOptions
+from app.core.llm.gguf_check import GGUFInfo, read_gguf
 from app.core.llm.templates import (
     BUILTIN_TEMPLATES,
     PROBE_CONVERSATION,
     ChatTemplate,
     ChatTemplateError,
+    builtin_for_file,
     checked_template,
 )
 from app.core.modes import SamplingOptions
@@ -136,13 +138,15 @@ def test_a_stop_ends_a_slow_render_at_chat_time() -> None:
 
 
 def test_model_with_hostile_templates_refused_at_load_then_builtin_answers(
-    model_path: Path, tmp_path: Path
+    smollm2_path: Path, tmp_path: Path
 ) -> None:
+    """On SmolLM2 whichever test model is chosen: the hostile templates are written over the file's own, and
+    Gemma's file has none to overwrite."""
     engine = Engine()
     try:
-        engine.load(model_path, LoadOptions(context_size=1024))
+        engine.load(smollm2_path, LoadOptions(context_size=1024))
         for name, (source, sentence) in HOSTILE.items():
-            hostile = with_template(model_path, tmp_path, name, source)
+            hostile = with_template(smollm2_path, tmp_path, name, source)
             before = peak_rss_mb()
             started = time.perf_counter()
             with pytest.raises(ModelFileError) as refused:
@@ -153,13 +157,83 @@ def test_model_with_hostile_templates_refused_at_load_then_builtin_answers(
             assert "Choose one of the built-in chat templates" in str(refused.value)
             assert seconds < 10 and grown < 200
             # The refusal came before the loaded model was closed: it still answers.
-            assert engine.model is not None and engine.model.path == model_path
-        hostile = with_template(model_path, tmp_path, "nested", HOSTILE["nested_loops"][0])
+            assert engine.model is not None and engine.model.path == smollm2_path
+        hostile = with_template(smollm2_path, tmp_path, "nested", HOSTILE["nested_loops"][0])
         info = engine.load(hostile, LoadOptions(context_size=1024, chat_template="chatml"))
         assert info.path == hostile.resolve() or info.path == hostile
         assert not info.has_chat_template
-        reply = engine.chat([{"role": "user", "content": "What is the capital of France?"}], GREEDY).collect()
-        print(f"with the built-in ChatML template: {reply!r}")
-        assert "Paris" in reply
+        reply = engine.chat([{"role": "user", "content": "What is the capital of France?"}], GREEDY)
+        text = reply.collect()
+        print(f"with the built-in ChatML template: {text!r}")
+        assert text and reply.stats.finish_reason in ("stop", "length")
+    finally:
+        engine.unload()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"general.architecture": "gemma"}, "gemma"),
+        ({"general.architecture": "gemma2"}, "gemma"),
+        ({"general.architecture": "gemma3"}, "gemma"),
+        ({"general.architecture": "phi3"}, "phi3"),
+        ({"general.architecture": "llama", "tokenizer.ggml.pre": "llama-bpe"}, "llama3"),
+        ({"general.architecture": "llama", "tokenizer.ggml.bos_token_id": 128_000}, "llama3"),
+        (
+            {
+                "general.architecture": "llama",
+                "tokenizer.ggml.pre": "smollm",
+                "tokenizer.ggml.bos_token_id": 1,
+            },
+            "chatml",
+        ),
+        ({"general.architecture": "qwen2", "tokenizer.ggml.pre": "llama-bpe"}, "chatml"),
+        ({"general.architecture": "mistral3"}, "chatml"),
+    ],
+)
+def test_a_file_without_a_template_gets_the_builtin_of_its_architecture(
+    metadata: dict[str, object], expected: str
+) -> None:
+    assert builtin_for_file(GGUFInfo(Path("m.gguf"), 0, 3, metadata)) == expected
+
+
+def test_gemma_without_a_template_of_its_own_is_given_gemmas_and_answers(
+    gemma_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Gemma 3 270M whichever test model is chosen: its file has no chat template; given ChatML it ends every
+    turn at once or writes ChatML's markers back, so the built-in Gemma template is chosen, and said so."""
+    assert read_gguf(gemma_path).chat_template is None
+    engine = Engine()
+    try:
+        with caplog.at_level("INFO", logger="app.core.llm.engine"):
+            info = engine.load(gemma_path, LoadOptions(context_size=1024))
+        assert not info.has_chat_template
+        assert info.builtin_template == "gemma"
+        assert info.template_note == "no chat template in the file: using the built-in Gemma template"
+        assert info.template_note in caplog.text
+        # The prompt is written in Gemma's own special tokens, and the reply ends at Gemma's end of turn.
+        prompt_tokens, stops = engine.tokenize_messages([{"role": "user", "content": "Hello"}])
+        start_of_turn = engine.llama.tokenize(b"<start_of_turn>", add_bos=False, special=True)
+        assert len(start_of_turn) == 1 and start_of_turn[0] in prompt_tokens
+        assert "<end_of_turn>" in stops
+        reply = engine.chat([{"role": "user", "content": "What is the capital of France?"}], GREEDY)
+        text = reply.collect()
+        print(f"Gemma with the built-in Gemma template: {text!r}")
+        assert text.strip() and reply.stats.generated_tokens > 0
+        assert reply.stats.finish_reason in ("stop", "length")
+
+        chosen = engine.load(gemma_path, LoadOptions(context_size=1024, chat_template="chatml"))
+        assert chosen.builtin_template == "chatml"
+        assert chosen.template_note == "using the built-in ChatML chat template chosen for it"
+    finally:
+        engine.unload()
+
+
+def test_a_file_with_its_own_template_uses_it_and_says_nothing(smollm2_path: Path) -> None:
+    engine = Engine()
+    try:
+        info = engine.load(smollm2_path, LoadOptions(context_size=512))
+        assert info.has_chat_template
+        assert info.builtin_template is None and info.template_note == ""
     finally:
         engine.unload()

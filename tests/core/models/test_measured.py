@@ -83,7 +83,7 @@ def test_other_processes_holding_the_cpu_make_a_busy_sample() -> None:
     assert own_share is not None and own_share < 1.0
 
 
-def test_a_real_reply_of_the_135m_model_is_recorded_and_does_not_move_a_1b_prediction(
+def test_a_real_reply_of_the_test_model_is_recorded_and_does_not_move_a_1b_prediction(
     engine: object,
 ) -> None:
     from app.core.llm.engine import Engine
@@ -102,7 +102,7 @@ def test_a_real_reply_of_the_135m_model_is_recorded_and_does_not_move_a_1b_predi
         model.path, model.parameters, model.file_size, reply.stats.tokens_per_second, busy_share=share
     )
     (record,) = measured_speeds()
-    print(f"\n135M measured {record.tokens_per_second:.1f} tokens/s, other processes held {share}")
+    print(f"\n{model.name} measured {record.tokens_per_second:.1f} tokens/s, other processes held {share}")
     assert record.key == model.path.name and record.samples[0].busy_share == share
     bandwidth = 31e9
     alone = predict_speed(LLAMA_1B_Q8, bandwidth).tokens_per_second

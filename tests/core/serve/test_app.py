@@ -14,6 +14,7 @@ from app.core.llm.engine import LoadOptions
 from app.core.llm.service import EngineClient, EngineService
 from app.core.serve.app import MAX_WAITING, ServeState, create_app
 from app.core.serve.errors import ApiError
+from app.core.serve.generation import Generation
 from app.core.serve.guard import host_name
 from app.core.serve.requests import MAX_BODY_BYTES, chat_request
 
@@ -170,6 +171,53 @@ def test_more_than_eight_waiting_is_429(loaded_client: EngineClient) -> None:
     for generation in admitted:
         assert generation.collect() == ""  # stopped while it waited: nothing generated
     state.admit(request).collect()
+
+
+def test_requests_arriving_together_from_many_threads_are_each_counted_once(
+    loaded_client: EngineClient,
+) -> None:
+    """The event loop admits while worker threads, the window and the runner stop: the list of replies has one
+    owner, so with the engine held, exactly MAX_WAITING + 1 of many simultaneous requests are admitted, every one
+    of them is in the list, and stopping all reaches each."""
+    state = ServeState(loaded_client)
+    release = threading.Event()
+    blocker = loaded_client.service.client("window", priority=True).start_job(
+        lambda _engine, cancel: release.wait(30) or cancel.is_set()
+    )
+    request = chat_request(HELLO, 1024)
+    arriving = 3 * (MAX_WAITING + 1)
+    together = threading.Barrier(arriving)
+    outcomes: list[Generation | int] = []
+    kept = threading.Lock()
+
+    def arrive() -> None:
+        together.wait()
+        try:
+            outcome: Generation | int = state.admit(request)
+        except ApiError as exc:
+            outcome = exc.status
+        with kept:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=arrive) for _ in range(arriving)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    admitted = [o for o in outcomes if isinstance(o, Generation)]
+    refused = [o for o in outcomes if not isinstance(o, Generation)]
+    assert len(admitted) == MAX_WAITING + 1 and refused == [429] * (arriving - MAX_WAITING - 1)
+    assert {id(g) for g in state.generations} == {id(g) for g in admitted}
+    # The window and the runner may stop them at the same time.
+    stoppers = [threading.Thread(target=state.stop_all) for _ in range(4)]
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join(30)
+    assert all(g.cancelled for g in admitted)
+    assert state.stop_all() == 0  # each was stopped: none is live any more
+    release.set()
+    blocker.result()
 
 
 def test_a_message_longer_than_the_context_is_a_sentence_streamed_or_not(api: TestClient) -> None:

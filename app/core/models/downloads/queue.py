@@ -164,12 +164,6 @@ class JobLock:
     def release(self) -> None:
         self._lock.release()
 
-    def held_elsewhere(self) -> bool:
-        if self.try_acquire():
-            self.release()
-            return False
-        return True
-
 
 class DownloadQueue:
     """Every download not yet finished (and the finished ones until cleared), kept on disk.
