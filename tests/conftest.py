@@ -72,11 +72,26 @@ TEST_MODELS_FOLDER = Path(__file__).resolve().parent.parent / ".test-models"
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    hold_this_worker_to_its_own_cpu()
     if chosen_test_model() not in TEST_MODELS:
         raise pytest.UsageError(
             f"{TEST_MODEL_VARIABLE}={os.environ[TEST_MODEL_VARIABLE]!r} names no test model: "
             f"set it to {' or '.join(TEST_MODELS)}, or leave it unset for {SMOLLM2.name}."
         )
+
+
+def hold_this_worker_to_its_own_cpu() -> None:
+    """Under pytest-xdist (``-n``), each worker process runs on a CPU of its own, and so do the processes it
+    starts: llama.cpp then gives each worker's model one thread (``physical_cores`` counts the CPUs a process may
+    use), instead of every model spreading threads over every core, where they wait for each other's turn."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if not worker.startswith("gw") or not hasattr(os, "sched_getaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if workers > len(cpus):  # more workers than CPUs: nothing to give each its own
+        return
+    os.sched_setaffinity(0, {cpus[int(worker[2:]) % len(cpus)]})
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -74,8 +74,8 @@ class BenchResult:
 
 
 def _raw_generation_tps(engine: Engine, prompt_tokens: list[int], n: int) -> float:
+    engine.clear_cache()
     llama = engine.llama
-    llama.reset()
     count = 0
     first = last = 0.0
     for _token in llama.generate(

@@ -167,6 +167,13 @@ class ServeBenchResult:
         return "\n".join(lines)
 
 
+def llama_cpp_chat_format(model_path: Path) -> tuple[str, str]:
+    """The built-in template LlamaDesk runs ``model_path`` with by default ("": the file's own), and the
+    ``--chat_format`` that gives llama_cpp.server the same prompt ("": none, or none like it)."""
+    builtin = builtin_template_for(check_model_file(model_path), LoadOptions()) or ""
+    return builtin, LLAMA_CPP_CHAT_FORMATS.get(builtin, "")
+
+
 def missing_llama_server_modules() -> list[str]:
     return [name for name in LLAMA_SERVER_MODULES if importlib.util.find_spec(name) is None]
 
@@ -187,9 +194,7 @@ def run_serve_benchmark(
     theirs = Way("llama_cpp.server")
     missing = missing_llama_server_modules()
     theirs_missing = LLAMA_SERVER_INSTALL.format(missing=", ".join(missing)) if missing else ""
-    # The same choice the engine and ``llamadesk serve`` make when they load the file with default options.
-    builtin = builtin_template_for(check_model_file(model_path), LoadOptions()) or ""
-    chat_format = LLAMA_CPP_CHAT_FORMATS.get(builtin, "") if builtin else ""
+    builtin, chat_format = llama_cpp_chat_format(model_path)
     if builtin and not chat_format and not theirs_missing:
         theirs_missing = NO_CHAT_FORMAT.format(title=BUILTIN_TEMPLATES[builtin].title, model=model_path.name)
     with ExitStack() as stack:

@@ -224,7 +224,7 @@ def test_a_client_that_gives_up_on_a_whole_reply_cancels_it(server: Server) -> N
 
 def test_ctrl_c_mid_stream_stops_cleanly(model_path: Path, tmp_path: Path) -> None:
     second = start_server(model_path, tmp_path / "home")
-    stream = second.bridge().chat.completions.create(
+    stream = second.client().chat.completions.create(
         model="m", messages=LONG, temperature=0, max_tokens=1000, stream=True
     )
     next(iter(stream))

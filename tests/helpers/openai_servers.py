@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from app.core.llm.gguf_check import read_gguf
+from app.bench.serve import llama_cpp_chat_format
 from tests.helpers.cli import llamadesk_command
 
 CONTEXT = 2048
@@ -50,11 +50,12 @@ def llamadesk_serve(model_path: Path, home: Path) -> Iterator[str]:
 @contextmanager
 def llama_cpp_server(model_path: Path) -> Iterator[str]:
     """llama-cpp-python's server on a free port, with the same context; yields its base URL. A file without a
-    chat template of its own (Gemma 3 270M, a base model) is given ChatML, as LlamaDesk gives it: left to
-    guess, the server wraps it in Llama 2's format, and Gemma answers that with nothing."""
+    chat template of its own (Gemma 3 270M, a base model) is given the chat format of the built-in template
+    LlamaDesk gives it: left to guess, the server wraps it in Llama 2's format, and Gemma answers that with
+    nothing."""
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
-    chat_format = [] if read_gguf(model_path).chat_template else ["--chat_format", "chatml"]
+    _builtin, chat_format = llama_cpp_chat_format(model_path)
     # A file, not a pipe: its verbose log would fill a pipe nobody reads and stall the server.
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
@@ -70,7 +71,7 @@ def llama_cpp_server(model_path: Path) -> Iterator[str]:
                 str(port),
                 "--n_ctx",
                 str(CONTEXT),
-                *chat_format,
+                *(["--chat_format", chat_format] if chat_format else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=log,

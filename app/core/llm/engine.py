@@ -143,8 +143,13 @@ class ReplyStats:
 
 
 def physical_cores() -> int:
-    """Generation is memory-bound and prompt evaluation compute-bound: hyper-threads only add contention."""
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    """The threads llama.cpp gets by default: one per physical core this process may run on. Generation is
+    memory-bound and prompt evaluation compute-bound, so hyper-threads only add contention; and a process held to
+    fewer CPUs (``taskset``, a container's cpuset) would have its threads wait for each other's turn."""
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):  # Linux; elsewhere every core is this process's
+        cores = min(cores, len(os.sched_getaffinity(0)))
+    return max(1, cores)
 
 
 class _RequestCancel:
@@ -258,8 +263,11 @@ class Engine:
         self._abort.trip()
 
     def clear_cache(self) -> None:
-        """Forget the evaluated prompt, so the next request starts cold (benchmarks, a model reset)."""
+        """Forget the evaluated prompt, so the next request starts cold (benchmarks, a model reset), and any stop
+        pressed after the last request ended: the benchmark's raw ``Llama.generate`` would be aborted by it."""
         self.llama.reset()
+        self._cancel_event.clear()
+        self._abort.reset()
         self._cut = ContextCut()
         self.states.cache_cleared()
 
