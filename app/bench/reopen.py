@@ -21,7 +21,7 @@ from pathlib import Path
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import Engine, LoadOptions, ReplyStats
 from app.core.llm.protocol import ChatEngine, local_engine
-from app.core.llm.state_cache import SUFFIX, StateCache
+from app.core.llm.saved_state_store import SUFFIX, SavedStateStore
 from app.core.modes import SamplingOptions
 
 REOPEN_TARGET_TOKENS = 3000
@@ -93,7 +93,7 @@ class _Turn:
 
 def _ask(engine: Engine, messages: list[ChatMessage], key: str | None) -> _Turn:
     """One reply, then the engine saves its state as it does when idle."""
-    reply = engine.chat(messages, GREEDY, cache_key=key)
+    reply = engine.chat(messages, GREEDY, state_key=key)
     text = reply.collect()
     started = time.perf_counter()
     engine.idle()
@@ -111,7 +111,7 @@ def run_reopen_benchmark(running: ChatEngine, progress: Callable[[str], None] | 
     options = dataclasses.replace(loaded_with, context_size=max(info.context_size, REOPEN_CONTEXT))
     own_cache = engine.states.cache
     with tempfile.TemporaryDirectory(prefix="llamadesk-bench-states-") as scratch:
-        cache = StateCache(Path(scratch) / "states")
+        cache = SavedStateStore(Path(scratch) / "states")
         engine.states.cache = cache
         try:
             engine.load(info.path, options)

@@ -126,15 +126,14 @@ def check_count(value: object) -> int:
     return count
 
 
-MAX_STATE_CACHE_MB = 1 << 20  # 1 TB: beyond any disk this would be set on
+MAX_SAVED_STATES_MB = 1 << 20  # 1 TB: beyond any disk this would be set on
 
 
-def check_state_cache_mb(value: object) -> int:
-    """The disk space saved conversation states may take, in MB; 0 keeps none on disk."""
-    megabytes = _integer(value, "space for saved conversation states")
-    if not 0 <= megabytes <= MAX_STATE_CACHE_MB:
+def check_saved_states_mb(value: object) -> int:
+    """The disk space saved states may take, in MB; 0 keeps none on disk."""
+    megabytes = _integer(value, "space for saved states")
+    if not 0 <= megabytes <= MAX_SAVED_STATES_MB:
         raise OutOfRange(
-            f"The space for saved conversation states must be between 0 and {MAX_STATE_CACHE_MB:,} MB, "
-            f"not {megabytes:,}."
+            f"The space for saved states must be between 0 and {MAX_SAVED_STATES_MB:,} MB, not {megabytes:,}."
         )
     return megabytes

@@ -56,8 +56,8 @@ class AppPaths:
         return self.cache_dir / "summaries"
 
     @property
-    def state_cache_dir(self) -> Path:
-        """Conversations' saved llama.cpp states (app.core.llm.state_cache)."""
+    def saved_states_dir(self) -> Path:
+        """Conversations' saved llama.cpp states (app.core.llm.saved_state_store)."""
         return self.cache_dir / "states"
 
     def ensure(self) -> AppPaths:

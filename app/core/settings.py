@@ -17,7 +17,7 @@ from app.core.limits import (
     OutOfRange,
     check_context_size,
     check_gpu_layers,
-    check_state_cache_mb,
+    check_saved_states_mb,
     check_threads,
 )
 from app.core.llm.remote_config import (
@@ -27,7 +27,7 @@ from app.core.llm.remote_config import (
     check_base_url,
     check_read_timeout,
 )
-from app.core.llm.state_cache import DefaultDiskBudget
+from app.core.llm.saved_state_store import DefaultDiskBudget
 from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.modes import Mode, valid_overrides
 from app.core.paths import app_paths
@@ -56,7 +56,7 @@ class Settings:
     # Model file -> the built-in chat template chosen for it, when its own was refused.
     chat_templates: dict[str, str] = field(default_factory=dict)
     window_geometry: str = ""
-    state_cache_mb: int = 4096  # disk space for conversations' saved states (app.core.llm.state_cache)
+    saved_states_mb: int = 4096  # disk space for conversations' saved states (app.core.llm.saved_state_store)
     # The window's switch: other apps on this computer use the loaded model over the API, on 127.0.0.1.
     serve_enabled: bool = False
     serve_port: int = 8080
@@ -154,7 +154,7 @@ VALUE_CHECKS: dict[str, Callable[[Any], object]] = {
     "remote_url": _check_remote_url,
     "remote_context_size": check_context_size,
     "remote_read_timeout": _check_remote_read_timeout,
-    "state_cache_mb": check_state_cache_mb,
+    "saved_states_mb": check_saved_states_mb,
     "serve_port": _check_port,
 }
 
@@ -178,12 +178,20 @@ def _mode_overrides(value: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], l
     return kept, warnings
 
 
+# Settings renamed since a file may have been written: the old name's value is read under the new name.
+RENAMED_SETTINGS = {"state_cache_mb": "saved_states_mb"}
+
+
 def from_dict(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
     """Build settings from a decoded JSON object. Each value is checked for its type and its range (nested
     values too); one that fails falls back to its default, with one warning each."""
     defaults = Settings()
     values: dict[str, Any] = {}
     warnings: list[str] = []
+    raw = dict(raw)
+    for old_name, new_name in RENAMED_SETTINGS.items():
+        if old_name in raw:
+            raw.setdefault(new_name, raw.pop(old_name))
     known = [f.name for f in dataclasses.fields(Settings) if f.name != "extra"]
     for name in known:
         if name not in raw:
@@ -249,11 +257,11 @@ def save(settings: Settings, path: Path | None = None) -> None:
     write_json_atomic(path or app_paths().settings_file, to_dict(settings))
 
 
-def state_cache_budget() -> int:
-    """Bytes of disk the saved conversation states may take (the ``state_cache_mb`` setting, read now)."""
-    return load().settings.state_cache_mb * 1024 * 1024
+def saved_states_budget() -> int:
+    """Bytes of disk the saved states may take (the ``saved_states_mb`` setting, read now)."""
+    return load().settings.saved_states_mb * 1024 * 1024
 
 
 # The llm package does not read the settings: the app's saved states take their disk budget from here, read at
 # each write, so a change in the settings dialog applies to the next state saved.
-DefaultDiskBudget.use(state_cache_budget)
+DefaultDiskBudget.use(saved_states_budget)

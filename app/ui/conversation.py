@@ -271,7 +271,7 @@ class ConversationController(QObject):
         if another_version and sampling.temperature == 0:
             # Regenerate asks for a different reply: at temperature 0 it would be the same one, word for word.
             sampling = dataclasses.replace(sampling, temperature=REGENERATE_TEMPERATURE)
-        self.bridge.chat(messages, sampling, cache_key=self.session.state_key)
+        self.bridge.chat(messages, sampling, state_key=self.session.state_key)
         self.busy_changed.emit()
 
     def stop(self) -> None:

@@ -127,9 +127,9 @@ class EngineBridge(QObject):
         self.load_started.emit(path)
 
     def chat(
-        self, messages: list[ChatMessage], sampling: SamplingOptions, cache_key: str | None = None
+        self, messages: list[ChatMessage], sampling: SamplingOptions, state_key: str | None = None
     ) -> None:
-        """``cache_key``: the conversation whose saved state may serve the prompt (see ``Engine.chat``)."""
+        """``state_key``: the conversation whose saved state may serve the prompt (see ``Engine.chat``)."""
         request_id = self._new_id()
         callbacks = ReplyCallbacks(
             token=lambda text: self._token.emit(request_id, text),
@@ -137,7 +137,7 @@ class EngineBridge(QObject):
             failed=lambda message: self._failed.emit(request_id, message),
             prompt_progress=lambda done, total: self._prompt_progress.emit(request_id, done, total),
         )
-        self._reply = (request_id, self._client.chat(messages, sampling, callbacks, cache_key))
+        self._reply = (request_id, self._client.chat(messages, sampling, callbacks, state_key))
 
     def run_job(self, job: Job[T], on_done: Callable[[T], None], on_failed: Callable[[str], None]) -> Ticket:
         """Run ``job`` on the engine thread; ``on_done(result)`` or ``on_failed(sentence)`` on the GUI thread

@@ -32,7 +32,7 @@ from app.core import settings as settings_store
 from app.core.errors import UserError
 from app.core.history.store import HistoryStore
 from app.core.llm.bindings import backend_description
-from app.core.llm.state_cache import forget_conversations
+from app.core.llm.saved_state_store import forget_conversations
 from app.core.models.catalog import entry_for_file
 from app.core.models.inventory import default_model
 from app.core.modes import Mode, ModePreset, preset_for

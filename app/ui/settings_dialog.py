@@ -29,8 +29,8 @@ from app.core.llm.bindings import gpu_offload_supported
 from app.core.llm.engine import physical_cores
 from app.core.modes import Mode, preset_for
 from app.core.settings import THEMES, Settings
-from app.ui.settings_cache import StateCacheSection
 from app.ui.settings_engine import EngineSection
+from app.ui.settings_saved_states import SavedStatesSection
 from app.ui.settings_serve import ServeSection
 
 CONTEXT_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]
@@ -160,8 +160,8 @@ class SettingsDialog(QDialog):
             self.gpu_layers.setAccessibleName("Layers on the GPU")
             form.addRow("Layers on the GPU", self.gpu_layers)
         layout.addWidget(performance)
-        self.state_cache_section = StateCacheSection(settings)  # saved conversation states: space, Clear
-        layout.addWidget(self.state_cache_section)
+        self.saved_states_section = SavedStatesSection(settings)  # saved states: space, Clear
+        layout.addWidget(self.saved_states_section)
 
         self.engine_section = EngineSection(settings)  # this computer or a server
         layout.addWidget(self.engine_section)
@@ -219,7 +219,7 @@ class SettingsDialog(QDialog):
         self.theme.setCurrentIndex(max(0, self.theme.findData(defaults.theme)))
         self.serve_section.restore_defaults()
         self.engine_section.restore_defaults()
-        self.state_cache_section.restore_defaults()
+        self.saved_states_section.restore_defaults()
 
     def result_settings(self) -> Settings:
         """The settings as edited; fields the dialog does not show are carried over unchanged."""
@@ -236,5 +236,5 @@ class SettingsDialog(QDialog):
         updated.theme = str(self.theme.currentData())
         self.serve_section.apply_to(updated)
         self.engine_section.apply_to(updated)
-        self.state_cache_section.apply_to(updated)
+        self.saved_states_section.apply_to(updated)
         return updated

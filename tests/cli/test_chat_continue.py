@@ -6,7 +6,7 @@ import re
 import stat
 from pathlib import Path
 
-from app.core.llm.state_cache import SUFFIX
+from app.core.llm.saved_state_store import SUFFIX
 from app.core.paths import app_paths
 from tests.helpers.cli import run
 
@@ -30,7 +30,7 @@ def test_continue_restores_the_conversations_state(model_path: Path) -> None:
     found = re.search(r"^\s*(\d+)\s+\d{4}-\d\d-\d\d", listed.stdout, re.MULTILINE)
     assert found, listed.stdout
     conversation_id = found.group(1)
-    states = [p for p in app_paths().state_cache_dir.iterdir() if p.name.endswith(SUFFIX)]
+    states = [p for p in app_paths().saved_states_dir.iterdir() if p.name.endswith(SUFFIX)]
     assert len(states) == 1 and stat.S_IMODE(states[0].stat().st_mode) == 0o600
 
     follow_up = run("chat", *common, "--continue", conversation_id, "-p", "And in the shade?")

@@ -183,3 +183,11 @@ def test_remote_engine_settings_are_checked_and_the_key_private(caplog: pytest.L
     )
     assert len(loaded.warnings) == 4
     assert "sk-secret" not in " ".join(loaded.warnings) + caplog.text
+
+
+def test_a_setting_saved_under_its_old_name_is_read_under_its_new_one(llamadesk_home: Path) -> None:
+    settings, warnings = store.from_dict({"state_cache_mb": 512})
+    assert settings.saved_states_mb == 512 and warnings == []
+    assert "state_cache_mb" not in store.to_dict(settings)
+    newer, _ = store.from_dict({"state_cache_mb": 512, "saved_states_mb": 256})
+    assert newer.saved_states_mb == 256

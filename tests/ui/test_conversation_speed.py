@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from app.core.llm.state_cache import remember_model_digest
+from app.core.llm.saved_state_store import remember_model_digest
 from app.core.models.measured import measured_speeds
 from app.ui.conversation import MIN_TIMED_TOKENS
 from tests.helpers.window import open_window

@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from app.core.llm.state_cache import SUFFIX, StateCache
+from app.core.llm.saved_state_store import SUFFIX, SavedStateStore
 from app.core.paths import app_paths
 from tests.helpers.window import open_window
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.gui
 
 
 def saved_states() -> list[Path]:
-    folder = app_paths().state_cache_dir
+    folder = app_paths().saved_states_dir
     return [p for p in folder.iterdir() if p.name.endswith(SUFFIX)] if folder.exists() else []
 
 
@@ -33,7 +33,7 @@ def test_a_reply_saves_the_state_and_deleting_the_conversation_deletes_it(
         qtbot.waitUntil(lambda: not window.bridge.is_generating, timeout=60_000)
         conversation_id = window.conversation_id
         assert conversation_id is not None
-        cache = StateCache.default()
+        cache = SavedStateStore.default()
         qtbot.waitUntil(lambda: len(saved_states()) == 1 and cache.flush(0), timeout=30_000)
         assert stat.S_IMODE(saved_states()[0].stat().st_mode) == 0o600
         window.sidebar.delete(conversation_id)

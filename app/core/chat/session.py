@@ -21,8 +21,8 @@ from app.core.history.sources import ReplySource
 from app.core.history.store import HistoryStore
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import ReplyStats
+from app.core.llm.saved_state_store import saved_state_key
 from app.core.llm.service import EngineClient, StreamedReply
-from app.core.llm.state_cache import conversation_key
 from app.core.modes import ModePreset
 
 # Excerpts are counted by characters (the model's tokenizer belongs to the engine thread), so the budget keeps a
@@ -191,7 +191,7 @@ class ChatSession:
         """Ask the engine for the reply to the conversation as it stands, to stream on this thread."""
         context_size = client.model.context_size if client.model else 0
         return client.stream_chat(
-            self.engine_messages(preset, context_size), preset.sampling, cache_key=self.state_key
+            self.engine_messages(preset, context_size), preset.sampling, state_key=self.state_key
         )
 
     @property
@@ -204,7 +204,7 @@ class ChatSession:
                 uuid = self.store.get_conversation(self.conversation_id).uuid
             except UserError:  # unreadable just now: this reply is evaluated without a saved state
                 return None
-            self._state_key = (self.conversation_id, conversation_key(uuid))
+            self._state_key = (self.conversation_id, saved_state_key(uuid))
         return self._state_key[1]
 
     def record_stream(self, reply: StreamedReply, on_piece: Callable[[str], None]) -> ReplyStats:

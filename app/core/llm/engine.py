@@ -474,12 +474,12 @@ class Engine:
         messages: Sequence[ChatMessage],
         sampling: SamplingOptions | None = None,
         cancel: threading.Event | None = None,
-        cache_key: str | None = None,
+        state_key: str | None = None,
         prompt_progress: Callable[[int, int], None] | None = None,
     ) -> Reply:
         """Start a streamed reply to ``messages``. Iterate the result for text; read ``stats`` afterwards.
 
-        ``cache_key`` names the conversation (``state_cache.conversation_key``): its saved state is restored when
+        ``state_key`` names the conversation (``saved_state_store.saved_state_key``): its saved state is restored when
         it serves the prompt better than the cache, and the state after the reply is saved under it.
 
         ``prompt_progress(done, total)`` is called, on this thread, after each batch of the prompt is evaluated
@@ -507,7 +507,7 @@ class Engine:
             context_size=self.llama.n_ctx(),
             model=str(self._info.path) if self._info is not None else "",
         )
-        self.states.before_prompt(self.llama, cache_key, prompt.tokens)
+        self.states.before_prompt(self.llama, state_key, prompt.tokens)
         stats.evaluated_tokens = self._tokens_to_evaluate(prompt.tokens)
         return Reply(self._stream(prompt, sampling, stats, cancel_event, requested, prompt_progress), stats)
 

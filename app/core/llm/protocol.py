@@ -66,7 +66,7 @@ class ChatEngine(Protocol):
         messages: Sequence[ChatMessage],
         sampling: SamplingOptions | None = None,
         cancel: threading.Event | None = None,
-        cache_key: str | None = None,
+        state_key: str | None = None,
         prompt_progress: Callable[[int, int], None] | None = None,
     ) -> Reply: ...
 

@@ -178,7 +178,7 @@ class RemoteEngine:
         messages: Sequence[ChatMessage],
         sampling: SamplingOptions | None = None,
         cancel: threading.Event | None = None,
-        cache_key: str | None = None,  # the server keeps its own cache: no saved state here
+        state_key: str | None = None,  # the server keeps its own cache: no saved state here
         prompt_progress: Callable[[int, int], None] | None = None,  # servers do not report it
     ) -> Reply:
         """Start a streamed reply. Raises UserError before streaming (not connected, a message too long);

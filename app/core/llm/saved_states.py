@@ -1,4 +1,4 @@
-"""When the engine saves and restores conversation states (the storage itself is ``state_cache``).
+"""When the engine saves and restores saved states (the storage itself is ``saved_state_store``).
 
 The engine calls four hooks, all on its own thread:
 
@@ -33,7 +33,7 @@ from app.core.llm.bindings import (
     restore_sequence_state,
     sequence_state,
 )
-from app.core.llm.state_cache import SignatureSource, StateCache, StateSignature, common_prefix
+from app.core.llm.saved_state_store import SavedStateStore, SignatureSource, StateSignature, common_prefix
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,10 @@ MIN_TOKENS_GAINED = 32
 
 
 class SavedStates:
-    """The engine's side of saved conversation states. ``cache`` None: the app's (``StateCache.default()``), on
+    """The engine's side of saved states. ``cache`` None: the app's (``SavedStateStore.default()``), on
     first use."""
 
-    def __init__(self, cache: StateCache | None = None) -> None:
+    def __init__(self, cache: SavedStateStore | None = None) -> None:
         self._cache = cache
         self._signature: SignatureSource | None = None
         self._holder: str | None = None  # the key of the conversation whose tokens the llama holds
@@ -53,13 +53,13 @@ class SavedStates:
         self.last_restored_tokens = 0  # for statistics and tests: tokens the last prompt took from a state
 
     @property
-    def cache(self) -> StateCache:
+    def cache(self) -> SavedStateStore:
         if self._cache is None:
-            self._cache = StateCache.default()
+            self._cache = SavedStateStore.default()
         return self._cache
 
     @cache.setter
-    def cache(self, cache: StateCache) -> None:
+    def cache(self, cache: SavedStateStore) -> None:
         self._cache = cache
 
     def model_loaded(self, path: Path, llama: Any) -> None:

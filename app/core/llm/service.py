@@ -191,7 +191,7 @@ class EngineService:
         try:
             self._engine.idle()
         except Exception:
-            log.exception("saving the conversation state failed")
+            log.exception("saving the saved state failed")
 
     def shutdown(self, timeout_s: float = 10.0) -> bool:
         """Stop everything queued and running, unload the model and end the thread; False if the thread was
@@ -238,22 +238,22 @@ class EngineClient:
         messages: list[ChatMessage],
         sampling: SamplingOptions,
         answer: ReplyCallbacks,
-        cache_key: str | None = None,
+        state_key: str | None = None,
     ) -> Ticket:
-        """``cache_key``: the conversation whose saved state may serve the prompt (see ``Engine.chat``)."""
+        """``state_key``: the conversation whose saved state may serve the prompt (see ``Engine.chat``)."""
         snapshot = list(messages)
         return self.service.submit(
-            self, lambda engine, cancel: _serve_chat(engine, cancel, snapshot, sampling, answer, cache_key)
+            self, lambda engine, cancel: _serve_chat(engine, cancel, snapshot, sampling, answer, state_key)
         )
 
     def run_job(self, job: Job[T], answer: JobCallbacks[T]) -> Ticket:
         return self.service.submit(self, lambda engine, cancel: _serve_job(engine, cancel, job, answer))
 
     def stream_chat(
-        self, messages: list[ChatMessage], sampling: SamplingOptions, cache_key: str | None = None
+        self, messages: list[ChatMessage], sampling: SamplingOptions, state_key: str | None = None
     ) -> StreamedReply:
         """A reply to iterate on the calling thread (a terminal, a server's request thread)."""
-        return StreamedReply(self, messages, sampling, cache_key)
+        return StreamedReply(self, messages, sampling, state_key)
 
     def load_and_wait(self, path: str, options: LoadOptions) -> ModelInfo:
         """Load on the engine thread and wait; raises UserError with the sentence, or Cancelled."""
@@ -332,11 +332,11 @@ def _serve_chat(
     messages: list[ChatMessage],
     sampling: SamplingOptions,
     answer: ReplyCallbacks,
-    cache_key: str | None = None,
+    state_key: str | None = None,
 ) -> None:
     try:
         reply = engine.chat(
-            messages, sampling, cancel=cancel, cache_key=cache_key, prompt_progress=answer.prompt_progress
+            messages, sampling, cancel=cancel, state_key=state_key, prompt_progress=answer.prompt_progress
         )
         for piece in reply:
             answer.token(piece)
@@ -403,7 +403,7 @@ class StreamedReply:
         client: EngineClient,
         messages: list[ChatMessage],
         sampling: SamplingOptions,
-        cache_key: str | None = None,
+        state_key: str | None = None,
     ) -> None:
         self._pieces: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.stats: ReplyStats | None = None
@@ -413,7 +413,7 @@ class StreamedReply:
             messages,
             sampling,
             ReplyCallbacks(token=self._pieces.put, finished=self._finish, failed=self._fail),
-            cache_key,
+            state_key,
         )
 
     def _finish(self, stats: ReplyStats) -> None:

@@ -109,11 +109,11 @@ def test_a_new_version_that_cannot_start_leaves_the_old_reply_on_screen(store: H
 
 
 def test_saved_states_are_keyed_by_the_conversations_uuid_which_is_never_reused(store: HistoryStore) -> None:
-    from app.core.llm.state_cache import conversation_key
+    from app.core.llm.saved_state_store import saved_state_key
 
     session = ChatSession(store)
     assert session.state_key is None  # nothing stored yet: nothing to save a state under
     session.add_user_message("Name a colour.", model="m", preset=GREEDY, context_size=2048)
     assert session.conversation_id is not None
     uuid = store.get_conversation(session.conversation_id).uuid
-    assert session.state_key == conversation_key(uuid)
+    assert session.state_key == saved_state_key(uuid)

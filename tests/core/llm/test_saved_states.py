@@ -1,4 +1,4 @@
-"""Saved conversation states on the real model and real llama.cpp: restored after a reload, refused when they do
+"""saved states on the real model and real llama.cpp: restored after a reload, refused when they do
 not fit, and a restored reply always equal to a cold one."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import Engine, LoadOptions
-from app.core.llm.state_cache import SUFFIX, StateCache, conversation_key
+from app.core.llm.saved_state_store import SUFFIX, SavedStateStore, saved_state_key
 from app.core.modes import SamplingOptions
 from tests.helpers.slow_disk import SlowDisk
 
@@ -39,7 +39,7 @@ def conversation(question: str = "What should I plant there next spring?") -> li
 def states_engine(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """An engine of this module's own, its states in a folder of its own."""
     engine = Engine()
-    engine.states.cache = StateCache(tmp_path_factory.mktemp("states") / "states")
+    engine.states.cache = SavedStateStore(tmp_path_factory.mktemp("states") / "states")
     engine.load(model_path, LoadOptions(context_size=CONTEXT))
     assert engine.states.wait_for_signature(60)
     yield engine
@@ -63,7 +63,7 @@ def cold_reply(engine: Engine, replies: dict[str, str], messages: list[ChatMessa
 def save_conversation(engine: Engine, key: str, messages: list[ChatMessage]) -> None:
     """Answer the conversation's first question under ``key`` and let the engine save its state."""
     engine.clear_cache()
-    engine.chat(messages[:2], GREEDY, cache_key=key).collect()
+    engine.chat(messages[:2], GREEDY, state_key=key).collect()
     engine.idle()
     assert engine.states.cache.flush(60)
 
@@ -84,11 +84,11 @@ def state_files(engine: Engine) -> list[Path]:
 def test_a_restored_state_gives_the_same_greedy_reply_as_a_cold_evaluation(
     states_engine: Engine, cold_replies: dict[str, str], model_path: Path
 ) -> None:
-    key = conversation_key("1")
+    key = saved_state_key("1")
     messages = conversation()
     save_conversation(states_engine, key, messages)
     reload(states_engine, model_path)
-    reply = states_engine.chat(messages, GREEDY, cache_key=key)
+    reply = states_engine.chat(messages, GREEDY, state_key=key)
     restored = reply.collect()
     assert states_engine.states.last_restored_tokens > 100
     # Only the follow-up question (and the reply's re-tokenized tail) is evaluated.
@@ -103,7 +103,7 @@ def test_a_state_of_another_model_file_is_refused_and_the_reply_is_right(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    key = conversation_key("2")
+    key = saved_state_key("2")
     messages = conversation()
     save_conversation(states_engine, key, messages)
     # Another model file by its content: the same weights with one letter of its name changed.
@@ -116,8 +116,8 @@ def test_a_state_of_another_model_file_is_refused_and_the_reply_is_right(
         handle.write(bytes([raw[at] ^ 0x20]))
     try:
         reload(states_engine, other)
-        with caplog.at_level(logging.INFO, logger="app.core.llm.state_cache"):
-            reply = states_engine.chat(messages, GREEDY, cache_key=key).collect()
+        with caplog.at_level(logging.INFO, logger="app.core.llm.saved_state_store"):
+            reply = states_engine.chat(messages, GREEDY, state_key=key).collect()
         assert states_engine.states.last_restored_tokens == 0
         assert "another model or setting" in caplog.text
         assert reply == cold_reply(states_engine, cold_replies, messages)
@@ -128,12 +128,12 @@ def test_a_state_of_another_model_file_is_refused_and_the_reply_is_right(
 def test_a_state_saved_at_another_context_size_is_refused(
     states_engine: Engine, cold_replies: dict[str, str], model_path: Path
 ) -> None:
-    key = conversation_key("3")
+    key = saved_state_key("3")
     messages = conversation()
     save_conversation(states_engine, key, messages)
     try:
         reload(states_engine, model_path, context_size=1024)
-        reply = states_engine.chat(messages, GREEDY, cache_key=key).collect()
+        reply = states_engine.chat(messages, GREEDY, state_key=key).collect()
         assert states_engine.states.last_restored_tokens == 0
         assert reply == cold_reply(states_engine, cold_replies, messages)
     finally:
@@ -143,13 +143,13 @@ def test_a_state_saved_at_another_context_size_is_refused(
 def test_an_edited_earlier_message_uses_the_state_only_up_to_the_edit(
     states_engine: Engine, cold_replies: dict[str, str], model_path: Path
 ) -> None:
-    key = conversation_key("4")
+    key = saved_state_key("4")
     messages = conversation()
     save_conversation(states_engine, key, messages)
     reload(states_engine, model_path)
     edited = conversation()
     edited[1] = {"role": "user", "content": FILLER * 4 + "What grows well in clay soil?"}
-    reply = states_engine.chat(edited, GREEDY, cache_key=key)
+    reply = states_engine.chat(edited, GREEDY, state_key=key)
     text = reply.collect()
     assert states_engine.states.last_restored_tokens > 0
     assert reply.stats.evaluated_tokens > 20  # from the edit on
@@ -162,7 +162,7 @@ def test_a_truncated_state_file_is_discarded_and_the_reply_is_right(
     model_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    key = conversation_key("5")
+    key = saved_state_key("5")
     messages = conversation()
     before = set(state_files(states_engine))
     save_conversation(states_engine, key, messages)
@@ -170,8 +170,8 @@ def test_a_truncated_state_file_is_discarded_and_the_reply_is_right(
     with saved.open("r+b") as handle:
         handle.truncate(saved.stat().st_size // 2)
     reload(states_engine, model_path)
-    with caplog.at_level(logging.WARNING, logger="app.core.llm.state_cache"):
-        reply = states_engine.chat(messages, GREEDY, cache_key=key).collect()
+    with caplog.at_level(logging.WARNING, logger="app.core.llm.saved_state_store"):
+        reply = states_engine.chat(messages, GREEDY, state_key=key).collect()
     assert states_engine.states.last_restored_tokens == 0
     assert "truncated" in caplog.text and not saved.exists()
     assert reply == cold_reply(states_engine, cold_replies, messages)
@@ -180,13 +180,13 @@ def test_a_truncated_state_file_is_discarded_and_the_reply_is_right(
 def test_switching_conversations_restores_each_from_memory(
     states_engine: Engine, cold_replies: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    first, second = conversation_key("6"), conversation_key("7")
+    first, second = saved_state_key("6"), saved_state_key("7")
     messages = conversation()
     save_conversation(states_engine, first, messages)
     other: list[ChatMessage] = [{"role": "user", "content": "Name a colour, in one word, please."}] * 1
-    states_engine.chat(other, GREEDY, cache_key=second).collect()
+    states_engine.chat(other, GREEDY, state_key=second).collect()
     with caplog.at_level(logging.INFO, logger="app.core.llm.saved_states"):
-        reply = states_engine.chat(messages, GREEDY, cache_key=first)
+        reply = states_engine.chat(messages, GREEDY, state_key=first)
         text = reply.collect()
     assert "from memory" in caplog.text
     assert reply.stats.evaluated_tokens < reply.stats.prompt_tokens / 3
@@ -206,7 +206,7 @@ def test_requests_without_a_key_save_nothing(states_engine: Engine) -> None:
 def test_a_reply_while_the_model_file_is_hashed_does_not_wait_and_is_no_speed_measurement(
     states_engine: Engine, cold_replies: dict[str, str], model_path: Path, tmp_path: Path
 ) -> None:
-    key = conversation_key("8")
+    key = saved_state_key("8")
     messages = conversation()
     save_conversation(states_engine, key, messages)
     reload(states_engine, model_path)
@@ -215,7 +215,7 @@ def test_a_reply_while_the_model_file_is_hashed_does_not_wait_and_is_no_speed_me
     states_engine.states.model_loaded(disk.path, states_engine.llama)
     try:
         started = time.perf_counter()
-        reply = states_engine.chat(messages, GREEDY, cache_key=key)
+        reply = states_engine.chat(messages, GREEDY, state_key=key)
         text = reply.collect()
         states_engine.idle()  # the state is copied and queued: the writer waits for the hash, not the engine
         engine_thread_seconds = time.perf_counter() - started
@@ -227,7 +227,7 @@ def test_a_reply_while_the_model_file_is_hashed_does_not_wait_and_is_no_speed_me
         disk.answer()
         assert states_engine.states.wait_for_signature(30)
         assert states_engine.states.cache.flush(30)
-        after = states_engine.chat(messages, GREEDY, cache_key=key)
+        after = states_engine.chat(messages, GREEDY, state_key=key)
         after.collect()
         assert not after.stats.hashing_model
     finally:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.errors import Cancelled, UserError
-from app.core.llm.state_cache import remember_model_digest
+from app.core.llm.saved_state_store import remember_model_digest
 from app.core.models.catalog import ModelFiles, RemoteFile, find_entry
 from app.core.models.downloads.progress import ProgressCallback, ProgressTracker
 from app.core.models.downloads.queue import (

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.core.errors import Cancelled
-from app.core.llm.state_cache import DIGESTS_FILE
+from app.core.llm.saved_state_store import DIGESTS_FILE
 from app.core.models.downloads.downloader import Downloader
 from app.core.models.downloads.progress import DownloadProgress
 from app.core.models.downloads.queue import STATE_DONE, STATE_PAUSED, DownloadQueue
@@ -59,8 +59,8 @@ def test_full_download_is_verified_installed_and_listed(hub: FakeHub) -> None:
     assert stored.state == STATE_DONE and stored.installed_path == str(result.path)
     installed = find_installed(f"{REPO}:Q4_K_M")
     assert installed is not None and installed.source == "downloaded" and installed.size == SIZE
-    # The verified sha256 is kept for the model's saved conversation states: the file is never hashed again.
-    kept = json.loads((app_paths().state_cache_dir / DIGESTS_FILE).read_text())
+    # The verified sha256 is kept for the model's saved states: the file is never hashed again.
+    kept = json.loads((app_paths().saved_states_dir / DIGESTS_FILE).read_text())
     assert list(kept.values()) == [hashlib.sha256(DATA).hexdigest()]
     assert next(iter(kept)).startswith(f"{result.path.resolve()}|{SIZE}|")
     print(f"\nloopback download: {SIZE / seconds / 1e6:.0f} MB/s including plan and sha256")

@@ -1,4 +1,4 @@
-"""Saved conversation states: llama.cpp's cache for a conversation's tokens, kept in memory and on disk.
+"""saved states: llama.cpp's cache for a conversation's tokens, kept in memory and on disk.
 
 A state is the KV cache of one sequence (``llama_state_seq_get_data``) together with the tokens it holds. Being
 the cache *of those tokens*, a state can only ever serve their common prefix with a new prompt, so a state found
@@ -14,8 +14,8 @@ key, one per branch: saving a state replaces the key's states whose tokens are a
 - In memory: the most recent states, within a budget (the smaller of 1 GB and a tenth of the memory available),
   so switching between conversations in one session restores without reading a file. Dropped when another
   model loads.
-- On disk, in ``AppPaths.state_cache_dir`` (folder 0700, files 0600, written to a temporary file and renamed
-  into place): within a disk budget (the ``state_cache_mb`` setting, handed in through ``DefaultDiskBudget``:
+- On disk, in ``AppPaths.saved_states_dir`` (folder 0700, files 0600, written to a temporary file and renamed
+  into place): within a disk budget (the ``saved_states_mb`` setting, handed in through ``DefaultDiskBudget``:
   this package does not read the settings), least recently used first out.
 
 Files are written by a writer thread, so the engine thread only copies the state (a memory copy) and moves on.
@@ -64,7 +64,7 @@ _WRITER_IDLE_S = 1.0  # the writer thread ends after this long without work; the
 _DIGESTS_LOCK_SECONDS = 10.0  # another process holds the digests file's lock only for a read and a write
 
 
-def conversation_key(conversation_uuid: str) -> str:
+def saved_state_key(conversation_uuid: str) -> str:
     """The state key of a conversation of the history: its uuid, never reused (a database id can be, once the
     conversation holding it is deleted)."""
     return f"conversation-{conversation_uuid}"
@@ -84,8 +84,8 @@ def default_ram_budget() -> int:
 
 
 class DefaultDiskBudget:
-    """The disk budget of the app's cache (``StateCache.default``), read at each write. The settings store hands
-    its ``state_cache_mb`` in with ``use``; until then (a process without settings) it is the default."""
+    """The disk budget of the app's cache (``SavedStateStore.default``), read at each write. The settings store hands
+    its ``saved_states_mb`` in with ``use``; until then (a process without settings) it is the default."""
 
     _source: Callable[[], int] | None = None
 
@@ -187,9 +187,9 @@ _DIGESTS_OWNERS_LOCK = threading.Lock()
 
 
 def remember_model_digest(path: Path, digest: str) -> None:
-    """A downloaded model's verified sha256, kept for its conversation states (see ``ModelDigests``)."""
+    """A downloaded model's verified sha256, kept for its saved states (see ``ModelDigests``)."""
     try:
-        ModelDigests.for_file(app_paths().state_cache_dir / DIGESTS_FILE).remember(path, digest)
+        ModelDigests.for_file(app_paths().saved_states_dir / DIGESTS_FILE).remember(path, digest)
     except OSError:  # only a shortcut: the file is hashed when a state first needs it
         log.warning("the sha256 of %s could not be kept for its saved states", path.name, exc_info=True)
 
@@ -268,7 +268,7 @@ class SignatureSource:
             self.get()
         except Exception:
             log.warning(
-                "the loaded model file could not be hashed: its conversation states are not kept",
+                "the loaded model file could not be hashed: its saved states are not kept",
                 exc_info=True,
             )
 
@@ -310,8 +310,8 @@ class _WriteJob:
     generation: tuple[int, int]
 
 
-class StateCache:
-    """Conversation states in memory and on disk. See the module docstring."""
+class SavedStateStore:
+    """Saved states in memory and on disk. See the module docstring."""
 
     def __init__(
         self,
@@ -339,10 +339,10 @@ class StateCache:
         self._idle = threading.Condition(self._lock)
 
     @classmethod
-    def default(cls) -> StateCache:
+    def default(cls) -> SavedStateStore:
         """The app's cache: its folder from ``app.core.paths``, its disk budget from ``DefaultDiskBudget``. One
         per folder in a process, so forgetting a conversation also drops the writes of it still queued."""
-        folder = app_paths().state_cache_dir
+        folder = app_paths().saved_states_dir
         with _DEFAULTS_LOCK:
             cache = _DEFAULTS.get(folder)
             if cache is None:
@@ -514,7 +514,7 @@ class StateCache:
             try:
                 self._write(job)
             except Exception:  # a full disk, a folder made read-only: the state is only a cache
-                log.exception("a conversation state could not be saved")
+                log.exception("a saved state could not be saved")
             finally:
                 with self._idle:
                     self._pending -= 1
@@ -662,15 +662,15 @@ class StateCache:
         self._ram_bytes -= len(entry.data)
 
 
-_DEFAULTS: dict[Path, StateCache] = {}
+_DEFAULTS: dict[Path, SavedStateStore] = {}
 _DEFAULTS_LOCK = threading.Lock()
 
 
 def forget_conversations(conversation_uuids: Sequence[str]) -> None:
     """Delete the saved states of conversations deleted for good."""
-    cache = StateCache.default()
+    cache = SavedStateStore.default()
     for conversation_uuid in conversation_uuids:
-        cache.forget(conversation_key(conversation_uuid))
+        cache.forget(saved_state_key(conversation_uuid))
 
 
 def _key_hash(key: str) -> str:

@@ -1,6 +1,6 @@
-"""The Settings dialog's "Saved conversations" section: how much disk the conversations' saved llama.cpp states
-may take (``state_cache_mb``), how much they take now, and a button that deletes them all. The states themselves
-are kept by ``app.core.llm.state_cache``."""
+"""The Settings dialog's "Saved states" section: how much disk the conversations' saved llama.cpp states
+may take (``saved_states_mb``), how much they take now, and a button that deletes them all. The states themselves
+are kept by ``app.core.llm.saved_state_store``."""
 
 from __future__ import annotations
 
@@ -14,32 +14,32 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.limits import MAX_STATE_CACHE_MB
-from app.core.llm.state_cache import StateCache
+from app.core.limits import MAX_SAVED_STATES_MB
+from app.core.llm.saved_state_store import SavedStateStore
 from app.core.settings import Settings
 from app.core.units import human_bytes
 
 MB_PER_GB = 1024
 
 
-class StateCacheSection(QGroupBox):
+class SavedStatesSection(QGroupBox):
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
-        super().__init__("Saved conversations", parent)
+        super().__init__("Saved states", parent)
         form = QFormLayout(self)
         self.budget = QDoubleSpinBox()
-        self.budget.setRange(0, MAX_STATE_CACHE_MB / MB_PER_GB)
+        self.budget.setRange(0, MAX_SAVED_STATES_MB / MB_PER_GB)
         self.budget.setDecimals(1)
         self.budget.setSingleStep(0.5)
         self.budget.setSuffix(" GB")
         self.budget.setSpecialValueText("Keep none")
-        self.budget.setValue(settings.state_cache_mb / MB_PER_GB)
+        self.budget.setValue(settings.saved_states_mb / MB_PER_GB)
         self.budget.setAccessibleName("Disk space for saved conversations")
         form.addRow("Disk space", self.budget)
         row = QHBoxLayout()
         self.used = QLabel()
         self.used.setAccessibleName("Disk space used by saved conversations")
         self.clear = QPushButton("Clear")
-        self.clear.setAccessibleName("Delete the saved conversation states")
+        self.clear.setAccessibleName("Delete the saved states")
         self.clear.clicked.connect(self._clear)
         row.addWidget(self.used, 1)
         row.addWidget(self.clear)
@@ -54,16 +54,16 @@ class StateCacheSection(QGroupBox):
         self._show_usage()
 
     def _show_usage(self) -> None:
-        used = StateCache.default().disk_usage()
+        used = SavedStateStore.default().disk_usage()
         self.used.setText(human_bytes(used) if used else "Nothing saved")
         self.clear.setEnabled(used > 0)
 
     def _clear(self) -> None:
-        StateCache.default().clear()
+        SavedStateStore.default().clear()
         self._show_usage()
 
     def restore_defaults(self) -> None:
-        self.budget.setValue(Settings().state_cache_mb / MB_PER_GB)
+        self.budget.setValue(Settings().saved_states_mb / MB_PER_GB)
 
     def apply_to(self, settings: Settings) -> None:
-        settings.state_cache_mb = round(self.budget.value() * MB_PER_GB)
+        settings.saved_states_mb = round(self.budget.value() * MB_PER_GB)

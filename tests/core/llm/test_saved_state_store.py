@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 
 from app.core import settings as settings_store
-from app.core.llm.state_cache import (
+from app.core.llm.saved_state_store import (
     DIGESTS_FILE,
     SUFFIX,
     ModelDigests,
+    SavedStateStore,
     SignatureSource,
-    StateCache,
     StateSignature,
     common_prefix,
-    conversation_key,
     remember_model_digest,
+    saved_state_key,
 )
 from app.core.paths import app_paths
 from tests.helpers.slow_disk import SlowDisk
@@ -40,7 +40,7 @@ def state_bytes(size: int, fill: int = 7) -> bytearray:
     return bytearray([fill]) * size
 
 
-def files(cache: StateCache) -> list[Path]:
+def files(cache: SavedStateStore) -> list[Path]:
     return sorted(p for p in cache.folder.iterdir() if p.name.endswith(SUFFIX))
 
 
@@ -51,7 +51,7 @@ def test_common_prefix_counts_matching_leading_tokens() -> None:
 
 
 def test_a_saved_state_reads_back_from_disk_with_private_permissions(tmp_path: Path) -> None:
-    cache = StateCache(tmp_path / "states", ram_budget=0)
+    cache = SavedStateStore(tmp_path / "states", ram_budget=0)
     cache.put("a", range(100), state_bytes(5000), SIGNATURE)
     assert cache.flush(30)
     (saved,) = files(cache)
@@ -68,17 +68,17 @@ def test_a_saved_state_reads_back_from_disk_with_private_permissions(tmp_path: P
 def test_states_of_another_model_are_not_used_but_kept(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cache = StateCache(tmp_path / "states", ram_budget=0)
+    cache = SavedStateStore(tmp_path / "states", ram_budget=0)
     cache.put("a", range(100), state_bytes(100), SIGNATURE)
     cache.flush(30)
-    with caplog.at_level(logging.INFO, logger="app.core.llm.state_cache"):
+    with caplog.at_level(logging.INFO, logger="app.core.llm.saved_state_store"):
         assert cache.best("a", range(100), OTHER_MODEL, better_than=0) is None
     assert "another model or setting" in caplog.text
     assert len(files(cache)) == 1  # the person may load that model again
 
 
 def test_a_new_state_replaces_the_ones_it_extends_and_keeps_other_branches(tmp_path: Path) -> None:
-    cache = StateCache(tmp_path / "states")
+    cache = SavedStateStore(tmp_path / "states")
     cache.put("a", range(50), state_bytes(100), SIGNATURE)
     cache.put("a", [*range(40), 7, 7, 7], state_bytes(100), SIGNATURE)  # an edited message: another branch
     cache.flush(30)
@@ -93,7 +93,7 @@ def test_a_new_state_replaces_the_ones_it_extends_and_keeps_other_branches(tmp_p
 
 
 def test_the_disk_budget_evicts_the_least_recently_used_state(tmp_path: Path) -> None:
-    cache = StateCache(tmp_path / "states", disk_budget=int(2.5 * MB), ram_budget=0)
+    cache = SavedStateStore(tmp_path / "states", disk_budget=int(2.5 * MB), ram_budget=0)
     for key in ("first", "second"):
         cache.put(key, range(10), state_bytes(MB), SIGNATURE)
         cache.flush(30)
@@ -111,20 +111,20 @@ def test_the_disk_budget_evicts_the_least_recently_used_state(tmp_path: Path) ->
 
 
 def test_the_disk_budget_comes_from_the_settings() -> None:
-    settings = settings_store.Settings(state_cache_mb=1)
+    settings = settings_store.Settings(saved_states_mb=1)
     settings_store.save(settings)
-    cache = StateCache.default()
-    assert cache.folder == app_paths().state_cache_dir
+    cache = SavedStateStore.default()
+    assert cache.folder == app_paths().saved_states_dir
     cache.put("big", range(10), state_bytes(2 * MB), SIGNATURE)  # over the budget: kept in memory only
     cache.put("small", range(10), state_bytes(MB // 2), SIGNATURE)
     cache.flush(30)
     assert len(files(cache)) == 1
-    loaded, _ = settings_store.from_dict({"state_cache_mb": -5})
-    assert loaded.state_cache_mb == 4096  # out of range: the default
+    loaded, _ = settings_store.from_dict({"saved_states_mb": -5})
+    assert loaded.saved_states_mb == 4096  # out of range: the default
 
 
 def test_memory_keeps_recent_states_within_its_budget(tmp_path: Path) -> None:
-    cache = StateCache(tmp_path / "states", disk_budget=0, ram_budget=2 * MB)
+    cache = SavedStateStore(tmp_path / "states", disk_budget=0, ram_budget=2 * MB)
     for key in ("a", "b", "c"):
         cache.put(key, range(10), state_bytes(MB), SIGNATURE)
     assert cache.memory_usage() == 2 * MB
@@ -136,7 +136,7 @@ def test_memory_keeps_recent_states_within_its_budget(tmp_path: Path) -> None:
 
 
 def test_truncated_and_damaged_files_are_discarded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    cache = StateCache(tmp_path / "states", ram_budget=0)
+    cache = SavedStateStore(tmp_path / "states", ram_budget=0)
     cache.put("cut", range(30), state_bytes(4000), SIGNATURE)
     cache.put("flipped", range(30), state_bytes(4000), SIGNATURE)
     cache.flush(30)
@@ -148,7 +148,7 @@ def test_truncated_and_damaged_files_are_discarded(tmp_path: Path, caplog: pytes
     raw = bytearray(flipped.path.read_bytes())
     raw[-10] ^= 0xFF
     flipped.path.write_bytes(raw)
-    with caplog.at_level(logging.WARNING, logger="app.core.llm.state_cache"):
+    with caplog.at_level(logging.WARNING, logger="app.core.llm.saved_state_store"):
         assert cache.best("cut", range(30), SIGNATURE, better_than=0) is None
         assert cache.load(flipped, SIGNATURE) is None
     assert "truncated" in caplog.text and "checksum" in caplog.text
@@ -160,8 +160,8 @@ def test_truncated_and_damaged_files_are_discarded(tmp_path: Path, caplog: pytes
 
 
 def test_forget_deletes_a_conversations_states_even_while_queued(tmp_path: Path) -> None:
-    cache = StateCache(tmp_path / "states")
-    key = conversation_key("12")
+    cache = SavedStateStore(tmp_path / "states")
+    key = saved_state_key("12")
     cache.put(key, range(10), state_bytes(1000), SIGNATURE)
     cache.put("other", range(10), state_bytes(1000), SIGNATURE)
     cache.forget(key)
@@ -171,7 +171,7 @@ def test_forget_deletes_a_conversations_states_even_while_queued(tmp_path: Path)
 
 
 def test_copies_waiting_for_a_slow_disk_stay_within_the_memory_budget(tmp_path: Path) -> None:
-    cache = StateCache(tmp_path / "states", ram_budget=0)
+    cache = SavedStateStore(tmp_path / "states", ram_budget=0)
     cache.queue_budget = 1500
     with cache._lock:  # the writer cannot finish a file meanwhile: the disk is "slow"
         cache.put("conversation-1", [1, 2, 3], state_bytes(1000), SIGNATURE)
@@ -197,7 +197,7 @@ def test_forty_digests_remembered_at_once_all_stay(tmp_path: Path) -> None:
     """Downloads finishing together and two caches of the app's folder: one owner of the digests file, so no
     update is lost to another's."""
     models = model_files(tmp_path / "models", 40)
-    first, second = StateCache(app_paths().state_cache_dir), StateCache.default()
+    first, second = SavedStateStore(app_paths().saved_states_dir), SavedStateStore.default()
     assert first.digests is second.digests
     start = threading.Barrier(len(models))
     failures: list[BaseException] = []
@@ -221,7 +221,7 @@ def test_forty_digests_remembered_at_once_all_stay(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(60)
     assert not failures
-    kept = json.loads((app_paths().state_cache_dir / DIGESTS_FILE).read_text())
+    kept = json.loads((app_paths().saved_states_dir / DIGESTS_FILE).read_text())
     assert len(kept) == 40
     assert all(first.digests.known(path) == digest for path, digest in models.items())
 
@@ -229,7 +229,7 @@ def test_forty_digests_remembered_at_once_all_stay(tmp_path: Path) -> None:
 _REMEMBER_IN_A_CHILD = """
 import sys
 from pathlib import Path
-from app.core.llm.state_cache import ModelDigests
+from app.core.llm.saved_state_store import ModelDigests
 digests = ModelDigests(Path(sys.argv[1]))
 print("ready", flush=True)
 sys.stdin.readline()
@@ -269,7 +269,7 @@ def test_digests_remembered_by_two_processes_at_once_all_stay(tmp_path: Path) ->
 def test_a_model_file_being_hashed_never_holds_up_the_engine_thread(tmp_path: Path) -> None:
     """While the model file's hash cannot finish, looking up and saving states return at once; the saved state
     waits for the hash on the writer thread, and a file's state is used once the hash is known."""
-    cache = StateCache(tmp_path / "states", ram_budget=0)
+    cache = SavedStateStore(tmp_path / "states", ram_budget=0)
     cache.put("a", range(50), state_bytes(1000), SIGNATURE)
     assert cache.flush(30)
     disk = SlowDisk(tmp_path / "model.gguf", b"weights")
