@@ -75,7 +75,13 @@ def test_the_whole_prompt_is_evaluated_with_and_without_the_batches(small_batche
         replies[-1].collect()
     small_batches.prompt_in_batches = True
     whole, batched = (reply.stats for reply in replies)
-    assert whole.prompt_tokens == batched.prompt_tokens == whole.evaluated_tokens == batched.evaluated_tokens > 300
+    assert (
+        whole.prompt_tokens
+        == batched.prompt_tokens
+        == whole.evaluated_tokens
+        == batched.evaluated_tokens
+        > 300
+    )
     assert whole.generated_tokens > 0 and batched.generated_tokens > 0
 
 
