@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app.core.history.store import HistoryStore
@@ -27,3 +28,11 @@ def open_window(
     window.show()
     qtbot.waitUntil(lambda: window.bridge.model is not None, timeout=30_000)
     return window
+
+
+def press_escape(qtbot: QtBot, window: MainWindow) -> None:
+    """Esc pressed on the window as a person presses it: on the active window, where Qt's window shortcuts
+    listen (a window left inactive by an earlier test's dialog would ignore it)."""
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)

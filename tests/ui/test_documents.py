@@ -24,7 +24,7 @@ from tests.fixtures.documents import (
     pdf_bytes,
     travelogue_pages,
 )
-from tests.helpers.window import open_window
+from tests.helpers.window import open_window, press_escape
 
 pytestmark = pytest.mark.gui
 
@@ -140,7 +140,7 @@ def test_stopping_a_summary_keeps_the_finished_parts(
     qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=10_000)
     card = cards(window)[0]
     qtbot.waitUntil(lambda: "parts" in card.status_label.text(), timeout=120_000)  # under way
-    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    press_escape(qtbot, window)
     qtbot.waitUntil(lambda: not window.documents.summarizing, timeout=5_000)
     assert "Stopped after" in card.status_label.text()
     assert card.summarize_button.isEnabled()
@@ -210,7 +210,7 @@ def test_reading_a_document_stops_on_its_card_or_esc_and_the_file_attaches_later
 
     window.attach_documents([str(slow)])
     qtbot.waitUntil(reader_at_work, timeout=60_000)
-    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    press_escape(qtbot, window)
     assert reading_cards() == []
     qtbot.waitUntil(lambda: not reader_at_work(), timeout=10_000)
     assert cards(window) == [] and not window.banner.isVisible()  # stopping is no failure

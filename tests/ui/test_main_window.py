@@ -16,7 +16,7 @@ from app.core.modes import PRESETS, Mode, SamplingOptions
 from app.core.settings import Settings
 from app.ui.conversation import REGENERATE_TEMPERATURE
 from app.ui.main_window import MainWindow
-from tests.helpers.window import open_window
+from tests.helpers.window import open_window, press_escape
 
 pytestmark = pytest.mark.gui
 
@@ -94,7 +94,7 @@ def test_stop_mid_reply_keeps_what_was_written(qtbot: QtBot, window: MainWindow)
     send(qtbot, window, "Write a very long story about the sea.")
     qtbot.waitUntil(lambda: len(pieces) >= 10, timeout=30_000)
     asked = time.perf_counter()
-    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    press_escape(qtbot, window)
     wait_reply(qtbot, window, timeout=5_000)
     assert time.perf_counter() - asked < 3.0  # tens of ms when quiet; the reply would run 2,000 tokens
     reply = window.chat_view.messages[-1]

@@ -87,7 +87,7 @@ def test_the_whole_prompt_is_evaluated_with_and_without_the_batches(small_batche
 
 @pytest.mark.slow
 def test_prompt_speed_is_the_same_with_and_without_the_batches(model_path: Path) -> None:
-    """A 1,500-token prompt, at the app's own batch size, evaluated each way in turn (the better of two each)."""
+    """A 600-token prompt (two of the app's batches), evaluated each way in turn (the better of two each)."""
     engine = Engine()
     engine.load(model_path, LoadOptions(context_size=2048))
     try:
@@ -97,10 +97,10 @@ def test_prompt_speed_is_the_same_with_and_without_the_batches(model_path: Path)
                 engine.prompt_in_batches = in_batches
                 engine.clear_cache()
                 started = time.perf_counter()
-                reply = engine.chat(_question(990), SamplingOptions(temperature=0.0, max_tokens=1))
+                reply = engine.chat(_question(400), SamplingOptions(temperature=0.0, max_tokens=1))
                 reply.collect()
                 elapsed = time.perf_counter() - started
-                assert 1_350 <= reply.stats.evaluated_tokens <= 1_650
+                assert 520 <= reply.stats.evaluated_tokens <= 900
                 speeds[in_batches].append(reply.stats.evaluated_tokens / elapsed)
         without, with_batches = max(speeds[False]), max(speeds[True])
         print(
