@@ -32,12 +32,14 @@ def serve_tiny_repo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator
 
 
 def make_downloader(hub: FakeHub, **options: float) -> Downloader:
-    settings = {"backoff_start": 0.05, "stall_seconds": 10.0, **options}
+    # Backing off from 0.05 s to at most 0.4 s: the retry schedule's shape without its minutes.
+    settings = {"backoff_start": 0.05, "backoff_max": 0.4, "stall_seconds": 10.0, **options}
     return Downloader(
         DownloadQueue(),
         endpoint=hub.url,
         stall_seconds=settings["stall_seconds"],
         backoff_start=settings["backoff_start"],
+        backoff_max=settings["backoff_max"],
     )
 
 
