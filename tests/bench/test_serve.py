@@ -43,12 +43,12 @@ def test_the_three_ways_side_by_side(model_path: Path, model_facts: ModelFacts) 
     assert all(len(figures[way]["runs"]) == 1 for way in ("engine", "ours", "theirs"))
 
 
-def test_without_llama_cpp_server_the_report_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(serve_bench, "LLAMA_SERVER_MODULES", ("fastapi", "no_such_module_here"))
-    missing = serve_bench.missing_llama_server_modules()
-    assert missing == ["no_such_module_here"]
-    result = serve_bench.ServeBenchResult(
-        model="m.gguf",
+def measured_without_llama_cpp_server(
+    model: str, why: str, chat_template: str = ""
+) -> serve_bench.ServeBenchResult:
+    """A result with our two ways measured (8 tokens, one round) and llama_cpp.server not, for ``why``."""
+    return serve_bench.ServeBenchResult(
+        model=model,
         threads=2,
         context_size=512,
         batch_size=512,
@@ -57,7 +57,17 @@ def test_without_llama_cpp_server_the_report_says_how_to_install_it(monkeypatch:
         engine=serve_bench.Way("engine directly (no HTTP)", [serve_bench.Run(0.1, 8, 50.0)]),
         ours=serve_bench.Way("our streaming endpoint", [serve_bench.Run(0.11, 8, 49.0)]),
         theirs=serve_bench.Way("llama_cpp.server"),
-        theirs_missing=serve_bench.LLAMA_SERVER_INSTALL.format(missing=", ".join(missing)),
+        theirs_missing=why,
+        chat_template=chat_template,
+    )
+
+
+def test_without_llama_cpp_server_the_report_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serve_bench, "LLAMA_SERVER_MODULES", ("fastapi", "no_such_module_here"))
+    missing = serve_bench.missing_llama_server_modules()
+    assert missing == ["no_such_module_here"]
+    result = measured_without_llama_cpp_server(
+        "m.gguf", serve_bench.LLAMA_SERVER_INSTALL.format(missing=", ".join(missing))
     )
     report = result.report()
     print(report)
@@ -67,18 +77,8 @@ def test_without_llama_cpp_server_the_report_says_how_to_install_it(monkeypatch:
 
 
 def test_a_built_in_template_llama_cpp_server_has_no_format_for_is_named_and_not_measured() -> None:
-    result = serve_bench.ServeBenchResult(
-        model="phi.gguf",
-        threads=2,
-        context_size=512,
-        batch_size=512,
-        max_tokens=8,
-        rounds=1,
-        engine=serve_bench.Way("engine directly (no HTTP)", [serve_bench.Run(0.1, 8, 50.0)]),
-        ours=serve_bench.Way("our streaming endpoint", [serve_bench.Run(0.11, 8, 49.0)]),
-        theirs=serve_bench.Way("llama_cpp.server"),
-        theirs_missing=serve_bench.NO_CHAT_FORMAT.format(title="Phi-3", model="phi.gguf"),
-        chat_template="phi3",
+    result = measured_without_llama_cpp_server(
+        "phi.gguf", serve_bench.NO_CHAT_FORMAT.format(title="Phi-3", model="phi.gguf"), chat_template="phi3"
     )
     report = result.report()
     print(report)
