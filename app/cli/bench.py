@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from app.cli.common import add_model_arguments, loaded_model, resolve_model
 
@@ -21,7 +22,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     bench.add_argument(
         "--serve",
         action="store_true",
-        help="compare the API's streaming endpoint with the engine directly and with llama_cpp.server instead",
+        help="compare the API's streaming endpoint with the engine directly, llama_cpp.server and llama.cpp's "
+        "native llama-server instead",
+    )
+    bench.add_argument(
+        "--native-server",
+        type=Path,
+        metavar="PATH",
+        help="with --serve: llama.cpp's llama-server binary (default: llama-server on PATH, else the one "
+        "installers/build_llama_server.py built)",
     )
     bench.add_argument(
         "--predict",
@@ -55,6 +64,7 @@ def run_bench(args: argparse.Namespace) -> int:
             resolve_model(args),
             threads=args.threads or 0,
             context_size=args.ctx or 2048,
+            native_server=args.native_server,
             progress=None if args.json else lambda line: print(line, file=sys.stderr),
         )
         print(json.dumps(serve_result.as_dict(), indent=2) if args.json else serve_result.report())

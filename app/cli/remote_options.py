@@ -1,4 +1,5 @@
-"""``--endpoint URL [--api-key KEY] [--remote-model NAME]`` on chat and summarize: a model on another machine.
+"""``--endpoint URL [--api-key KEY] [--remote-model NAME] [--remote-wait SECONDS]`` on chat and summarize: a model
+on another machine.
 
 The engine service runs a ``RemoteEngine`` in place of the local one; everything else in those commands (modes,
 history, documents, summaries) goes through it unchanged. ``--ctx`` gives the context length when the server
@@ -14,7 +15,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 # Light (no HTTP client, no engine): the parser checks --endpoint with it on every command line.
-from app.core.llm.remote_config import DEFAULT_CONTEXT, RemoteEngineError, RemoteServer, check_base_url
+from app.core.llm.remote_config import (
+    DEFAULT_CONTEXT,
+    WAIT_SECONDS_RANGE,
+    RemoteEngineError,
+    RemoteServer,
+    check_base_url,
+    check_wait_seconds,
+)
 
 if TYPE_CHECKING:
     from app.core.llm.engine import ModelInfo
@@ -39,11 +47,28 @@ def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="with --endpoint: the model to ask for (default: the first one the server lists)",
     )
+    parser.add_argument(
+        "--remote-wait",
+        type=_wait_seconds,
+        metavar="SECONDS",
+        help=f"with --endpoint: the longest wait for the first token and between tokens, "
+        f"{WAIT_SECONDS_RANGE[0]}..{WAIT_SECONDS_RANGE[1]}; the server's keep-alives do not count "
+        "(default: from settings)",
+    )
 
 
 def _base_url(text: str) -> str:
     try:
         return check_base_url(text)
+    except RemoteEngineError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _wait_seconds(text: str) -> int:
+    try:
+        return check_wait_seconds(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of seconds, not {text!r}.") from None
     except RemoteEngineError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -63,6 +88,7 @@ def remote_server(args: argparse.Namespace) -> RemoteServer:
         model=args.remote_model or "",
         context_size=context,
         read_timeout=settings.remote_read_timeout,
+        wait_seconds=getattr(args, "remote_wait", None) or settings.remote_wait_seconds,
     )
 
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from app.cli.common import add_model_arguments, loaded_model
+from app.core.limits import OutOfRange
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +28,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' on every request but /health"
     )
     serve.add_argument(
+        "--allow-origin",
+        metavar="ORIGIN",
+        action="append",
+        type=_origin,
+        default=[],
+        help="let the web app at ORIGIN (e.g. https://chat.example.com) call the server from a browser; "
+        "repeat for several (default: no web page may)",
+    )
+    serve.add_argument(
         "--save-history",
         action="store_true",
         help="keep each chat request and its reply in the history, as a conversation marked as served",
@@ -38,6 +48,16 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, not {text!r}.")
     return int(text)
+
+
+def _origin(text: str) -> str:
+    # Imported here, when the option is given: the settings need not load for every other command.
+    from app.core.settings import check_web_origin
+
+    try:
+        return check_web_origin(text)
+    except OutOfRange as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -62,9 +82,19 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         with listener, loaded_model(args) as (client, info):
             state = ServeState(client, on_served=history.record if history else None)
-            server = ApiServer(client, listener, host=args.host, api_key=args.api_key, state=state)
+            server = ApiServer(
+                client,
+                listener,
+                host=args.host,
+                api_key=args.api_key,
+                allowed_origins=args.allow_origin,
+                state=state,
+            )
             kept = " Chat requests are kept in the history." if history else ""
-            print(f"Serving {info.display_name} at {server.base_url} (Ctrl+C to stop).{kept}", flush=True)
+            web = f" Web apps allowed: {', '.join(args.allow_origin)}." if args.allow_origin else ""
+            print(
+                f"Serving {info.display_name} at {server.base_url} (Ctrl+C to stop).{kept}{web}", flush=True
+            )
             server.run()
     finally:
         if history is not None:

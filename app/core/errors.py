@@ -26,6 +26,19 @@ class ContextOverflowError(UserError):
     """A single message is longer than the whole context window."""
 
 
+class ContextLimitError(ContextOverflowError):
+    """A request that must be taken whole (an API request) needs more tokens than the context holds."""
+
+    def __init__(self, message: str, *, prompt_tokens: int, limit: int) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit
+
+
+class ModelChangedError(UserError):
+    """The model a request was accepted for is no longer the one loaded when its turn came."""
+
+
 class NoModelLoadedError(UserError):
     """A reply was asked for before a model was loaded."""
 

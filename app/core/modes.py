@@ -36,7 +36,11 @@ class SamplingOptions:
     min_p: float = 0.05
     repeat_penalty: float = 1.1
     max_tokens: int = 1024
-    seed: int | None = None
+    seed: int | None = None  # None: a fresh random draw for every reply
+    # OpenAI's penalties: subtracted from a token's logit per earlier use (frequency) or once it was used
+    # (presence); 0 leaves them off, as the window does.
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,13 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from app.core.files import write_json_atomic
 from app.core.limits import (
@@ -23,9 +25,11 @@ from app.core.limits import (
 from app.core.llm.remote_config import (
     DEFAULT_CONTEXT,
     DEFAULT_READ_TIMEOUT,
+    DEFAULT_WAIT_SECONDS,
     RemoteEngineError,
     check_base_url,
     check_read_timeout,
+    check_wait_seconds,
 )
 from app.core.llm.saved_state_store import DefaultDiskBudget
 from app.core.llm.templates import BUILTIN_TEMPLATES
@@ -61,6 +65,9 @@ class Settings:
     serve_enabled: bool = False
     serve_port: int = 8080
     serve_save_history: bool = False  # each served chat request kept as a conversation
+    # Web apps the person trusts to call the server from a browser, as exact origins (https://chat.example.com);
+    # any other web page is refused.
+    serve_allowed_origins: list[str] = field(default_factory=list)
     # Settings -> Engine: "local" (llama.cpp on this computer) or "server" (an OpenAI-compatible one).
     engine: str = "local"
     remote_url: str = ""  # the server's OpenAI base URL, e.g. http://gpu-box:8000/v1
@@ -68,6 +75,7 @@ class Settings:
     remote_model: str = ""  # "" : the first model the server lists
     remote_context_size: int = DEFAULT_CONTEXT  # used when the server does not say its own
     remote_read_timeout: int = DEFAULT_READ_TIMEOUT  # seconds without a byte before a reply is given up
+    remote_wait_seconds: int = DEFAULT_WAIT_SECONDS  # for the first token, then between them; not keep-alives
     extra: dict[str, Any] = field(default_factory=dict)  # keys from a newer version, kept untouched
 
 
@@ -127,6 +135,13 @@ def _check_remote_read_timeout(value: int) -> int:
         raise OutOfRange(str(exc)) from None
 
 
+def _check_remote_wait_seconds(value: int) -> int:
+    try:
+        return check_wait_seconds(value)
+    except RemoteEngineError as exc:
+        raise OutOfRange(str(exc)) from None
+
+
 def _check_model_list(value: object) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
         raise OutOfRange("The list of imported models must hold only file paths.")
@@ -139,6 +154,55 @@ def _check_chat_templates(value: object) -> dict[str, str]:
             f"The chat templates chosen for models must each be one of {', '.join(BUILTIN_TEMPLATES)}."
         )
     return {str(path): str(name) for path, name in value.items()}
+
+
+ORIGIN_FORM = "scheme://host[:port], such as https://chat.example.com"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def check_web_origin(text: str) -> str:
+    """A web app's origin written as a browser sends it in ``Origin`` (lower case, no default port), or
+    OutOfRange with a sentence."""
+    shown = text.strip()
+    wrong = OutOfRange(f"{shown!r} is not a web app's origin; write it as {ORIGIN_FORM}, without a path.")
+    # A trailing slash is how browsers show an origin in the address bar: it is no path.
+    match = re.fullmatch(r"([a-z][a-z0-9+.-]*)://([^/?#@\s]+)/?", shown, flags=re.IGNORECASE)
+    if match is None:
+        raise wrong
+    parts = urlsplit(f"{match[1]}://{match[2]}")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        raise wrong from None
+    if not parts.hostname:
+        raise wrong
+    scheme = parts.scheme.lower()
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if port is None or port == _DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def check_web_origins(value: object) -> list[str]:
+    """Each origin checked and written as a browser sends it; the first one that is not an origin refused."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise OutOfRange(f"The web apps allowed must be a list of origins, each {ORIGIN_FORM}.")
+    return list(dict.fromkeys(check_web_origin(item) for item in value))
+
+
+def split_web_origins(text: str) -> tuple[list[str], list[str]]:
+    """Origins typed one per line or separated by commas: those that are origins, and a sentence for each one
+    that is not."""
+    origins: list[str] = []
+    problems: list[str] = []
+    for item in re.split(r"[,\s]+", text):
+        if not item:
+            continue
+        try:
+            origins.append(check_web_origin(item))
+        except OutOfRange as exc:
+            problems.append(str(exc))
+    return list(dict.fromkeys(origins)), problems
 
 
 # Beyond its type, what each setting's value must satisfy; a value that fails falls back to the default.
@@ -154,8 +218,10 @@ VALUE_CHECKS: dict[str, Callable[[Any], object]] = {
     "remote_url": _check_remote_url,
     "remote_context_size": check_context_size,
     "remote_read_timeout": _check_remote_read_timeout,
+    "remote_wait_seconds": _check_remote_wait_seconds,
     "saved_states_mb": check_saved_states_mb,
     "serve_port": _check_port,
+    "serve_allowed_origins": check_web_origins,
 }
 
 

@@ -39,7 +39,8 @@ MODEL_SWITCH = (
 STARTING_TEXT = "Starting the server for other apps..."
 STOPPING_TEXT = "Stopping the server for other apps..."
 
-ServeWish = tuple[int, bool]  # the port, and whether other apps' conversations are kept
+# The port, whether other apps' conversations are kept, and the web apps allowed to call it from a browser.
+ServeWish = tuple[int, bool, tuple[str, ...]]
 
 
 class _Relay(QObject):
@@ -107,10 +108,10 @@ class ServeController(QObject):
         return self._base_url
 
     def apply(self, settings: Settings) -> None:
-        """Serve, stop, or restart on another port, as ``settings`` now say; returns at once."""
-        self._switch.want(
-            (settings.serve_port, settings.serve_save_history) if settings.serve_enabled else None
-        )
+        """Serve, stop, or restart on another port or for other web apps, as ``settings`` now say; returns at
+        once."""
+        wish = (settings.serve_port, settings.serve_save_history, tuple(settings.serve_allowed_origins))
+        self._switch.want(wish if settings.serve_enabled else None)
 
     def stop(self) -> None:
         """Stop serving: other apps' replies end and the port is freed, off the GUI thread."""
@@ -173,7 +174,7 @@ def _server_starter(service: EngineService, relay: _Relay) -> Callable[[ServeWis
         from app.core.serve.history import ServedHistory
         from app.core.serve.runner import ApiServer, listen
 
-        port, save_history = wish
+        port, save_history, allowed_origins = wish
         try:
             listener = listen(LOOPBACK, port, port_hint=PORT_HINT)
         except UserError as exc:
@@ -187,6 +188,7 @@ def _server_starter(service: EngineService, relay: _Relay) -> Callable[[ServeWis
                 state.client,
                 listener,
                 host=LOOPBACK,
+                allowed_origins=allowed_origins,
                 state=state,
                 on_stopped=history.close if history else None,
             )

@@ -28,6 +28,7 @@ from app.core.llm.protocol import ChatEngine
 from app.core.llm.remote_config import (
     DEFAULT_CONTEXT,
     READ_TIMEOUT_RANGE,
+    WAIT_SECONDS_RANGE,
     RemoteEngineError,
     RemoteServer,
     check_base_url,
@@ -51,6 +52,7 @@ def server_from_settings(settings: Settings) -> RemoteServer | None:
         model=settings.remote_model,
         context_size=settings.remote_context_size or DEFAULT_CONTEXT,
         read_timeout=settings.remote_read_timeout,
+        wait_seconds=settings.remote_wait_seconds,
     )
 
 
@@ -124,8 +126,18 @@ class EngineSection(QGroupBox):
         self.read_timeout.setSuffix(" s")
         self.read_timeout.setValue(settings.remote_read_timeout)
         self.read_timeout.setAccessibleName("Longest wait for the server")
-        self.read_timeout.setToolTip("A reply that brings nothing new for this long is ended.")
+        self.read_timeout.setToolTip("A connection that sends not a single byte for this long is given up.")
         form.addRow("Longest wait", self.read_timeout)
+        self.wait_seconds = QSpinBox()
+        self.wait_seconds.setRange(*WAIT_SECONDS_RANGE)
+        self.wait_seconds.setSuffix(" s")
+        self.wait_seconds.setValue(settings.remote_wait_seconds)
+        self.wait_seconds.setAccessibleName("Longest wait for a token")
+        self.wait_seconds.setToolTip(
+            "A reply that brings no new text for this long, before its first token or between two, is ended; "
+            "the server's keep-alive messages do not count. Raise it for a slow server or a long prompt."
+        )
+        form.addRow("Longest wait for a token", self.wait_seconds)
         self.status = QLabel()
         self.status.setWordWrap(True)
         form.addRow(self.status)
@@ -137,6 +149,7 @@ class EngineSection(QGroupBox):
             self.fetch,
             self.context_size,
             self.read_timeout,
+            self.wait_seconds,
         ]
         (self.server if settings.engine == "server" else self.local).setChecked(True)
         self.server.toggled.connect(self._update)
@@ -153,6 +166,7 @@ class EngineSection(QGroupBox):
             api_key=self.api_key.text().strip(),
             context_size=self.context_size.value(),
             read_timeout=self.read_timeout.value(),
+            wait_seconds=self.wait_seconds.value(),
         )
 
     @Slot()
@@ -191,6 +205,7 @@ class EngineSection(QGroupBox):
         self.local.setChecked(defaults.engine == "local")
         self.context_size.setValue(defaults.remote_context_size)
         self.read_timeout.setValue(defaults.remote_read_timeout)
+        self.wait_seconds.setValue(defaults.remote_wait_seconds)
 
     def apply_to(self, settings: Settings) -> None:
         url = self.url.text().strip()
@@ -207,6 +222,7 @@ class EngineSection(QGroupBox):
         settings.remote_model = str(self.model.currentData() or "")
         settings.remote_context_size = self.context_size.value()
         settings.remote_read_timeout = self.read_timeout.value()
+        settings.remote_wait_seconds = self.wait_seconds.value()
 
 
 class EngineSwitcher(QObject):

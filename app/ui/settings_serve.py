@@ -1,6 +1,6 @@
 """The Settings dialog's "Other apps" section: the switch that serves the loaded model to other programs on this
-computer (the OpenAI-compatible API on 127.0.0.1), its port, whether their conversations are kept, and the base
-URL to copy. The server itself is run by ``app.ui.serving``; while it starts or stops, the switch waits."""
+computer (the OpenAI-compatible API on 127.0.0.1), its port, whether their conversations are kept, the web apps
+allowed to call it from a browser, and the base URL to copy. The server itself is run by ``app.ui.serving``; while it starts or stops, the switch waits."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QPlainTextEdit,
     QSpinBox,
     QToolButton,
     QWidget,
 )
 
 from app.core.serve.address import LOOPBACK, base_url
-from app.core.settings import Settings
+from app.core.settings import Settings, split_web_origins
 
 SWITCH_LABEL = "Let other apps on this computer use the loaded model"
 
@@ -44,6 +45,20 @@ class ServeSection(QGroupBox):
             "Each request another app makes is saved as a conversation, marked as served to another app."
         )
         form.addRow(self.save_history)
+        self.origins = QPlainTextEdit("\n".join(settings.serve_allowed_origins))
+        self.origins.setPlaceholderText("https://chat.example.com")
+        self.origins.setAccessibleName("Web apps allowed to use the model")
+        self.origins.setToolTip(
+            "Web pages are refused unless their origin is listed here (one per line, or separated by commas). "
+            "List only web apps you trust: they can use the model like any other app."
+        )
+        self.origins.setFixedHeight(self.origins.fontMetrics().lineSpacing() * 3 + 12)
+        form.addRow("Web apps allowed", self.origins)
+        self.origins_problem = QLabel()
+        self.origins_problem.setWordWrap(True)
+        self.origins_problem.setVisible(False)
+        form.addRow(self.origins_problem)
+        self.origins.textChanged.connect(self._check_origins)
         row = QHBoxLayout()
         self.url = QLabel()
         self.url.setTextInteractionFlags(self.url.textInteractionFlags().TextSelectableByMouse)
@@ -72,12 +87,17 @@ class ServeSection(QGroupBox):
         self.url.setEnabled(on)
         self.copy.setEnabled(on)
 
+    def _check_origins(self) -> None:
+        _origins, problems = split_web_origins(self.origins.toPlainText())
+        self.origins_problem.setText(" ".join([*problems, "Such entries are left out."] if problems else []))
+        self.origins_problem.setVisible(bool(problems))
+
     def show_busy(self, text: str) -> None:
         """The server is starting or stopping (``text`` says which; "" once it is done): its switch, port and
         history choice wait until then, so what they show is what was asked last."""
         self.busy.setText(text)
         self.busy.setVisible(bool(text))
-        for widget in (self.enabled, self.port, self.save_history):
+        for widget in (self.enabled, self.port, self.save_history, self.origins):
             widget.setEnabled(not text)
 
     def restore_defaults(self) -> None:
@@ -85,8 +105,10 @@ class ServeSection(QGroupBox):
         self.enabled.setChecked(defaults.serve_enabled)
         self.port.setValue(defaults.serve_port)
         self.save_history.setChecked(defaults.serve_save_history)
+        self.origins.setPlainText("\n".join(defaults.serve_allowed_origins))
 
     def apply_to(self, settings: Settings) -> None:
         settings.serve_enabled = self.enabled.isChecked()
         settings.serve_port = self.port.value()
         settings.serve_save_history = self.save_history.isChecked()
+        settings.serve_allowed_origins = split_web_origins(self.origins.toPlainText())[0]

@@ -3,6 +3,7 @@ by the real ``openai`` client (and httpx2 where a client would not send what a h
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from tests.helpers.cli import llamadesk_command, run
 
 KEY = "test-key-123"
+WEB_APP = "https://chat.example.com"  # the module's server lets this web app call it from a browser
 QUESTION: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "What is the capital of France? Answer in one word."}
 ]
@@ -75,7 +77,7 @@ def stop_string_from(text: str) -> str:
 @pytest.fixture(scope="module")
 def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("serve-home")
-    started = start_server(model_path, home, "--api-key", KEY)
+    started = start_server(model_path, home, "--api-key", KEY, "--allow-origin", WEB_APP)
     # The first reply after a load is slow (about 7 s on a busy 2-core machine, 0.05 s after): keep it out of
     # the timed tests.
     started.client().chat.completions.create(model="m", messages=QUESTION, temperature=0, max_tokens=1)
@@ -141,7 +143,7 @@ def test_a_stop_sequence_ends_the_reply_before_it(server: Server) -> None:
 
 def test_completions_answer_a_prompt(server: Server) -> None:
     reply = server.client().completions.create(
-        model="m", prompt="What is the capital of France?", temperature=0, max_tokens=20
+        model="m", prompt="The capital of France is", temperature=0, max_tokens=20
     )
     print(reply.choices[0].text)
     assert reply.choices[0].text and reply.usage is not None and reply.usage.completion_tokens > 0
@@ -267,6 +269,44 @@ def test_malformed_bodies_get_400(server: Server) -> None:
         server.client().chat.completions.create(model="m", messages=QUESTION, max_tokens=10**6)
 
 
+def test_only_the_web_apps_allowed_with_allow_origin_are_answered(server: Server) -> None:
+    url = f"{server.base_url}/chat/completions"
+    preflight = httpx2.options(
+        url,
+        headers={
+            "Origin": WEB_APP,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    print(preflight.status_code, dict(preflight.headers))
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == WEB_APP
+    ask = {"model": "m", "messages": QUESTION, "max_tokens": 1}
+    reply = httpx2.post(
+        url, json=ask, headers={"Origin": WEB_APP, "Authorization": f"Bearer {KEY}"}, timeout=120
+    )
+    assert reply.status_code == 200 and reply.headers["access-control-allow-origin"] == WEB_APP
+    # Another page's simple request (text/plain, no preflight) is refused, even carrying the key.
+    hostile = httpx2.post(
+        url,
+        content=json.dumps(ask),
+        headers={
+            "Origin": "https://evil.example",
+            "Content-Type": "text/plain",
+            "Authorization": f"Bearer {KEY}",
+        },
+    )
+    print(hostile.status_code, hostile.text)
+    assert hostile.status_code == 403 and hostile.json()["error"]["code"] == "origin_not_allowed"
+    assert "access-control-allow-origin" not in hostile.headers
+
+
+def test_an_allow_origin_that_is_not_an_origin_is_a_usage_error(model_path: Path) -> None:
+    result = run("serve", "--model", str(model_path), "--allow-origin", f"{WEB_APP}/app", timeout=60)
+    print(result.stderr)
+    assert result.returncode == 2 and "--allow-origin" in result.stderr and "without a path" in result.stderr
+
+
 def test_health_needs_no_key(server: Server) -> None:
     response = httpx2.get(f"{server.root}/health")
     assert response.status_code == 200 and response.json()["status"] == "ok"
@@ -293,6 +333,15 @@ def test_save_history_keeps_each_chat_request_as_a_served_conversation(
 
     home = tmp_path / "home"
     kept = start_server(model_path, home, "--save-history")
+    # A web page's simple request (no preflight) is refused before the model runs: nothing of it is kept.
+    hostile = httpx2.post(
+        f"{kept.base_url}/chat/completions",
+        content=json.dumps(
+            {"model": "m", "messages": [{"role": "user", "content": "Leaked?"}], "max_tokens": 4}
+        ),
+        headers={"Origin": "https://evil.example", "Content-Type": "text/plain"},
+    )
+    assert hostile.status_code == 403
     reply = kept.client().chat.completions.create(
         model="m",
         messages=[{"role": "system", "content": "Be brief."}, *QUESTION],

@@ -157,6 +157,35 @@ def test_the_serve_switch_settings_are_checked() -> None:
         assert loaded.serve_port == 8080 and len(warnings) == 1, (bad, warnings)
 
 
+def test_the_web_apps_allowed_are_exact_origins_written_as_browsers_send_them() -> None:
+    kept, warnings = store.from_dict(
+        {"serve_allowed_origins": ["https://Chat.Example.com/", "http://localhost:3000", "https://a.org:443"]}
+    )
+    assert kept.serve_allowed_origins == [
+        "https://chat.example.com",
+        "http://localhost:3000",
+        "https://a.org",
+    ]
+    assert not warnings
+    for bad in (
+        ["https://chat.example.com/app"],
+        ["null"],
+        ["*"],
+        ["chat.example.com"],
+        "https://a.org",
+        [3],
+    ):
+        loaded, warnings = store.from_dict({"serve_allowed_origins": bad})
+        assert loaded.serve_allowed_origins == [] and len(warnings) == 1, (bad, warnings)
+        print(warnings[0])
+    # One per line or separated by commas, as typed in Settings: the origins, and a sentence for each mistake.
+    origins, problems = store.split_web_origins(
+        "https://a.org, http://b.net:8000\nfile:///x\n\nhttps://a.org"
+    )
+    assert origins == ["https://a.org", "http://b.net:8000"]
+    assert len(problems) == 1 and "'file:///x'" in problems[0] and problems[0].endswith(".")
+
+
 def test_remote_engine_settings_are_checked_and_the_key_private(caplog: pytest.LogCaptureFixture) -> None:
     path = app_paths().settings_file
     remote = store.Settings(engine="server", remote_url="http://gpu-box:8000/v1", remote_api_key="sk-secret")

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
+
+from app.core.llm.engine import ModelInfo
 
 TEST_MODEL_VARIABLE = "LLAMADESK_TEST_MODEL"
 
@@ -36,3 +39,22 @@ TEST_MODELS = {facts.name: facts for facts in (SMOLLM2, GEMMA)}
 def chosen_test_model() -> str:
     """The value of LLAMADESK_TEST_MODEL as the tests read it: unset or blank means smollm2."""
     return os.environ.get(TEST_MODEL_VARIABLE, "").strip().lower() or SMOLLM2.name
+
+
+def model_info(context_size: int = 2048, tool_format: str = "generic") -> ModelInfo:
+    """What a loaded model is described by, for checking requests against it without loading one."""
+    return ModelInfo(
+        path=Path("described.gguf"),
+        name="Described",
+        architecture="llama",
+        parameters=135_000_000,
+        native_context=8192,
+        context_size=context_size,
+        has_chat_template=True,
+        file_size=1,
+        quantization="Q4_1",
+        threads=1,
+        gpu_layers=0,
+        load_seconds=0.0,
+        tool_format=tool_format,
+    )

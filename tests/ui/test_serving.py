@@ -9,6 +9,7 @@ import json
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from tests.helpers.window import open_window
 pytestmark = pytest.mark.gui
 
 STORY = "Write a very long story about a dragon and a knight."
+WEB_APP = "https://chat.example.com"
 
 
 def free_port() -> int:
@@ -76,10 +78,25 @@ def test_the_window_serves_its_model_to_other_apps(qtbot: QtBot, model_path: Pat
         serve_enabled=True,
         serve_port=port,
         serve_save_history=True,
+        serve_allowed_origins=[WEB_APP],
     )
     url = f"http://127.0.0.1:{port}/v1"
     qtbot.waitUntil(lambda: window.serving.base_url == url, timeout=30_000)  # it starts off the GUI thread
     assert window.serving.indicator.isVisible() and url in window.serving.address.text()
+
+    # Web pages: the one allowed in Settings may read the answers; another page's simple request (text/plain,
+    # sent by a browser without asking first) is refused, so nothing of it reaches the history counted below.
+    allowed = urllib.request.Request(f"{url}/models", headers={"Origin": WEB_APP})
+    with urllib.request.urlopen(allowed, timeout=10) as answer:
+        assert answer.headers["Access-Control-Allow-Origin"] == WEB_APP
+    hostile = urllib.request.Request(
+        f"{url}/chat/completions",
+        data=json.dumps({"messages": [{"role": "user", "content": "Leaked?"}]}).encode(),
+        headers={"Origin": "https://evil.example", "Content-Type": "text/plain"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(hostile, timeout=10)
+    assert refused.value.code == 403
 
     # Another app's long reply runs; a second one queues; then the person sends: theirs goes first.
     running = Stream(url, STORY, 20)
@@ -269,10 +286,16 @@ def test_the_settings_dialog_section(qtbot: QtBot) -> None:
     section.enabled.setChecked(True)
     section.port.setValue(9001)
     section.save_history.setChecked(True)
+    section.origins.setPlainText(f"{WEB_APP}/, http://localhost:3000\nnot-an-origin")
+    assert section.origins_problem.isVisibleTo(dialog) and "'not-an-origin'" in section.origins_problem.text()
     assert section.url.text() == "http://127.0.0.1:9001/v1"
     section.copy.click()
     assert QApplication.clipboard().text() == "http://127.0.0.1:9001/v1"
     updated = dialog.result_settings()
     assert (updated.serve_enabled, updated.serve_port, updated.serve_save_history) == (True, 9001, True)
+    assert updated.serve_allowed_origins == [WEB_APP, "http://localhost:3000"]  # the mistake left out
     section.restore_defaults()
     assert dialog.result_settings().serve_port == 8080 and not dialog.result_settings().serve_enabled
+    assert dialog.result_settings().serve_allowed_origins == [] and not section.origins_problem.isVisibleTo(
+        dialog
+    )

@@ -40,6 +40,7 @@ def test_the_section_lists_the_servers_models_and_becomes_settings(
     assert faulty.observed.authorizations[-1] == "Bearer secret-2"
     section.model.setCurrentIndex(section.model.findData(MODEL))
     section.read_timeout.setValue(60)
+    section.wait_seconds.setValue(30)
     settings = Settings()
     section.apply_to(settings)
     assert (settings.engine, settings.remote_url, settings.remote_api_key, settings.remote_model) == (
@@ -48,7 +49,8 @@ def test_the_section_lists_the_servers_models_and_becomes_settings(
         "secret-2",
         MODEL,
     )
-    assert settings.remote_read_timeout == 60
+    assert settings.remote_read_timeout == 60 and settings.remote_wait_seconds == 30
+    assert section.edited_server().wait_seconds == 30
 
 
 def test_a_refusing_server_is_a_sentence_in_the_section(qtbot: QtBot, faulty: RunningServer) -> None:

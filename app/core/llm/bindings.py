@@ -266,6 +266,37 @@ def evaluate_prompt(
     return True
 
 
+def evaluate_rest(llama: Any, tokens: list[int]) -> None:
+    """Evaluate what of ``tokens`` the cache does not hold, and always the last one: its logits are what the
+    first token is drawn from (a cache holding the whole prompt holds no logits for it). Internals used as in
+    ``evaluate_prompt``."""
+    cached = cached_tokens(llama)
+    prefix = 0
+    for held, wanted in zip(cached, tokens[:-1], strict=False):
+        if held != wanted:
+            break
+        prefix += 1
+    if prefix and not llama._ctx.kv_cache_seq_rm(-1, prefix, -1):
+        prefix = 0  # this cache cannot drop a suffix: evaluate it all
+        llama.reset()
+    llama.n_tokens = prefix
+    llama.eval(tokens[prefix:])
+
+
+def fill_in_the_middle_tokens(llama: Any) -> tuple[int, int, int] | None:
+    """The model's fill-in-the-middle tokens (prefix, suffix, middle), or None when it has none. Internal used:
+    ``Llama._model.vocab``."""
+    import llama_cpp
+
+    vocab = llama._model.vocab
+    found = (
+        int(llama_cpp.llama_vocab_fim_pre(vocab)),
+        int(llama_cpp.llama_vocab_fim_suf(vocab)),
+        int(llama_cpp.llama_vocab_fim_mid(vocab)),
+    )
+    return None if -1 in found else found
+
+
 def end_of_generation(llama: Any) -> Callable[[int], bool]:
     """A test for end-of-generation tokens (EOS, EOT, ...). Internal used: ``Llama._model.vocab``."""
     import llama_cpp

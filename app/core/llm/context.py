@@ -11,15 +11,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from app.core.errors import ContextOverflowError
 
 
 class ChatMessage(TypedDict, total=False):
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant", and "tool" for a tool's result (the API's tool calls)
     content: str
     pinned: bool  # kept in the context when old turns are dropped, like the system prompt
+    # An assistant's calls of the request's tools, and a tool result's call id and function name (OpenAI's shape)
+    tool_calls: list[dict[str, Any]]
+    tool_call_id: str
+    name: str
 
 
 # Renders messages into the model's tokens (ending with the assistant's turn opening) and its stop strings.
@@ -86,15 +90,32 @@ def fit_to_context(
     tokens, stops = attempt(start)
     cut = start
     if not fits(tokens, context_size):
-        low_water = context_size // 2
-        chosen: tuple[int, list[int], list[str]] | None = None
-        for candidate in (c for c in cuts if c > start):
-            candidate_tokens, candidate_stops = attempt(candidate)
-            if fits(candidate_tokens, low_water):
-                chosen = (candidate, candidate_tokens, candidate_stops)
-                break
-            if fits(candidate_tokens, context_size) and chosen is None:
-                chosen = (candidate, candidate_tokens, candidate_stops)
+        candidates = [c for c in cuts if c > start]
+        guess = _estimated_cuts(kept_first, droppable, candidates, tokens, count_tokens)
+        rendered: dict[int, tuple[list[int], list[str]]] = {}
+
+        def render(index: int) -> tuple[list[int], list[str]]:
+            if index not in rendered:
+                rendered[index] = attempt(candidates[index])
+            return rendered[index]
+
+        def first_fitting(limit: int) -> int | None:
+            """The first candidate whose prompt fits ``limit``: from the estimate, a few renders either way
+            (fewer tokens the more is dropped), so the cut costs about one render, not one per candidate."""
+            index = guess(limit - reserve)
+            if fits(render(index)[0], limit):
+                while index > 0 and fits(render(index - 1)[0], limit):
+                    index -= 1
+                return index
+            while index + 1 < len(candidates):
+                index += 1
+                if fits(render(index)[0], limit):
+                    return index
+            return None
+
+        chosen = first_fitting(context_size // 2) if candidates else None
+        if chosen is None and candidates:
+            chosen = first_fitting(context_size)
         if chosen is None:
             newest = count_tokens(droppable[last]["content"]) if droppable else 0
             raise ContextOverflowError(
@@ -102,10 +123,38 @@ def fit_to_context(
                 "tokens with room for a reply. Shorten it, attach it as a document instead, or raise the "
                 "context size in Settings."
             )
-        cut, tokens, stops = chosen
+        cut = candidates[chosen]
+        tokens, stops = render(chosen)
     room = context_size - len(tokens)
     prompt = Prompt(tokens, stops, cut, max(1, min(max_tokens, room)))
     return prompt, ContextCut(message_digest(droppable[:cut]), cut)
+
+
+def _estimated_cuts(
+    kept_first: Sequence[ChatMessage],
+    droppable: Sequence[ChatMessage],
+    candidates: Sequence[int],
+    whole: list[int],
+    count_tokens: Callable[[str], int],
+) -> Callable[[int], int]:
+    """Estimates which candidate cut first brings the prompt under a number of tokens, from each message's own
+    tokens and the template's share spread evenly over the messages: one pass over the conversation."""
+    sizes = [count_tokens(m["content"]) for m in droppable]
+    kept = sum(count_tokens(m["content"]) for m in kept_first)
+    messages = len(kept_first) + len(droppable)
+    overhead = max(0.0, (len(whole) - kept - sum(sizes)) / max(1, messages))
+    after = [0.0] * (len(droppable) + 1)  # tokens of the messages from each index on, with their share
+    for index in range(len(droppable) - 1, -1, -1):
+        after[index] = after[index + 1] + sizes[index] + overhead
+    base = kept + overhead * len(kept_first)
+
+    def guess(limit: int) -> int:
+        for index, cut in enumerate(candidates):
+            if base + after[cut] <= limit:
+                return index
+        return max(0, len(candidates) - 1)
+
+    return guess
 
 
 def message_digest(messages: Sequence[ChatMessage]) -> str:

@@ -9,6 +9,7 @@ loop checks between tokens and that llama.cpp's abort callback checks while a pr
 from __future__ import annotations
 
 import codecs
+import itertools
 import logging
 import os
 import threading
@@ -22,6 +23,7 @@ import psutil
 
 from app.core.errors import (
     Cancelled,
+    ContextLimitError,
     InvalidOptionError,
     ModelFileError,
     NoModelLoadedError,
@@ -40,6 +42,8 @@ from app.core.llm.bindings import (
     cached_tokens,
     end_of_generation,
     evaluate_prompt,
+    evaluate_rest,
+    fill_in_the_middle_tokens,
     gpu_offload_supported,
     load_progress,
     special_token_texts,
@@ -47,12 +51,18 @@ from app.core.llm.bindings import (
 from app.core.llm.context import ChatMessage, ContextCut, Prompt, fit_to_context
 from app.core.llm.gguf_check import GGUFInfo, check_model_file
 from app.core.llm.memory import MemoryEstimate, ModelShape, estimate_memory
+from app.core.llm.sampling import ReplyOptions, TokenLogprob, TokenSampler, token_logprob
 from app.core.llm.saved_states import SavedStates
+from app.core.llm.stops import StopScanner
 from app.core.llm.templates import BUILTIN_TEMPLATES, ChatTemplate, builtin_for_file, checked_template
+from app.core.llm.tools import tool_format
 from app.core.modes import SamplingOptions
 from app.core.units import human_bytes
 
 log = logging.getLogger(__name__)
+
+# What of a message its chat template sees: tool calls and their results too, for templates that lay them out.
+TEMPLATE_FIELDS = ("role", "content", "tool_calls", "tool_call_id", "name")
 
 # "failed": the reply broke off (a server's stream cut, say); what arrived is kept, with this as why it ended.
 FinishReason = Literal["stop", "length", "cancelled", "failed"]
@@ -104,6 +114,9 @@ class ModelInfo:
     # What to tell the person about that ("no chat template in the file: using the built-in Gemma template");
     # "" when the file's own template is used.
     template_note: str = ""
+    # How the model writes tool calls (a ``tools.ToolFormat`` value): its template's own way, or the generic
+    # prompt for a template that knows no tools.
+    tool_format: str = "generic"
 
     @property
     def display_name(self) -> str:
@@ -166,12 +179,20 @@ class _RequestCancel:
         self._engine_event.set()
 
 
-class Reply:
-    """A streamed reply: iterate for text pieces; ``stats`` is complete once iteration ends."""
+class FillInTheMiddleUnsupported(UserError):
+    """A completion asked to fill in before a suffix, from a model with no fill-in-the-middle tokens."""
 
-    def __init__(self, pieces: Iterator[str], stats: ReplyStats) -> None:
+
+class Reply:
+    """A streamed reply: iterate for text pieces; ``stats`` is complete once iteration ends. ``logprobs`` grows
+    by one entry per generated token before the text holding it is yielded, when they were asked for."""
+
+    def __init__(
+        self, pieces: Iterator[str], stats: ReplyStats, logprobs: list[TokenLogprob] | None = None
+    ) -> None:
         self._pieces = pieces
         self.stats = stats
+        self.logprobs: list[TokenLogprob] = logprobs if logprobs is not None else []
         self.text = ""
 
     def __iter__(self) -> Iterator[str]:
@@ -418,6 +439,9 @@ class Engine:
             load_seconds=time.perf_counter() - started,
             builtin_template=builtin,
             template_note=note,
+            tool_format=tool_format(
+                BUILTIN_TEMPLATES[builtin].source if builtin else gguf.chat_template or ""
+            ).value,
         )
         self.load_fraction = 1.0
         if progress:
@@ -437,15 +461,20 @@ class Engine:
 
     # -- prompts and the context budget --------------------------------------------------------------------
 
-    def tokenize_messages(self, messages: Sequence[ChatMessage]) -> tuple[list[int], list[str]]:
-        """The exact tokens the model sees for ``messages``, ending with the assistant's turn opening.
+    def tokenize_messages(
+        self, messages: Sequence[ChatMessage], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[list[int], list[str]]:
+        """The exact tokens the model sees for ``messages`` (and ``tools``, for a template that lays them out),
+        ending with the assistant's turn opening.
 
         Raises ChatTemplateError (a sentence) if the template fails on them, Cancelled if the request under way
         is stopped while the template renders."""
         llama = self.llama
         assert self._template is not None  # set with the model
         rendered = self._template.render(
-            [{"role": m["role"], "content": m["content"]} for m in messages], cancel=self._request
+            [{key: m[key] for key in TEMPLATE_FIELDS if key in m} for m in messages],  # type: ignore[literal-required]
+            cancel=self._request,
+            tools=tools,
         )
         # Like llama-cpp-python's formatter: the template writes its own BOS (most print ``bos_token``).
         tokens = llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
@@ -476,6 +505,7 @@ class Engine:
         cancel: threading.Event | None = None,
         state_key: str | None = None,
         prompt_progress: Callable[[int, int], None] | None = None,
+        options: ReplyOptions | None = None,
     ) -> Reply:
         """Start a streamed reply to ``messages``. Iterate the result for text; read ``stats`` afterwards.
 
@@ -485,14 +515,120 @@ class Engine:
         ``prompt_progress(done, total)`` is called, on this thread, after each batch of the prompt is evaluated
         (``total``: the tokens not served by the cache) and once more when all are.
 
-        Raises UserError before streaming starts (no model, message too long); once streaming, a cancel ends
-        the reply with ``finish_reason == "cancelled"`` and what was generated so far.
+        ``options`` (``sampling.ReplyOptions``): stops, a grammar, a logit bias, log-probabilities, tools, and
+        whether a history too long for the context is cut (the window) or refused (the API).
+
+        Raises UserError before streaming starts (no model, message too long, a grammar refused); once
+        streaming, a cancel ends the reply with ``finish_reason == "cancelled"`` and what was generated so far.
         """
+        options = options or ReplyOptions()
         sampling = sampling or SamplingOptions()
+
+        def prompt_for_messages() -> Prompt:
+            if options.cut_history and not options.tools:
+                return self.build_prompt(messages, sampling.max_tokens)
+            tokens, stops = self.tokenize_messages(messages, tools=options.tools)
+            return self._whole_prompt(tokens, stops, sampling.max_tokens, options)
+
+        return self._reply(prompt_for_messages, sampling, cancel, state_key, prompt_progress, options)
+
+    def complete(
+        self,
+        prompt: str | Sequence[int],
+        sampling: SamplingOptions | None = None,
+        cancel: threading.Event | None = None,
+        options: ReplyOptions | None = None,
+        *,
+        echo: bool = False,
+        suffix: str | None = None,
+    ) -> Reply:
+        """Continue ``prompt`` as given (text, or token ids), with no chat template: a raw completion.
+
+        ``echo``: the reply starts with the prompt's text. ``suffix``: fill in the middle between ``prompt`` and
+        ``suffix``, for a model with fill-in-the-middle tokens (a sentence otherwise). The prompt is taken whole:
+        one longer than the context raises ContextLimitError."""
+        options = options or ReplyOptions()
+        sampling = sampling or SamplingOptions()
+        echoed: list[str] = []
+
+        def prompt_tokens() -> Prompt:
+            llama = self.llama
+            if isinstance(prompt, str):
+                text = prompt
+                tokens = llama.tokenize(text.encode("utf-8"), add_bos=suffix is None, special=True)
+            else:
+                tokens = list(prompt)
+                vocabulary = int(llama.n_vocab())
+                outside = [t for t in tokens if not 0 <= t < vocabulary]
+                if outside:
+                    raise UserError(
+                        f"The prompt holds token {outside[0]}, which this model does not have (its tokens are "
+                        f"numbered 0 to {vocabulary - 1})."
+                    )
+                text = llama.detokenize(tokens).decode("utf-8", "replace")
+            if suffix is not None:
+                tokens = self._fill_in_the_middle(tokens, suffix)
+            if not tokens:
+                raise UserError("The prompt is empty: give the model some text to continue.")
+            if echo:
+                echoed.append(text)
+            return self._whole_prompt(tokens, [], sampling.max_tokens, options)
+
+        reply = self._reply(prompt_tokens, sampling, cancel, None, None, options)
+        if echoed and echoed[0]:
+            return Reply(itertools.chain(echoed, reply), reply.stats, reply.logprobs)
+        return reply
+
+    def _fill_in_the_middle(self, prefix: list[int], suffix: str) -> list[int]:
+        """The tokens of a fill-in-the-middle prompt (prefix, suffix, middle: llama.cpp's server's order)."""
+        llama = self.llama
+        special = fill_in_the_middle_tokens(llama)
+        if special is None:
+            raise FillInTheMiddleUnsupported(
+                f"{self.model.name if self.model else 'This model'} has no fill-in-the-middle tokens, so it cannot "
+                "fill in between a prompt and a suffix; leave out 'suffix', or load a code model made for it."
+            )
+        pre, suf, mid = special
+        bos = [int(llama.token_bos())] if llama._model.add_bos_token() and llama.token_bos() != -1 else []
+        after = llama.tokenize(suffix.encode("utf-8"), add_bos=False, special=False)
+        return [*bos, pre, *prefix, suf, *after, mid]
+
+    def _whole_prompt(
+        self, tokens: list[int], stops: list[str], max_tokens: int, options: ReplyOptions
+    ) -> Prompt:
+        """``tokens`` as the prompt, all of them: refused with the figures when the context cannot hold them."""
+        limit = int(self.llama.n_ctx())
+        if len(tokens) >= limit:
+            raise ContextLimitError(
+                f"The prompt is {len(tokens):,} tokens, and the model's context holds {limit:,}: shorten it (leave "
+                "out older messages) or load the model with a larger context.",
+                prompt_tokens=len(tokens),
+                limit=limit,
+            )
+        if options.max_tokens_required and len(tokens) + max_tokens > limit:
+            raise ContextLimitError(
+                f"The prompt ({len(tokens):,} tokens) and max_tokens ({max_tokens:,}) together need "
+                f"{len(tokens) + max_tokens:,} tokens, more than the model's context of {limit:,}: lower "
+                "max_tokens or shorten the prompt.",
+                prompt_tokens=len(tokens),
+                limit=limit,
+            )
+        return Prompt(tokens, stops, 0, max(1, min(max_tokens, limit - len(tokens))))
+
+    def _reply(
+        self,
+        make_prompt: Callable[[], Prompt],
+        sampling: SamplingOptions,
+        cancel: threading.Event | None,
+        state_key: str | None,
+        prompt_progress: Callable[[int, int], None] | None,
+        options: ReplyOptions,
+    ) -> Reply:
         cancel_event = self._begin_request(cancel)
         requested = time.perf_counter()
         try:
-            prompt = self.build_prompt(messages, sampling.max_tokens)
+            prompt = make_prompt()
+            sampler = TokenSampler(self.llama, sampling, options)
         except Cancelled:  # stopped while the template rendered: an empty, stopped reply
             self._request = None
             stopped = ReplyStats(finish_reason="cancelled", context_size=self.llama.n_ctx())
@@ -509,14 +645,16 @@ class Engine:
         )
         self.states.before_prompt(self.llama, state_key, prompt.tokens)
         stats.evaluated_tokens = self._tokens_to_evaluate(prompt.tokens)
-        return Reply(self._stream(prompt, sampling, stats, cancel_event, requested, prompt_progress), stats)
+        logprobs: list[TokenLogprob] = []
+        turn = _Turn(prompt, sampler, options, stats, logprobs, cancel_event, requested, prompt_progress)
+        return Reply(self._stream(turn), stats, logprobs)
 
     def idle(self) -> None:
         """Nothing is queued: save the state of the conversation just answered (a copy; written elsewhere)."""
         self.states.idle(self._llama)
 
     def _tokens_to_evaluate(self, tokens: list[int]) -> int:
-        """What ``Llama.generate`` will compute: everything after the longest cached prefix (at least one)."""
+        """What the reply will compute: everything after the longest cached prefix (at least one)."""
         cached = cached_tokens(self.llama)
         prefix = 0
         for a, b in zip(cached, tokens, strict=False):
@@ -524,113 +662,105 @@ class Engine:
                 break
             prefix += 1
         if prefix == len(tokens):
-            prefix -= 1  # llama.cpp re-evaluates the last token to get fresh logits
+            prefix -= 1  # the last token is evaluated again for its logits
         return len(tokens) - max(0, prefix)
 
-    def _stream(
-        self,
-        prompt: Prompt,
-        sampling: SamplingOptions,
-        stats: ReplyStats,
-        cancel_event: _RequestCancel,
-        requested: float,
-        prompt_progress: Callable[[int, int], None] | None = None,
-    ) -> Iterator[str]:
+    def _stream(self, turn: _Turn) -> Iterator[str]:
         llama = self.llama
+        prompt, stats, cancel_event = turn.prompt, turn.stats, turn.cancel_event
         is_end = end_of_generation(llama)
-        if sampling.seed is not None:
-            llama.set_seed(sampling.seed)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        held = ""  # text that might be the start of a stop string
-        longest_stop = max((len(s) for s in prompt.stop), default=0)
+        stops = StopScanner([*prompt.stop, *turn.options.stops])  # every stop checked here, in one place
+        top_logprobs = turn.options.top_logprobs
         first_token_at: float | None = None
         prompt_done_at: float | None = None
         finish: FinishReason = "length"
         generated: list[int] = []
         previous: list[int] = list(prompt.tokens)
-        tokens = llama.generate(
-            prompt.tokens,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            min_p=sampling.min_p,
-            temp=sampling.temperature,
-            repeat_penalty=sampling.repeat_penalty,
-        )
         try:
-            if self.prompt_in_batches:  # with progress, and a stop heard between batches
-                try:
-                    evaluate_prompt(llama, prompt.tokens, prompt_progress, cancel_event.is_set)
-                except RuntimeError:
-                    if not cancel_event.is_set():  # else llama_decode was aborted by our callback
-                        raise
+            try:
+                if self.prompt_in_batches:  # with progress, and a stop heard between batches
+                    evaluate_prompt(llama, prompt.tokens, turn.prompt_progress, cancel_event.is_set)
+                if not cancel_event.is_set():
+                    evaluate_rest(llama, prompt.tokens)
+            except RuntimeError:
+                if not cancel_event.is_set():  # else llama_decode was aborted by our callback
+                    raise
             while True:
                 if cancel_event.is_set():
                     finish = "cancelled"
                     break
-                try:
-                    token = next(tokens)
-                except StopIteration:
-                    finish = "stop"
-                    break
-                except RuntimeError:
-                    if cancel_event.is_set():  # llama_decode aborted by our callback
-                        finish = "cancelled"
-                        break
-                    raise
+                token = turn.sampler.sample()
                 if prompt_done_at is None:
                     prompt_done_at = time.perf_counter()
-                    if prompt_progress is not None:
-                        prompt_progress(stats.evaluated_tokens, stats.evaluated_tokens)
+                    if turn.prompt_progress is not None:
+                        turn.prompt_progress(stats.evaluated_tokens, stats.evaluated_tokens)
                 if is_end(token):
                     finish = "stop"
                     break
+                if top_logprobs is not None:
+                    turn.logprobs.append(token_logprob(llama, token, top_logprobs))
                 generated.append(token)
+                stats.generated_tokens = len(generated)
                 piece = decoder.decode(llama.detokenize([token], prev_tokens=previous))
                 previous.append(token)
                 if piece:
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
-                        stats.time_to_first_token = first_token_at - requested
-                    if longest_stop:
-                        held += piece
-                        stop_at = _find_stop(held, prompt.stop)
-                        if stop_at is not None:
-                            if held[:stop_at]:
-                                yield held[:stop_at]
-                            held = ""
-                            finish = "stop"
-                            break
-                        safe = len(held) - (longest_stop - 1)
-                        if safe > 0:
-                            yield held[:safe]
-                            held = held[safe:]
-                    else:
-                        yield piece
-                stats.generated_tokens = len(generated)
+                        stats.time_to_first_token = first_token_at - turn.requested
+                    text = stops.feed(piece)
+                    if text:
+                        yield text
+                    if stops.stopped:
+                        finish = "stop"
+                        break
                 if len(generated) >= prompt.max_tokens:
                     finish = "length"
                     break
-            tail = held + decoder.decode(b"", final=True)
-            if (tail and finish != "stop") or (tail and _find_stop(tail, prompt.stop) is None):
-                yield tail
+                try:
+                    llama.eval([token])
+                except RuntimeError:
+                    if cancel_event.is_set():  # llama_decode aborted by our callback
+                        finish = "cancelled"
+                        break
+                    raise
+            if not stops.stopped:
+                tail = stops.feed(decoder.decode(b"", final=True))
+                tail += stops.flush() if not stops.stopped else ""
+                if tail:
+                    yield tail
         finally:
-            tokens.close()
+            turn.sampler.close()
             self._request = (
                 None  # the request ended; a stop of it must not reach later work (a summary's counts)
             )
             done = time.perf_counter()
             stats.generated_tokens = len(generated)
             stats.finish_reason = finish
-            stats.total_seconds = done - requested
+            stats.total_seconds = done - turn.requested
             if prompt_done_at is not None:
-                eval_seconds = prompt_done_at - requested
+                eval_seconds = prompt_done_at - turn.requested
                 if eval_seconds > 0:
                     stats.prompt_tokens_per_second = stats.evaluated_tokens / eval_seconds
                 if len(generated) > 1 and done > prompt_done_at:
                     stats.tokens_per_second = (len(generated) - 1) / (done - prompt_done_at)
             if first_token_at is None:
-                stats.time_to_first_token = done - requested
-            stats.hashing_model = self.states.hashing_since(requested)
+                stats.time_to_first_token = done - turn.requested
+            stats.hashing_model = self.states.hashing_since(turn.requested)
+
+
+@dataclass
+class _Turn:
+    """One reply under way: its prompt, its sampler chain, and where its figures go."""
+
+    prompt: Prompt
+    sampler: TokenSampler  # closed when the reply ends
+    options: ReplyOptions
+    stats: ReplyStats
+    logprobs: list[TokenLogprob]
+    cancel_event: _RequestCancel
+    requested: float
+    prompt_progress: Callable[[int, int], None] | None
 
 
 def builtin_template_for(gguf: GGUFInfo, options: LoadOptions) -> str | None:
@@ -654,8 +784,3 @@ def _template_note(builtin: str | None, *, chosen: bool) -> str:
     if chosen:
         return f"using the built-in {title} chat template chosen for it"
     return f"no chat template in the file: using the built-in {title} template"
-
-
-def _find_stop(text: str, stops: Sequence[str]) -> int | None:
-    positions = [text.find(s) for s in stops if s and s in text]
-    return min(positions) if positions else None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from app.core.errors import UserError
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import Engine, LoadOptions, ModelInfo, Reply
+from app.core.llm.sampling import ReplyOptions
 from app.core.modes import SamplingOptions
 
 LOCAL_ONLY = (
@@ -68,6 +69,7 @@ class ChatEngine(Protocol):
         cancel: threading.Event | None = None,
         state_key: str | None = None,
         prompt_progress: Callable[[int, int], None] | None = None,
+        options: ReplyOptions | None = None,
     ) -> Reply: ...
 
 

@@ -11,6 +11,11 @@ server's tokenizer where it offers one, otherwise with a bound that cannot under
 vLLM ships makes more tokens than a text has UTF-8 bytes. The chat template is the server's; its tokens are
 counted as a generous allowance per message.
 
+The reply is read at the HTTP level (``app.core.llm.remote_stream``): every line, event and the whole response
+within a limit, and everything the server says made safe to show. A reply that brings nothing for
+``RemoteServer.wait_seconds`` (before its first token, or between two) is ended: the server's keep-alives do not
+count, so a server that only sends them cannot hold a reply forever.
+
 Stopping closes the stream, which is how OpenAI-compatible servers learn to stop generating. A failure
 mid-reply raises ``RemoteEngineError`` from the iteration, after the pieces that arrived: the caller keeps them.
 Threading: as ``Engine``, every method but ``cancel()`` belongs to the engine thread.
@@ -18,19 +23,17 @@ Threading: as ``Engine``, every method but ``cancel()`` belongs to the engine th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 
 import httpx2
-import openai
-from openai import Stream
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from app.core.errors import UserError
 from app.core.llm.context import ChatMessage, ContextCut, fit_to_context
@@ -42,11 +45,13 @@ from app.core.llm.remote_server import (
     auth_headers,
     count_with_server,
     failure_sentence,
-    open_client,
     probe,
     probe_timeout,
 )
+from app.core.llm.remote_stream import StreamChunk, open_reply_stream, reply_chunks
+from app.core.llm.sampling import ReplyOptions
 from app.core.modes import SamplingOptions
+from app.core.units import counted
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +69,7 @@ class RemoteEngine:
     def __init__(self, server: RemoteServer) -> None:
         self.server = server
         self.load_fraction = 0.0  # nothing loads here: connecting is a job of its own (``connect``)
-        self._client: openai.OpenAI | None = None
-        self._http: httpx2.Client | None = None  # the server's root endpoints (/tokenize)
+        self._http: httpx2.Client | None = None  # replies, and the server's root endpoints (/tokenize)
         self._facts: ServerFacts | None = None
         self._remote_info: RemoteModelInfo | None = None
         self._stop = threading.Event()
@@ -88,7 +92,6 @@ class RemoteEngine:
         started = time.perf_counter()
         facts = probe(self.server)
         self.unload()
-        self._client = open_client(self.server)
         self._http = httpx2.Client(headers=auth_headers(self.server), timeout=probe_timeout())
         self._facts = facts
         self._remote_info = RemoteModelInfo(
@@ -130,11 +133,9 @@ class RemoteEngine:
         )
 
     def unload(self) -> None:
-        if self._client is not None:
-            self._client.close()
         if self._http is not None:
             self._http.close()
-        self._client = self._http = None
+        self._http = None
         self._facts = self._remote_info = None
         self._cut = ContextCut()
         self._counts.clear()
@@ -180,14 +181,24 @@ class RemoteEngine:
         cancel: threading.Event | None = None,
         state_key: str | None = None,  # the server keeps its own cache: no saved state here
         prompt_progress: Callable[[int, int], None] | None = None,  # servers do not report it
+        options: ReplyOptions | None = None,
     ) -> Reply:
         """Start a streamed reply. Raises UserError before streaming (not connected, a message too long);
         while streaming, a stop ends it with ``finish_reason == "cancelled"`` and a failure raises
-        RemoteEngineError after the pieces that arrived. OpenAI's API reports no prompt progress."""
+        RemoteEngineError after the pieces that arrived. OpenAI's API reports no prompt progress.
+
+        Of ``options``, stops are sent on to the server; what only this computer's engine does (grammars, a
+        logit bias by this model's token ids, log-probabilities, tools) is refused with a sentence."""
         sampling = sampling or SamplingOptions()
+        options = options or ReplyOptions()
+        if options.grammar or options.logit_bias or options.top_logprobs is not None or options.tools:
+            raise RemoteEngineError(
+                "Grammars, logit bias, log-probabilities and tools are served by a model on this computer only; "
+                "switch Settings → Engine to This computer."
+            )
         self._stop.clear()
         requested = time.perf_counter()
-        client, facts = self._connected()
+        http, facts = self._connected()
         prompt, self._cut = fit_to_context(
             messages,
             self.tokenize_messages,
@@ -210,20 +221,28 @@ class RemoteEngine:
             return self._stop.is_set() or (cancel is not None and cancel.is_set())
 
         pieces = self._stream_remote(
-            client, facts.model, sent, sampling, prompt.max_tokens, stats, stopped, requested
+            http, facts.model, sent, sampling, prompt.max_tokens, stats, stopped, requested, options.stops
         )
         return Reply(pieces, stats)
 
-    def _connected(self) -> tuple[openai.OpenAI, ServerFacts]:
-        if self._client is None or self._facts is None:
+    def _connected(self) -> tuple[httpx2.Client, ServerFacts]:
+        if self._http is None or self._facts is None:
             raise RemoteEngineError(
                 f"Not connected to the server at {self.server.url}. Connect in Settings → Engine, then try again."
             )
-        return self._client, self._facts
+        return self._http, self._facts
+
+    def _silence_sentence(self) -> RemoteEngineError:
+        waited = counted(round(self.server.wait_seconds), "second")
+        return RemoteEngineError(
+            f"The server at {self.server.url} sent nothing of the reply for {waited}, so it was ended; what "
+            "arrived is kept. If the server is busy or slow, allow a longer wait (--remote-wait, or Longest wait "
+            "for a token in Settings → Engine); otherwise check that the server is working (its log)."
+        )
 
     def _stream_remote(
         self,
-        client: openai.OpenAI,
+        http: httpx2.Client,
         model: str,
         messages: list[ChatMessage],
         sampling: SamplingOptions,
@@ -231,6 +250,7 @@ class RemoteEngine:
         stats: RemoteReplyStats,
         stopped: Callable[[], bool],
         requested: float,
+        stops: tuple[str, ...] = (),
     ) -> Iterator[str]:
         finish: FinishReason | None = None
         first_piece_at: float | None = None
@@ -241,34 +261,39 @@ class RemoteEngine:
             if stopped():
                 finish = "cancelled"
                 return
-            reader = _ChunkReader(
-                lambda: client.chat.completions.create(
-                    model=model,
-                    messages=_api_messages(messages),
-                    stream=True,
-                    stream_options={"include_usage": True},
-                    max_tokens=max_tokens,
-                    temperature=sampling.temperature,
-                    top_p=sampling.top_p,
-                    seed=sampling.seed if sampling.seed is not None else openai.omit,
-                )
-            )
-            for chunk in reader.chunks(stopped):
+            body: dict[str, object] = {
+                "model": model,
+                "messages": _api_messages(messages),
+                "stream": True,
+                "stream_options": {"include_usage": True},
+                "max_tokens": max_tokens,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+            }
+            if sampling.seed is not None:
+                body["seed"] = sampling.seed
+            if stops:
+                body["stop"] = list(stops)
+            server = self.server
+
+            def read_reply(abandoned: Callable[[], bool]) -> Generator[StreamChunk]:
+                with contextlib.closing(open_reply_stream(http, server, body, model)) as response:
+                    yield from reply_chunks(response, server, abandoned)
+
+            reader = _ChunkReader(read_reply)
+            for chunk in reader.chunks(stopped, server.wait_seconds, self._silence_sentence):
                 if chunk.usage is not None:
                     usage_seen = True
-                    stats.prompt_tokens = chunk.usage.prompt_tokens
-                    stats.evaluated_tokens = chunk.usage.prompt_tokens
-                    stats.generated_tokens = chunk.usage.completion_tokens
-                for choice in chunk.choices:
-                    text = choice.delta.content if choice.delta is not None else None
-                    if text:
-                        if first_piece_at is None:
-                            first_piece_at = time.perf_counter()
-                            stats.time_to_first_token = first_piece_at - requested
-                        pieces += 1
-                        yield text
-                    if choice.finish_reason is not None:
-                        finish = "length" if choice.finish_reason == "length" else "stop"
+                    stats.prompt_tokens, stats.generated_tokens = chunk.usage
+                    stats.evaluated_tokens = stats.prompt_tokens
+                if chunk.text:
+                    if first_piece_at is None:
+                        first_piece_at = time.perf_counter()
+                        stats.time_to_first_token = first_piece_at - requested
+                    pieces += 1
+                    yield chunk.text
+                if chunk.finish is not None:
+                    finish = "length" if chunk.finish == "length" else "stop"
             if stopped():
                 finish = "cancelled"
             elif finish is None:
@@ -277,12 +302,18 @@ class RemoteEngine:
                     f"The server at {self.server.url} ended the reply midway without saying why. What arrived "
                     "is kept; try again, and if it keeps happening, check the server's log."
                 )
-        except (openai.APIError, httpx2.HTTPError) as exc:
+        except httpx2.HTTPError as exc:
             if stopped():
                 finish = "cancelled"
                 return
             log.info("the server at %s failed: %s", self.server.url, type(exc).__name__)
             raise failure_sentence(exc, self.server, model=model) from None
+        except RemoteEngineError as exc:  # a refusal, a limit passed, a wait run out: already a sentence
+            if stopped():
+                finish = "cancelled"
+                return
+            log.info("a reply from %s was ended: %s", self.server.url, exc)
+            raise
         finally:
             if reader is not None:
                 reader.abandon()  # the stream closes: the server sees the connection go and stops generating
@@ -299,24 +330,21 @@ class RemoteEngine:
 
 class _ChunkReader:
     """Reads a streamed reply on a thread of its own, so a stop never waits for the server: the engine thread
-    takes chunks from a queue, checking for a stop in between, and leaves at once; the reader then closes the
-    stream when its current read returns (the next chunk, or the read timeout)."""
+    takes chunks from a queue, checking for a stop and the wait for progress in between, and leaves at once; the
+    reader then closes the stream when its current read returns (the next bytes, or the read timeout)."""
 
     _END = object()
 
-    def __init__(self, open_stream: Callable[[], Stream[ChatCompletionChunk]]) -> None:
+    def __init__(self, read: Callable[[Callable[[], bool]], Generator[StreamChunk]]) -> None:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._abandoned = threading.Event()
-        self._thread = threading.Thread(
-            target=self._read, args=(open_stream,), name="remote-reply", daemon=True
-        )
+        self._thread = threading.Thread(target=self._read, args=(read,), name="remote-reply", daemon=True)
         self._thread.start()
 
-    def _read(self, open_stream: Callable[[], Stream[ChatCompletionChunk]]) -> None:
-        stream: Stream[ChatCompletionChunk] | None = None
+    def _read(self, read: Callable[[Callable[[], bool]], Generator[StreamChunk]]) -> None:
+        chunks = read(self._abandoned.is_set)
         try:
-            stream = open_stream()
-            for chunk in stream:
+            for chunk in chunks:
                 if self._abandoned.is_set():
                     break
                 self._queue.put(chunk)
@@ -324,38 +352,45 @@ class _ChunkReader:
         except BaseException as exc:  # raised again on the engine thread, which turns it into a sentence
             self._queue.put(exc)
         finally:
-            if stream is not None:
-                stream.close()
+            chunks.close()  # closes the response: the server sees the connection go
 
-    def chunks(self, stopped: Callable[[], bool]) -> Iterator[ChatCompletionChunk]:
-        """The chunks as they come, until the stream ends or ``stopped()``; raises what the reader raised."""
+    def chunks(
+        self, stopped: Callable[[], bool], wait_seconds: float, silence: Callable[[], BaseException]
+    ) -> Iterator[StreamChunk]:
+        """The chunks as they come, until the stream ends or ``stopped()``; raises what the reader raised, and
+        ``silence()`` when ``wait_seconds`` pass without progress (text, a tool call, the end), from the start
+        and then from the last progress: keep-alives and empty chunks do not count."""
+        last_progress = time.monotonic()
         while not stopped():
+            left = last_progress + wait_seconds - time.monotonic()
+            if left <= 0:
+                raise silence()
             try:
-                item = self._queue.get(timeout=STOP_CHECK_SECONDS)
+                item = self._queue.get(timeout=min(STOP_CHECK_SECONDS, left))
             except queue.Empty:
                 continue
             if item is self._END:
                 return
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, ChatCompletionChunk)
+            assert isinstance(item, StreamChunk)
+            if item.progressed:
+                last_progress = time.monotonic()
             yield item
 
     def abandon(self) -> None:
         self._abandoned.set()
 
 
-def _api_messages(messages: Sequence[ChatMessage]) -> list[ChatCompletionMessageParam]:
-    api: list[ChatCompletionMessageParam] = []
-    for message in messages:
-        role, content = message["role"], message["content"]
-        if role == "system":
-            api.append({"role": "system", "content": content})
-        elif role == "assistant":
-            api.append({"role": "assistant", "content": content})
-        else:
-            api.append({"role": "user", "content": content})
-    return api
+def _api_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    """OpenAI's roles: any other one is sent as the user's."""
+    return [
+        {
+            "role": message["role"] if message["role"] in ("system", "assistant") else "user",
+            "content": message["content"],
+        }
+        for message in messages
+    ]
 
 
 def _kept_messages(messages: Sequence[ChatMessage], dropped: int) -> list[ChatMessage]:

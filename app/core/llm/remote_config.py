@@ -14,6 +14,11 @@ from app.core.errors import UserError
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection: a server that takes longer is down or unreachable
 DEFAULT_READ_TIMEOUT = 300  # seconds without a byte before a reply is given up
 READ_TIMEOUT_RANGE = (5, 3600)
+# The longest wait for a reply's first token, then between tokens. Unlike the read timeout, a server's keep-alives
+# (SSE comments, blank lines) do not restart it: only text, a tool call or the reply's end count. Two minutes
+# covers a long prompt on a busy GPU server; a slower one (a CPU server, a huge prompt) is what the setting is for.
+DEFAULT_WAIT_SECONDS = 120
+WAIT_SECONDS_RANGE = (1, 3600)
 DEFAULT_CONTEXT = 4096  # used when the server does not say its own
 
 
@@ -30,6 +35,9 @@ class RemoteServer:
     model: str = ""
     context_size: int = DEFAULT_CONTEXT
     read_timeout: float = DEFAULT_READ_TIMEOUT
+    wait_seconds: float = (
+        DEFAULT_WAIT_SECONDS  # for the first token, then between tokens; keep-alives do not count
+    )
 
     def __repr__(self) -> str:  # the key must never reach a log through a repr
         return f"RemoteServer(base_url={self.base_url!r}, model={self.model!r})"
@@ -66,4 +74,13 @@ def check_read_timeout(seconds: int) -> int:
     low, high = READ_TIMEOUT_RANGE
     if not low <= seconds <= high:
         raise RemoteEngineError(f"The wait for a server must be from {low} to {high} seconds, not {seconds}.")
+    return seconds
+
+
+def check_wait_seconds(seconds: int) -> int:
+    low, high = WAIT_SECONDS_RANGE
+    if not low <= seconds <= high:
+        raise RemoteEngineError(
+            f"The longest wait for a server's next token must be from {low} to {high} seconds, not {seconds}."
+        )
     return seconds

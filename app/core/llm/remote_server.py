@@ -10,6 +10,7 @@ Ollama, LM Studio and another LlamaDesk say neither, so the person's setting and
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,18 +37,60 @@ def open_client(server: RemoteServer) -> openai.OpenAI:
     )
 
 
+# -- what a server says, made safe to show ----------------------------------------------------------------------
+
+# An escape sequence as a whole, so none of it is left behind: CSI (ESC [ or its C1 form, parameters, a final
+# byte), a string command (OSC, DCS, SOS, PM, APC) up to its terminator, or any other escape (ESC, intermediate
+# bytes, a final byte that does not open a CSI or a string command). What has begun but not ended does not match.
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
+    r"|\x1b[ -/]*[0-OQ-WYZ\\`-~]"
+)
+_ESCAPE_START = re.compile(r"[\x1b\x9b\x90\x98\x9d\x9e\x9f]")
+_CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
+_LINE_BREAKS = re.compile(r"[\t\n]")
+
+
+def server_text(text: str, *, lines: bool = False) -> str:
+    """``text`` from a server (a reply, an error message, a model's name) without what a terminal or a label
+    would act on: escape sequences whole, then every other control character. With ``lines`` (reply text),
+    newlines and tabs stay; without, each becomes a space."""
+    text = _CONTROLS_BUT_LINES.sub("", _ESCAPE_SEQUENCE.sub("", text))
+    return text if lines else _LINE_BREAKS.sub(" ", text)
+
+
+def unfinished_escape(text: str) -> int | None:
+    """Where an escape sequence begins in ``text`` that has not ended by its end, if one does: in a streamed
+    reply, the rest of it may come with the next piece (``server_text`` on each piece alone would leave it
+    half)."""
+    position = 0
+    while (start := _ESCAPE_START.search(text, position)) is not None:
+        whole = _ESCAPE_SEQUENCE.match(text, start.start())
+        if whole is None:
+            return start.start()
+        position = whole.end()
+    return None
+
+
 def list_models(server: RemoteServer) -> list[str]:
     """The model names the server lists at ``/v1/models``; raises RemoteEngineError with a sentence."""
     return [entry["id"] for entry in _model_entries(server)]
 
 
 def _model_entries(server: RemoteServer) -> list[dict[str, Any]]:
+    """The listing's entries that name a model, each ``id`` made safe to show (``server_text``)."""
     with open_client(server) as client:
         try:
             listing = client.with_options(timeout=probe_timeout()).models.list()
         except (openai.APIError, httpx2.HTTPError) as exc:
             raise failure_sentence(exc, server, listing=True) from None
-    entries = [entry.model_dump() for entry in listing.data]
+    entries = []
+    for entry in listing.data:
+        fields = entry.model_dump()
+        name = server_text(str(fields.get("id") or "")).strip()
+        if name:
+            entries.append({**fields, "id": name})
     if not entries:
         raise RemoteEngineError(
             f"The server at {server.url} lists no models. Load a model on it, then connect again."
@@ -69,7 +112,7 @@ class ServerFacts:
 def probe(server: RemoteServer) -> ServerFacts:
     """Ask the server which model to use, how long its context is and whether it counts tokens."""
     entries = _model_entries(server)
-    names = [str(entry["id"]) for entry in entries]
+    names = [entry["id"] for entry in entries]
     model = server.model or names[0]
     if model not in names:
         raise RemoteEngineError(
@@ -178,21 +221,26 @@ def failure_sentence(
             "try again."
         )
     if isinstance(exc, openai.APIStatusError):
-        return _status_sentence(exc, server, model, listing)
+        return status_sentence(exc.status_code, exc.body, server, model=model, listing=listing)
     if isinstance(exc, openai.APIError):  # an error event inside the stream
-        return RemoteEngineError(
-            f"{where} reported an error while answering ({_short(exc.message)}). What arrived is kept; try "
-            "again, and if it keeps failing, check the server's log."
-        )
+        return stream_error_sentence(exc.message, server)
     return RemoteEngineError(f"{where} could not be used ({_short(str(exc))}). Try again.")
 
 
-def _status_sentence(
-    exc: openai.APIStatusError, server: RemoteServer, model: str, listing: bool
+def stream_error_sentence(message: str, server: RemoteServer) -> RemoteEngineError:
+    """For an error the server reported inside a streamed reply, in its words (made safe to show)."""
+    return RemoteEngineError(
+        f"The server at {server.url} reported an error while answering ({_short(message)}). What arrived is "
+        "kept; try again, and if it keeps failing, check the server's log."
+    )
+
+
+def status_sentence(
+    status: int, body: object, server: RemoteServer, *, model: str = "", listing: bool = False
 ) -> RemoteEngineError:
+    """For a refusal with HTTP ``status``; ``body`` is the error's decoded JSON (anything else is ignored)."""
     where = f"The server at {server.url}"
-    status = exc.status_code
-    said = _server_message(exc)
+    said = _server_message(body)
     if status in (401, 403):
         key = "the API key given" if server.api_key else "a request without an API key"
         return RemoteEngineError(
@@ -224,8 +272,7 @@ def _status_sentence(
     )
 
 
-def _server_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
+def _server_message(body: object) -> str:
     if isinstance(body, dict):
         error = body.get("error", body)
         message = error.get("message") if isinstance(error, dict) else error
@@ -235,5 +282,6 @@ def _server_message(exc: openai.APIStatusError) -> str:
 
 
 def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
+    """A server's words for a sentence: safe to show (``server_text``), on one line, at most ``limit`` long."""
+    text = " ".join(server_text(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

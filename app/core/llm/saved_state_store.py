@@ -41,7 +41,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -629,19 +629,26 @@ class SavedStateStore:
             if length > 1 << 16:
                 raise ValueError("header too long")
             raw = json.loads(handle.read(length).decode("utf-8"))
-            signature = StateSignature(**raw["signature"])
-            n_tokens, state_bytes = int(raw["n_tokens"]), int(raw["state_bytes"])
+            if not isinstance(raw, dict) or not isinstance(raw.get("key"), str):
+                raise ValueError("a header without its fields")
+            signature = _checked_signature(raw.get("signature"))
+            # Each count within what the file can hold, before anything is read or allocated by it: a forged
+            # header (2**62 tokens, a negative size) is damage like any other.
+            size = os.fstat(handle.fileno()).st_size
+            n_tokens = _header_number(raw, "n_tokens", 0, size // 4)
+            state_bytes = _header_number(raw, "state_bytes", 0, size)
+            crc32 = _header_number(raw, "crc32", 0, 0xFFFFFFFF)
             tokens_raw = handle.read(4 * n_tokens)
             if len(tokens_raw) != 4 * n_tokens:
                 raise ValueError("truncated in its tokens")
             tokens = struct.unpack(f"<{n_tokens}i", tokens_raw)
             expected = len(MAGIC) + _LENGTH.size + length + 4 * n_tokens + state_bytes
-            if os.fstat(handle.fileno()).st_size != expected:
+            if size != expected:
                 raise ValueError("truncated or too long")
-            header = _Header(
-                signature, str(raw["key"]), n_tokens, state_bytes, int(raw["crc32"]), handle.tell()
-            )
-        except (ValueError, KeyError, TypeError, struct.error) as exc:
+            header = _Header(signature, raw["key"], n_tokens, state_bytes, crc32, handle.tell())
+        # OverflowError, RecursionError: numbers or nesting beyond what a header of ours holds, caught as well
+        # in case a check above misses one.
+        except (ValueError, KeyError, TypeError, struct.error, OverflowError, RecursionError) as exc:
             log.warning("saved state %s is damaged (%s); discarded", path.name, exc)
             self._remove(path)
             return None
@@ -660,6 +667,34 @@ class SavedStateStore:
     def _drop_ram_entry(self, entry_id: int) -> None:
         entry = self._ram.pop(entry_id)
         self._ram_bytes -= len(entry.data)
+
+
+_C_INT = (-(1 << 31), (1 << 31) - 1)  # the signature's numbers are llama.cpp's C ints
+
+
+def _header_number(raw: dict[str, Any], name: str, low: int, high: int) -> int:
+    """A whole number of the header within ``low..high``, else ValueError naming it."""
+    value = raw.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"its {name} is not a number from {low} to {high}")
+    return value
+
+
+def _checked_signature(raw: object) -> StateSignature:
+    """The header's signature, each field of its type (and a number within a C int), else ValueError."""
+    if not isinstance(raw, dict):
+        raise ValueError("a header without its signature")
+    values: dict[str, Any] = {}
+    for field in fields(StateSignature):
+        if field.type == "str":
+            if not isinstance(raw.get(field.name), str):
+                raise ValueError(f"its signature's {field.name} is not text")
+            values[field.name] = raw[field.name]
+        else:  # the others are whole numbers
+            values[field.name] = _header_number(raw, field.name, *_C_INT)
+    if set(raw) - set(values):
+        raise ValueError("its signature has fields of another version")
+    return StateSignature(**values)
 
 
 _DEFAULTS: dict[Path, SavedStateStore] = {}

@@ -24,10 +24,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from app.core.errors import Cancelled, UserError
+from app.core.errors import Cancelled, ModelChangedError, UserError
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions, ModelInfo, ReplyStats
-from app.core.llm.protocol import ChatEngine
+from app.core.llm.engine import Engine, LoadOptions, ModelInfo, Reply, ReplyStats
+from app.core.llm.protocol import ChatEngine, local_engine
+from app.core.llm.sampling import ReplyOptions, TokenLogprob
 from app.core.llm.templates import ChatTemplateError
 from app.core.modes import SamplingOptions
 
@@ -45,6 +46,14 @@ class ReplyCallbacks:
     finished: Callable[[ReplyStats], None]
     failed: Callable[[str], None]  # a sentence
     prompt_progress: Callable[[int, int], None] | None = None  # (done, total) prompt tokens evaluated
+    # The prompt was accepted and the reply begins: its ``logprobs`` grow as it is written. Before any token.
+    started: Callable[[Reply], None] | None = None
+    # Called instead of ``failed`` when set, with the error itself (the API answers each kind its own way).
+    refused: Callable[[UserError], None] | None = None
+
+
+# Starts a reply on the engine thread: (engine, cancel, prompt progress) -> the reply to stream.
+ReplyStart = Callable[[ChatEngine, threading.Event, Callable[[int, int], None] | None], Reply]
 
 
 @dataclass(frozen=True)
@@ -239,21 +248,84 @@ class EngineClient:
         sampling: SamplingOptions,
         answer: ReplyCallbacks,
         state_key: str | None = None,
+        options: ReplyOptions | None = None,
+        expected_model: ModelInfo | None = None,
     ) -> Ticket:
-        """``state_key``: the conversation whose saved state may serve the prompt (see ``Engine.chat``)."""
+        """``state_key``: the conversation whose saved state may serve the prompt (see ``Engine.chat``).
+        ``expected_model``: the model the request was accepted for; if another one answers when its turn comes
+        (the engine was switched meanwhile), it is refused with ModelChangedError instead of run there."""
         snapshot = list(messages)
+
+        def start(
+            engine: ChatEngine, cancel: threading.Event, progress: Callable[[int, int], None] | None
+        ) -> Reply:
+            return engine.chat(
+                snapshot,
+                sampling,
+                cancel=cancel,
+                state_key=state_key,
+                prompt_progress=progress,
+                options=options,
+            )
+
         return self.service.submit(
-            self, lambda engine, cancel: _serve_chat(engine, cancel, snapshot, sampling, answer, state_key)
+            self, lambda engine, cancel: _serve_reply(engine, cancel, start, answer, expected_model)
+        )
+
+    def complete(
+        self,
+        prompt: str | list[int],
+        sampling: SamplingOptions,
+        answer: ReplyCallbacks,
+        options: ReplyOptions | None = None,
+        *,
+        echo: bool = False,
+        suffix: str | None = None,
+        expected_model: ModelInfo | None = None,
+    ) -> Ticket:
+        """A raw completion of ``prompt`` by this computer's model (``Engine.complete``), queued like a chat."""
+
+        def start(
+            engine: ChatEngine, cancel: threading.Event, _progress: Callable[[int, int], None] | None
+        ) -> Reply:
+            return local_engine(engine).complete(prompt, sampling, cancel, options, echo=echo, suffix=suffix)
+
+        return self.service.submit(
+            self, lambda engine, cancel: _serve_reply(engine, cancel, start, answer, expected_model)
         )
 
     def run_job(self, job: Job[T], answer: JobCallbacks[T]) -> Ticket:
         return self.service.submit(self, lambda engine, cancel: _serve_job(engine, cancel, job, answer))
 
     def stream_chat(
-        self, messages: list[ChatMessage], sampling: SamplingOptions, state_key: str | None = None
+        self,
+        messages: list[ChatMessage],
+        sampling: SamplingOptions,
+        state_key: str | None = None,
+        options: ReplyOptions | None = None,
+        expected_model: ModelInfo | None = None,
     ) -> StreamedReply:
         """A reply to iterate on the calling thread (a terminal, a server's request thread)."""
-        return StreamedReply(self, messages, sampling, state_key)
+        return StreamedReply(
+            lambda answer: self.chat(messages, sampling, answer, state_key, options, expected_model)
+        )
+
+    def stream_completion(
+        self,
+        prompt: str | list[int],
+        sampling: SamplingOptions,
+        options: ReplyOptions | None = None,
+        *,
+        echo: bool = False,
+        suffix: str | None = None,
+        expected_model: ModelInfo | None = None,
+    ) -> StreamedReply:
+        """A raw completion to iterate on the calling thread (``complete``)."""
+        return StreamedReply(
+            lambda answer: self.complete(
+                prompt, sampling, answer, options, echo=echo, suffix=suffix, expected_model=expected_model
+            )
+        )
 
     def load_and_wait(self, path: str, options: LoadOptions) -> ModelInfo:
         """Load on the engine thread and wait; raises UserError with the sentence, or Cancelled."""
@@ -326,22 +398,28 @@ def _serve_load(
     answer.failed(LoadFailure(message, engine.model, template_refused))
 
 
-def _serve_chat(
+def _serve_reply(
     engine: ChatEngine,
     cancel: threading.Event,
-    messages: list[ChatMessage],
-    sampling: SamplingOptions,
+    start: ReplyStart,
     answer: ReplyCallbacks,
-    state_key: str | None = None,
+    expected_model: ModelInfo | None = None,
 ) -> None:
     try:
-        reply = engine.chat(
-            messages, sampling, cancel=cancel, state_key=state_key, prompt_progress=answer.prompt_progress
-        )
+        if expected_model is not None and engine.model is not expected_model:
+            raise ModelChangedError(
+                "LlamaDesk switched to another model while this request waited, so it was not run; send it again."
+            )
+        reply = start(engine, cancel, answer.prompt_progress)
+        if answer.started is not None:
+            answer.started(reply)
         for piece in reply:
             answer.token(piece)
     except UserError as exc:
-        answer.failed(str(exc))
+        if answer.refused is not None:
+            answer.refused(exc)
+        else:
+            answer.failed(str(exc))
     except Exception as exc:
         log.exception("generating a reply failed")
         answer.failed(f"The reply failed unexpectedly ({exc}). Try again, or reload the model.")
@@ -392,37 +470,58 @@ class PendingJob(Generic[T]):
 class StreamedReply:
     """Iterate for the reply's text on the calling thread; ``stats`` is set once iteration ends.
 
-    Raises UserError (with the engine's sentence) from the iteration if the reply fails. ``cancel()`` may be
-    called from any thread, a signal handler included.
+    Raises UserError (the engine's own kind, with its sentence) from the iteration if the reply fails.
+    ``wait_started()`` waits until the prompt is accepted or refused, before any text. ``cancel()`` may be called
+    from any thread, a signal handler included.
     """
 
     _END = object()
 
-    def __init__(
-        self,
-        client: EngineClient,
-        messages: list[ChatMessage],
-        sampling: SamplingOptions,
-        state_key: str | None = None,
-    ) -> None:
+    def __init__(self, submit: Callable[[ReplyCallbacks], Ticket]) -> None:
         self._pieces: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.stats: ReplyStats | None = None
         self.text = ""
-        self._error = ""
-        self.ticket = client.chat(
-            messages,
-            sampling,
-            ReplyCallbacks(token=self._pieces.put, finished=self._finish, failed=self._fail),
-            state_key,
+        self._error: UserError | None = None
+        self._reply: Reply | None = None
+        self._started = threading.Event()
+        self.ticket = submit(
+            ReplyCallbacks(
+                token=self._pieces.put,
+                finished=self._finish,
+                failed=lambda message: self._fail(UserError(message)),
+                started=self._start,
+                refused=self._fail,
+            )
         )
+
+    @property
+    def logprobs(self) -> list[TokenLogprob]:
+        """One entry per token generated so far, when the request asked for them (appended on the engine thread
+        before the text holding the token is handed over)."""
+        return self._reply.logprobs if self._reply is not None else []
+
+    def _start(self, reply: Reply) -> None:
+        self._reply = reply
+        self._started.set()
 
     def _finish(self, stats: ReplyStats) -> None:
         self.stats = stats
+        self._started.set()
         self._pieces.put(self._END)
 
-    def _fail(self, message: str) -> None:
-        self._error = message or "The reply was stopped."
+    def _fail(self, error: UserError) -> None:
+        self._error = error if str(error) else UserError("The reply was stopped.")
+        self._started.set()
         self._pieces.put(self._END)
+
+    def wait_started(self) -> None:
+        """Block until the engine took the prompt (or refused it: then raise its error). Done or dropped
+        requests return too."""
+        while not self._started.wait(0.1):
+            if self.ticket.done.is_set():
+                break
+        if self._error is not None and self._reply is None:
+            raise self._error
 
     def cancel(self) -> None:
         self.ticket.cancel()
@@ -435,7 +534,7 @@ class StreamedReply:
             except queue.Empty:
                 if self.ticket.done.is_set() and self._pieces.empty():
                     # Dropped unanswered (the service shut down before it ran).
-                    self._error = self._error or "The reply was stopped."
+                    self._error = self._error or UserError("The reply was stopped.")
                     break
                 continue
             if piece is self._END:
@@ -443,8 +542,8 @@ class StreamedReply:
             assert isinstance(piece, str)
             self.text += piece
             yield piece
-        if self._error:
-            raise UserError(self._error)
+        if self._error is not None:
+            raise self._error
 
 
 def _wait_interruptibly(ticket: Ticket) -> None:

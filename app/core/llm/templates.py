@@ -388,10 +388,19 @@ class ChatTemplate:
         return cls(chosen.source, bos_token=bos_token, eos_token=eos_token, stops=chosen.stops)
 
     def render(
-        self, messages: Sequence[Mapping[str, str]], *, cancel: Any = None, seconds: float = RENDER_SECONDS
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        cancel: Any = None,
+        seconds: float = RENDER_SECONDS,
+        tools: list[dict[str, Any]] | None = None,
     ) -> RenderedPrompt:
-        """The prompt for ``messages``. Raises ChatTemplateError with a sentence, or Cancelled."""
-        input_size = sum(len(m.get("content") or "") for m in messages)
+        """The prompt for ``messages`` (and ``tools``, in OpenAI's shape, for a template that lays them out).
+        Raises ChatTemplateError with a sentence, or Cancelled."""
+        input_size = sum(
+            len(str(m.get("content") or "")) + len(str(m.get("tool_calls") or "")) for m in messages
+        )
+        input_size += len(str(tools or ""))
         budget = _Budget(seconds, BASE_SIZE_BUDGET + 4 * input_size, cancel)
         self._environment.budget = budget
         pieces: list[str] = []
@@ -404,7 +413,7 @@ class ChatTemplate:
                 add_generation_prompt=True,
                 raise_exception=_raise_exception,
                 strftime_now=lambda f: datetime.now().strftime(str(f)),
-                tools=None,
+                tools=tools,
                 functions=None,
                 tool_choice=None,
                 function_call=None,

@@ -12,8 +12,8 @@ import json
 import logging
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TypeVar
 
 import anyio
 from sse_starlette import EventSourceResponse
@@ -25,23 +25,22 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from app import APP_NAME
-from app.core.errors import UserError
-from app.core.llm.engine import ModelInfo
+from app.core.errors import ContextLimitError, ModelChangedError, UserError
+from app.core.llm.engine import FillInTheMiddleUnsupported, ModelInfo
 from app.core.llm.remote_info import RemoteModelInfo
+from app.core.llm.sampling import GrammarRefused
 from app.core.llm.service import EngineClient
+from app.core.serve.body import read_json_body
 from app.core.serve.errors import ApiError
 from app.core.serve.generation import Generation
 from app.core.serve.guard import Guard
 from app.core.serve.history import ServedReply
-from app.core.serve.requests import (
-    MAX_BODY_BYTES,
-    GenerationRequest,
-    chat_request,
-    completion_request,
-    parse_body,
-)
+from app.core.serve.requests import GenerationRequest, chat_request, completion_request
+from app.core.serve.responses import ResponseShape
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_WAITING = 8  # requests waiting behind the running one; more get 429
 SERVER_STOPPED = "The server stopped this reply: LlamaDesk stopped serving. Start it again, then ask again."
@@ -84,7 +83,7 @@ class ServeState:
         try:
             self.on_served(
                 ServedReply(
-                    messages=generation.request.messages,
+                    messages=generation.request.original_messages or generation.request.messages,
                     reply=generation.text_sent,
                     model=str(model.path),
                     complete=generation.ended and not generation.stop_reason,
@@ -94,8 +93,8 @@ class ServeState:
         except Exception:  # keeping a copy must never cost the client its answer
             log.exception("recording a served reply failed")
 
-    def admit(self, request: GenerationRequest) -> Generation:
-        """Queue a reply, unless MAX_WAITING of ours already wait behind the running one (429)."""
+    def admit(self, request: GenerationRequest, model: ModelInfo) -> Generation:
+        """Queue a reply for ``model``, unless MAX_WAITING of ours already wait behind the running one (429)."""
         # Counted and queued in one step: two requests at once cannot both take the last place.
         with self._lock:
             self._generations = [g for g in self._generations if not (g.finished or g.cancelled)]
@@ -106,7 +105,7 @@ class ServeState:
                     "model. Try again when one has finished.",
                     "queue_full",
                 )
-            generation = Generation(self.client, request)
+            generation = Generation(self.client, request, model)
             self._generations.append(generation)
             return generation
 
@@ -116,10 +115,11 @@ def create_app(
     *,
     bound_host: str = "127.0.0.1",
     api_key: str | None = None,
+    allowed_origins: Sequence[str] = (),
     state: ServeState | None = None,
 ) -> Guard:
-    """The server's ASGI app over ``client`` (its requests queue behind priority ones); ``state`` lets the
-    caller stop its replies and keep them."""
+    """The server's ASGI app over ``client`` (its requests queue behind priority ones); ``allowed_origins`` are
+    the web apps that may call it from a browser; ``state`` lets the caller stop its replies and keep them."""
     state = state or ServeState(client)
 
     async def health(_request: Request) -> Response:
@@ -141,12 +141,12 @@ def create_app(
 
     async def chat_completions(request: Request) -> Response:
         model = _loaded_model(client)
-        parsed = chat_request(await _json_body(request), model.context_size)
+        parsed = chat_request(await read_json_body(request), model)
         return await _answer(request, state, model, parsed, chat=True)
 
     async def completions(request: Request) -> Response:
         model = _loaded_model(client)
-        parsed = completion_request(await _json_body(request), model.context_size)
+        parsed = completion_request(await read_json_body(request), model)
         return await _answer(request, state, model, parsed, chat=False)
 
     app = Starlette(
@@ -162,7 +162,7 @@ def create_app(
             Exception: _unexpected_error,
         },
     )
-    return Guard(app, bound_host=bound_host, api_key=api_key)
+    return Guard(app, bound_host=bound_host, api_key=api_key, allowed_origins=allowed_origins)
 
 
 def _loaded_model(client: EngineClient) -> ModelInfo:
@@ -188,48 +188,53 @@ def _created(model: ModelInfo) -> int:
         return int(time.time())
 
 
-async def _json_body(request: Request) -> dict[str, object]:
-    too_large = ApiError(
-        413, f"The request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB.", "body_too_large"
-    )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    chunks = bytearray()
-    async for chunk in request.stream():  # a chunked body declares no length: count it as it comes
-        chunks += chunk
-        if len(chunks) > MAX_BODY_BYTES:
-            raise too_large
-    return parse_body(bytes(chunks))
-
-
 async def _answer(
     request: Request, state: ServeState, model: ModelInfo, parsed: GenerationRequest, *, chat: bool
 ) -> Response:
-    generation = state.admit(parsed)
-    shape = _Shape(model.display_name, chat)
+    generation = state.admit(parsed, model)
+    shape = ResponseShape(model.display_name, parsed)
+    try:
+        # Streamed or not, nothing is sent before the engine took the prompt: a refusal (too long for the
+        # context, the model switched meanwhile) is then an ordinary error response, not a broken stream.
+        _, failure, gone = await _watched(request, generation, generation.wait_started)
+        text = ""
+        if not (failure or gone) and not parsed.stream:
+            whole, failure, gone = await _watched(request, generation, generation.collect)
+            text = whole or ""
+    except BaseException:
+        state.served(generation, model, chat=chat)
+        generation.cancel()
+        raise
+    if failure or gone or not parsed.stream:
+        state.served(generation, model, chat=chat)
+        generation.cancel()  # a no-op once it ended; stops it if this request was abandoned
+    if gone:
+        return Response(status_code=499)  # nobody is there to read it
+    if failure is not None:
+        raise _failure(generation, failure)
     if parsed.stream:
         return _ReplyEvents(
             generation, _events(generation, shape), lambda: state.served(generation, model, chat=chat)
         )
-    text, failure = "", ""
-    gone = anyio.Event()
-    try:
-        async with anyio.create_task_group() as watchers:
-            watchers.start_soon(_cancel_on_disconnect, request, generation, watchers.cancel_scope, gone)
-            try:
-                text = await anyio.to_thread.run_sync(generation.collect, abandon_on_cancel=True)
-            except UserError as exc:  # caught here: a task group would wrap it in an ExceptionGroup
-                failure = str(exc)
-            watchers.cancel_scope.cancel()
-    finally:
-        state.served(generation, model, chat=chat)
-        generation.cancel()  # a no-op once it ended; stops it if this request was abandoned
-    if gone.is_set():
-        return Response(status_code=499)  # nobody is there to read it
-    if failure:
-        raise _failure(generation, failure)
     return JSONResponse(shape.whole(text, generation))
+
+
+async def _watched(
+    request: Request, generation: Generation, work: Callable[[], T]
+) -> tuple[T | None, UserError | None, bool]:
+    """``work()`` on a worker thread, abandoned at once if the client goes away: (its result, the UserError it
+    raised, whether the client went away)."""
+    result: T | None = None
+    failure: UserError | None = None
+    gone = anyio.Event()
+    async with anyio.create_task_group() as watchers:
+        watchers.start_soon(_cancel_on_disconnect, request, generation, watchers.cancel_scope, gone)
+        try:
+            result = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except UserError as exc:  # caught here: a task group would wrap it in an ExceptionGroup
+            failure = exc
+        watchers.cancel_scope.cancel()
+    return result, failure, gone.is_set()
 
 
 async def _cancel_on_disconnect(
@@ -264,79 +269,46 @@ class _ReplyEvents(EventSourceResponse):
             self.generation.cancel()
 
 
-async def _events(generation: Generation, shape: _Shape) -> AsyncIterator[dict[str, str]]:
+async def _events(generation: Generation, shape: ResponseShape) -> AsyncIterator[dict[str, str]]:
     try:
-        yield _data(shape.chunk({"role": "assistant", "content": ""}, None))
+        for chunk in shape.opening():
+            yield _data(chunk)
         while True:
             # Abandoned on a disconnect: the response's cancel then ends the reply and frees the worker.
             text = await anyio.to_thread.run_sync(generation.next_text, abandon_on_cancel=True)
             if text is None:
                 break
-            yield _data(shape.chunk({"content": text}, None))
+            for chunk in shape.pieces(text, generation):
+                yield _data(chunk)
     except UserError as exc:
-        yield _data(_failure(generation, str(exc)).body())
+        yield _data(_failure(generation, exc).body())
         return
     finally:
         generation.cancel()
-    yield _data(shape.chunk({}, generation.finish_reason))
-    if generation.request.include_usage:
-        yield _data(shape.usage_chunk(generation))
+    for chunk in shape.closing(generation):
+        yield _data(chunk)
     yield {"data": "[DONE]"}
 
 
-def _failure(generation: Generation, sentence: str) -> ApiError:
-    """A reply that failed (400), or that the server ended (503: the request was fine, asking again will work)."""
+def _failure(generation: Generation, error: UserError) -> ApiError:
+    """A request refused (400, naming its kind), or a reply the server ended (503: asking again will work)."""
+    sentence = str(error)
     if generation.stop_reason:
         return ApiError(503, sentence, "reply_stopped_by_server")
+    if isinstance(error, ModelChangedError):
+        return ApiError(503, sentence, "model_changed")
+    if isinstance(error, ContextLimitError):
+        where = "messages" if generation.request.prompt is None else "prompt"
+        return ApiError(400, sentence, "context_length_exceeded", where)
+    if isinstance(error, FillInTheMiddleUnsupported):
+        return ApiError(400, sentence, "invalid_value", "suffix")
+    if isinstance(error, GrammarRefused):
+        return ApiError(400, sentence, "invalid_value", "response_format")
     return ApiError(400, sentence, "generation_failed")
 
 
 def _data(payload: dict[str, object]) -> dict[str, str]:
     return {"data": json.dumps(payload, ensure_ascii=False)}
-
-
-class _Shape:
-    """OpenAI's response objects for one request: chat (``chat.completion``) or text (``text_completion``)."""
-
-    def __init__(self, model: str, chat: bool) -> None:
-        self.model = model
-        self.chat = chat
-        self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-        self.created = int(time.time())
-
-    def _object(self, kind: str, choices: list[dict[str, object]]) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "object": kind,
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        }
-
-    def whole(self, text: str, generation: Generation) -> dict[str, object]:
-        finish = generation.finish_reason
-        if self.chat:
-            choice: dict[str, object] = {"index": 0, "message": {"role": "assistant", "content": text}}
-        else:
-            choice = {"index": 0, "text": text}
-        choice |= {"logprobs": None, "finish_reason": finish}
-        return self._object("chat.completion" if self.chat else "text_completion", [choice]) | {
-            "usage": generation.usage()
-        }
-
-    def chunk(self, delta: dict[str, str], finish_reason: str | None) -> dict[str, object]:
-        if self.chat:
-            choice: dict[str, object] = {"index": 0, "delta": delta}
-            kind = "chat.completion.chunk"
-        else:
-            choice = {"index": 0, "text": delta.get("content", "")}
-            kind = "text_completion"
-        choice |= {"logprobs": None, "finish_reason": finish_reason}
-        return self._object(kind, [choice])
-
-    def usage_chunk(self, generation: Generation) -> dict[str, object]:
-        kind = "chat.completion.chunk" if self.chat else "text_completion"
-        return self._object(kind, []) | {"usage": generation.usage()}
 
 
 async def _api_error(_request: Request, exc: Exception) -> Response:

@@ -1,5 +1,9 @@
 """One reply for the API, pulled piece by piece on a worker thread (the engine's pieces arrive on a blocking
-queue): stop sequences applied, statistics kept, and a cancel that is safe from any thread."""
+queue): statistics kept, log-probabilities handed out as their text goes, and a cancel safe from any thread.
+
+Stops are the engine's (``ReplyOptions.stops``): it ends the reply at the first one, so what it counts is what
+the client is sent.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,38 @@ import threading
 from collections.abc import Iterator
 
 from app.core.errors import UserError
-from app.core.llm.engine import ReplyStats
+from app.core.llm.engine import ModelInfo, ReplyStats
+from app.core.llm.sampling import TokenLogprob
 from app.core.llm.service import EngineClient, StreamedReply
 from app.core.serve.requests import GenerationRequest
-from app.core.serve.stops import StopScanner
 
 
 class Generation:
-    """Submitted to the engine queue when made (so requests run in arrival order); read with ``next_text``."""
+    """Submitted to the engine queue when made (so requests run in arrival order), bound to the model it was
+    admitted for: if another one answers when its turn comes, it is refused, never run there."""
 
-    def __init__(self, client: EngineClient, request: GenerationRequest) -> None:
+    def __init__(self, client: EngineClient, request: GenerationRequest, model: ModelInfo) -> None:
         self.request = request
-        self._reply: StreamedReply = client.stream_chat(request.messages, request.sampling)
+        self.model = model
+        if request.prompt is not None:
+            self._reply: StreamedReply = client.stream_completion(
+                request.prompt,
+                request.sampling,
+                request.options,
+                echo=request.echo,
+                suffix=request.suffix,
+                expected_model=model,
+            )
+        else:
+            self._reply = client.stream_chat(
+                request.messages, request.sampling, options=request.options, expected_model=model
+            )
         self._pieces: Iterator[str] = iter(self._reply)
-        self._scanner = StopScanner(request.stops)
-        self._lock = (
-            threading.Lock()
-        )  # one reader at a time; a worker thread abandoned on a disconnect may linger
+        # One reader at a time; a worker thread abandoned on a disconnect may linger.
+        self._lock = threading.Lock()
         self.ended = False
         self.text_sent = ""  # what the client has been given so far
+        self._logprobs_sent = 0
         self.recorded = False  # handed to the history already (see ServeState.served)
         self.stop_reason = ""  # a sentence, when the server ended the reply (see ``stop``)
 
@@ -47,6 +64,16 @@ class Generation:
         self.stop_reason = reason
         self.cancel()
 
+    def wait_started(self) -> None:
+        """Block until the engine took the prompt; raises its UserError if it refused it (too long for the
+        context, another model loaded meanwhile...). Call it on a worker thread."""
+        try:
+            self._reply.wait_started()
+        except UserError:
+            if self.stop_reason:
+                raise UserError(self.stop_reason) from None
+            raise
+
     def next_text(self) -> str | None:
         """The next text to send, or None at the end. Blocking: call it on a worker thread. Raises UserError
         with the engine's sentence if the reply failed."""
@@ -64,19 +91,12 @@ class Generation:
 
     def _next_text(self) -> str | None:
         with self._lock:
-            while not self.ended:
-                piece = next(self._pieces, None)
-                if piece is None:
-                    self.ended = True
-                    return self._scanner.flush() or None
-                text = self._scanner.feed(piece)
-                if self._scanner.stopped:
-                    self.ended = True
-                    self._stop_at_sequence()
-                    return text or None
-                if text:
-                    return text
-            return None
+            if self.ended:
+                return None
+            piece = next(self._pieces, None)
+            if piece is None:
+                self.ended = True
+            return piece
 
     def collect(self) -> str:
         """The whole reply (blocking)."""
@@ -85,14 +105,13 @@ class Generation:
             texts.append(text)
         return "".join(texts)
 
-    def _stop_at_sequence(self) -> None:
-        """A stop sequence was reached: stop the engine and let the reply end, so its statistics are set."""
-        self._reply.cancel()
-        try:
-            for _ in self._pieces:
-                pass
-        except UserError:  # the stop itself reads as "stopped"; the statistics tell the rest
-            pass
+    def new_logprobs(self) -> list[TokenLogprob]:
+        """The tokens' log-probabilities not handed out yet (those of the text sent so far, and maybe of a few
+        tokens whose text is still held back)."""
+        entries = self._reply.logprobs
+        fresh = entries[self._logprobs_sent :]
+        self._logprobs_sent += len(fresh)
+        return fresh
 
     @property
     def stats(self) -> ReplyStats:
@@ -101,8 +120,6 @@ class Generation:
     @property
     def finish_reason(self) -> str:
         """OpenAI's reason: "length" when max_tokens ended it, else "stop" (a stop sequence or the model's end)."""
-        if self._scanner.stopped:
-            return "stop"
         return "length" if self.stats.finish_reason == "length" else "stop"
 
     def usage(self) -> dict[str, int]:

@@ -1,87 +1,180 @@
 """A request body turned into what the engine needs, every field checked (wrong type or range: a 400 sentence).
 
-Fields OpenAI's API defines but this server does not use (``model``, ``user``, ``frequency_penalty``...) are
-accepted and ignored, as llama.cpp's and vLLM's servers do; ones that would change the answer's shape and cannot be
-honoured (``n`` above 1, tools, images) are refused rather than silently dropped.
+Fields that only name or label a request (``model``, ``user``, ``metadata``, ``store``...) are accepted and
+ignored, as llama.cpp's and vLLM's servers do. Every field that changes the answer is honoured (sampling, stops,
+penalties, logit bias, log-probabilities, tools, response formats, echo, suffix) or, when it cannot be (``n``
+above 1, images, audio), refused with a 400 rather than silently dropped.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from app.core.limits import OutOfRange, check_max_tokens, check_temperature, check_top_p
 from app.core.llm.context import ChatMessage
+from app.core.llm.engine import ModelInfo
+from app.core.llm.sampling import MAX_TOP_LOGPROBS, ReplyOptions
 from app.core.modes import SamplingOptions
 from app.core.serve.errors import ApiError
+from app.core.serve.tool_requests import ToolUse, message_tool_fields, structured_output, tool_use
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_STOP_SEQUENCES = 4  # OpenAI's own limit
+MAX_MESSAGES = 2048  # a request's messages; more is no conversation a model's context could hold
+MAX_COMPLETION_LOGPROBS = 5  # OpenAI's limit for /v1/completions' integer ``logprobs``
+MAX_LOGIT_BIAS = 100.0  # OpenAI's range for one token's bias: -100 (banned) to 100 (forced)
+MAX_PENALTY = 2.0  # OpenAI's range for frequency and presence penalties: -2 to 2
 DEFAULT_MAX_TOKENS = 1024
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 _SEED_RANGE = (-(1 << 63), (1 << 63) - 1)  # OpenAI's seed is a 64-bit integer
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """A chat or completion request, checked."""
+    """A chat or raw completion request, checked."""
 
-    messages: list[ChatMessage]
     sampling: SamplingOptions
-    stops: list[str] = field(default_factory=list)
+    options: ReplyOptions = field(default_factory=ReplyOptions)
+    messages: list[ChatMessage] = field(
+        default_factory=list
+    )  # a chat's conversation, as the model will see it
+    prompt: str | list[int] | None = None  # a raw completion's prompt: text or token ids
+    echo: bool = False  # a completion's text starts with its prompt
+    suffix: str | None = None  # a completion fills in between its prompt and this
     stream: bool = False
     include_usage: bool = False
+    logprobs: bool = False  # the response carries log-probabilities
+    tools: ToolUse | None = None  # the request's tools, when a call may or must be the answer
+    original_messages: list[ChatMessage] = field(default_factory=list)  # as the client sent them, for history
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        return self.options.stops
 
 
-def parse_body(raw: bytes) -> dict[str, object]:
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"The request body is not valid JSON ({exc}).", "invalid_json") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.", "invalid_json")
-    return body
+def chat_request(body: Mapping[str, object], model: ModelInfo) -> GenerationRequest:
+    messages = _messages(body.get("messages"))
+    tools = tool_use(body, messages, model)
+    grammar = structured_output(body.get("response_format"))
+    if grammar is not None and tools is not None and tools.grammar is not None:
+        raise ApiError(
+            400,
+            "A request cannot both force a tool call ('tool_choice') and ask for a 'response_format': the reply "
+            "would have to be both. Ask for one of them.",
+            "invalid_value",
+            "response_format",
+        )
+    logprobs = _flag(body, "logprobs")
+    top = _whole_number(body, "top_logprobs", 0, MAX_TOP_LOGPROBS)
+    if top is not None and not logprobs:
+        raise ApiError(400, "'top_logprobs' needs 'logprobs' set to true.", "invalid_value", "top_logprobs")
+    return _generation_request(
+        body,
+        model.context_size,
+        messages=tools.messages if tools is not None else messages,
+        original_messages=messages,
+        tools=tools,
+        grammar=tools.grammar if tools is not None and tools.grammar is not None else grammar,
+        template_tools=tools.template_tools if tools is not None else None,
+        top_logprobs=(top or 0) if logprobs else None,
+    )
 
 
-def chat_request(body: Mapping[str, object], context_size: int) -> GenerationRequest:
-    return _generation_request(body, _messages(body.get("messages")), context_size)
-
-
-def completion_request(body: Mapping[str, object], context_size: int) -> GenerationRequest:
-    """A completion's prompt goes to the model as one user turn: the engine serves chat only."""
-    prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-        prompt = prompt[0]
-    if not isinstance(prompt, str):
-        raise ApiError(400, "'prompt' must be a string (one prompt per request).", "invalid_type", "prompt")
-    return _generation_request(body, [ChatMessage(role="user", content=prompt)], context_size)
+def completion_request(body: Mapping[str, object], model: ModelInfo) -> GenerationRequest:
+    """A raw completion: the prompt goes to the model as given, with no chat template."""
+    prompt = _prompt(body.get("prompt"))
+    best_of = body.get("best_of")
+    if best_of is not None and best_of != 1:
+        raise ApiError(
+            400,
+            "Only one completion per request is served ('best_of' must be 1).",
+            "invalid_value",
+            "best_of",
+        )
+    suffix = body.get("suffix")
+    if suffix is not None and not isinstance(suffix, str):
+        raise ApiError(400, "'suffix' must be text.", "invalid_type", "suffix")
+    top = _whole_number(body, "logprobs", 0, MAX_COMPLETION_LOGPROBS)
+    return _generation_request(
+        body,
+        model.context_size,
+        prompt=prompt,
+        echo=_flag(body, "echo"),
+        suffix=suffix or None,
+        grammar=structured_output(body.get("response_format")),
+        top_logprobs=top,
+    )
 
 
 def _generation_request(
-    body: Mapping[str, object], messages: list[ChatMessage], context_size: int
+    body: Mapping[str, object],
+    context_size: int,
+    *,
+    messages: list[ChatMessage] | None = None,
+    original_messages: list[ChatMessage] | None = None,
+    prompt: str | list[int] | None = None,
+    echo: bool = False,
+    suffix: str | None = None,
+    tools: ToolUse | None = None,
+    grammar: str | None = None,
+    template_tools: list[dict[str, object]] | None = None,
+    top_logprobs: int | None = None,
 ) -> GenerationRequest:
     n = body.get("n", 1)
     if n is not None and n != 1:
         raise ApiError(400, "Only one choice per request is served ('n' must be 1).", "invalid_value", "n")
     defaults = SamplingOptions()
+    max_tokens, required = _max_tokens(body, context_size)
     sampling = SamplingOptions(
         temperature=_checked(body, "temperature", check_temperature, defaults.temperature),
         top_p=_checked(body, "top_p", check_top_p, defaults.top_p),
-        max_tokens=_max_tokens(body, context_size),
+        max_tokens=max_tokens,
         seed=_seed(body.get("seed")),
+        # OpenAI's API has no repeat penalty: its clients expect none (their own penalties are below).
+        repeat_penalty=1.0,
+        frequency_penalty=_penalty(body, "frequency_penalty"),
+        presence_penalty=_penalty(body, "presence_penalty"),
+    )
+    options = ReplyOptions(
+        stops=tuple(_stops(body.get("stop"))),
+        grammar=grammar,
+        logit_bias=_logit_bias(body.get("logit_bias")),
+        top_logprobs=top_logprobs,
+        cut_history=False,
+        tools=template_tools,
+        max_tokens_required=required,
     )
     stream = _flag(body, "stream")
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not isinstance(stream_options, dict):
         raise ApiError(400, "'stream_options' must be an object.", "invalid_type", "stream_options")
-    include_usage = bool(options) and _flag(options or {}, "include_usage")
-    return GenerationRequest(messages, sampling, _stops(body.get("stop")), stream, stream and include_usage)
+    include_usage = bool(stream_options) and _flag(stream_options or {}, "include_usage")
+    return GenerationRequest(
+        sampling,
+        options,
+        messages=messages or [],
+        prompt=prompt,
+        echo=echo,
+        suffix=suffix,
+        stream=stream,
+        include_usage=stream and include_usage,
+        logprobs=top_logprobs is not None,
+        tools=tools,
+        original_messages=original_messages or [],
+    )
 
 
 def _messages(value: object) -> list[ChatMessage]:
     if not isinstance(value, list) or not value:
         raise ApiError(400, "'messages' must be a non-empty list of messages.", "invalid_type", "messages")
+    if len(value) > MAX_MESSAGES:
+        raise ApiError(
+            400,
+            f"'messages' holds {len(value):,} messages; at most {MAX_MESSAGES:,} are taken in one request. Leave "
+            "out older ones.",
+            "invalid_value",
+            "messages",
+        )
     messages: list[ChatMessage] = []
     for index, message in enumerate(value):
         where = f"messages[{index}]"
@@ -93,11 +186,16 @@ def _messages(value: object) -> list[ChatMessage]:
         if role is None or not isinstance(message.get("role"), str):
             raise ApiError(
                 400,
-                f"{where}.role must be one of system, developer, user or assistant, not {message.get('role')!r}.",
+                f"{where}.role must be one of system, developer, user, assistant or tool, not "
+                f"{str(message.get('role'))[:40]!r}.",
                 "invalid_value",
                 f"{where}.role",
             )
-        messages.append(ChatMessage(role=role, content=_content(message.get("content"), where)))
+        extra = message_tool_fields(message, role, where)
+        content = message.get("content")
+        # An assistant turn that only called tools has no content.
+        text = "" if content is None and "tool_calls" in extra else _content(content, where)
+        messages.append(ChatMessage(role=role, content=text, **extra))  # type: ignore[typeddict-item]
     return messages
 
 
@@ -112,11 +210,36 @@ def _content(value: object, where: str) -> str:
                 isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
             ):
                 raise ApiError(
-                    400, f"{where}.content may hold only text parts.", "invalid_value", f"{where}.content"
+                    400,
+                    f"{where}.content may hold only text parts (this model reads no images or audio).",
+                    "invalid_value",
+                    f"{where}.content",
                 )
             texts.append(part["text"])
         return "".join(texts)
     raise ApiError(400, f"{where}.content must be text.", "invalid_type", f"{where}.content")
+
+
+def _prompt(value: object) -> str | list[int]:
+    """A completion's prompt: text, or token ids; a list of one of those is taken as that one."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], (str, list)):
+        value = value[0]
+    if isinstance(value, str):
+        return value
+    if (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(token, int) and not isinstance(token, bool) and 0 <= token < 1 << 31 for token in value
+        )
+    ):
+        return list(value)
+    raise ApiError(
+        400,
+        "'prompt' must be text or a list of token ids (one prompt per request).",
+        "invalid_type",
+        "prompt",
+    )
 
 
 def _checked(
@@ -131,12 +254,54 @@ def _checked(
         raise ApiError(400, f"'{name}': {exc}", "invalid_value", name) from None
 
 
-def _max_tokens(body: Mapping[str, object], context_size: int) -> int:
+def _penalty(body: Mapping[str, object], name: str) -> float:
+    value = body.get(name)
+    if value is None:
+        return 0.0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not -MAX_PENALTY <= value <= MAX_PENALTY
+    ):
+        raise ApiError(
+            400, f"'{name}' must be a number from -2 to 2, not {str(value)[:40]}.", "invalid_value", name
+        )
+    return float(value)
+
+
+def _logit_bias(value: object) -> dict[int, float]:
+    if value is None:
+        return {}
+    where = "logit_bias"
+    if not isinstance(value, dict):
+        raise ApiError(400, "'logit_bias' must be an object of token ids and biases.", "invalid_type", where)
+    bias: dict[int, float] = {}
+    for key, amount in value.items():
+        if not (isinstance(key, str) and key.isdigit() and len(key) <= 10):
+            raise ApiError(
+                400,
+                f"logit_bias keys must be token ids (whole numbers), not {key[:40]!r}.",
+                "invalid_value",
+                where,
+            )
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or abs(amount) > MAX_LOGIT_BIAS:
+            raise ApiError(
+                400,
+                f"logit_bias[{key}] must be a number from -100 to 100, not {str(amount)[:40]}.",
+                "invalid_value",
+                where,
+            )
+        bias[int(key)] = float(amount)
+    return bias
+
+
+def _max_tokens(body: Mapping[str, object], context_size: int) -> tuple[int, bool]:
+    """The reply's token limit, and whether the client set it (then a prompt leaving less room is refused)."""
     # max_completion_tokens is the newer name for the same limit.
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     value = body.get(name)
     if value is None:
-        return min(DEFAULT_MAX_TOKENS, max(1, context_size // 2))
+        return min(DEFAULT_MAX_TOKENS, max(1, context_size // 2)), False
     try:
         tokens = check_max_tokens(value)
     except OutOfRange as exc:
@@ -146,17 +311,19 @@ def _max_tokens(body: Mapping[str, object], context_size: int) -> int:
             400,
             f"'{name}' must be below the loaded model's context of {context_size:,} tokens, not {tokens:,}; "
             "the prompt needs room too.",
-            "invalid_value",
+            "context_length_exceeded",
             name,
         )
-    return tokens
+    return tokens, True
 
 
 def _seed(value: object) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not _SEED_RANGE[0] <= value <= _SEED_RANGE[1]:
-        raise ApiError(400, f"'seed' must be a 64-bit whole number, not {value!r}.", "invalid_value", "seed")
+        raise ApiError(
+            400, f"'seed' must be a 64-bit whole number, not {str(value)[:40]}.", "invalid_value", "seed"
+        )
     return value & 0xFFFFFFFF  # llama.cpp's seed is 32 bits
 
 
@@ -178,10 +345,24 @@ def _stops(value: object) -> list[str]:
     return list(stops)
 
 
+def _whole_number(body: Mapping[str, object], name: str, low: int, high: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ApiError(
+            400,
+            f"'{name}' must be a whole number from {low} to {high}, not {str(value)[:40]}.",
+            "invalid_value",
+            name,
+        )
+    return value
+
+
 def _flag(body: Mapping[str, object], name: str) -> bool:
     value = body.get(name, False)
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise ApiError(400, f"'{name}' must be true or false, not {value!r}.", "invalid_type", name)
+        raise ApiError(400, f"'{name}' must be true or false, not {str(value)[:40]}.", "invalid_type", name)
     return value

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import uvicorn
 
@@ -59,6 +59,7 @@ class ApiServer:
         *,
         host: str = "127.0.0.1",
         api_key: str | None = None,
+        allowed_origins: Sequence[str] = (),
         state: ServeState | None = None,
         on_stopped: Callable[[], None] | None = None,
     ) -> None:
@@ -68,7 +69,9 @@ class ApiServer:
         self.state = state or ServeState(client)
         self._listener = listener
         self.port: int = listener.getsockname()[1]
-        app = create_app(client, bound_host=host, api_key=api_key, state=self.state)
+        app = create_app(
+            client, bound_host=host, api_key=api_key, allowed_origins=allowed_origins, state=self.state
+        )
         config = uvicorn.Config(
             app,
             log_level="warning",

@@ -72,3 +72,28 @@ def test_the_reply_budget_shrinks_to_what_is_left() -> None:
 def test_a_message_longer_than_the_context_is_a_sentence() -> None:
     with pytest.raises(ContextOverflowError, match="too long for the model's context of 100 tokens"):
         fit_to_context([{"role": "user", "content": "w " * 500}], words, count, 100, 10)
+
+
+@pytest.mark.parametrize("turns", [100, 1000])
+def test_cutting_a_long_history_renders_it_a_few_times_whatever_its_length(turns: int) -> None:
+    """The cut is found from each message's own count, then checked: a handful of renders, not one per
+    candidate cut (2,000 short messages once took minutes)."""
+    renders = 0
+
+    def counted_words(messages: Sequence[ChatMessage]) -> tuple[list[int], list[str]]:
+        nonlocal renders
+        renders += 1
+        return words(messages)
+
+    messages = conversation(turns, 3)
+    prompt, _ = fit_to_context(messages, counted_words, count, 400, 50)
+    assert renders <= 6
+    # The same cut as trying every cut in turn: the first (on a user message) that brings the prompt and the
+    # reply's room (50) down to half the context.
+    system, rest = messages[:1], messages[1:]
+    first_fitting = next(
+        cut
+        for cut, message in enumerate(rest)
+        if message["role"] == "user" and len(words([*system, *rest[cut:]])[0]) + 50 <= 200
+    )
+    assert prompt.dropped_messages == first_fitting > 0

@@ -7,18 +7,23 @@ import hashlib
 import json
 import logging
 import os
+import random
 import stat
+import struct
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.core import settings as settings_store
 from app.core.llm.saved_state_store import (
     DIGESTS_FILE,
+    MAGIC,
     SUFFIX,
     ModelDigests,
     SavedStateStore,
@@ -157,6 +162,81 @@ def test_truncated_and_damaged_files_are_discarded(tmp_path: Path, caplog: pytes
     assert cache.disk_usage() > 0
     cache.clear()
     assert cache.disk_usage() == 0
+
+
+def forged(header: dict[str, Any], **changes: object) -> dict[str, Any]:
+    """``header`` with ``changes``; a ``signature_`` prefix changes a field of its signature."""
+    forged_header: dict[str, Any] = json.loads(json.dumps(header))
+    for name, value in changes.items():
+        if name.startswith("signature_"):
+            forged_header["signature"][name.removeprefix("signature_")] = value
+        else:
+            forged_header[name] = value
+    return forged_header
+
+
+def with_header(header: object) -> bytes:
+    text = json.dumps(header).encode() if not isinstance(header, bytes) else header
+    return MAGIC + struct.pack("<I", len(text)) + text
+
+
+# Each: a saved file's header and what follows it -> the file's forged bytes.
+FORGED_HEADERS: dict[str, Callable[[dict[str, Any], bytes], bytes]] = {
+    "huge token count": lambda h, rest: with_header(forged(h, n_tokens=2**62)) + rest,
+    "huge state size": lambda h, rest: with_header(forged(h, state_bytes=2**62)) + rest,
+    "negative token count": lambda h, rest: with_header(forged(h, n_tokens=-1)) + rest,
+    "negative state size": lambda h, rest: with_header(forged(h, state_bytes=-4000)) + rest,
+    "huge checksum": lambda h, rest: with_header(forged(h, crc32=2**62)) + rest,
+    "text for a count": lambda h, rest: with_header(forged(h, n_tokens="garbage")) + rest,
+    "infinite count": lambda h, rest: with_header(forged(h, n_tokens=float("inf"))) + rest,
+    "a truth for a count": lambda h, rest: with_header(forged(h, n_tokens=True)) + rest,
+    "huge context in the signature": lambda h, rest: (
+        with_header(forged(h, signature_context_size=2**62)) + rest
+    ),
+    "a number for the model hash": lambda h, rest: with_header(forged(h, signature_model_sha256=7)) + rest,
+    "a list for a header": lambda h, rest: with_header([h]) + rest,
+    "deep nesting": lambda h, rest: with_header(b"[" * 30_000 + b"]" * 30_000) + rest,
+    "a header cut short": lambda h, rest: with_header(h)[: len(MAGIC) + 4 + 20],
+    "a header length past the end": lambda h, rest: MAGIC + struct.pack("<I", 60_000) + b"{",
+    "the largest header length": lambda h, rest: MAGIC + struct.pack("<I", 2**32 - 1) + rest,
+    "random bytes after the magic": lambda h, rest: MAGIC + random.Random(5).randbytes(5000),
+    "random bytes": lambda h, rest: random.Random(7).randbytes(5000),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGED_HEADERS)
+def test_a_forged_header_is_damage_the_file_goes_and_the_store_carries_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, forgery: str
+) -> None:
+    cache = SavedStateStore(tmp_path / "states", ram_budget=0)
+    cache.put("a", range(30), state_bytes(4000), SIGNATURE)
+    assert cache.flush(30)
+    (saved,) = files(cache)
+    raw = saved.read_bytes()
+    (length,) = struct.unpack("<I", raw[len(MAGIC) : len(MAGIC) + 4])
+    header_end = len(MAGIC) + 4 + length
+    header = json.loads(raw[len(MAGIC) + 4 : header_end])
+    candidate = cache.best("a", range(30), SIGNATURE, better_than=0)
+    assert candidate is not None
+
+    saved.write_bytes(FORGED_HEADERS[forgery](header, raw[header_end:]))
+    with caplog.at_level(logging.WARNING, logger="app.core.llm.saved_state_store"):
+        assert cache.best("a", range(30), SIGNATURE, better_than=0) is None  # looked up: no exception
+    assert not saved.exists()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and saved.name in warnings[0].getMessage()
+    print(f"{forgery}: {warnings[0].getMessage()}")
+
+    saved.write_bytes(FORGED_HEADERS[forgery](header, raw[header_end:]))
+    assert cache.load(candidate, SIGNATURE) is None  # a state found before the file was forged
+    assert not saved.exists()
+
+    # The conversation carries on cold, and its next state is saved and read back.
+    cache.put("a", range(40), state_bytes(3000), SIGNATURE)
+    assert cache.flush(30)
+    again = cache.best("a", range(40), SIGNATURE, better_than=0)
+    assert again is not None and again.usable == 40
+    assert cache.load(again, SIGNATURE) == state_bytes(3000)
 
 
 def test_forget_deletes_a_conversations_states_even_while_queued(tmp_path: Path) -> None:

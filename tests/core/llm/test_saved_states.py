@@ -173,7 +173,7 @@ def test_a_truncated_state_file_is_discarded_and_the_reply_is_right(
     with caplog.at_level(logging.WARNING, logger="app.core.llm.saved_state_store"):
         reply = states_engine.chat(messages, GREEDY, state_key=key).collect()
     assert states_engine.states.last_restored_tokens == 0
-    assert "truncated" in caplog.text and not saved.exists()
+    assert "discarded" in caplog.text and not saved.exists()
     assert reply == cold_reply(states_engine, cold_replies, messages)
 
 

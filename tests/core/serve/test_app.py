@@ -4,6 +4,7 @@ never a traceback."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,17 +12,19 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.core.llm.engine import LoadOptions
-from app.core.llm.service import EngineClient, EngineService
+from app.core.llm.service import EngineClient, EngineService, LoadCallbacks
 from app.core.serve.app import MAX_WAITING, ServeState, create_app
+from app.core.serve.body import MAX_BODY_BYTES
 from app.core.serve.errors import ApiError
 from app.core.serve.generation import Generation
 from app.core.serve.guard import host_name
-from app.core.serve.requests import MAX_BODY_BYTES, chat_request
+from app.core.serve.requests import MAX_MESSAGES, chat_request
 
 KEY = "s3cret-key"
 LOCAL = "http://127.0.0.1:8080"
 CHAT = "/v1/chat/completions"
 HELLO = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 2, "temperature": 0}
+JSON = {"Content-Type": "application/json"}  # what `json=` sets; a raw `content=` body needs it said
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +69,17 @@ def test_a_small_reply_with_usage(api: TestClient) -> None:
     [(b"{bad", 400), (b"[]", 400), (b'{"messages": 3}', 400), (b'{"messages": [], "max_tokens": -1}', 400)],
 )
 def test_malformed_bodies_are_400(api: TestClient, content: bytes, status: int) -> None:
-    error_of(api.post(CHAT, content=content), status)
+    error_of(api.post(CHAT, content=content, headers=JSON), status)
 
 
 def test_a_body_over_the_limit_is_413_declared_or_not(api: TestClient) -> None:
     huge = b'{"messages": "' + b"x" * (MAX_BODY_BYTES + 1) + b'"}'
-    error_of(api.post(CHAT, content=huge), 413)
+    error_of(api.post(CHAT, content=huge, headers=JSON), 413)
 
     def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
         yield huge
 
-    error_of(api.post(CHAT, content=chunked()), 413)
+    error_of(api.post(CHAT, content=chunked(), headers=JSON), 413)
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Basic {KEY}", f"Bearer {KEY}x", "Bearer"])
@@ -155,22 +158,24 @@ def test_more_than_eight_waiting_is_429(loaded_client: EngineClient) -> None:
     blocker = loaded_client.service.client("window", priority=True).start_job(
         lambda _engine, cancel: release.wait(30) or cancel.is_set()
     )
-    request = chat_request(HELLO, 1024)
-    admitted = [state.admit(request) for _ in range(MAX_WAITING + 1)]
+    model = loaded_client.model
+    assert model is not None
+    request = chat_request(HELLO, model)
+    admitted = [state.admit(request, model) for _ in range(MAX_WAITING + 1)]
     with pytest.raises(ApiError) as caught:
-        state.admit(request)
+        state.admit(request, model)
     assert caught.value.status == 429
     print(caught.value.message)
     for generation in admitted:
         generation.cancel()
     # Cancelled ones (their clients gone) stop counting at once, before the engine gets to drop them.
-    extra = state.admit(request)
+    extra = state.admit(request, model)
     extra.cancel()
     release.set()
     blocker.result()
     for generation in admitted:
         assert generation.collect() == ""  # stopped while it waited: nothing generated
-    state.admit(request).collect()
+    state.admit(request, model).collect()
 
 
 def test_requests_arriving_together_from_many_threads_are_each_counted_once(
@@ -184,7 +189,9 @@ def test_requests_arriving_together_from_many_threads_are_each_counted_once(
     blocker = loaded_client.service.client("window", priority=True).start_job(
         lambda _engine, cancel: release.wait(30) or cancel.is_set()
     )
-    request = chat_request(HELLO, 1024)
+    model = loaded_client.model
+    assert model is not None
+    request = chat_request(HELLO, model)
     arriving = 3 * (MAX_WAITING + 1)
     together = threading.Barrier(arriving)
     outcomes: list[Generation | int] = []
@@ -193,7 +200,7 @@ def test_requests_arriving_together_from_many_threads_are_each_counted_once(
     def arrive() -> None:
         together.wait()
         try:
-            outcome: Generation | int = state.admit(request)
+            outcome: Generation | int = state.admit(request, model)
         except ApiError as exc:
             outcome = exc.status
         with kept:
@@ -220,15 +227,26 @@ def test_requests_arriving_together_from_many_threads_are_each_counted_once(
     blocker.result()
 
 
-def test_a_message_longer_than_the_context_is_a_sentence_streamed_or_not(api: TestClient) -> None:
+def test_a_prompt_longer_than_the_context_is_400_context_length_exceeded_streamed_or_not(
+    api: TestClient,
+) -> None:
+    """As OpenAI and llama.cpp's server answer: refused whole, naming the prompt's tokens and the limit, before
+    any stream starts; never cut silently."""
     long = {"messages": [{"role": "user", "content": "word " * 3000}], "max_tokens": 10}
-    error = error_of(api.post(CHAT, json=long), 400)
-    assert error["code"] == "generation_failed"
-    with api.stream("POST", CHAT, json=long | {"stream": True}) as response:
-        assert response.status_code == 200  # the stream began before the engine read the prompt
-        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
-    print(events[-1])
-    assert "error" in events[-1] and "[DONE]" not in events
+    for body in (long, long | {"stream": True}):
+        error = error_of(api.post(CHAT, json=body), 400)
+        assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+        assert "1,024" in str(error["message"])
+    raw = {"prompt": "word " * 3000, "max_tokens": 10}
+    assert error_of(api.post("/v1/completions", json=raw), 400)["code"] == "context_length_exceeded"
+
+
+def test_a_max_tokens_the_prompt_leaves_no_room_for_is_400(api: TestClient) -> None:
+    body = {"messages": [{"role": "user", "content": "word " * 600}], "max_tokens": 600}
+    error = error_of(api.post(CHAT, json=body), 400)
+    assert error["code"] == "context_length_exceeded" and "max_tokens" in str(error["message"])
+    # Without a max_tokens of its own, the reply takes the room there is.
+    assert api.post(CHAT, json=body | {"max_tokens": None}).status_code == 200
 
 
 def test_a_loopback_address_other_than_127_0_0_1_serves_its_own_name() -> None:
@@ -255,3 +273,49 @@ def test_a_key_with_non_ascii_characters_matches_its_utf8_bytes() -> None:
 async def create_app_placeholder(scope: object, receive: object, send: object) -> None:
     """An ASGI app that is never called: these tests ask the guard directly."""
     raise AssertionError("not reached")
+
+
+def test_a_request_waiting_when_the_model_changes_is_refused_never_run_on_the_new_one(
+    loaded_client: EngineClient, model_path: Path
+) -> None:
+    """Admitted for one model, a request whose turn comes after the window loaded another (or switched to a
+    server) gets 503 model_changed: it never runs on an engine it was not meant for."""
+    state = ServeState(loaded_client)
+    release = threading.Event()
+    window = loaded_client.service.client("window", priority=True)
+    blocker = window.start_job(lambda _engine, cancel: release.wait(30) or cancel.is_set())
+    answers: list[object] = []
+    with TestClient(create_app(loaded_client, state=state), base_url=LOCAL) as api:
+        asking = threading.Thread(target=lambda: answers.append(api.post(CHAT, json=HELLO)))
+        asking.start()
+        for _ in range(600):
+            if state.generations:
+                break
+            threading.Event().wait(0.05)
+        loaded: list[object] = []
+        window.load(
+            str(model_path),
+            LoadOptions(context_size=1024),
+            LoadCallbacks(loaded=loaded.append, failed=loaded.append),
+        )
+        release.set()
+        blocker.result()
+        asking.join(60)
+    error = error_of(answers[0], 503)
+    assert error["code"] == "model_changed"
+    assert loaded and loaded_client.model is loaded[0]
+
+
+def test_more_messages_than_a_request_may_hold_is_400(api: TestClient) -> None:
+    many = [{"role": "user", "content": "hi"}] * (MAX_MESSAGES + 1)
+    error = error_of(api.post(CHAT, json={"messages": many}), 400)
+    assert error["param"] == "messages" and f"{MAX_MESSAGES:,}" in str(error["message"])
+
+
+def test_two_thousand_short_messages_are_counted_at_once(api: TestClient) -> None:
+    """Rendered and counted once, not once per possible cut: a refusal (they overflow the context) in seconds."""
+    many = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i}"} for i in range(2000)]
+    started = time.perf_counter()
+    error = error_of(api.post(CHAT, json={"messages": many, "max_tokens": 4}), 400)
+    assert error["code"] == "context_length_exceeded"
+    assert time.perf_counter() - started < 30  # minutes before

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.serve.stops import StopScanner
+from app.core.llm.stops import StopScanner
 
 
 def run(stops: list[str], pieces: list[str]) -> tuple[str, bool]:
