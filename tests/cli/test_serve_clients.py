@@ -293,8 +293,30 @@ def test_chat_logprobs_cover_the_tokens_returned_and_stops_end_the_count(server:
     print(repr(stop), repr(kept))
     assert stop not in kept and stopped.choices[0].finish_reason == "stop"
     assert stopped.usage is not None and stopped.usage.completion_tokens < reply.usage.completion_tokens
-    tokens = "".join(entry.token for entry in stopped.choices[0].logprobs.content or [])  # type: ignore[union-attr]
-    assert tokens.startswith(kept) and len(tokens) < len(kept) + len(stop) + 16
+    kept_entries = stopped.choices[0].logprobs.content or []  # type: ignore[union-attr]
+    assert len(kept_entries) == stopped.usage.completion_tokens
+    tokens = "".join(entry.token for entry in kept_entries)
+    assert tokens.startswith(kept) and stop.startswith(tokens[len(kept) :])  # at most a token into the stop
+    # Streamed, the same tokens arrive across the chunks, and the usage counts them.
+    chunks = list(
+        client(server).chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "Count from one to twenty in words."}],
+            temperature=0,
+            max_tokens=60,
+            stop=[stop],
+            logprobs=True,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    streamed = [
+        e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content or []
+    ]
+    assert chunks[-1].usage is not None and len(streamed) == chunks[-1].usage.completion_tokens == len(
+        kept_entries
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == kept
 
 
 def test_logit_bias_forces_a_token_and_a_token_the_model_lacks_is_400(server: Server) -> None:

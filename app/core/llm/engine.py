@@ -643,8 +643,13 @@ class Engine:
             context_size=self.llama.n_ctx(),
             model=str(self._info.path) if self._info is not None else "",
         )
-        self.states.before_prompt(self.llama, state_key, prompt.tokens)
-        stats.evaluated_tokens = self._tokens_to_evaluate(prompt.tokens)
+        try:
+            self.states.before_prompt(self.llama, state_key, prompt.tokens)
+            stats.evaluated_tokens = self._tokens_to_evaluate(prompt.tokens)
+        except BaseException:
+            sampler.close()
+            self._request = None
+            raise
         logprobs: list[TokenLogprob] = []
         turn = _Turn(prompt, sampler, options, stats, logprobs, cancel_event, requested, prompt_progress)
         return Reply(self._stream(turn), stats, logprobs)
@@ -677,6 +682,11 @@ class Engine:
         finish: FinishReason = "length"
         generated: list[int] = []
         previous: list[int] = list(prompt.tokens)
+        starts: list[int] = []  # where each generated token's text begins in the reply as decoded
+        decoded = returned = 0  # characters decoded, and given to the caller
+        # A tool call's marker may be a control token (Mistral's [TOOL_CALLS], Llama's <|python_tag|>): with
+        # tools, such tokens are written out so the call can be read.
+        special = turn.options.tools is not None
         try:
             try:
                 if self.prompt_in_batches:  # with progress, and a stop heard between batches
@@ -702,14 +712,17 @@ class Engine:
                     turn.logprobs.append(token_logprob(llama, token, top_logprobs))
                 generated.append(token)
                 stats.generated_tokens = len(generated)
-                piece = decoder.decode(llama.detokenize([token], prev_tokens=previous))
+                piece = decoder.decode(llama.detokenize([token], prev_tokens=previous, special=special))
                 previous.append(token)
+                starts.append(decoded)
+                decoded += len(piece)
                 if piece:
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
                         stats.time_to_first_token = first_token_at - turn.requested
                     text = stops.feed(piece)
                     if text:
+                        returned += len(text)
                         yield text
                     if stops.stopped:
                         finish = "stop"
@@ -728,6 +741,7 @@ class Engine:
                 tail = stops.feed(decoder.decode(b"", final=True))
                 tail += stops.flush() if not stops.stopped else ""
                 if tail:
+                    returned += len(tail)
                     yield tail
         finally:
             turn.sampler.close()
@@ -735,7 +749,13 @@ class Engine:
                 None  # the request ended; a stop of it must not reach later work (a summary's counts)
             )
             done = time.perf_counter()
-            stats.generated_tokens = len(generated)
+            # Tokens that only wrote the stop string (or text after it) were not returned: not counted, and
+            # their log-probabilities dropped, so the figures describe the reply as the caller got it.
+            returned_tokens = (
+                sum(1 for start in starts if start < returned) if stops.stopped else len(generated)
+            )
+            del turn.logprobs[returned_tokens:]
+            stats.generated_tokens = returned_tokens
             stats.finish_reason = finish
             stats.total_seconds = done - turn.requested
             if prompt_done_at is not None:

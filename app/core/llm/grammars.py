@@ -12,12 +12,19 @@ ported from today's llama.cpp converter).
 Runaway output: whitespace between tokens is at most one space (the converter's ``space`` rule) and numbers have
 at most 16 digits per part, so only strings (and arrays without ``maxItems``) can grow without end; the request's
 ``max_tokens`` bounds those, as in every OpenAI-compatible server.
+
+Runaway grammars: a bound such as ``maxLength`` becomes that many nested optional groups, and llama.cpp's grammar
+parser recurses once per group (100,000 overflow its stack and kill the process), so a schema's bounds, its
+nesting and its pattern's repetitions are capped, and the converter stops as soon as the grammar it writes
+passes ``MAX_GRAMMAR_CHARS``: a small request cannot make a large grammar, nor much work.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import logging
 import math
 import re
 import sys
@@ -26,6 +33,8 @@ from typing import Any
 from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, BuiltinRule, SchemaConverter
 
 from app.core.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 class GrammarError(UserError):
@@ -111,6 +120,26 @@ _JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | [\\] (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
 _JSON_SAFE_DOT = r'[^"\\\x7F\x00-\x1F]'
 _JSON_SAFE_NEGATION = r'"\\\x7F\x00-\x1F'
 
+# The largest bound (minLength, maxLength, minItems, maxItems, a pattern's {m,n}) enforced: each unit of a bound
+# is one nested group in llama.cpp's recursive grammar parser, and 1,000 compile with room to spare on a thread's
+# stack, while real schemas bound names, codes and lists well below it.
+MAX_REPEAT = 1_000
+# The deepest nesting of schemas (and of a pattern's groups): a JSON document rarely nests past a dozen levels,
+# and each level costs recursion in this module, the converter and llama.cpp's parser.
+MAX_DEPTH = 64
+# The largest grammar text made, for one schema or all of a request's tools together: the converter stops
+# writing past it, so no schema, however many bounded parts it has, costs more than this much work and memory.
+MAX_GRAMMAR_CHARS = 256 * 1024
+# Rule names longer than this (the converter joins every property name on the way down) are shortened, so a
+# rule repeated MAX_REPEAT times stays small whatever the names of properties are.
+_MAX_RULE_NAME = 48
+# The converter writes a rule for every tail of an object's optional properties, cubic work in their number:
+# 100 take a few hundredths of a second, 900 several seconds.
+MAX_OPTIONAL_PROPERTIES = 100
+# Integer bounds past 20 digits (int64's limits have 19) make the bounded-integer rule grow with no use: the
+# converter lets a number have 16 digits.
+_MAX_INTEGER_BOUND = 10**20
+
 
 class _Path:
     """Where a keyword is, as a person reads it: ``schema.properties.a.items``."""
@@ -137,6 +166,20 @@ def _invalid(path: _Path, problem: str) -> GrammarError:
     return GrammarError(f"The JSON schema at {path} {problem}; correct it and try again.")
 
 
+def _too_large(keyword: str, value: int, path: _Path, what: str) -> GrammarError:
+    return GrammarError(
+        f"The JSON schema sets '{keyword}' of {value} at {path}; LlamaDesk enforces {what} up to {MAX_REPEAT:,}: "
+        "lower it or leave it out, and try again."
+    )
+
+
+def _too_deep(path: _Path) -> GrammarError:
+    return GrammarError(
+        f"The JSON schema nests more than {MAX_DEPTH} levels deep at {path}, which LlamaDesk does not accept; "
+        "flatten it and try again."
+    )
+
+
 class _Cleaner:
     """Walks a schema, refusing what the converter would not enforce and returning the shape it handles.
 
@@ -146,6 +189,7 @@ class _Cleaner:
 
     def __init__(self, root: object, namespace: str, path: _Path) -> None:
         self.namespace = namespace
+        self.depth = 0
         self.definitions: dict[str, Any] = {}
         self.renamed: dict[str, str] = {}
         if not isinstance(root, dict):
@@ -165,6 +209,15 @@ class _Cleaner:
             self.schema["$defs"] = self.definitions
 
     def clean(self, node: object, path: _Path) -> dict[str, Any]:
+        if self.depth >= MAX_DEPTH:
+            raise _too_deep(path)
+        self.depth += 1
+        try:
+            return self._clean(node, path)
+        finally:
+            self.depth -= 1
+
+    def _clean(self, node: object, path: _Path) -> dict[str, Any]:
         if node is True:
             return dict(_ANY_VALUE)
         if node is False:
@@ -191,6 +244,11 @@ class _Cleaner:
                     raise _refuse(others[0], path, f"next to '{alone}'")
                 return self._ref(node["$ref"], path) if alone == "$ref" else self._any_of(node["anyOf"], path)
         type_ = node.get("type")
+        # Checked before any use: a list or an object here cannot be looked up in a set.
+        if not (type_ is None or isinstance(type_, str | list)):
+            raise _invalid(path / "type", f"is {_kind(type_)}, not a JSON type or a list of them")
+        if isinstance(type_, list) and not all(isinstance(t, str) for t in type_):
+            raise _invalid(path / "type", "is a list holding something other than names of JSON types")
         if "const" in node or "enum" in node:
             choice = "const" if "const" in node else "enum"
             extra = [k for k in node if k not in (choice, "type")]
@@ -249,6 +307,13 @@ class _Cleaner:
         for name in required:
             if name not in properties:
                 raise _invalid(path / "required", f"lists '{name}', which is not among its properties")
+        optional = len(set(properties) - set(required))
+        if optional > MAX_OPTIONAL_PROPERTIES:
+            raise GrammarError(
+                f"The JSON schema at {path} has {optional:,} optional 'properties'; LlamaDesk enforces up to "
+                f"{MAX_OPTIONAL_PROPERTIES} in one object: list more of them in 'required' or split the object, "
+                "and try again."
+            )
         shaped: dict[str, Any] = {
             "type": "object",
             "properties": {name: self.clean(s, path / "properties" / name) for name, s in properties.items()},
@@ -271,6 +336,9 @@ class _Cleaner:
         for key, bound in (("minItems", low), ("maxItems", high)):
             if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool) or bound < 0):
                 raise _invalid(path / key, "is not a whole number of 0 or more")
+        for key, bound in (("minItems", low), ("maxItems", high)):
+            if bound is not None and bound > MAX_REPEAT:
+                raise _too_large(key, bound, path, "numbers of items")
         if low is not None and high is not None and low > high:
             raise _invalid(path, f"asks for at least {low} and at most {high} items")
         tuple_items = node.get(
@@ -307,6 +375,8 @@ class _Cleaner:
         if "pattern" in node:
             return {"type": "string", "pattern": _checked_pattern(node["pattern"], path / "pattern")}
         if "format" in node:
+            if not isinstance(node["format"], str):
+                raise _invalid(path / "format", f"is {_kind(node['format'])}, not the name of a format")
             if node["format"] not in _FORMATS:
                 raise _refuse("format", path, f"with the value {json.dumps(node['format'])}")
             return {"type": "string", "format": node["format"]}
@@ -314,6 +384,9 @@ class _Cleaner:
         for key, bound in (("minLength", low), ("maxLength", high)):
             if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool) or bound < 0):
                 raise _invalid(path / key, "is not a whole number of 0 or more")
+        for key, bound in (("minLength", low), ("maxLength", high)):
+            if bound is not None and bound > MAX_REPEAT:
+                raise _too_large(key, bound, path, "lengths")
         if high is not None and low > high:
             raise _invalid(path, f"asks for at least {low} and at most {high} characters")
         shaped: dict[str, Any] = {"type": "string"}
@@ -327,8 +400,16 @@ class _Cleaner:
         low: int | None = None
         high: int | None = None
         for key, value in node.items():
-            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            if not isinstance(value, int | float) or isinstance(value, bool):
                 raise _invalid(path / key, "is not a number")
+            if not (isinstance(value, int) or math.isfinite(value)):
+                raise _invalid(path / key, "is not a number")
+            if abs(value) >= _MAX_INTEGER_BOUND:
+                shown = f"{value:.3g}" if isinstance(value, float) else "a number of more than 20 digits"
+                raise GrammarError(
+                    f"The JSON schema sets '{key}' of {shown} at {path}; LlamaDesk enforces integer bounds of "
+                    "up to 20 digits: bring it closer to 0 or leave it out, and try again."
+                )
             if key == "minimum":
                 bound = math.ceil(value)
             elif key == "exclusiveMinimum":
@@ -368,9 +449,14 @@ class _Cleaner:
 def _kind(value: object) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", str: "a string", list: "a list", int: "a number", float: "a number"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        bool: "a boolean",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def _check_literal(value: object, path: _Path) -> None:
@@ -380,7 +466,33 @@ def _check_literal(value: object, path: _Path) -> None:
         raise _invalid(path, "holds a value that is not JSON") from exc
 
 
-_PATTERN_TOKENS = re.compile(r"\[[^\]]*\]|\{\d*(?:,\d*)?\}|\(\?|.", re.DOTALL)
+# The converter reads everything from '{' to the next '}' as a repetition (spaces included), so that is a token.
+_PATTERN_TOKENS = re.compile(r"\[[^\]]*\]|\{[^}]*\}|\(\?|.", re.DOTALL)
+_REPETITION = re.compile(r"^\{\s*([0-9]*)\s*(?:(,)\s*([0-9]*)\s*)?\}$")
+
+
+def _repetition_problem(token: str) -> str:
+    """Why the repetition ``{m}``, ``{m,}`` or ``{m,n}`` cannot be enforced, or "" if it can."""
+    found = _REPETITION.match(token)
+    if not found or not (found[1] or found[3]):
+        return f"with the repetition {token}, which is not {{m}}, {{m,}} or {{m,n}}"
+    fewest = int(found[1] or 0)
+    most = fewest if not found[2] else int(found[3]) if found[3] else None
+    if most is not None and fewest > most:
+        return f"with the repetition {token}, whose least is above its most"
+    return ""
+
+
+def _repetition_size(token: str) -> int:
+    """The larger bound of the repetition ``token`` (0 if it is not one)."""
+    found = _REPETITION.match(token)
+    return max(int(found[1] or 0), int(found[3] or 0)) if found else 0
+
+
+# llama.cpp refuses a group, followed by ?, * or +, that holds more than 2,000 rules it generates: each unit of
+# a pattern's repetitions makes two, each group and each ?, * or + one. Kept under that for the whole pattern,
+# no group of it can pass the limit.
+_MAX_PATTERN_RULES = 2_000
 
 
 def _checked_pattern(pattern: object, path: _Path) -> str:
@@ -396,9 +508,14 @@ def _checked_pattern(pattern: object, path: _Path) -> str:
     body = pattern[1:-1]
     out: list[str] = []
     previous = ""
+    groups = 0
+    generated_rules = 0
     for token in _PATTERN_TOKENS.findall(body):
         problem = ""
-        if "\\" in token:
+        groups += 1 if token == "(" else -1 if token == ")" else 0
+        if groups > MAX_DEPTH:
+            problem = f"with groups nested more than {MAX_DEPTH} deep"
+        elif "\\" in token:
             problem = "with a backslash escape (write a character class such as [0-9] instead)"
         elif token == "(?":
             problem = "with a lookaround or special group"
@@ -406,6 +523,19 @@ def _checked_pattern(pattern: object, path: _Path) -> str:
             problem = f"with {token!r} inside it"
         elif token == "?" and previous[-1:] in ("*", "+", "?", "}"):
             problem = "with a lazy quantifier"
+        elif token.startswith("{"):
+            if _repetition_size(token) > MAX_REPEAT:
+                raise GrammarError(
+                    f"The JSON schema's 'pattern' {json.dumps(pattern)} at {path} repeats with {token}; LlamaDesk "
+                    f"enforces repetitions up to {MAX_REPEAT:,}: lower it or leave it out, and try again."
+                )
+            problem = _repetition_problem(token)
+        generated_rules += 2 * _repetition_size(token) if token.startswith("{") else token in "(*+?"
+        if not problem and generated_rules > _MAX_PATTERN_RULES:
+            problem = (
+                f"whose repetitions add up to more than llama.cpp's grammars hold (at most {MAX_REPEAT:,} "
+                "in all, fewer with many groups); lower them"
+            )
         if problem:
             raise _refuse("pattern", path, f"{json.dumps(pattern)} {problem}")
         if token.startswith("[^"):
@@ -422,6 +552,8 @@ class _Converter(SchemaConverter):
         super().__init__(  # type: ignore[no-untyped-call]
             prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
         )
+        # Characters of rules added so far: a bound on the grammar's size and on the work done.
+        self.written = 0
 
     def _format_literal(self, literal: str) -> str:
         return gbnf_literal(literal)
@@ -429,6 +561,14 @@ class _Converter(SchemaConverter):
     def _add_rule(self, name: str, rule: str) -> str:
         if name == "dot":
             rule = _JSON_SAFE_DOT
+        if len(name) > _MAX_RULE_NAME:
+            # A digest keeps shortened names apart; the converter still numbers any that meet.
+            digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+            name = f"{name[: _MAX_RULE_NAME - 11]}-{digest}"
+        if self._rules.get(name) != rule:  # the converter adds some rules again and again, unchanged
+            self.written += len(name) + len(rule) + 6
+            if self.written > MAX_GRAMMAR_CHARS:
+                raise _grammar_too_large()
         return super()._add_rule(name, rule)  # type: ignore[no-untyped-call,no-any-return]
 
     def _add_primitive(self, name: str, rule: BuiltinRule) -> str:
@@ -453,21 +593,39 @@ def gbnf_literal(text: str) -> str:
     return f'"{escaped}"'
 
 
+def _grammar_too_large() -> GrammarError:
+    return GrammarError(
+        f"The grammar made from the JSON schema would pass {MAX_GRAMMAR_CHARS // 1024} KB, more than LlamaDesk "
+        "accepts; lower its bounds (maxLength, maxItems, repetitions) or make it smaller, and try again."
+    )
+
+
 def schema_rules(converter: _Converter, schema: object, namespace: str, where: str) -> str:
-    """Add ``schema``'s rules to ``converter`` under ``namespace``; the name of its top rule."""
-    cleaned = _Cleaner(schema, namespace, _Path(where)).schema
+    """Add ``schema``'s rules to ``converter`` under ``namespace``; the name of its top rule.
+
+    Whatever goes wrong becomes a GrammarError: a request's schema must never end in a server error."""
     try:
+        cleaned = _Cleaner(schema, namespace, _Path(where)).schema
         resolved = converter.resolve_refs(copy.deepcopy(cleaned), namespace)
         return converter.visit(resolved, namespace)
+    except GrammarError:
+        raise
     except RecursionError as exc:
         raise GrammarError(
-            f"The JSON schema at {where} refers to itself without end; simplify it and try again."
+            f"The JSON schema at {where} refers to itself, or branches, too deeply to be turned into a grammar; "
+            "simplify it and try again."
         ) from exc
-    # The converter's asserts and ValueErrors are about the schema, not a bug of ours.
-    except Exception as exc:
+    except (AssertionError, ValueError) as exc:
+        # The converter's asserts and ValueErrors are about the schema, not a bug of ours.
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise GrammarError(
             f"The JSON schema at {where} cannot be turned into a grammar ({detail}); simplify it and try again."
+        ) from exc
+    except Exception as exc:
+        log.exception("Turning the JSON schema at %s into a grammar failed unexpectedly", where)
+        raise GrammarError(
+            f"The JSON schema at {where} could not be turned into a grammar; simplify it and try again, "
+            "and if it keeps failing, report it with the log."
         ) from exc
 
 
@@ -479,7 +637,10 @@ def new_converter() -> _Converter:
 def grammar_text(converter: _Converter, root: str) -> str:
     """The grammar of every rule in ``converter``, with ``root`` as its rule ``root``."""
     rules: str = converter.format_grammar()  # type: ignore[no-untyped-call]
-    return rules + f"\nroot ::= {root}\n"
+    text = rules + f"\nroot ::= {root}\n"
+    if len(text) > MAX_GRAMMAR_CHARS:
+        raise _grammar_too_large()
+    return text
 
 
 def schema_grammar(schema: object, *, where: str = "schema") -> str:

@@ -38,6 +38,9 @@ class ReplyOptions:
 
     stops: tuple[str, ...] = ()  # the caller's stop strings, besides the chat template's own
     grammar: str | None = None  # GBNF the reply must follow (structured output, forced tool calls)
+    # Regular expressions that make the grammar lazy: it waits until the reply matches one (a tool call has
+    # begun, with tool_choice "auto") and holds the reply to it from the pattern's group on.
+    grammar_triggers: tuple[str, ...] = ()
     logit_bias: Mapping[int, float] = field(default_factory=dict)  # token id -> added to its logit
     top_logprobs: int | None = None  # None: no log-probabilities; N: the chosen token's and N alternatives
     # False: a history longer than the context is refused (ContextLimitError), as OpenAI's API does, instead
@@ -68,7 +71,6 @@ class TokenSampler:
     ``Llama._ctx`` (the raw context) and ``Llama._model`` (the vocabulary), and ``_internals.LlamaSampler``."""
 
     def __init__(self, llama: Any, sampling: SamplingOptions, options: ReplyOptions) -> None:
-        import llama_cpp
         from llama_cpp import _internals
 
         self._llama = llama
@@ -79,9 +81,7 @@ class TokenSampler:
         try:
             self._fill_chain(sampling, options)
             if options.grammar is not None:
-                self._grammar = llama_cpp.llama_sampler_init_grammar(
-                    llama._model.vocab, options.grammar.encode("utf-8"), b"root"
-                )
+                self._grammar = _grammar_sampler(llama, options.grammar, options.grammar_triggers)
                 if not self._grammar:
                     raise GrammarRefused(
                         "llama.cpp could not parse the grammar made for this request; simplify the schema or "
@@ -133,7 +133,13 @@ class TokenSampler:
             candidates = self._whole_vocabulary(ctx)
             llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(candidates))
             llama_cpp.llama_sampler_apply(self._chain.sampler, ctypes.byref(candidates))
-            token = int(candidates.data[candidates.selected].id)
+            chosen = candidates.data[candidates.selected]
+            if not math.isfinite(chosen.logit):  # llama.cpp would abort the process on accepting it
+                raise UserError(
+                    "The reply's grammar allows no token at this point, so the reply was ended; check the JSON "
+                    "schema or tools of the request."
+                )
+            token = int(chosen.id)
         llama_cpp.llama_sampler_accept(self._grammar, token)
         llama_cpp.llama_sampler_accept(self._chain.sampler, token)
         return token
@@ -177,6 +183,21 @@ class TokenSampler:
             llama_cpp.llama_sampler_free(self._grammar)
             self._grammar = None
         self._chain.close()
+
+
+def _grammar_sampler(llama: Any, grammar: str, triggers: tuple[str, ...]) -> Any:
+    """llama.cpp's grammar sampler (None, as a NULL pointer, when the grammar does not parse); lazy when
+    ``triggers`` are given."""
+    import llama_cpp
+
+    vocab = llama._model.vocab
+    if not triggers:
+        return llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+    patterns = (ctypes.c_char_p * len(triggers))(*(pattern.encode("utf-8") for pattern in triggers))
+    no_tokens = (llama_cpp.llama_token * 1)()
+    return llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+        vocab, grammar.encode("utf-8"), b"root", patterns, len(triggers), no_tokens, 0
+    )
 
 
 def token_logprob(llama: Any, token: int, top: int) -> TokenLogprob:

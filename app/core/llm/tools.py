@@ -314,6 +314,21 @@ def call_grammar(
     return grammars.grammar_text(converter, "calls") + f"{call}\ncalls ::= {root}\n"
 
 
+def call_trigger(fmt: ToolFormat) -> str | None:
+    """A regular expression (llama.cpp's, ECMAScript) matching a reply in which a call has begun, its group
+    where the call starts: with tool_choice "auto" the call grammar waits for it (a lazy grammar, as llama.cpp's
+    server does), so the model writes prose freely and a call it opens is held to the tools' schemas. None for
+    a format whose calls open with no marker (Llama 3.x's bare JSON): its calls are only parsed."""
+    marker = {
+        ToolFormat.GENERIC: TOOL_CALL_OPEN,
+        ToolFormat.HERMES: TOOL_CALL_OPEN,
+        ToolFormat.MISTRAL: MISTRAL_CALLS,
+    }.get(fmt)
+    # Unanchored: llama.cpp searches the reply for it; an anchored "^[\s\S]*?(...)[\s\S]*$" would make
+    # std::regex recurse once per character of a long reply.
+    return None if marker is None else "(" + re.escape(marker) + ")"
+
+
 _ID_ALPHABET = string.ascii_letters + string.digits
 
 

@@ -141,12 +141,15 @@ def create_app(
 
     async def chat_completions(request: Request) -> Response:
         model = _loaded_model(client)
-        parsed = chat_request(await read_json_body(request), model)
+        body = await read_json_body(request)
+        # Off the event loop: a request's schemas become grammars, which may take a moment.
+        parsed = await anyio.to_thread.run_sync(chat_request, body, model)
         return await _answer(request, state, model, parsed, chat=True)
 
     async def completions(request: Request) -> Response:
         model = _loaded_model(client)
-        parsed = completion_request(await read_json_body(request), model)
+        body = await read_json_body(request)
+        parsed = await anyio.to_thread.run_sync(completion_request, body, model)
         return await _answer(request, state, model, parsed, chat=False)
 
     app = Starlette(

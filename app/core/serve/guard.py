@@ -90,7 +90,13 @@ class Guard:
         if origin is not None:
             if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
                 # A preflight carries no key: the browser asks whether the real request may be sent.
-                preflight = Response(status_code=204, headers=CORS_PREFLIGHT_HEADERS)
+                # The headers the app's client asks for are allowed (openai-node adds x-stainless-* ones): the
+                # origin itself is what was trusted.
+                asked = headers.get("access-control-request-headers", "")[:2048]
+                allowed = CORS_PREFLIGHT_HEADERS | (
+                    {"Access-Control-Allow-Headers": asked} if asked.strip() else {}
+                )
+                preflight = Response(status_code=204, headers=allowed)
                 await preflight(scope, receive, _with_cors(send, origin))
                 return
             send = _with_cors(send, origin)

@@ -56,14 +56,19 @@ def chat_request(body: Mapping[str, object], model: ModelInfo) -> GenerationRequ
     messages = _messages(body.get("messages"))
     tools = tool_use(body, messages, model)
     grammar = structured_output(body.get("response_format"))
-    if grammar is not None and tools is not None and tools.grammar is not None:
-        raise ApiError(
-            400,
-            "A request cannot both force a tool call ('tool_choice') and ask for a 'response_format': the reply "
-            "would have to be both. Ask for one of them.",
-            "invalid_value",
-            "response_format",
-        )
+    triggers: tuple[str, ...] = ()
+    if tools is not None and tools.forced:
+        if grammar is not None:
+            raise ApiError(
+                400,
+                "A request cannot both force a tool call ('tool_choice') and ask for a 'response_format': the "
+                "reply would have to be both. Ask for one of them.",
+                "invalid_value",
+                "response_format",
+            )
+        grammar = tools.grammar
+    elif tools is not None and grammar is None and tools.grammar is not None:
+        grammar, triggers = tools.grammar, tools.grammar_triggers  # a call the model opens follows the tools
     logprobs = _flag(body, "logprobs")
     top = _whole_number(body, "top_logprobs", 0, MAX_TOP_LOGPROBS)
     if top is not None and not logprobs:
@@ -74,7 +79,8 @@ def chat_request(body: Mapping[str, object], model: ModelInfo) -> GenerationRequ
         messages=tools.messages if tools is not None else messages,
         original_messages=messages,
         tools=tools,
-        grammar=tools.grammar if tools is not None and tools.grammar is not None else grammar,
+        grammar=grammar,
+        grammar_triggers=triggers,
         template_tools=tools.template_tools if tools is not None else None,
         top_logprobs=(top or 0) if logprobs else None,
     )
@@ -117,6 +123,7 @@ def _generation_request(
     suffix: str | None = None,
     tools: ToolUse | None = None,
     grammar: str | None = None,
+    grammar_triggers: tuple[str, ...] = (),
     template_tools: list[dict[str, object]] | None = None,
     top_logprobs: int | None = None,
 ) -> GenerationRequest:
@@ -138,6 +145,7 @@ def _generation_request(
     options = ReplyOptions(
         stops=tuple(_stops(body.get("stop"))),
         grammar=grammar,
+        grammar_triggers=grammar_triggers,
         logit_bias=_logit_bias(body.get("logit_bias")),
         top_logprobs=top_logprobs,
         cut_history=False,
@@ -277,7 +285,7 @@ def _logit_bias(value: object) -> dict[int, float]:
         raise ApiError(400, "'logit_bias' must be an object of token ids and biases.", "invalid_type", where)
     bias: dict[int, float] = {}
     for key, amount in value.items():
-        if not (isinstance(key, str) and key.isdigit() and len(key) <= 10):
+        if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 10):
             raise ApiError(
                 400,
                 f"logit_bias keys must be token ids (whole numbers), not {key[:40]!r}.",

@@ -85,6 +85,9 @@ class ResponseShape:
         """The chunks that end the stream: text held back, the tool calls, the finish reason, the usage."""
         chunks: list[Payload] = []
         finish = generation.finish_reason
+        left = generation.new_logprobs() if self.request.logprobs else []
+        if left:  # tokens whose text was held back until the end
+            chunks.append(self._chunk({"content": ""} if self.chat else {}, logprobs=left))
         if self._call_stream is not None:
             rest, calls = self._call_stream.finish()
             tools = self.request.tools

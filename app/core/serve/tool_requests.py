@@ -13,7 +13,7 @@ from typing import Any
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import ModelInfo
 from app.core.llm.grammars import JSON_OBJECT_GRAMMAR, GrammarError, schema_grammar
-from app.core.llm.tools import Tool, ToolChoice, ToolFormat, call_grammar, prompt_messages
+from app.core.llm.tools import Tool, ToolChoice, ToolFormat, call_grammar, call_trigger, prompt_messages
 from app.core.serve.errors import ApiError
 
 MAX_TOOLS = 128  # OpenAI's own limit on tools per request
@@ -30,7 +30,13 @@ class ToolUse:
     format: ToolFormat
     messages: list[ChatMessage]  # the conversation as the model's template receives it
     template_tools: list[dict[str, Any]] | None  # for a template that lays tools out itself
-    grammar: str | None  # set when a call is forced
+    grammar: str | None  # set when a call is forced, or may begin ("auto", with ``grammar_triggers``)
+    grammar_triggers: tuple[str, ...] = ()  # the grammar waits for a call to begin (tool_choice "auto")
+
+    @property
+    def forced(self) -> bool:
+        """The reply must be calls: its grammar holds from the first token."""
+        return self.grammar is not None and not self.grammar_triggers
 
 
 def tool_use(body: Mapping[str, object], messages: list[ChatMessage], model: ModelInfo) -> ToolUse | None:
@@ -56,8 +62,14 @@ def tool_use(body: Mapping[str, object], messages: list[ChatMessage], model: Mod
         choice,
         fmt,
     )
+    triggers: tuple[str, ...] = ()
     try:
         grammar = call_grammar(tools, choice, fmt, parallel=parallel)
+        trigger = call_trigger(fmt) if choice.mode == "auto" else None
+        if trigger is not None:
+            # Free to answer in prose, but a call the model opens is held to the tools' schemas.
+            grammar = call_grammar(tools, ToolChoice("required"), fmt, parallel=parallel)
+            triggers = (trigger,)
     except GrammarError as exc:
         raise ApiError(400, str(exc), "invalid_value", "tools") from None
     return ToolUse(
@@ -68,6 +80,7 @@ def tool_use(body: Mapping[str, object], messages: list[ChatMessage], model: Mod
         [ChatMessage(**m) for m in shown],  # type: ignore[typeddict-item]
         template_tools,
         grammar,
+        triggers,
     )
 
 

@@ -1,5 +1,6 @@
-"""Structured output: schemas become grammars llama.cpp compiles, what cannot be enforced is refused by name, and
-the real model generating under a grammar writes JSON that validates against its schema."""
+"""Structured output: schemas become grammars llama.cpp compiles, what cannot be enforced is refused by name,
+and the real model, generating under a grammar through the app's engine, writes JSON that validates against
+its schema."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from typing import Any
 import jsonschema
 import llama_cpp
 import pytest
-from llama_cpp.llama_grammar import LlamaGrammar
 
-from app.core.llm.bindings import special_token_texts
-from app.core.llm.gguf_check import check_model_file
+from app.core.llm.context import ChatMessage
+from app.core.llm.engine import Engine, LoadOptions
 from app.core.llm.grammars import JSON_OBJECT_GRAMMAR, GrammarError, check_grammar, schema_grammar
-from app.core.llm.templates import ChatTemplate, builtin_for_file
+from app.core.llm.sampling import ReplyOptions
+from app.core.modes import SamplingOptions
 
 PERSON = {
     "type": "object",
@@ -159,35 +160,24 @@ def vocab(model_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def llama(model_path: Path) -> Iterator[Any]:
-    loaded = llama_cpp.Llama(model_path=str(model_path), n_ctx=1024, verbose=False)
-    yield loaded
-    loaded.close()
+def grammar_engine(model_path: Path) -> Iterator[Engine]:
+    """The test model in the app's engine, which generates under a grammar as the API server asks it to."""
+    engine = Engine()
+    engine.load(model_path, LoadOptions(context_size=1024))
+    yield engine
+    engine.unload()
 
 
-@pytest.fixture(scope="module")
-def template(model_path: Path, llama: Any) -> ChatTemplate:
-    """The chat template the app would use for the test model: its own, else the built-in for its kind."""
-    info = check_model_file(model_path)
-    bos, eos = special_token_texts(llama)
-    if info.chat_template:
-        return ChatTemplate(info.chat_template, bos_token=bos, eos_token=eos)
-    return ChatTemplate.builtin(builtin_for_file(info), bos_token=bos, eos_token=eos)
-
-
-def generate(
-    llama: Any, template: ChatTemplate, messages: list[dict[str, str]], gbnf: str, max_tokens: int = 400
-) -> str:
-    prompt = template.render(messages).prompt
-    result = llama.create_completion(
-        prompt,
-        grammar=LlamaGrammar.from_string(gbnf, verbose=False),
-        max_tokens=max_tokens,
-        temperature=0.0,
-        seed=1,
+def generate(engine: Engine, messages: list[ChatMessage], gbnf: str, max_tokens: int = 400) -> str:
+    """The reply the app would stream for ``messages`` under ``gbnf``, greedy (its choices are repeatable)."""
+    reply = engine.chat(
+        messages,
+        SamplingOptions(temperature=0.0, seed=1, repeat_penalty=1.0, max_tokens=max_tokens),
+        options=ReplyOptions(grammar=gbnf, cut_history=False),
     )
-    assert result["choices"][0]["finish_reason"] == "stop", "the grammar let the reply run to max_tokens"
-    return str(result["choices"][0]["text"])
+    text = reply.collect()
+    assert reply.stats.finish_reason == "stop", "the grammar let the reply run to max_tokens"
+    return text
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -263,12 +253,9 @@ def test_annotations_and_unknown_words_are_accepted() -> None:
     assert "root ::=" in schema_grammar(schema)
 
 
-def test_the_model_writes_a_json_object_under_the_json_object_grammar(
-    llama: Any, template: ChatTemplate
-) -> None:
+def test_the_model_writes_a_json_object_under_the_json_object_grammar(grammar_engine: Engine) -> None:
     text = generate(
-        llama,
-        template,
+        grammar_engine,
         [
             {
                 "role": "user",
@@ -294,15 +281,186 @@ GENERATED = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", GENERATED)
-def test_the_model_writes_json_that_validates_against_the_schema(
-    shape: str, llama: Any, template: ChatTemplate
-) -> None:
+def test_the_model_writes_json_that_validates_against_the_schema(shape: str, grammar_engine: Engine) -> None:
     schema = SHAPES[shape]
-    messages = [
+    messages: list[ChatMessage] = [
         {
             "role": "user",
             "content": f"Reply with a JSON value for this schema, keeping strings short: {json.dumps(schema)}",
         }
     ]
-    text = generate(llama, template, messages, schema_grammar(schema))
+    text = generate(grammar_engine, messages, schema_grammar(schema))
     jsonschema.validate(json.loads(text), schema, format_checker=jsonschema.FormatChecker())
+
+
+def _nested(leaf: dict[str, Any], levels: int) -> dict[str, Any]:
+    """``leaf`` inside ``levels`` objects, each holding the next as its one required property."""
+    schema = leaf
+    for level in range(levels):
+        schema = {"type": "object", "properties": {f"level{level}": schema}, "required": [f"level{level}"]}
+    return schema
+
+
+HOSTILE: list[tuple[str, object, str]] = [
+    ("maxLength 100000", {"type": "string", "maxLength": 100000}, "'maxLength' of 100000 at schema;"),
+    ("maxLength 10000", {"type": "string", "maxLength": 10000}, "'maxLength' of 10000"),
+    ("minLength", {"type": "string", "minLength": 100000}, "'minLength' of 100000"),
+    (
+        "maxLength in a property",
+        {"type": "object", "properties": {"a": {"type": "string", "maxLength": 100000}}},
+        "'maxLength' of 100000 at schema.properties.a;",
+    ),
+    (
+        "minItems",
+        {"type": "array", "items": {"type": "integer"}, "minItems": 10**7},
+        "'minItems' of 10000000",
+    ),
+    (
+        "maxItems",
+        {"type": "array", "items": {"type": "integer"}, "maxItems": 10**8},
+        "'maxItems' of 100000000",
+    ),
+    ("pattern repetition", {"type": "string", "pattern": "^a{1,100000}$"}, "'pattern'"),
+    ("pattern repetition with spaces", {"type": "string", "pattern": "^[a-z]{ 100000 }$"}, "'pattern'"),
+    ("pattern repetitions in all", {"type": "string", "pattern": "^(a{0,600}b{0,600})?$"}, "'pattern'"),
+    ("pattern groups", {"type": "string", "pattern": "^" + "(" * 100 + "a" + ")" * 100 + "$"}, "'pattern'"),
+    ("type object", {"type": {}}, "schema.type is an object"),
+    ("type list of objects", {"type": [{}]}, "schema.type is a list"),
+    ("format object", {"type": "string", "format": {}}, "schema.format is an object"),
+    ("format list", {"format": []}, "schema.format is a list"),
+    ("nested 450 levels", _nested({"type": "string"}, 450), "more than 64 levels"),
+    ("nested 20000 levels", _nested({"type": "string"}, 20000), "more than 64 levels"),
+    (
+        "many long strings",
+        {
+            "type": "object",
+            "properties": {f"p{i}": {"type": "string", "maxLength": 1000} for i in range(1000)},
+            "required": [f"p{i}" for i in range(1000)],
+        },
+        "256 KB",
+    ),
+    (
+        "many optional properties",
+        {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(900)}},
+        "900 optional 'properties'",
+    ),
+    ("huge integer bound", {"type": "integer", "minimum": 10**400}, "'minimum'"),
+    ("huge float bound", {"type": "integer", "maximum": 1e300}, "'maximum'"),
+]
+
+
+@pytest.mark.parametrize(("case", "schema", "named"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_schemas_are_refused_quickly_with_a_sentence(case: str, schema: object, named: str) -> None:
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(GrammarError) as caught:
+        schema_grammar(schema)
+    assert time.monotonic() - started < 2.0, f"{case} took too long to refuse"
+    message = str(caught.value)
+    assert named in message
+    assert message.startswith("The ")
+    assert message.endswith("try again.")
+    assert len(message) < 2000
+
+
+def test_bounds_are_refused_before_a_grammar_is_built_and_the_process_survives() -> None:
+    """maxLength 100000 once crashed the process in llama.cpp's recursive parser: it must never reach it."""
+    import subprocess
+    import sys
+
+    script = (
+        "from app.core.llm.grammars import GrammarError, schema_grammar\n"
+        "try:\n"
+        "    schema_grammar({'type': 'string', 'maxLength': 100000})\n"
+        "except GrammarError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout and "'maxLength'" in done.stdout
+
+
+LARGEST_ALLOWED: dict[str, object] = {
+    "string of 1,000": {"type": "string", "minLength": 1000, "maxLength": 1000},
+    "string up to 1,000": {"type": "string", "maxLength": 1000},
+    "1,000 strings of up to 1,000": {
+        "type": "array",
+        "items": {"type": "string", "maxLength": 1000},
+        "minItems": 1,
+        "maxItems": 1000,
+    },
+    "nested 63 levels deep": _nested(
+        {"type": "array", "items": {"type": "string", "maxLength": 1000}, "maxItems": 1000}, 62
+    ),
+    "long property names": {
+        "type": "object",
+        "properties": {"x" * 5000: {"type": "array", "items": {"type": "integer"}, "maxItems": 1000}},
+    },
+    "pattern repetitions at the limit": {"type": "string", "pattern": "^(a{0,500}b{0,499})?$"},
+    "pattern nested repetitions": {"type": "string", "pattern": "^((([a-z]{0,300}-){0,300}){0,300})$"},
+    "pattern groups 64 deep": {"type": "string", "pattern": "^" + "(" * 64 + "a{0,900}" + ")" * 64 + "$"},
+    "100 optional properties": {
+        "type": "object",
+        "properties": {f"p{i}": {"type": "string", "maxLength": 100} for i in range(100)},
+    },
+    "integer bounds of 19 digits": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+}
+
+
+@pytest.mark.parametrize("case", LARGEST_ALLOWED)
+def test_the_largest_allowed_schemas_compile_in_llama_cpp_quickly(case: str, vocab: Any) -> None:
+    import threading
+    import time
+
+    from app.core.llm.grammars import MAX_GRAMMAR_CHARS
+
+    started = time.monotonic()
+    gbnf = schema_grammar(LARGEST_ALLOWED[case])
+    assert len(gbnf) <= MAX_GRAMMAR_CHARS
+    # The engine builds its sampler on its own thread, whose stack is what llama.cpp's parser recurses on.
+    failures: list[BaseException] = []
+
+    def compile_it() -> None:
+        try:
+            check_grammar(gbnf, vocab)
+        except BaseException as exc:
+            failures.append(exc)
+
+    worker = threading.Thread(target=compile_it)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive() and not failures, failures
+    assert time.monotonic() - started < 5.0
+
+
+def test_several_schemas_in_one_grammar_share_the_size_limit() -> None:
+    """A request's tools go into one grammar: many tools, each allowed alone, cannot add up to a huge one."""
+    from app.core.llm.grammars import new_converter, schema_rules
+
+    tool = {
+        "type": "object",
+        "properties": {f"p{i}": {"type": "string", "maxLength": 1000} for i in range(20)},
+        "required": [f"p{i}" for i in range(20)],
+    }
+    converter = new_converter()
+    with pytest.raises(GrammarError, match="256 KB"):
+        for index in range(200):
+            schema_rules(converter, tool, f"t{index}", f"tools[{index}].function.parameters")
+
+
+def test_an_unexpected_failure_is_a_sentence_and_its_traceback_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class UnreadableSchema(dict[str, Any]):
+        """A schema object whose reading fails the way a bug of ours would."""
+
+        def items(self) -> Any:
+            raise RuntimeError("unreadable")
+
+    with (
+        caplog.at_level("ERROR", logger="app.core.llm.grammars"),
+        pytest.raises(GrammarError, match=r"^The JSON schema at schema could not be turned into a grammar"),
+    ):
+        schema_grammar(UnreadableSchema(type="object"))
+    assert any(record.exc_info for record in caplog.records)

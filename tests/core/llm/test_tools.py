@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import llama_cpp
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from llama_cpp.llama_grammar import LlamaGrammar
 
-from app.core.llm.bindings import special_token_texts
+from app.core.llm.context import ChatMessage
+from app.core.llm.engine import Engine, LoadOptions
 from app.core.llm.gguf_check import check_model_file
-from app.core.llm.templates import BUILTIN_TEMPLATES, ChatTemplate, builtin_for_file
+from app.core.llm.grammars import check_grammar
+from app.core.llm.sampling import ReplyOptions
+from app.core.llm.templates import BUILTIN_TEMPLATES, ChatTemplate
 from app.core.llm.tools import (
     CallStream,
     Tool,
@@ -29,6 +30,7 @@ from app.core.llm.tools import (
     prompt_messages,
     tool_format,
 )
+from app.core.modes import SamplingOptions
 
 WEATHER = Tool(
     "get_weather",
@@ -304,16 +306,16 @@ def test_call_grammar_is_none_when_the_model_is_free_and_refuses_an_unknown_name
 
 
 @pytest.fixture(scope="module")
-def llama(model_path: Path) -> Iterator[Any]:
-    loaded = llama_cpp.Llama(model_path=str(model_path), n_ctx=1024, verbose=False)
-    yield loaded
-    loaded.close()
+def tool_engine(model_path: Path) -> Iterator[Engine]:
+    """The test model in the app's engine, which generates forced calls as the API server asks it to."""
+    engine = Engine()
+    engine.load(model_path, LoadOptions(context_size=1024))
+    yield engine
+    engine.unload()
 
 
 @pytest.mark.parametrize("fmt", list(ToolFormat))
-def test_call_grammars_compile_in_llama_cpp(fmt: ToolFormat, llama: Any) -> None:
-    from app.core.llm.grammars import check_grammar
-
+def test_call_grammars_compile_in_llama_cpp(fmt: ToolFormat, tool_engine: Engine) -> None:
     # Two tools whose $defs share a name must not share rules.
     a = Tool(
         "a",
@@ -338,16 +340,7 @@ def test_call_grammars_compile_in_llama_cpp(fmt: ToolFormat, llama: Any) -> None
     for parallel in (False, True):
         gbnf = call_grammar([*TOOLS, a, b], ToolChoice("required"), fmt, parallel=parallel)
         assert gbnf is not None
-        check_grammar(gbnf, llama._model.vocab)
-
-
-@pytest.fixture(scope="module")
-def template(model_path: Path, llama: Any) -> ChatTemplate:
-    info = check_model_file(model_path)
-    bos, eos = special_token_texts(llama)
-    if info.chat_template:
-        return ChatTemplate(info.chat_template, bos_token=bos, eos_token=eos)
-    return ChatTemplate.builtin(builtin_for_file(info), bos_token=bos, eos_token=eos)
+        check_grammar(gbnf, tool_engine.llama._model.vocab)
 
 
 @pytest.mark.slow
@@ -356,23 +349,25 @@ def template(model_path: Path, llama: Any) -> ChatTemplate:
     [(ToolChoice("required"), False), (ToolChoice("function", "add"), False), (ToolChoice("required"), True)],
 )
 def test_the_model_under_call_grammar_makes_calls_that_validate(
-    choice: ToolChoice, parallel: bool, llama: Any, template: ChatTemplate
+    choice: ToolChoice, parallel: bool, tool_engine: Engine
 ) -> None:
+    assert tool_engine.model is not None
+    fmt = ToolFormat(tool_engine.model.tool_format)
     conversation = [
         {"role": "user", "content": "What is the weather in Paris, in celsius? And what is 2 + 3?"}
     ]
-    messages, _ = prompt_messages(conversation, TOOLS, choice, ToolFormat.GENERIC)
-    gbnf = call_grammar(TOOLS, choice, ToolFormat.GENERIC, parallel=parallel)
+    # What the API server does with a request that forces a call (app.core.serve.tool_requests).
+    messages, template_tools = prompt_messages(conversation, TOOLS, choice, fmt)
+    gbnf = call_grammar(TOOLS, choice, fmt, parallel=parallel)
     assert gbnf is not None
-    result = llama.create_completion(
-        template.render(messages).prompt,
-        grammar=LlamaGrammar.from_string(gbnf, verbose=False),
-        max_tokens=300,
-        temperature=0.0,
-        seed=1,
+    reply = tool_engine.chat(
+        [ChatMessage(**m) for m in messages],  # type: ignore[typeddict-item]
+        SamplingOptions(temperature=0.0, seed=1, repeat_penalty=1.0, max_tokens=300),
+        options=ReplyOptions(grammar=gbnf, tools=template_tools, cut_history=False),
     )
-    assert result["choices"][0]["finish_reason"] == "stop"
-    content, calls = parse_calls(result["choices"][0]["text"], ToolFormat.GENERIC)
+    text = reply.collect()
+    assert reply.stats.finish_reason == "stop"
+    content, calls = parse_calls(text, fmt)
     assert content == "" and calls
     if not parallel:
         assert len(calls) == 1

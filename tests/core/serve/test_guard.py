@@ -120,6 +120,18 @@ def test_an_allowed_web_app_gets_its_preflight_answered_without_the_key(api: Tes
     assert "Origin" in response.headers["vary"]
 
 
+def test_an_allowed_web_app_may_send_the_headers_its_client_adds(api: TestClient) -> None:
+    """openai-node adds x-stainless-* headers: the preflight allows what the trusted app's client asks for."""
+    asked = "authorization, content-type, x-stainless-os, x-stainless-lang, openai-project"
+    with TestClient(api.app, base_url=LOCAL) as bare:
+        response = bare.options(
+            CHAT, headers={"Origin": WEB_APP} | PREFLIGHT | {"Access-Control-Request-Headers": asked}
+        )
+    assert response.status_code == 204
+    allowed = {h.strip() for h in cors_headers(response)["access-control-allow-headers"].split(",")}
+    assert {"x-stainless-os", "openai-project", "authorization"} <= allowed
+
+
 def test_an_allowed_web_app_reads_replies_and_refusals(api: TestClient, state: WatchedState) -> None:
     reply = api.post(CHAT, json=HELLO, headers={"Origin": WEB_APP})
     assert reply.status_code == 200 and reply.json()["object"] == "chat.completion"

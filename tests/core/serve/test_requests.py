@@ -47,6 +47,30 @@ def refusal(body: dict[str, object], context: int = 2048) -> ApiError:
         ({"messages": USER, "stream": "yes"}, "stream"),
         ({"messages": USER, "stream_options": 1}, "stream_options"),
         ({"messages": USER, "n": 2}, "n"),
+        ({"messages": USER, "logit_bias": {"\u00b2": 5}}, "logit_bias"),  # a digit to Unicode, not a token id
+        ({"messages": USER, "logit_bias": {"\uff11\uff12": 5}}, "logit_bias"),
+        ({"messages": USER, "logit_bias": {"12": 101}}, "logit_bias"),
+        ({"messages": USER, "logit_bias": []}, "logit_bias"),
+        ({"messages": USER, "frequency_penalty": 3}, "frequency_penalty"),
+        ({"messages": USER, "presence_penalty": "1"}, "presence_penalty"),
+        ({"messages": USER, "top_logprobs": 2}, "top_logprobs"),  # without logprobs
+        ({"messages": USER, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"messages": USER, "response_format": {"type": "yaml"}}, "response_format.type"),
+        (
+            {"messages": USER, "tools": [{"type": "function", "function": {"name": "a b"}}]},
+            "tools[0].function.name",
+        ),
+        ({"messages": USER, "tools": [], "tool_choice": "required"}, "tool_choice"),
+        (
+            {
+                "messages": USER,
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            "tool_choice",
+        ),
+        ({"messages": [{"role": "tool", "content": "21 degrees"}]}, "messages[0].tool_call_id"),
+        ({"messages": [{"role": "user", "content": "hi", "tool_calls": []}]}, "messages[0].tool_calls"),
     ],
 )
 def test_wrong_types_and_ranges_are_refused_naming_the_field(body: dict[str, object], param: str) -> None:
