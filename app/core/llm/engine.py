@@ -585,7 +585,8 @@ class Engine:
         special = fill_in_the_middle_tokens(llama)
         if special is None:
             raise FillInTheMiddleUnsupported(
-                f"{self.model.name if self.model else 'This model'} has no fill-in-the-middle tokens, so it cannot "
+                f"{self.model.display_name if self.model else 'This model'} has no fill-in-the-middle tokens, so it "
+                "cannot "
                 "fill in between a prompt and a suffix; leave out 'suffix', or load a code model made for it."
             )
         pre, suf, mid = special
@@ -600,8 +601,8 @@ class Engine:
         limit = int(self.llama.n_ctx())
         if len(tokens) >= limit:
             raise ContextLimitError(
-                f"The prompt is {len(tokens):,} tokens, and the model's context holds {limit:,}: shorten it (leave "
-                "out older messages) or load the model with a larger context.",
+                f"The prompt is {len(tokens):,} tokens, and the model's context holds {limit:,}: shorten it (in a "
+                "conversation, leave out older messages) or load the model with a larger context.",
                 prompt_tokens=len(tokens),
                 limit=limit,
             )

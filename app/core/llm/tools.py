@@ -250,7 +250,7 @@ def _native_message(message: dict[str, Any], fmt: ToolFormat) -> dict[str, Any]:
     return out
 
 
-MAX_PARALLEL_CALLS = 8
+MAX_PARALLEL_CALLS = 4
 
 
 def call_grammar(
@@ -285,7 +285,7 @@ def call_grammar(
             continue
         arguments = grammars.schema_rules(
             converter,
-            tool.parameters or {"type": "object"},
+            closed_schema(tool.parameters or {"type": "object", "properties": {}}),
             f"t{index}",
             f"tools[{index}].function.parameters",
         )
@@ -312,6 +312,21 @@ def call_grammar(
         blocks = repeated("block", '"\\n"')
         root = f"{blocks}\nblock ::= {block}"
     return grammars.grammar_text(converter, "calls") + f"{call}\ncalls ::= {root}\n"
+
+
+def closed_schema(schema: Any) -> Any:
+    """``schema`` with every object that does not say otherwise closed to the properties it lists: a call's
+    arguments hold what the tool declares, and a tool with no parameters gets ``{}`` (as OpenAI's models do),
+    not keys a small model invents under the grammar."""
+    if isinstance(schema, list):
+        return [closed_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: closed_schema(value) for key, value in schema.items()}
+    is_object = schema.get("type") == "object" or "properties" in schema
+    if is_object and "additionalProperties" not in schema and "patternProperties" not in schema:
+        closed["additionalProperties"] = False
+    return closed
 
 
 def call_trigger(fmt: ToolFormat) -> str | None:
@@ -373,7 +388,17 @@ def _json_sequence(text: str, separators: str) -> list[object] | None:
 
 
 def parse_calls(text: str, fmt: ToolFormat) -> tuple[str, list[ToolCall]]:
-    """The content left and the calls found in a whole reply; a call whose JSON does not parse stays content."""
+    """The content left and the calls found in a whole reply; a call whose JSON does not parse stays content.
+    A call repeated word for word is one call: a small model forced to call tends to repeat its call."""
+    content, calls = _parsed_calls(text, fmt)
+    unique: list[ToolCall] = []
+    for call in calls:
+        if not any(call.name == seen.name and call.arguments == seen.arguments for seen in unique):
+            unique.append(call)
+    return content, unique
+
+
+def _parsed_calls(text: str, fmt: ToolFormat) -> tuple[str, list[ToolCall]]:
     if fmt in (ToolFormat.GENERIC, ToolFormat.HERMES):
         calls: list[ToolCall] = []
 

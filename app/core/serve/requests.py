@@ -24,9 +24,41 @@ MAX_MESSAGES = 2048  # a request's messages; more is no conversation a model's c
 MAX_COMPLETION_LOGPROBS = 5  # OpenAI's limit for /v1/completions' integer ``logprobs``
 MAX_LOGIT_BIAS = 100.0  # OpenAI's range for one token's bias: -100 (banned) to 100 (forced)
 MAX_PENALTY = 2.0  # OpenAI's range for frequency and presence penalties: -2 to 2
+MAX_TOP_K = 1000  # llama.cpp's top_k: 0 means the whole vocabulary
+MAX_REPEAT_PENALTY = 10.0
 DEFAULT_MAX_TOKENS = 1024
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 _SEED_RANGE = (-(1 << 63), (1 << 63) - 1)  # OpenAI's seed is a 64-bit integer
+
+
+# Fields that shape the answer, each honoured (llama.cpp's server's top_k, min_p and repeat_penalty too).
+_SAMPLING_FIELDS = frozenset(
+    {
+        "model", "max_tokens", "temperature", "top_p", "n", "stop", "stream", "stream_options", "seed",
+        "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "response_format", "top_k", "min_p",
+        "repeat_penalty",
+    }
+)  # fmt: skip
+CHAT_FIELDS = _SAMPLING_FIELDS | {
+    "messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls",
+}  # fmt: skip
+COMPLETION_FIELDS = _SAMPLING_FIELDS | {"prompt", "echo", "suffix", "best_of"}
+# Labels and hints that change nothing this server writes: who asks, what to keep, how hard a reasoning model
+# should think (the models served here do not reason before answering).
+LABEL_FIELDS = frozenset(
+    {
+        "user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key",
+        "prompt_cache_retention", "reasoning_effort", "verbosity",
+    }
+)  # fmt: skip
+# OpenAI's fields this server cannot honour, each refused with what to do instead.
+REFUSED_FIELDS = {
+    "functions": "the legacy 'functions' are not served: send them as 'tools' (type function) with 'tool_choice'",
+    "function_call": "the legacy 'function_call' is not served: use 'tool_choice' with 'tools'",
+    "audio": "this server writes text only",
+    "prediction": "predicted outputs are not served",
+    "web_search_options": "this server does not search the web",
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +85,7 @@ class GenerationRequest:
 
 
 def chat_request(body: Mapping[str, object], model: ModelInfo) -> GenerationRequest:
+    _check_fields(body, CHAT_FIELDS)
     messages = _messages(body.get("messages"))
     tools = tool_use(body, messages, model)
     grammar = structured_output(body.get("response_format"))
@@ -88,6 +121,7 @@ def chat_request(body: Mapping[str, object], model: ModelInfo) -> GenerationRequ
 
 def completion_request(body: Mapping[str, object], model: ModelInfo) -> GenerationRequest:
     """A raw completion: the prompt goes to the model as given, with no chat template."""
+    _check_fields(body, COMPLETION_FIELDS)
     prompt = _prompt(body.get("prompt"))
     best_of = body.get("best_of")
     if best_of is not None and best_of != 1:
@@ -135,10 +169,12 @@ def _generation_request(
     sampling = SamplingOptions(
         temperature=_checked(body, "temperature", check_temperature, defaults.temperature),
         top_p=_checked(body, "top_p", check_top_p, defaults.top_p),
+        top_k=int(_number(body, "top_k", 0, MAX_TOP_K, defaults.top_k, whole=True)),
+        min_p=_number(body, "min_p", 0.0, 1.0, defaults.min_p),
         max_tokens=max_tokens,
         seed=_seed(body.get("seed")),
-        # OpenAI's API has no repeat penalty: its clients expect none (their own penalties are below).
-        repeat_penalty=1.0,
+        # OpenAI's API has no repeat penalty, so its clients expect none unless they ask (llama.cpp's field).
+        repeat_penalty=_number(body, "repeat_penalty", 0.0, MAX_REPEAT_PENALTY, 1.0),
         frequency_penalty=_penalty(body, "frequency_penalty"),
         presence_penalty=_penalty(body, "presence_penalty"),
     )
@@ -170,6 +206,37 @@ def _generation_request(
         tools=tools,
         original_messages=original_messages or [],
     )
+
+
+def _check_fields(body: Mapping[str, object], known: frozenset[str]) -> None:
+    """Every field is one this endpoint honours or a label: anything else is refused, never silently dropped."""
+    for name in body:
+        if name in known or name in LABEL_FIELDS:
+            continue
+        if name == "modalities" and body[name] in (["text"], None):
+            continue
+        reason = REFUSED_FIELDS.get(name)
+        if reason is None:
+            reason = "it is not a field of this endpoint (see the README's table of the fields served)"
+        raise ApiError(400, f"'{name[:64]}' is refused: {reason}.", "unsupported_parameter", name[:64])
+
+
+def _number(
+    body: Mapping[str, object], name: str, low: float, high: float, default: float, *, whole: bool = False
+) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    number_kind = isinstance(value, int) if whole else isinstance(value, (int, float))
+    if isinstance(value, bool) or not number_kind or not low <= value <= high:  # type: ignore[operator]
+        kind = "whole number" if whole else "number"
+        raise ApiError(
+            400,
+            f"'{name}' must be a {kind} from {low:g} to {high:g}, not {str(value)[:40]}.",
+            "invalid_value",
+            name,
+        )
+    return float(value)  # type: ignore[arg-type]
 
 
 def _messages(value: object) -> list[ChatMessage]:

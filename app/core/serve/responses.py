@@ -46,8 +46,12 @@ class ResponseShape:
         message: Payload = {"role": "assistant", "content": content}
         finish = generation.finish_reason
         if calls:
-            message = {"role": "assistant", "content": content or None, "tool_calls": _tool_calls(calls)}
-            finish = "tool_calls"
+            message = {
+                "role": "assistant",
+                "content": self._beside_calls(content),
+                "tool_calls": _tool_calls(calls),
+            }
+            finish = _finish_with_calls(finish)
         choice = {
             "index": 0,
             "message": message,
@@ -55,6 +59,14 @@ class ResponseShape:
             "finish_reason": finish,
         }
         return self._object("chat.completion", [choice]) | {"usage": generation.usage()}
+
+    def _beside_calls(self, content: str) -> str | None:
+        """The text that goes with calls: none when calls were forced (all the grammar let through besides
+        them is the start of one more call, cut by max_tokens)."""
+        tools = self.request.tools
+        if tools is not None and tools.forced:
+            return None
+        return content or None
 
     def _calls_in(self, text: str) -> tuple[str, list[ToolCall]]:
         tools = self.request.tools
@@ -93,10 +105,12 @@ class ResponseShape:
             tools = self.request.tools
             if calls and tools is not None and not tools.parallel:
                 calls = calls[:1]
+            if calls:
+                rest = self._beside_calls(rest) or ""
             if rest:
                 chunks.append(self._chunk({"content": rest}))
             if calls:
-                finish = "tool_calls"
+                finish = _finish_with_calls(finish)
                 for index, call in enumerate(_tool_calls(calls)):
                     chunks.append(self._chunk({"tool_calls": [call | {"index": index}]}))
         chunks.append(self._chunk({}, finish))
@@ -147,9 +161,18 @@ class ResponseShape:
         return {
             "tokens": [_text(entry.token) for entry in entries],
             "token_logprobs": [entry.logprob for entry in entries],
-            "top_logprobs": [{_text(token): logprob for token, logprob in entry.top} for entry in entries],
+            # The sampled token is always among the alternatives, as OpenAI's completions give them.
+            "top_logprobs": [
+                {_text(token): logprob for token, logprob in entry.top} | {_text(entry.token): entry.logprob}
+                for entry in entries
+            ],
             "text_offset": offsets,
         }
+
+
+def _finish_with_calls(finish: str) -> str:
+    """OpenAI's reason for a reply that made calls: "tool_calls", unless max_tokens cut it ("length")."""
+    return "length" if finish == "length" else "tool_calls"
 
 
 def _chat_logprobs(entries: list[TokenLogprob]) -> Payload:

@@ -6,6 +6,7 @@ naming it; a JSON schema the grammar cannot enforce is refused naming the keywor
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from app.core.llm.engine import ModelInfo
 from app.core.llm.grammars import JSON_OBJECT_GRAMMAR, GrammarError, schema_grammar
 from app.core.llm.tools import Tool, ToolChoice, ToolFormat, call_grammar, call_trigger, prompt_messages
 from app.core.serve.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 MAX_TOOLS = 128  # OpenAI's own limit on tools per request
 _NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -65,13 +68,17 @@ def tool_use(body: Mapping[str, object], messages: list[ChatMessage], model: Mod
     triggers: tuple[str, ...] = ()
     try:
         grammar = call_grammar(tools, choice, fmt, parallel=parallel)
-        trigger = call_trigger(fmt) if choice.mode == "auto" else None
-        if trigger is not None:
-            # Free to answer in prose, but a call the model opens is held to the tools' schemas.
+    except GrammarError as exc:  # the reply must be a call its grammar cannot enforce
+        raise ApiError(400, str(exc), "invalid_value", "tools") from None
+    trigger = call_trigger(fmt) if choice.mode == "auto" else None
+    if trigger is not None:
+        # Free to answer in prose, but a call the model opens is held to the tools' schemas; when a schema
+        # has what a grammar cannot enforce, its calls are read as the model writes them.
+        try:
             grammar = call_grammar(tools, ToolChoice("required"), fmt, parallel=parallel)
             triggers = (trigger,)
-    except GrammarError as exc:
-        raise ApiError(400, str(exc), "invalid_value", "tools") from None
+        except GrammarError as exc:
+            log.info("tool calls are not constrained for this request: %s", exc)
     return ToolUse(
         tools,
         choice,
@@ -199,10 +206,6 @@ def _tools(value: object) -> list[Tool]:
                 "invalid_type",
                 f"{where}.function.parameters",
             )
-        try:
-            schema_grammar(parameters, where=f"{where}.function.parameters")
-        except GrammarError as exc:
-            raise ApiError(400, str(exc), "invalid_value", f"{where}.function.parameters") from None
         tools.append(Tool(name, description, parameters))
     return tools
 

@@ -47,6 +47,11 @@ def refusal(body: dict[str, object], context: int = 2048) -> ApiError:
         ({"messages": USER, "stream": "yes"}, "stream"),
         ({"messages": USER, "stream_options": 1}, "stream_options"),
         ({"messages": USER, "n": 2}, "n"),
+        ({"messages": USER, "foo_bar": 1}, "foo_bar"),  # never silently dropped
+        ({"messages": USER, "functions": [{"name": "f"}]}, "functions"),
+        ({"messages": USER, "modalities": ["text", "audio"]}, "modalities"),
+        ({"messages": USER, "top_k": -1}, "top_k"),
+        ({"messages": USER, "min_p": 2}, "min_p"),
         ({"messages": USER, "logit_bias": {"\u00b2": 5}}, "logit_bias"),  # a digit to Unicode, not a token id
         ({"messages": USER, "logit_bias": {"\uff11\uff12": 5}}, "logit_bias"),
         ({"messages": USER, "logit_bias": {"12": 101}}, "logit_bias"),
@@ -119,3 +124,12 @@ def test_a_completion_prompt_is_taken_as_given() -> None:
         completion_request({"prompt": ["a", "b"]}, model_info(2048))
     with pytest.raises(ApiError):
         completion_request({"prompt": 42}, model_info(2048))
+
+
+def test_labels_and_llama_cpp_s_sampling_fields_are_taken() -> None:
+    request = chat_request(
+        {"messages": USER, "user": "u1", "metadata": {"a": "b"}, "store": False, "top_k": 5, "min_p": 0.1,
+         "repeat_penalty": 1.2, "reasoning_effort": "low", "modalities": ["text"]},
+        model_info(),
+    )  # fmt: skip
+    assert (request.sampling.top_k, request.sampling.min_p, request.sampling.repeat_penalty) == (5, 0.1, 1.2)
