@@ -143,7 +143,8 @@ def model_facts() -> ModelFacts:
 @pytest.fixture(scope="session")
 def engine(model_path: Path) -> Iterator[object]:
     """One loaded engine shared by the engine tests (loading takes about a second)."""
-    from app.core.llm.engine import Engine, LoadOptions
+    from app.core.llm.engine import Engine
+    from app.core.llm.load_options import LoadOptions
 
     shared = Engine()
     shared.load(model_path, LoadOptions(context_size=2048))

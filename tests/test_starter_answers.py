@@ -21,7 +21,8 @@ from PySide6.QtCore import Qt, QThreadPool
 from pytestqt.qtbot import QtBot
 
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions
+from app.core.llm.engine import Engine
+from app.core.llm.load_options import LoadOptions
 from app.core.modes import PRESETS, STARTER_CHAT, Mode, ModePreset
 from app.ui.welcome import STARTER_PROMPTS
 from tests.helpers.cli import run

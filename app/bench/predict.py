@@ -17,7 +17,8 @@ from pathlib import Path
 
 from app.core.errors import UserError
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions
+from app.core.llm.engine import Engine
+from app.core.llm.load_options import LoadOptions
 from app.core.models.hardware import probe_hardware
 from app.core.models.measured import (
     BUSY_SHARE_LIMIT,

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions, ReplyStats
+from app.core.llm.engine import Engine, ReplyStats
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.protocol import ChatEngine, local_engine
 from app.core.llm.saved_state_store import SUFFIX, SavedStateStore
 from app.core.modes import SamplingOptions

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def self_test(model: str | None) -> int:
     """Load a model, generate a few tokens, open and close the main window; print each step's outcome."""
     from app.core.llm.bindings import backend_description
-    from app.core.llm.engine import LoadOptions
+    from app.core.llm.load_options import LoadOptions
     from app.core.llm.service import EngineService
     from app.core.models.inventory import default_model
     from app.core.modes import SamplingOptions

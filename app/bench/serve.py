@@ -43,8 +43,8 @@ import platformdirs
 from app import APP_NAME
 from app.core.errors import UserError
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import LoadOptions, builtin_template_for, physical_cores
 from app.core.llm.gguf_check import check_model_file
+from app.core.llm.load_options import LoadOptions, builtin_template_for, physical_cores
 from app.core.llm.service import EngineClient, EngineService
 from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.modes import SamplingOptions

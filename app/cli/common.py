@@ -131,7 +131,7 @@ def loaded_model(
             yield connected
         return
     from app.core import settings as settings_store
-    from app.core.llm.engine import LoadOptions
+    from app.core.llm.load_options import LoadOptions
     from app.core.llm.service import EngineService
 
     settings = settings_store.load().settings

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import LoadOptions, ModelInfo, ReplyStats
+from app.core.llm.engine import ModelInfo, ReplyStats
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.protocol import ChatEngine
 from app.core.llm.service import (
     EngineService,

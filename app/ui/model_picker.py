@@ -20,8 +20,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.errors import UserError
-from app.core.llm.engine import LoadOptions, ModelInfo
+from app.core.llm.engine import ModelInfo
 from app.core.llm.gguf_check import check_model_file
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.remote_info import RemoteModelInfo
 from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.models.inventory import installed_models

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from app.core.limits import max_threads
 from app.core.llm.bindings import gpu_offload_supported
-from app.core.llm.engine import physical_cores
+from app.core.llm.load_options import physical_cores
 from app.core.modes import Mode, preset_for
 from app.core.settings import THEMES, Settings
 from app.ui.settings_engine import EngineSection

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from app.bench import reopen as bench
-from app.core.llm.engine import Engine, LoadOptions
+from app.core.llm.engine import Engine
+from app.core.llm.load_options import LoadOptions
 from app.core.modes import SamplingOptions
 
 

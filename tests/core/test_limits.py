@@ -10,7 +10,8 @@ import pytest
 
 from app.core.errors import InvalidOptionError
 from app.core.limits import max_threads
-from app.core.llm.engine import Engine, LoadOptions
+from app.core.llm.engine import Engine
+from app.core.llm.load_options import LoadOptions
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions, ModelInfo, ReplyStats
+from app.core.llm.engine import Engine, ModelInfo, ReplyStats
+from app.core.llm.load_options import LoadOptions
 from app.core.modes import SamplingOptions
 from app.ui.engine_bridge import EngineBridge
 

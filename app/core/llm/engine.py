@@ -24,18 +24,10 @@ import psutil
 from app.core.errors import (
     Cancelled,
     ContextLimitError,
-    InvalidOptionError,
     ModelFileError,
     NoModelLoadedError,
     NotEnoughMemoryError,
     UserError,
-)
-from app.core.limits import (
-    OutOfRange,
-    check_batch_size,
-    check_context_size,
-    check_gpu_layers,
-    check_threads,
 )
 from app.core.llm.bindings import (
     AbortSwitch,
@@ -44,17 +36,23 @@ from app.core.llm.bindings import (
     evaluate_prompt,
     evaluate_rest,
     fill_in_the_middle_tokens,
-    gpu_offload_supported,
     load_progress,
     special_token_texts,
 )
 from app.core.llm.context import ChatMessage, ContextCut, Prompt, fit_to_context
-from app.core.llm.gguf_check import GGUFInfo, check_model_file
-from app.core.llm.memory import MemoryEstimate, ModelShape, estimate_memory
+from app.core.llm.load_options import (
+    LoadOptions,
+    LoadPlan,
+    builtin_template_for,
+    check_load_options,
+    physical_cores,
+    template_choice,
+    template_note,
+)
 from app.core.llm.sampling import ReplyOptions, TokenLogprob, TokenSampler, token_logprob
 from app.core.llm.saved_states import SavedStates
 from app.core.llm.stops import StopScanner
-from app.core.llm.templates import BUILTIN_TEMPLATES, ChatTemplate, builtin_for_file, checked_template
+from app.core.llm.templates import BUILTIN_TEMPLATES, ChatTemplate, checked_template
 from app.core.llm.tools import tool_format
 from app.core.modes import SamplingOptions
 from app.core.units import human_bytes
@@ -66,32 +64,6 @@ TEMPLATE_FIELDS = ("role", "content", "tool_calls", "tool_call_id", "name")
 
 # "failed": the reply broke off (a server's stream cut, say); what arrived is kept, with this as why it ended.
 FinishReason = Literal["stop", "length", "cancelled", "failed"]
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    context_size: int = 4096  # 0: the model's own (trained) context length
-    threads: int = 0  # 0: one per physical core, where llama.cpp is fastest on CPUs
-    gpu_layers: int = -1  # -1: all; only used when this llama.cpp build can offload
-    use_mmap: bool = True
-    batch_size: int = 512
-    flash_attention: bool = False
-    memory_budget: int | None = None  # bytes; None: the memory available right now
-    chat_template: str | None = (
-        None  # a built-in template's name (templates.BUILTIN_TEMPLATES); None: the file's
-    )
-
-
-def check_load_options(options: LoadOptions) -> None:
-    """Refuse, with a sentence, options llama.cpp would mishandle (a traceback from the bindings, a "damaged
-    file", a crash in the OpenMP runtime). The front ends check their own input first; this is the backstop."""
-    try:
-        check_context_size(options.context_size)
-        check_threads(options.threads)
-        check_gpu_layers(options.gpu_layers)
-        check_batch_size(options.batch_size)
-    except OutOfRange as exc:
-        raise InvalidOptionError(f"{exc} Change it in the settings or on the command line.") from None
 
 
 @dataclass(frozen=True)
@@ -155,16 +127,6 @@ class ReplyStats:
         return self.prompt_tokens + self.generated_tokens
 
 
-def physical_cores() -> int:
-    """The threads llama.cpp gets by default: one per physical core this process may run on. Generation is
-    memory-bound and prompt evaluation compute-bound, so hyper-threads only add contention; and a process held to
-    fewer CPUs (``taskset``, a container's cpuset) would have its threads wait for each other's turn."""
-    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    if hasattr(os, "sched_getaffinity"):  # Linux; elsewhere every core is this process's
-        cores = min(cores, len(os.sched_getaffinity(0)))
-    return max(1, cores)
-
-
 class _RequestCancel:
     """Whether the request under way was stopped: by ``Engine.cancel()`` or by its own event."""
 
@@ -204,37 +166,6 @@ class Reply:
         for _ in self:
             pass
         return self.text
-
-
-@dataclass(frozen=True)
-class _LoadPlan:
-    """A model file that passed its checks, with the context and memory it will take."""
-
-    gguf: GGUFInfo
-    options: LoadOptions
-    context_size: int
-    gpu_layers: int
-    estimate: MemoryEstimate
-    needed: int  # bytes of system memory
-
-    @classmethod
-    def make(cls, path: str | os.PathLike[str], options: LoadOptions) -> _LoadPlan:
-        gguf = check_model_file(path)
-        # Rendered once on a probe conversation now, before the loaded model is closed: a template that fails,
-        # hangs or grows without bound is refused here with a sentence, and the previous model stays.
-        checked_template(*_template_choice(gguf, options), model_name=gguf.name)
-        native = gguf.context_length
-        context_size = options.context_size or native or 4096
-        if native:
-            # Beyond the trained length a model's output degrades into noise; never go there silently.
-            context_size = min(context_size, native)
-        gpu_layers = options.gpu_layers if gpu_offload_supported() else 0
-        estimate = estimate_memory(
-            gguf.file_size, ModelShape.from_gguf(gguf), context_size, options.batch_size
-        )
-        # With layers on a GPU the weights mostly leave system RAM; only count them when they stay here.
-        needed = estimate.total if gpu_layers == 0 else estimate.total - estimate.weights
-        return cls(gguf, options, context_size, gpu_layers, estimate, needed)
 
 
 class Engine:
@@ -332,7 +263,7 @@ class Engine:
     ) -> ModelInfo:
         check_load_options(options)
         cancel_event = self._begin_request(cancel)
-        plan = _LoadPlan.make(path, options)
+        plan = LoadPlan.make(path, options)
         budget = options.memory_budget
         if budget is None:
             # The model loaded now gives its memory back before the new one loads.
@@ -361,13 +292,13 @@ class Engine:
     def _reload(self, path: Path, options: LoadOptions) -> ModelInfo | None:
         """Load again the model a failed or stopped load replaced; None if even that fails."""
         try:
-            return self._load_planned(_LoadPlan.make(path, options), None, self._begin_request())
+            return self._load_planned(LoadPlan.make(path, options), None, self._begin_request())
         except (UserError, Cancelled):
             log.warning("the previous model %s could not be loaded again", path, exc_info=True)
             return None
 
     def _load_planned(
-        self, plan: _LoadPlan, progress: Callable[[float], None] | None, cancel_event: _RequestCancel
+        self, plan: LoadPlan, progress: Callable[[float], None] | None, cancel_event: _RequestCancel
     ) -> ModelInfo:
         gguf, options, context_size, gpu_layers = plan.gguf, plan.options, plan.context_size, plan.gpu_layers
         import llama_cpp
@@ -407,7 +338,7 @@ class Engine:
         try:  # again with the model's own BOS and EOS texts, which the probe could only stand in for
             bos, eos = special_token_texts(llama)
             template = checked_template(
-                *_template_choice(gguf, options), model_name=gguf.name, bos_token=bos, eos_token=eos
+                *template_choice(gguf, options), model_name=gguf.name, bos_token=bos, eos_token=eos
             )
         except BaseException:
             llama.close()
@@ -421,7 +352,7 @@ class Engine:
         self._cut = ContextCut()
         self.states.model_loaded(gguf.path, llama)
         builtin = builtin_template_for(gguf, options)
-        note = _template_note(builtin, chosen=options.chat_template is not None)
+        note = template_note(builtin, chosen=options.chat_template is not None)
         if note:
             log.info("%s: %s", gguf.path.name, note)
         self._info = ModelInfo(
@@ -782,26 +713,3 @@ class _Turn:
     cancel_event: _RequestCancel
     requested: float
     prompt_progress: Callable[[int, int], None] | None
-
-
-def builtin_template_for(gguf: GGUFInfo, options: LoadOptions) -> str | None:
-    """The built-in chat template a model runs with: the one chosen in ``options``, else, for a file with no
-    template of its own, the one its architecture was tuned on (``templates.builtin_for_file``); None: the
-    file's own."""
-    if options.chat_template is not None:
-        return options.chat_template
-    return None if gguf.chat_template else builtin_for_file(gguf)
-
-
-def _template_choice(gguf: GGUFInfo, options: LoadOptions) -> tuple[str, str | None]:
-    """The model's own template, and the built-in used instead of it (``builtin_template_for``)."""
-    return gguf.chat_template or "", builtin_template_for(gguf, options)
-
-
-def _template_note(builtin: str | None, *, chosen: bool) -> str:
-    if builtin is None:
-        return ""
-    title = BUILTIN_TEMPLATES[builtin].title
-    if chosen:
-        return f"using the built-in {title} chat template chosen for it"
-    return f"no chat template in the file: using the built-in {title} template"

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from app.core.errors import UserError
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions, ModelInfo, Reply
+from app.core.llm.engine import Engine, ModelInfo, Reply
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.sampling import ReplyOptions
 from app.core.modes import SamplingOptions
 

@@ -37,7 +37,8 @@ import httpx2
 
 from app.core.errors import UserError
 from app.core.llm.context import ChatMessage, ContextCut, fit_to_context
-from app.core.llm.engine import FinishReason, LoadOptions, ModelInfo, Reply
+from app.core.llm.engine import FinishReason, ModelInfo, Reply
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.remote_config import RemoteEngineError, RemoteServer
 from app.core.llm.remote_info import RemoteModelInfo, RemoteReplyStats
 from app.core.llm.remote_server import (

@@ -26,7 +26,8 @@ from typing import Generic, TypeVar
 
 from app.core.errors import Cancelled, ModelChangedError, UserError
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions, ModelInfo, Reply, ReplyStats
+from app.core.llm.engine import Engine, ModelInfo, Reply, ReplyStats
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.protocol import ChatEngine, local_engine
 from app.core.llm.sampling import ReplyOptions, TokenLogprob
 from app.core.llm.templates import ChatTemplateError

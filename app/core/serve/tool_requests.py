@@ -13,7 +13,8 @@ from typing import Any
 
 from app.core.llm.context import ChatMessage
 from app.core.llm.engine import ModelInfo
-from app.core.llm.grammars import JSON_OBJECT_GRAMMAR, GrammarError, schema_grammar
+from app.core.llm.grammars import JSON_OBJECT_GRAMMAR, schema_grammar
+from app.core.llm.schema_check import GrammarError
 from app.core.llm.tools import Tool, ToolChoice, ToolFormat, call_grammar, call_trigger, prompt_messages
 from app.core.serve.errors import ApiError
 

@@ -24,7 +24,8 @@ from app.core.documents.summarize import NothingWrittenError, Summarizer
 from app.core.documents.summary_cache import SummaryCache
 from app.core.documents.summary_types import SummaryProgress, SummaryResult, SummarySettings, SummaryStyle
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions, Reply
+from app.core.llm.engine import Engine, Reply
+from app.core.llm.load_options import LoadOptions
 from app.core.modes import SamplingOptions
 from tests.fixtures.documents import build_docx, build_pdf, travelogue_pages
 

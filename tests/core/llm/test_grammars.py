@@ -14,9 +14,11 @@ import llama_cpp
 import pytest
 
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions
-from app.core.llm.grammars import JSON_OBJECT_GRAMMAR, GrammarError, check_grammar, schema_grammar
+from app.core.llm.engine import Engine
+from app.core.llm.grammars import JSON_OBJECT_GRAMMAR, check_grammar, schema_grammar
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.sampling import ReplyOptions
+from app.core.llm.schema_check import GrammarError
 from app.core.modes import SamplingOptions
 
 PERSON = {
@@ -370,7 +372,7 @@ def test_bounds_are_refused_before_a_grammar_is_built_and_the_process_survives()
     import sys
 
     script = (
-        "from app.core.llm.grammars import GrammarError, schema_grammar\n"
+        "from app.core.llm.grammars import schema_grammar\nfrom app.core.llm.schema_check import GrammarError\n"
         "try:\n"
         "    schema_grammar({'type': 'string', 'maxLength': 100000})\n"
         "except GrammarError as exc:\n"
@@ -413,7 +415,7 @@ def test_the_largest_allowed_schemas_compile_in_llama_cpp_quickly(case: str, voc
     import threading
     import time
 
-    from app.core.llm.grammars import MAX_GRAMMAR_CHARS
+    from app.core.llm.schema_check import MAX_GRAMMAR_CHARS
 
     started = time.monotonic()
     gbnf = schema_grammar(LARGEST_ALLOWED[case])

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions
+from app.core.llm.engine import Engine
+from app.core.llm.load_options import LoadOptions
 from app.core.modes import SamplingOptions
 
 BATCH = 64

@@ -13,7 +13,8 @@ import pytest
 
 from app.core.errors import ContextOverflowError, UserError
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions, ModelInfo
+from app.core.llm.engine import Engine, ModelInfo
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.protocol import local_engine
 from app.core.llm.remote import RemoteEngine
 from app.core.llm.remote_config import RemoteEngineError, RemoteServer

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions
+from app.core.llm.engine import Engine
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.saved_state_store import SUFFIX, SavedStateStore, saved_state_key
 from app.core.modes import SamplingOptions
 from tests.helpers.slow_disk import SlowDisk

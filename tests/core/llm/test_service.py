@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from app.core.errors import UserError
-from app.core.llm.engine import Engine, LoadOptions, ModelInfo, ReplyStats
+from app.core.llm.engine import Engine, ModelInfo, ReplyStats
 from app.core.llm.gguf_check import read_gguf
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.service import EngineService, JobCallbacks, LoadCallbacks, ReplyCallbacks
 from app.core.modes import SamplingOptions
 from tests.helpers.engine_service import service_over

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from app.core.errors import ModelFileError
-from app.core.llm.engine import Engine, LoadOptions
+from app.core.llm.engine import Engine
 from app.core.llm.gguf_check import GGUFInfo, read_gguf
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.templates import (
     BUILTIN_TEMPLATES,
     PROBE_CONVERSATION,

@@ -14,9 +14,10 @@ import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import Engine, LoadOptions
+from app.core.llm.engine import Engine
 from app.core.llm.gguf_check import check_model_file
 from app.core.llm.grammars import check_grammar
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.sampling import ReplyOptions
 from app.core.llm.templates import BUILTIN_TEMPLATES, ChatTemplate
 from app.core.llm.tools import (

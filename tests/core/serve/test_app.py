@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from app.core.llm.engine import LoadOptions
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.service import EngineClient, EngineService, LoadCallbacks
 from app.core.serve.app import MAX_WAITING, ServeState, create_app
 from app.core.serve.body import MAX_BODY_BYTES

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from app.core.llm.engine import LoadOptions, ModelInfo
+from app.core.llm.engine import ModelInfo
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.service import EngineClient, EngineService
 from app.core.serve.app import ServeState, create_app
 from app.core.serve.body import MAX_BODY_BYTES, MAX_NUMBER_DIGITS, parse_json_object

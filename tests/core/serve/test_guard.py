@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from app.core.history.store import HistoryStore
 from app.core.limits import OutOfRange
-from app.core.llm.engine import LoadOptions
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.service import EngineClient, EngineService
 from app.core.serve.app import create_app
 from app.core.serve.history import ServedHistory

@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.core.history.store import HistoryStore
-from app.core.llm.engine import LoadOptions
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.service import EngineClient, EngineService
 from app.core.serve.app import ServeState, create_app
 from app.core.serve.history import SERVED_MARK, ServedHistory

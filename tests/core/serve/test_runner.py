@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from app.core.errors import UserError
-from app.core.llm.engine import LoadOptions
+from app.core.llm.load_options import LoadOptions
 from app.core.llm.service import EngineClient, EngineService
 from app.core.serve.runner import ApiServer, listen
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
-from app.core.llm.engine import LoadOptions
+from app.core.llm.load_options import LoadOptions
 from app.core.modes import SamplingOptions
 from app.ui.engine_bridge import EngineBridge
 from app.ui.transcript.chat_view import ChatView

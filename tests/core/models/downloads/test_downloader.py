@@ -190,7 +190,8 @@ def test_offline_mode_and_no_network_are_sentences(hub: FakeHub, monkeypatch: py
 
 @pytest.mark.slow
 def test_real_model_downloads_loads_and_answers(hub: FakeHub, model_path: Path) -> None:
-    from app.core.llm.engine import Engine, LoadOptions
+    from app.core.llm.engine import Engine
+    from app.core.llm.load_options import LoadOptions
     from app.core.modes import SamplingOptions
 
     hub.add_repo("llamadesk-tests/test-model-GGUF", {model_path.name: model_path})

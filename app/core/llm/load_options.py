@@ -1,0 +1,113 @@
+"""What a model is loaded with, checked before anything is loaded: the options (``LoadOptions``), their ranges,
+the threads llama.cpp gets, the chat template chosen, and the plan (``LoadPlan``: the file checked, the context
+and memory it will take) that ``Engine.load`` follows."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import psutil
+
+from app.core.errors import InvalidOptionError
+from app.core.limits import (
+    OutOfRange,
+    check_batch_size,
+    check_context_size,
+    check_gpu_layers,
+    check_threads,
+)
+from app.core.llm.bindings import gpu_offload_supported
+from app.core.llm.gguf_check import GGUFInfo, check_model_file
+from app.core.llm.memory import MemoryEstimate, ModelShape, estimate_memory
+from app.core.llm.templates import BUILTIN_TEMPLATES, builtin_for_file, checked_template
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    context_size: int = 4096  # 0: the model's own (trained) context length
+    threads: int = 0  # 0: one per physical core, where llama.cpp is fastest on CPUs
+    gpu_layers: int = -1  # -1: all; only used when this llama.cpp build can offload
+    use_mmap: bool = True
+    batch_size: int = 512
+    flash_attention: bool = False
+    memory_budget: int | None = None  # bytes; None: the memory available right now
+    chat_template: str | None = (
+        None  # a built-in template's name (templates.BUILTIN_TEMPLATES); None: the file's
+    )
+
+
+def check_load_options(options: LoadOptions) -> None:
+    """Refuse, with a sentence, options llama.cpp would mishandle (a traceback from the bindings, a "damaged
+    file", a crash in the OpenMP runtime). The front ends check their own input first; this is the backstop."""
+    try:
+        check_context_size(options.context_size)
+        check_threads(options.threads)
+        check_gpu_layers(options.gpu_layers)
+        check_batch_size(options.batch_size)
+    except OutOfRange as exc:
+        raise InvalidOptionError(f"{exc} Change it in the settings or on the command line.") from None
+
+
+def physical_cores() -> int:
+    """The threads llama.cpp gets by default: one per physical core this process may run on. Generation is
+    memory-bound and prompt evaluation compute-bound, so hyper-threads only add contention; and a process held to
+    fewer CPUs (``taskset``, a container's cpuset) would have its threads wait for each other's turn."""
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):  # Linux; elsewhere every core is this process's
+        cores = min(cores, len(os.sched_getaffinity(0)))
+    return max(1, cores)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """A model file that passed its checks, with the context and memory it will take."""
+
+    gguf: GGUFInfo
+    options: LoadOptions
+    context_size: int
+    gpu_layers: int
+    estimate: MemoryEstimate
+    needed: int  # bytes of system memory
+
+    @classmethod
+    def make(cls, path: str | os.PathLike[str], options: LoadOptions) -> LoadPlan:
+        gguf = check_model_file(path)
+        # Rendered once on a probe conversation now, before the loaded model is closed: a template that fails,
+        # hangs or grows without bound is refused here with a sentence, and the previous model stays.
+        checked_template(*template_choice(gguf, options), model_name=gguf.name)
+        native = gguf.context_length
+        context_size = options.context_size or native or 4096
+        if native:
+            # Beyond the trained length a model's output degrades into noise; never go there silently.
+            context_size = min(context_size, native)
+        gpu_layers = options.gpu_layers if gpu_offload_supported() else 0
+        estimate = estimate_memory(
+            gguf.file_size, ModelShape.from_gguf(gguf), context_size, options.batch_size
+        )
+        # With layers on a GPU the weights mostly leave system RAM; only count them when they stay here.
+        needed = estimate.total if gpu_layers == 0 else estimate.total - estimate.weights
+        return cls(gguf, options, context_size, gpu_layers, estimate, needed)
+
+
+def builtin_template_for(gguf: GGUFInfo, options: LoadOptions) -> str | None:
+    """The built-in chat template a model runs with: the one chosen in ``options``, else, for a file with no
+    template of its own, the one its architecture was tuned on (``templates.builtin_for_file``); None: the
+    file's own."""
+    if options.chat_template is not None:
+        return options.chat_template
+    return None if gguf.chat_template else builtin_for_file(gguf)
+
+
+def template_choice(gguf: GGUFInfo, options: LoadOptions) -> tuple[str, str | None]:
+    """The model's own template, and the built-in used instead of it (``builtin_template_for``)."""
+    return gguf.chat_template or "", builtin_template_for(gguf, options)
+
+
+def template_note(builtin: str | None, *, chosen: bool) -> str:
+    if builtin is None:
+        return ""
+    title = BUILTIN_TEMPLATES[builtin].title
+    if chosen:
+        return f"using the built-in {title} chat template chosen for it"
+    return f"no chat template in the file: using the built-in {title} template"
