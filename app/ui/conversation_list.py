@@ -60,11 +60,13 @@ class ConversationList(QWidget):
     new_requested(): New chat (or Ctrl+N, wired by the window).
     conversation_chosen(int): a conversation was clicked or activated.
     deleted(int): a conversation went to the trash.
+    exported(str): a conversation was written to a file; the sentence names the file ("Saved to PATH").
     """
 
     new_requested = Signal()
     conversation_chosen = Signal(int)
     deleted = Signal(int)
+    exported = Signal(str)
 
     def __init__(self, store: HistoryStore, notify: Notify, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -177,7 +179,12 @@ class ConversationList(QWidget):
         item = self.list.itemAt(position)
         if item is None or item.data(Qt.ItemDataRole.UserRole) is None:
             return
-        conversation_id = int(item.data(Qt.ItemDataRole.UserRole))
+        menu = self.context_menu(int(item.data(Qt.ItemDataRole.UserRole)))
+        menu.exec(self.list.viewport().mapToGlobal(position))
+        menu.deleteLater()  # one menu per right click: not kept for the life of the sidebar
+
+    def context_menu(self, conversation_id: int) -> QMenu:
+        """The actions offered for one conversation (right click): Rename, Export, Delete."""
         menu = QMenu(self)
         menu.addAction("Rename…", lambda: self._guarded(lambda: self.rename(conversation_id)))
         menu.addAction(
@@ -186,7 +193,7 @@ class ConversationList(QWidget):
         menu.addAction("Export as JSON…", lambda: self._guarded(lambda: self.export(conversation_id, "json")))
         menu.addSeparator()
         menu.addAction("Delete", lambda: self._guarded(lambda: self.delete(conversation_id)))
-        menu.exec(self.list.viewport().mapToGlobal(position))
+        return menu
 
     def rename(self, conversation_id: int) -> None:
         current = self.store.get_conversation(conversation_id).display_title
@@ -229,3 +236,5 @@ class ConversationList(QWidget):
                 "",
                 None,
             )
+            return
+        self.exported.emit(f"Saved to {path}")

@@ -246,6 +246,7 @@ class MainWindow(QMainWindow):
         self.bridge.load_failed.connect(lambda _message: self._update_controls())
         self.conversation.message.connect(self.show_error)
         self.chat_view.copied.connect(lambda note: self.statusBar().showMessage(note, 3000))
+        self.sidebar.exported.connect(lambda note: self.statusBar().showMessage(note, 8000))
         self.conversation.sent.connect(self.banner.hide)
         self.conversation.conversation_changed.connect(self._on_conversation_changed)
         self.conversation.busy_changed.connect(self._update_controls)

@@ -4,6 +4,7 @@ allowed to call it from a browser, and the base URL to copy. The server itself i
 
 from __future__ import annotations
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -21,6 +22,7 @@ from app.core.serve.address import LOOPBACK, base_url
 from app.core.settings import Settings, split_web_origins
 
 SWITCH_LABEL = "Let other apps on this computer use the loaded model"
+COPIED_SHOWN_MS = 1500  # how long the Copy button says "Copied" after a click
 
 
 class ServeSection(QGroupBox):
@@ -66,7 +68,7 @@ class ServeSection(QGroupBox):
         self.copy = QToolButton()
         self.copy.setText("Copy")
         self.copy.setAccessibleName("Copy the address for other apps")
-        self.copy.clicked.connect(lambda: QApplication.clipboard().setText(self.base_url()))
+        self.copy.clicked.connect(self._copy_url)
         row.addWidget(self.url, 1)
         row.addWidget(self.copy)
         form.addRow("Address (base URL)", row)
@@ -80,6 +82,12 @@ class ServeSection(QGroupBox):
 
     def base_url(self) -> str:
         return base_url(LOOPBACK, self.port.value())
+
+    def _copy_url(self) -> None:
+        QApplication.clipboard().setText(self.base_url())
+        # The dialog has no status bar: the button itself confirms, then offers to copy again.
+        self.copy.setText("Copied")
+        QTimer.singleShot(COPIED_SHOWN_MS, self, lambda: self.copy.setText("Copy"))
 
     def _update(self) -> None:
         self.url.setText(self.base_url())

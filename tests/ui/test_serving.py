@@ -225,6 +225,8 @@ def test_the_server_starts_and_stops_off_the_gui_thread(qtbot: QtBot, model_path
     started = time.perf_counter() - asked
     assert said == [STARTING_TEXT, ""] and shown_while_starting in (STARTING_TEXT, f"Other apps: {url}")
     assert serving.copy.isVisible() and url in serving.address.text()
+    serving.copy.click()
+    assert QApplication.clipboard().text() == url and window.statusBar().currentMessage() == f"Copied {url}"
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
         assert json.loads(answer.read())["status"] == "ok"  # it really answers, with the window's model
 
@@ -291,6 +293,8 @@ def test_the_settings_dialog_section(qtbot: QtBot) -> None:
     assert section.url.text() == "http://127.0.0.1:9001/v1"
     section.copy.click()
     assert QApplication.clipboard().text() == "http://127.0.0.1:9001/v1"
+    assert section.copy.text() == "Copied"  # the dialog has no status bar: the button confirms, briefly
+    qtbot.waitUntil(lambda: section.copy.text() == "Copy", timeout=5000)
     updated = dialog.result_settings()
     assert (updated.serve_enabled, updated.serve_port, updated.serve_save_history) == (True, 9001, True)
     assert updated.serve_allowed_origins == [WEB_APP, "http://localhost:3000"]  # the mistake left out

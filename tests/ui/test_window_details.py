@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtGui import QPaintEvent
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtCore import QEvent, QObject, Qt, QUrl
+from PySide6.QtGui import QAction, QPaintEvent
+from PySide6.QtWidgets import QApplication, QFileDialog, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.core.history.store import HistoryStore
@@ -120,9 +120,44 @@ def test_the_placeholder_follows_the_mode_at_once(qtbot: QtBot) -> None:
 
 
 def test_copying_shows_a_note_in_the_status_bar(qtbot: QtBot, window: MainWindow) -> None:
-    message = window.chat_view.add_message("assistant", "Hello there")
+    message = window.chat_view.add_message("assistant", "Hello there\n\n```python\nprint('hi')\n```")
     message.copy_button.click()
+    assert QApplication.clipboard().text() == message.text
     assert window.statusBar().currentMessage() == "Copied the message."
+    message.body.anchorClicked.emit(QUrl("copy:0"))  # what clicking the code block's Copy link sends
+    assert QApplication.clipboard().text() == "print('hi')"
+    assert window.statusBar().currentMessage() == "Copied the code block."
+
+
+def _export_action(window: MainWindow, conversation_id: int, label: str) -> QAction:
+    menu = window.sidebar.context_menu(conversation_id)  # the menu a right click on the conversation opens
+    return next(action for action in menu.actions() if action.text() == label)
+
+
+def test_exporting_says_where_the_file_was_saved(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation = window.store.create_conversation(title="Trip plans")
+    window.store.add_message(conversation.id, "user", "Where should we go in May?")
+    window.store.add_message(conversation.id, "assistant", "Lisbon is mild in May.")
+    window.sidebar.refresh()
+    chosen: list[Path] = []
+    # A stand-in for the person picking a file in the save dialog: a native dialog cannot be driven offscreen.
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *_args, **_kwargs: (str(chosen[-1]), ""))
+    for label, name in (("Export as Markdown…", "trip.md"), ("Export as JSON…", "trip.json")):
+        chosen.append(tmp_path / name)
+        _export_action(window, conversation.id, label).trigger()
+        assert chosen[-1].is_file() and "Lisbon is mild in May." in chosen[-1].read_text(encoding="utf-8")
+        assert window.statusBar().currentMessage() == f"Saved to {chosen[-1]}"
+    assert not window.banner.isVisible()
+
+    # A folder that does not exist: nothing written, the error sentence in the banner, no "Saved to" note.
+    window.statusBar().clearMessage()
+    chosen.append(tmp_path / "missing" / "trip.md")
+    _export_action(window, conversation.id, "Export as Markdown…").trigger()
+    assert not chosen[-1].exists()
+    assert window.banner.isVisible() and "could not be saved to" in window.banner.label.text()
+    assert window.statusBar().currentMessage() == ""
 
 
 def test_the_context_meter_shows_real_use_or_nothing(qtbot: QtBot) -> None:
