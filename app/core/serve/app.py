@@ -124,6 +124,14 @@ def create_app(
 
     async def health(_request: Request) -> Response:
         model = client.model
+        if isinstance(model, RemoteModelInfo):  # chat requests get 503 then: health says so, as a 503 too
+            return JSONResponse(
+                {
+                    "status": "LlamaDesk is using a model on another machine, which it does not share",
+                    "model": None,
+                },
+                status_code=503,
+            )
         return JSONResponse(
             {"status": "ok" if model else "no model loaded", "model": model and model.display_name}
         )

@@ -346,6 +346,8 @@ def test_a_model_on_another_machine_is_not_lent_to_local_apps(faulty: RunningSer
             ):
                 assert response.status_code == 503
                 assert "another machine" in response.json()["error"]["message"]
+            health = api.get("/health")  # tells the same truth: not "ok" while chat requests are refused
+            assert health.status_code == 503 and "another machine" in health.json()["status"]
             assert len(faulty.observed.chat_bodies) == asked_before  # nothing reached the server
     finally:
         service.shutdown()
