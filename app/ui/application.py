@@ -38,8 +38,11 @@ def make_application() -> object:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
+    from app.ui.wheel_guard import install_wheel_guard
+
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
+    install_wheel_guard(app)  # a wheel passing over a spin box scrolls the page instead of changing it
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setDesktopFileName(APP_ID)
