@@ -7,15 +7,20 @@ Widgets only: the menu comes from ``app.core.models.menu``, fit from ``app.core.
 ``DownloadController`` runs, pauses and cancels them on threads of their own). The dialog only shows the
 downloads: closing it stops none, and a dialog opened later shows them all. Short jobs (probe, Hub file lists,
 search) run on Qt's pool through ``run_in_pool``.
+
+The Installed tab is never a copy: it reads ``installed_models`` again each time the dialog is shown, on
+Refresh, when a download finishes and when the window opens a GGUF file (``note_model_file``), so it lists
+what the window's picker and ``llamadesk models installed`` list.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -136,9 +141,10 @@ class ModelManagerDialog(QDialog):
     """The model menu for this machine, the download queue and the installed models.
 
     ``ModelManagerDialog(parent, downloads=window_downloads, context_size=settings.context_size,
-    loaded_model_bytes=..., imported_models=settings.imported_models)``; the window keeps it (closing only
-    hides it). ``set_context(context_size, loaded_model_bytes)`` updates the fit labels when a model is loaded
-    or the context size changes.
+    loaded_model_bytes=..., imported_models=lambda: settings.imported_models)``; the window keeps it (closing
+    only hides it). ``imported_models`` is a list, or a function giving the current one (so files opened
+    after the dialog was made are listed). ``set_context(context_size, loaded_model_bytes)`` updates the
+    fit labels when a model is loaded or the context size changes.
 
     Keyword arguments: ``downloads`` are the window's (without it the dialog makes its own, for ``endpoint``,
     a local Hub in tests, or with ``downloader``, a configured ``Downloader``); ``hardware`` skips the probe.
@@ -159,7 +165,7 @@ class ModelManagerDialog(QDialog):
         *,
         context_size: int = 4096,
         loaded_model_bytes: int = 0,
-        imported_models: Sequence[str] = (),
+        imported_models: Sequence[str] | Callable[[], Sequence[str]] = (),
         downloads: Downloads | None = None,
         endpoint: str | None = None,
         hardware: HardwareInfo | None = None,
@@ -171,7 +177,12 @@ class ModelManagerDialog(QDialog):
         self.resize(1100, 640)
         self._context_size = context_size
         self._reclaimable = loaded_model_bytes
-        self._imported = list(imported_models)
+        # Read again at every refresh of the Installed tab: the window adds a file each time one is opened.
+        if callable(imported_models):
+            self._imported = imported_models
+        else:
+            fixed = tuple(imported_models)
+            self._imported = lambda: fixed
         self._entries = list(entries) if entries is not None else load_catalog()
         self._hardware = hardware
         self._listings: dict[str, RepoListing] = {}
@@ -214,7 +225,9 @@ class ModelManagerDialog(QDialog):
         self.context_spin.valueChanged.connect(self._on_context_changed)
         top.addWidget(self.context_spin)
         self.refresh_button = QPushButton("Refresh")
-        self.refresh_button.setToolTip("Read the free memory again and ask the Hub for current file lists")
+        self.refresh_button.setToolTip(
+            "Read the free memory and the installed models again, and ask the Hub for current file lists"
+        )
         self.refresh_button.clicked.connect(self._on_refresh)
         top.addWidget(self.refresh_button)
         layout.addLayout(top)
@@ -331,6 +344,8 @@ class ModelManagerDialog(QDialog):
         self._refresh_menu()
 
     def _on_refresh(self) -> None:
+        self._clear_failure_notice()  # the person has seen it; each failed row still says why
+        self.refresh_installed()
         run_in_pool(
             lambda: probe_hardware(measure_bandwidth=False), self._on_hardware, self._on_background_error
         )
@@ -672,8 +687,18 @@ class ModelManagerDialog(QDialog):
 
     # -- installed ------------------------------------------------------------------------------------------
 
+    def showEvent(self, event: QShowEvent) -> None:
+        self.refresh_installed()  # files may have come or gone while the dialog was hidden
+        super().showEvent(event)
+
+    @Slot(str)
+    def note_model_file(self, _path: str) -> None:
+        """The window opened (and remembered) a model file: the Installed tab lists it."""
+        self.refresh_installed()
+
     def refresh_installed(self) -> None:
-        models = installed_models(self._imported)
+        """List the one inventory as it is now (``app.core.models.inventory.installed_models``)."""
+        models = installed_models(self._imported())
         table = self.installed_table
         table.setRowCount(len(models))
         for index, model in enumerate(models):

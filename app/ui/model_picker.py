@@ -155,6 +155,8 @@ class ModelController(QObject):
             ):
                 self.settings.imported_models.append(resolved)
                 self.settings_changed.emit()
+            if self.model_manager is not None:
+                self.model_manager.note_model_file(resolved)
             self.load(resolved)
 
         def on_invalid(error: BaseException) -> None:
@@ -243,7 +245,7 @@ class ModelController(QObject):
                 downloads=self.downloads,
                 context_size=self.settings.context_size,
                 loaded_model_bytes=loaded.file_size if loaded else 0,
-                imported_models=tuple(self.settings.imported_models),
+                imported_models=lambda: self.settings.imported_models,  # read live: files opened later
             )
             manager.model_chosen.connect(self.load)
             manager.destroyed.connect(self._manager_gone)

@@ -21,7 +21,7 @@ from app.core.models.hardware import HardwareInfo
 from app.core.paths import app_paths
 from app.core.settings import Settings
 from app.ui.main_window import MainWindow
-from app.ui.model_manager import ModelManagerDialog
+from app.ui.model_manager import DownloadCell, ModelManagerDialog
 from app.ui.model_manager_columns import COLUMN_FIT, COLUMN_SIZE, COLUMN_SPEED, COLUMN_SPEED_LABEL
 from tests.fixtures.fake_hub import FakeHub, use_fake_hub_only
 from tests.helpers.hardware import laptop
@@ -389,3 +389,96 @@ def test_quitting_mid_download_waits_for_no_download_and_the_download_resumes_la
     result = Downloader(DownloadQueue(), endpoint=hub.url).download(job.job_id)
     assert hub.range_requests()[-1].range_header == f"bytes={kept}-"
     assert result.path.read_bytes() == Q4_DATA
+
+
+def installed_paths(dialog: ModelManagerDialog) -> list[str]:
+    """The Installed tab's files (each row's tooltip is its path)."""
+    table = dialog.installed_table
+    return [table.item(i, 0).toolTip() for i in range(table.rowCount())]  # type: ignore[union-attr]
+
+
+def test_a_gguf_opened_in_the_window_is_listed_in_the_installed_tab_without_a_restart(
+    qtbot: QtBot, hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_path: Path
+) -> None:
+    import shutil
+
+    from PySide6.QtWidgets import QFileDialog
+
+    window = window_with_the_hub(qtbot, hub, monkeypatch)
+    window.models.open_manager()
+    manager = window.models.model_manager
+    assert manager is not None and manager.isVisible()
+    opened = tmp_path / "elsewhere" / model_path.name
+    opened.parent.mkdir()
+    shutil.copyfile(model_path, opened)
+    assert str(opened.resolve()) not in installed_paths(manager)
+
+    # A stand-in for the person choosing the file in the system's file dialog; the rest is "Open GGUF file…".
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", lambda *_args, **_kwargs: (str(opened), "GGUF models (*.gguf)")
+    )
+    window.open_action.trigger()
+    qtbot.waitUntil(lambda: str(opened.resolve()) in installed_paths(manager), timeout=20_000)
+    qtbot.waitUntil(lambda: window.models.bridge.model is not None, timeout=120_000)  # loaded, as asked
+    picker = window.models.picker
+    in_picker = [picker.itemData(i) for i in range(picker.count() - 1)]  # less "Open…"
+    assert str(opened.resolve()) in in_picker
+    # The manager lists the picker's models (and, besides, the Hugging Face cache's, which the picker leaves out).
+    assert set(in_picker) <= set(installed_paths(manager))
+
+    # Hidden, then shown again: it reads the inventory again, so a file that came meanwhile is there.
+    manager.hide()
+    later = app_paths().models_dir / "org__Later-GGUF" / "Later-Q4_K_M.gguf"
+    later.parent.mkdir(parents=True)
+    shutil.copyfile(model_path, later)
+    window.models.open_manager()
+    assert window.models.model_manager is manager
+    assert str(later.resolve()) in installed_paths(manager)
+    window.close()
+
+
+def test_refresh_lists_a_model_file_added_to_the_models_folder(
+    qtbot: QtBot, dialog: ModelManagerDialog
+) -> None:
+    added = app_paths().models_dir / "org__Added-GGUF" / "Added-Q4_K_M.gguf"
+    added.parent.mkdir(parents=True)
+    added.write_bytes(b"a" * 1024)
+    assert str(added.resolve()) not in installed_paths(dialog)
+    qtbot.mouseClick(dialog.refresh_button, LEFT)
+    assert str(added.resolve()) in installed_paths(dialog)
+    added.unlink()
+    qtbot.mouseClick(dialog.refresh_button, LEFT)
+    assert str(added.resolve()) not in installed_paths(dialog)
+
+
+def test_the_failed_download_notice_clears_on_refresh_and_on_retry(
+    qtbot: QtBot, dialog: ModelManagerDialog, hub: FakeHub
+) -> None:
+    hub.faults.fail_status, hub.faults.fail_count = (
+        404,
+        2,
+    )  # the first two tries fail, the third gets the file
+    failed = "was not downloaded"
+
+    def smol_cell() -> DownloadCell:  # looked up each time: Refresh reads this computer again and may reorder
+        return dialog.action_cell(dialog.row_index(SMOL))
+
+    with qtbot.waitSignal(dialog.download_failed, timeout=30_000):
+        qtbot.mouseClick(smol_cell().download_button, LEFT)
+    assert failed in dialog.notice.text() and dialog.notice.isVisible()
+    assert smol_cell().download_button.text() == "Retry"
+
+    qtbot.mouseClick(dialog.refresh_button, LEFT)
+    assert failed not in dialog.notice.text()
+    qtbot.wait(1_000)  # the Hub's file lists come back: they do not bring the old failure back
+    assert failed not in dialog.notice.text()
+    assert smol_cell().download_button.text() == "Retry"  # the row still says why
+
+    with qtbot.waitSignal(dialog.download_failed, timeout=30_000):
+        qtbot.mouseClick(smol_cell().download_button, LEFT)
+    assert failed in dialog.notice.text()
+
+    with qtbot.waitSignal(dialog.model_installed, timeout=30_000):
+        qtbot.mouseClick(smol_cell().download_button, LEFT)
+        assert failed not in dialog.notice.text()  # cleared as the retry starts, not when it succeeds
+    assert failed not in dialog.notice.text()

@@ -123,11 +123,13 @@ def test_getting_the_recommended_model_offline_says_why_on_the_card_and_in_the_r
     print(f"\non the card: {sentence}")
     assert "cannot be reached (the connection was refused)" in sentence
     assert "Errno" not in sentence
-    # The dialog's own look at the Hub fails too, maybe after the download did: the download's sentence stays.
+    # The dialog's own look at the Hub fails too, maybe after the download did: its sentence stays until the
+    # person refreshes; then the row alone says why (and offers Retry).
+    qtbot.waitUntil(lambda: f"{pick.entry.name} was not downloaded" in manager.notice.text(), timeout=20_000)
     qtbot.mouseClick(manager.refresh_button, LEFT)
     qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=60_000)
     qtbot.wait(100)  # its answer, queued to the GUI thread
-    assert f"{pick.entry.name} was not downloaded" in manager.notice.text()
+    assert f"{pick.entry.name} was not downloaded" not in manager.notice.text()
     qtbot.waitUntil(lambda: bool(manager.menu_rows()), timeout=60_000)
     row = manager.row_index(pick.entry.repo_id)
     cell = manager.action_cell(row)
