@@ -45,7 +45,7 @@ NEW_VERSION_ID = 0  # stands for a reply's new version while it streams, before 
 class ConversationController(QObject):
     """Signals:
     message(str, str, object): a sentence for the banner, an action label and the action (or None).
-    sent(): the person's message is stored and on its way.
+    sent(): the person's message is stored and on its way (or, retried, on its way again).
     conversation_changed(): another conversation is shown, or the one shown was created or changed.
     busy_changed(): a reply started or ended.
     """
@@ -102,6 +102,7 @@ class ConversationController(QObject):
         bridge.reply_failed.connect(self._on_reply_failed)
         bridge.model_loaded.connect(self._on_model_loaded)
         chat_view.regenerate_message_requested.connect(self.regenerate_reply)
+        chat_view.retry_requested.connect(self.retry_question)
         chat_view.edit_message_requested.connect(self.edit_question)
         chat_view.branch_requested.connect(self.switch_branch)
 
@@ -369,6 +370,8 @@ class ConversationController(QObject):
             streaming.set_stored(saved.id, self.session.branch_positions([saved]).get(saved.id))
         else:
             self._show_branch()  # a new version of a reply that failed at once: the old one is back
+        # A question left without a reply says why under it, with Retry (a reply that broke off has its own).
+        self.chat_view.show_failure(message)
         self._show_stats_on_screen()
         self._say(message, "Try again", self.regenerate)
         self.busy_changed.emit()
@@ -401,6 +404,14 @@ class ConversationController(QObject):
         """Write the last reply again (or answer the last question if its reply failed)."""
         self._regenerate(None)
 
+    def retry_question(self, question: MessageWidget) -> None:
+        """Send ``question``, whose reply failed, again: it is answered where it stands (stored once, never
+        copied), as Regenerate answers a branch that ends with a question."""
+        if not self.chat_view.messages or question is not self.chat_view.messages[-1]:
+            return  # answered since: there is nothing to retry
+        if self._regenerate(None):
+            self.sent.emit()  # the failure's sentence no longer holds
+
     def regenerate_reply(self, reply: MessageWidget) -> None:
         """Write ``reply`` again: a new version of it, answering the conversation up to its question; the
         turns below it stay with the old version."""
@@ -412,19 +423,24 @@ class ConversationController(QObject):
         else:
             self._regenerate(reply.message_id)
 
-    def _regenerate(self, reply_id: int | None) -> None:
-        if self.busy() or self.conversation_id is None or self.bridge.model is None:
-            return
+    def _regenerate(self, reply_id: int | None) -> bool:
+        """Whether the new reply started. A conversation not saved (no id) is answered from the turns the
+        session keeps in memory."""
+        if self.busy() or self.bridge.model is None:
+            return False
         try:
             shown = self.chat_view.messages
             old_id = reply_id if reply_id is not None else (shown[-1].message_id if shown else None)
+            # A question whose reply failed is answered as asked; a reply written again is asked to differ.
+            replacing = reply_id is not None or (bool(shown) and shown[-1].role == "assistant")
             if not self.session.prepare_new_version(reply_id):
-                return
+                return False
             versions = self._new_version_position(old_id)
             if self.store.read_only and shown and shown[-1].role == "assistant":
                 self.chat_view.remove_last()  # not saved: written again in place
             self._show_branch()  # the branch now ends at the question; the old reply stays a version
-            self._start_reply(another_version=True, versions=versions)
+            self._start_reply(another_version=replacing, versions=versions)
+            return True
         except UserError as exc:
             self._say(str(exc))
             try:  # the old reply is shown again, not hidden behind a version that never started
@@ -432,6 +448,7 @@ class ConversationController(QObject):
                 self._show_branch()
             except UserError:
                 log.warning("the branch on screen could not be restored after a failed regenerate")
+            return False
 
     def _new_version_position(self, old_reply_id: int | None) -> BranchPosition | None:
         """Where a new version of reply ``old_reply_id`` will stand among its versions: after the last one."""

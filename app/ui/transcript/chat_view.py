@@ -109,6 +109,7 @@ class MessageWidget(QFrame):
 
     copy_requested = Signal()
     regenerate_requested = Signal()
+    retry_requested = Signal()
     edit_requested = Signal()
     code_copied = Signal()
 
@@ -123,6 +124,11 @@ class MessageWidget(QFrame):
         self.stats: ReplyStats | None = None
         self._last = False
         self._busy = False  # a reply streams: no other version can be chosen or written meanwhile
+        self._unanswered = False  # the last message shown is this question: its reply failed or never came
+        self.failure = ""  # why its reply failed, shown with Retry (empty: not known, e.g. reopened later)
+        self._failure_row: QWidget | None = None  # built when first shown: most questions never need it
+        self.failure_label: QLabel | None = None
+        self.retry_button: QPushButton | None = None
         self._renderer = renderer
         self.setObjectName("userMessage" if role == "user" else "assistantMessage")
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -215,6 +221,13 @@ class MessageWidget(QFrame):
     def set_state(self, state: str) -> None:
         self.state = state
         self.note_label.setText(STATE_NOTES.get(state, ""))
+        if self.role == "assistant":
+            # A reply that broke off is written again the same way as any other, but the person wants it retried.
+            failed = state == "failed"
+            self.regenerate_button.setText("Retry" if failed else "Regenerate")
+            tooltip = "Ask for this reply again" if failed else "Write this reply again"
+            self.regenerate_button.setToolTip(tooltip)
+            self.regenerate_button.setAccessibleName(tooltip)
 
     def set_stats(self, stats: ReplyStats | None) -> None:
         self.stats = stats
@@ -229,24 +242,63 @@ class MessageWidget(QFrame):
         self.stats_label.setText(" · ".join(parts))
         self.stats_label.show()
 
-    def set_last(self, last: bool, *, busy: bool = False) -> None:
+    def set_last(self, last: bool, *, busy: bool = False, unanswered: bool = False) -> None:
         """Every question can be edited (the edit is a new version, so nothing after it is lost), except the
-        last one while a reply streams."""
+        last one while a reply streams. ``unanswered``: this question ends the transcript, with no reply below
+        it (the reply failed before its first word), so it offers Retry."""
         self._last = last
+        self._unanswered = last and unanswered
         self.edit_button.setVisible(self.role == "user" and not (last and busy))
         self._show_regenerate()
+        self._show_retry()
 
     def set_busy(self, busy: bool) -> None:
         """While a reply streams, versions are shown but not switched, and no reply is written again."""
         self._busy = busy
         self.branch_switcher.set_locked(busy)
         self._show_regenerate()
+        self._show_retry()
+
+    def show_failure(self, sentence: str) -> None:
+        """Why the reply to this question failed, shown under it with Retry while it stays unanswered."""
+        self.failure = sentence
+        self._show_retry()
+
+    def clear_failure(self) -> None:
+        self.failure = ""
+        self._show_retry()
 
     def _show_regenerate(self) -> None:
         # Any stored reply can be written again (a new version of it); one not stored, only as the last.
         self.regenerate_button.setVisible(
             self.role == "assistant" and not self._busy and (self._last or self.message_id is not None)
         )
+
+    def _show_retry(self) -> None:
+        visible = self.role == "user" and self._unanswered and not self._busy
+        if visible and self._failure_row is None:
+            self._build_failure_row()
+        if self._failure_row is None or self.failure_label is None:
+            return
+        self.failure_label.setText(self.failure or "This question has no reply yet.")
+        self._failure_row.setVisible(visible)
+
+    def _build_failure_row(self) -> None:
+        row = QWidget(self)
+        row.setObjectName("failedQuestion")
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.failure_label = QLabel()
+        self.failure_label.setObjectName("messageNote")
+        self.failure_label.setWordWrap(True)
+        self.failure_label.setAccessibleName("Why the reply failed")
+        layout.addWidget(self.failure_label, 1)
+        self.retry_button = self._action("Retry", "Send this question again", self.retry_requested)
+        layout.addWidget(self.retry_button)
+        outer = self.layout()
+        assert isinstance(outer, QVBoxLayout)
+        outer.addWidget(row)
+        self._failure_row = row
 
     @Slot(int)
     def _on_copy_code(self, index: int) -> None:
@@ -275,6 +327,8 @@ class ChatView(QScrollArea):
     Signals:
         regenerate_message_requested(object): the user wants this reply (a message widget) written again: a
             new version of it.
+        retry_requested(object): the user wants this question (a message widget), whose reply failed, sent
+            again.
         edit_requested(): the user wants to edit and resend the last question.
         edit_message_requested(object): the user wants to edit and resend this question (a message widget).
         copied(str): a message or a code block went to the clipboard; the sentence confirms it.
@@ -282,6 +336,7 @@ class ChatView(QScrollArea):
     """
 
     regenerate_message_requested = Signal(object)
+    retry_requested = Signal(object)
     edit_requested = Signal()
     edit_message_requested = Signal(object)
     copied = Signal(str)
@@ -364,6 +419,7 @@ class ChatView(QScrollArea):
         message.copy_requested.connect(lambda m=message: self._copy_message(m))
         message.code_copied.connect(lambda: self.copied.emit("Copied the code block."))
         message.regenerate_requested.connect(lambda m=message: self.regenerate_message_requested.emit(m))
+        message.retry_requested.connect(lambda m=message: self.retry_requested.emit(m))
         message.edit_requested.connect(self.edit_requested.emit)
         message.edit_requested.connect(lambda m=message: self.edit_message_requested.emit(m))
         message.branch_switcher.switch_requested.connect(
@@ -506,9 +562,15 @@ class ChatView(QScrollArea):
         for message in self._marked:
             if message not in marked:
                 message.set_last(False)
+        ends = self.messages[-1] if self.messages else None
         for message in marked:
-            message.set_last(True, busy=busy)
+            message.set_last(True, busy=busy, unanswered=message is ends and message.role == "user")
         self._marked = marked
+
+    def show_failure(self, sentence: str) -> None:
+        """The reply to the last question failed before its first word: ``sentence`` says why, under it."""
+        if self.messages and self.messages[-1].role == "user":
+            self.messages[-1].show_failure(sentence)
 
     # -- streaming ------------------------------------------------------------------------------------
 
@@ -519,6 +581,8 @@ class ChatView(QScrollArea):
     def begin_reply(self, versions: BranchPosition | None = None) -> MessageWidget:
         """The reply about to stream; ``versions``: its place among the versions of the reply it is written
         again for, shown while it streams (the new version itself has no id yet)."""
+        if self.messages and self.messages[-1].role == "user":
+            self.messages[-1].clear_failure()  # it is being answered again: the old failure no longer holds
         message = self.add_message("assistant", "")
         message.set_state("streaming")
         message.set_stored(None, versions)

@@ -10,6 +10,7 @@ import pytest
 from app.core.chat.session import ChatSession
 from app.core.errors import UserError
 from app.core.history.store import HistoryStore
+from app.core.llm.engine import ReplyStats
 from app.core.modes import Mode, preset_for
 
 GREEDY = preset_for(Mode.CHAT, {"temperature": 0.0, "max_tokens": 24})
@@ -82,6 +83,23 @@ def test_a_branch_ending_with_an_unanswered_question_is_answered(store: HistoryS
     session.add_user_message("Name a colour.", model="m", preset=GREEDY, context_size=2048)
     assert session.prepare_new_version() is True  # its reply failed: try again
     assert conversation(session) == ["Name a colour."]
+
+
+def test_a_question_whose_reply_failed_at_once_is_retried_without_a_copy_or_a_dangling_reply(
+    store: HistoryStore,
+) -> None:
+    session = ChatSession(store)
+    session.add_user_message("Name a colour.", model="m", preset=GREEDY, context_size=2048)
+    session.begin_reply()
+    assert session.finish_reply("stopped", ReplyStats(finish_reason="failed")) is None  # nothing was said
+    assert session.conversation_id is not None
+    assert [m.role for m in store.messages(session.conversation_id)] == ["user"]
+
+    assert session.prepare_new_version() is True  # Retry: the same question is answered where it stands
+    answer(session, "Blue.")
+    stored = store.messages(session.conversation_id)
+    assert [(m.role, m.content) for m in stored] == [("user", "Name a colour."), ("assistant", "Blue.")]
+    assert stored[1].parent_id == stored[0].id
 
 
 def test_an_unsaved_conversation_has_no_versions(store: HistoryStore) -> None:
