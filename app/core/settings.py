@@ -60,6 +60,8 @@ class Settings:
     # Model file -> the built-in chat template chosen for it, when its own was refused.
     chat_templates: dict[str, str] = field(default_factory=dict)
     window_geometry: str = ""
+    # The conversation open when the window last closed, shown again at start; 0: none (a new chat).
+    last_conversation_id: int = 0
     saved_states_mb: int = 4096  # disk space for conversations' saved states (app.core.llm.saved_state_store)
     # The window's switch: other apps on this computer use the loaded model over the API, on 127.0.0.1.
     serve_enabled: bool = False

@@ -7,30 +7,35 @@ hears of a deleted conversation through ``deleted`` and of a chosen one through 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from datetime import datetime
+from pathlib import Path, PurePath
 from typing import Literal
 
 from PySide6.QtCore import (
+    QAbstractItemModel,
     QEvent,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
     QPoint,
+    QRect,
     QSize,
     Qt,
     QTimer,
     Signal,
     Slot,
 )
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QPainter, QPalette
 from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
     QFileDialog,
-    QInputDialog,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMenu,
     QPushButton,
+    QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
     QVBoxLayout,
@@ -38,7 +43,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.errors import UserError
+from app.core.history.records import ConversationSummary, to_datetime
 from app.core.history.store import HistoryStore
+from app.core.modes import Mode
 
 SEARCH_DELAY_MS = 150
 LIST_LIMIT = 500
@@ -47,12 +54,132 @@ LIST_LIMIT = 500
 Notify = Callable[[str, str, Callable[[], None] | None], None]
 
 
-class _FitToWidth(QStyledItemDelegate):
-    """Rows as wide as the list, not as their text: a long title is elided ("…") instead of widening the list
-    (a list widget lays its rows out at their text's width, so turning the scroll bar off alone clips them)."""
+DETAILS_ROLE = Qt.ItemDataRole.UserRole + 1  # a row's second line: last activity, mode, model
+ROW_PADDING = 3  # pixels above the title and below the second line
+
+
+def activity_label(updated_ms: int, now: datetime | None = None) -> str:
+    """When a conversation was last used, as short as still tells rows apart: the time today, the day this
+    year ("Mar 4"), else the full date ("2025-03-04")."""
+    moment = to_datetime(updated_ms).astimezone()  # stored in UTC; shown in the user's own time
+    today = (now or datetime.now().astimezone()).date()
+    if moment.date() == today:
+        return f"{moment:%H:%M}"
+    if moment.year == today.year:
+        return f"{moment:%b} {moment.day}"
+    return f"{moment:%Y-%m-%d}"
+
+
+def mode_label(mode: str) -> str:
+    try:
+        return Mode(mode).label
+    except ValueError:  # a mode from a newer version or an imported file: shown as it is stored
+        return mode.capitalize() or "Chat"
+
+
+def model_label(model: str) -> str:
+    """The model as the list names it: a file's stem (no folders, no ".gguf"), a remote model's last name
+    part, or "unknown" when none was recorded."""
+    name = PurePath(model.strip()).name
+    if name.lower().endswith(".gguf"):
+        name = name[: -len(".gguf")]
+    return name or "unknown"
+
+
+def details_line(summary: ConversationSummary, now: datetime | None = None) -> str:
+    return " · ".join(
+        (activity_label(summary.updated_ms, now), mode_label(summary.mode), model_label(summary.model))
+    )
+
+
+class _ConversationRows(QStyledItemDelegate):
+    """Draws a conversation as its title over a smaller, dimmer second line (details_line), each elided ("…")
+    to the list's width, and edits the title in place.
+
+    Rows are as wide as the list, not as their text: a list widget lays its rows out at their text's width, so
+    turning the scroll bar off alone would clip them. An edited title is saved through ``rename`` rather than
+    written into the row: the store refuses an empty title, and then the row keeps its old one.
+    """
+
+    def __init__(self, rename: Callable[[int, str], str | None], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._rename = rename
+
+    @staticmethod
+    def _details_font(option: QStyleOptionViewItem) -> QFont:
+        font = QFont(option.font)
+        font.setPointSizeF(max(font.pointSizeF() * 0.85, 6.0))
+        return font
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
-        return QSize(0, super().sizeHint(option, index).height())
+        height = super().sizeHint(option, index).height()
+        if index.data(DETAILS_ROLE):
+            height += QFontMetrics(self._details_font(option)).height() + 2 * ROW_PADDING
+        return QSize(0, height)
+
+    def paint(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        details = index.data(DETAILS_ROLE)
+        if not details:
+            super().paint(painter, option, index)
+            return
+        view_option = QStyleOptionViewItem(option)
+        self.initStyleOption(view_option, index)
+        title = view_option.text
+        view_option.text = ""  # the style draws the background and selection; the two lines are drawn here
+        style = view_option.widget.style() if view_option.widget else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, view_option, painter, view_option.widget)
+        selected = bool(view_option.state & QStyle.StateFlag.State_Selected)
+        group = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        area = self._text_area(view_option)
+        title_height = QFontMetrics(view_option.font).height()
+        painter.save()
+        painter.setPen(view_option.palette.color(group))
+        painter.setFont(view_option.font)
+        elided = QFontMetrics(view_option.font).elidedText(title, Qt.TextElideMode.ElideRight, area.width())
+        painter.drawText(
+            area.x(), area.y(), area.width(), title_height, Qt.AlignmentFlag.AlignVCenter, elided
+        )
+        small = self._details_font(view_option)
+        color = view_option.palette.color(group)
+        if not selected:
+            color = view_option.palette.color(QPalette.ColorRole.PlaceholderText)
+        painter.setPen(color)
+        painter.setFont(small)
+        elided = QFontMetrics(small).elidedText(str(details), Qt.TextElideMode.ElideRight, area.width())
+        painter.drawText(
+            area.x(),
+            area.y() + title_height,
+            area.width(),
+            QFontMetrics(small).height(),
+            Qt.AlignmentFlag.AlignVCenter,
+            elided,
+        )
+        painter.restore()
+
+    @staticmethod
+    def _text_area(option: QStyleOptionViewItem) -> QRect:
+        return option.rect.adjusted(6, ROW_PADDING, -6, -ROW_PADDING)
+
+    def updateEditorGeometry(
+        self, editor: QWidget, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        # Over the title only: the second line stays visible while the name is typed.
+        area = self._text_area(option)
+        height = max(editor.sizeHint().height(), QFontMetrics(option.font).height())
+        editor.setGeometry(area.x() - 3, area.y() - 1, area.width() + 6, min(height, option.rect.height()))
+
+    def setModelData(
+        self, editor: QWidget, model: QAbstractItemModel, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        assert isinstance(editor, QLineEdit)
+        conversation_id = index.data(Qt.ItemDataRole.UserRole)
+        if conversation_id is None:
+            return
+        saved = self._rename(int(conversation_id), editor.text())
+        if saved is not None:
+            model.setData(index, saved, Qt.ItemDataRole.DisplayRole)
 
 
 class ConversationList(QWidget):
@@ -73,6 +200,7 @@ class ConversationList(QWidget):
         self.store = store
         self._notify = notify
         self.current_id: int | None = None
+        self._shown: list[tuple[int, str, str, str]] = []  # the rows on screen: id, title, group, second line
         side = QVBoxLayout(self)
         side.setContentsMargins(8, 8, 4, 8)
         self.new_chat_button = QPushButton("New chat")
@@ -94,7 +222,11 @@ class ConversationList(QWidget):
         self.list = QListWidget()
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.list.setItemDelegate(_FitToWidth(self.list))
+        self.list.setItemDelegate(_ConversationRows(self._rename_from_editor, self.list))
+        # Rename in place: F2 or a double click on a row opens an editor over its title; Enter saves, Esc leaves.
+        self.list.setEditTriggers(
+            QAbstractItemView.EditTrigger.EditKeyPressed | QAbstractItemView.EditTrigger.DoubleClicked
+        )
         self.list.setAccessibleName("Conversations")
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
@@ -129,12 +261,25 @@ class ConversationList(QWidget):
         self.search_box.selectAll()
 
     def refresh(self) -> None:
-        self.list.clear()
         try:
             summaries = self.store.list_conversations(self.query() or None, limit=LIST_LIMIT)
         except UserError as exc:
+            self.list.clear()
+            self._shown = []
             self._notify(str(exc), "", None)
             return
+        shown = [(s.id, s.display_title, s.group, details_line(s)) for s in summaries]
+        if shown == self._shown:
+            # Clicking a row opens its conversation, which refreshes the list: rebuilding the same rows would drop
+            # the row under the mouse, and the click's double click could then not start renaming it.
+            for row in range(self.list.count()):
+                item = self.list.item(row)
+                conversation_id = item.data(Qt.ItemDataRole.UserRole)
+                if conversation_id is not None:
+                    item.setSelected(conversation_id == self.current_id)
+            return
+        self._shown = shown
+        self.list.clear()
         group = None
         for summary in summaries:
             if summary.group != group:
@@ -147,7 +292,12 @@ class ConversationList(QWidget):
                 self.list.addItem(header)
             item = QListWidgetItem(summary.display_title)
             item.setData(Qt.ItemDataRole.UserRole, summary.id)
-            item.setToolTip(f"{summary.display_title}\n{summary.mode.capitalize()} mode")
+            item.setData(DETAILS_ROLE, details_line(summary))
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+            item.setToolTip(
+                f"{summary.display_title}\n{mode_label(summary.mode)} mode, {model_label(summary.model)} model"
+                "\nF2 or double-click to rename"
+            )
             self.list.addItem(item)
             if summary.id == self.current_id:
                 item.setSelected(True)
@@ -186,7 +336,7 @@ class ConversationList(QWidget):
     def context_menu(self, conversation_id: int) -> QMenu:
         """The actions offered for one conversation (right click): Rename, Export, Delete."""
         menu = QMenu(self)
-        menu.addAction("Rename…", lambda: self._guarded(lambda: self.rename(conversation_id)))
+        menu.addAction("Rename", lambda: self.rename(conversation_id))
         menu.addAction(
             "Export as Markdown…", lambda: self._guarded(lambda: self.export(conversation_id, "md"))
         )
@@ -195,12 +345,36 @@ class ConversationList(QWidget):
         menu.addAction("Delete", lambda: self._guarded(lambda: self.delete(conversation_id)))
         return menu
 
+    def row_of(self, conversation_id: int) -> QListWidgetItem | None:
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if item.data(Qt.ItemDataRole.UserRole) == conversation_id:
+                return item
+        return None
+
     def rename(self, conversation_id: int) -> None:
-        current = self.store.get_conversation(conversation_id).display_title
-        title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=current)
-        if ok and title.strip():
-            self.store.rename_conversation(conversation_id, title.strip())
+        """Open the in-place editor on the conversation's title (the context menu's Rename)."""
+        item = self.row_of(conversation_id)
+        if item is None and self.query():  # hidden by the search: show every conversation to edit this one
+            self.search_box.clear()
             self.refresh()
+            item = self.row_of(conversation_id)
+        if item is None:
+            return
+        self.list.setCurrentItem(item)
+        self.list.scrollToItem(item)
+        self.list.setFocus()
+        self.list.editItem(item)
+
+    def _rename_from_editor(self, conversation_id: int, title: str) -> str | None:
+        """Save a title typed in the row's editor; the title as stored, or None if it was refused (an empty
+        title, a storage problem: the banner says so, and the row keeps its old name)."""
+        try:
+            self.store.rename_conversation(conversation_id, title)
+            return self.store.get_conversation(conversation_id).display_title
+        except UserError as exc:
+            self._notify(str(exc), "", None)
+            return None
 
     def delete(self, conversation_id: int) -> None:
         title = self.store.get_conversation(conversation_id).display_title

@@ -135,6 +135,7 @@ class MainWindow(QMainWindow):
 
         self.models.refresh()
         self.sidebar.refresh()
+        self._reopen_last_conversation()
         self._update_controls()
         self.welcome.update()
         for message in [
@@ -359,7 +360,8 @@ class MainWindow(QMainWindow):
         self.documents.clear()
         self.input.setFocus()
 
-    def open_conversation(self, conversation_id: int) -> None:
+    def open_conversation(self, conversation_id: int, *, follow_model: bool = True) -> None:
+        """Show a stored conversation in its mode; with ``follow_model``, load the model it was last held with."""
         self.documents.abandon_summary()
         query = self.sidebar.query()
         conversation = self.conversation.show(conversation_id, query.split() if query else [])
@@ -368,9 +370,30 @@ class MainWindow(QMainWindow):
         self.documents.load(conversation_id)
         if conversation.mode in {m.value for m in Mode} and conversation.mode != self.mode.value:
             self._show_mode(Mode(conversation.mode))
+        if not follow_model:
+            return
         current = str(self.bridge.model.path) if self.bridge.model else None
         if conversation.model and conversation.model != current and Path(conversation.model).is_file():
             self.load_model(conversation.model)
+
+    def _reopen_last_conversation(self) -> None:
+        """At start, the conversation open when the window last closed, as the person left it. One deleted since,
+        or a history that cannot be read, leaves the new chat of a first start, with nothing to say about it."""
+        conversation_id = self.settings.last_conversation_id
+        if conversation_id <= 0:
+            return
+        try:
+            live = self.store.get_conversation(conversation_id).deleted is None
+        except UserError:
+            log.info(
+                "the conversation open at the last close (%d) is gone; starting on a new chat",
+                conversation_id,
+            )
+            return
+        if live:
+            # The model to load is the one used last (below, in __init__), which is this conversation's: loading
+            # its recorded model here as well would load a model twice, or a local one over a server's.
+            self.open_conversation(conversation_id, follow_model=False)
 
     def _on_deleted(self, conversation_id: int) -> None:
         if conversation_id == self.conversation_id:
@@ -460,6 +483,7 @@ class MainWindow(QMainWindow):
         self.serving.shutdown()
         self.downloads.shutdown()
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode()
+        self.settings.last_conversation_id = self.conversation_id or 0  # reopened at the next start
         self._save_settings()
         self.bridge.shutdown()
         try:

@@ -56,6 +56,8 @@ class ConversationSummary(NamedTuple):
     mode: str
     updated_ms: int  # unix time in milliseconds
     group: str  # Today / Yesterday / Previous 7 days / Older
+    # The model last used in it (a file's path, or a remote server's name); "" if none was recorded.
+    model: str = ""
 
     @property
     def updated(self) -> datetime:

@@ -71,15 +71,15 @@ def list_matching_conversations(
     first, each with its group label as of ``now``."""
     where, parameters = conversation_filter(query)
     sql = (
-        "SELECT id, title, mode, updated_ms FROM conversations "
+        "SELECT id, title, mode, updated_ms, model FROM conversations "
         f"WHERE {where} ORDER BY updated_ms DESC, id DESC LIMIT ? OFFSET ?"
     )
     # Plain tuples, not sqlite3.Row: this list can be 10,000 rows long and is redrawn as the user types.
     rows = connection.execute(sql, (*parameters, -1 if limit is None else limit, offset)).fetchall()
     starts = group_starts(now or datetime.now())
     return [
-        ConversationSummary(conversation_id, title, mode, updated_ms, label_for(updated_ms, starts))
-        for conversation_id, title, mode, updated_ms in rows
+        ConversationSummary(conversation_id, title, mode, updated_ms, label_for(updated_ms, starts), model)
+        for conversation_id, title, mode, updated_ms, model in rows
     ]
 
 
