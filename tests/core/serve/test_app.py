@@ -28,15 +28,6 @@ JSON = {"Content-Type": "application/json"}  # what `json=` sets; a raw `content
 
 
 @pytest.fixture(scope="module")
-def loaded_client(model_path: Path) -> Iterator[EngineClient]:
-    service = EngineService()
-    client = service.client("api")
-    client.load_and_wait(str(model_path), LoadOptions(context_size=1024))
-    yield client
-    service.shutdown()
-
-
-@pytest.fixture(scope="module")
 def api(loaded_client: EngineClient) -> Iterator[TestClient]:
     with TestClient(
         create_app(loaded_client, api_key=KEY), base_url=LOCAL, raise_server_exceptions=False

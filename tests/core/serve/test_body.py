@@ -9,14 +9,12 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from app.core.llm.engine import ModelInfo
-from app.core.llm.load_options import LoadOptions
-from app.core.llm.service import EngineClient, EngineService
+from app.core.llm.service import EngineClient
 from app.core.serve.app import ServeState, create_app
 from app.core.serve.body import MAX_BODY_BYTES, MAX_NUMBER_DIGITS, parse_json_object
 from app.core.serve.errors import ApiError
@@ -42,15 +40,6 @@ class WatchedState(ServeState):
         generation = super().admit(request, model)
         self.admitted.append(generation)
         return generation
-
-
-@pytest.fixture(scope="module")
-def loaded_client(model_path: Path) -> Iterator[EngineClient]:
-    service = EngineService()
-    client = service.client("api")
-    client.load_and_wait(str(model_path), LoadOptions(context_size=1024))
-    yield client
-    service.shutdown()
 
 
 @pytest.fixture

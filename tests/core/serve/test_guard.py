@@ -15,8 +15,7 @@ from starlette.testclient import TestClient
 
 from app.core.history.store import HistoryStore
 from app.core.limits import OutOfRange
-from app.core.llm.load_options import LoadOptions
-from app.core.llm.service import EngineClient, EngineService
+from app.core.llm.service import EngineClient
 from app.core.serve.app import create_app
 from app.core.serve.history import ServedHistory
 from app.core.serve.runner import ApiServer, listen
@@ -36,15 +35,6 @@ def cors_headers(response: httpx2.Response) -> dict[str, str]:
         for name, value in response.headers.items()
         if name.lower().startswith("access-control")
     }
-
-
-@pytest.fixture(scope="module")
-def loaded_client(model_path: Path) -> Iterator[EngineClient]:
-    service = EngineService()
-    client = service.client("api")
-    client.load_and_wait(str(model_path), LoadOptions(context_size=1024))
-    yield client
-    service.shutdown()
 
 
 @pytest.fixture

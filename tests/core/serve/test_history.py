@@ -3,15 +3,11 @@ message and marked as served; over the real app, engine and SQLite."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from starlette.testclient import TestClient
 
 from app.core.history.store import HistoryStore
-from app.core.llm.load_options import LoadOptions
-from app.core.llm.service import EngineClient, EngineService
+from app.core.llm.service import EngineClient
 from app.core.serve.app import ServeState, create_app
 from app.core.serve.history import SERVED_MARK, ServedHistory
 
@@ -26,15 +22,6 @@ ASK = {
     "max_tokens": 4,
     "temperature": 0,
 }
-
-
-@pytest.fixture(scope="module")
-def loaded_client(model_path: Path) -> Iterator[EngineClient]:
-    service = EngineService()
-    client = service.client("api")
-    client.load_and_wait(str(model_path), LoadOptions(context_size=1024))
-    yield client
-    service.shutdown()
 
 
 def served_app(client: EngineClient, history: ServedHistory | None) -> TestClient:

@@ -7,27 +7,16 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx2
 import openai
 import pytest
 
 from app.core.errors import UserError
-from app.core.llm.load_options import LoadOptions
-from app.core.llm.service import EngineClient, EngineService
+from app.core.llm.service import EngineClient
 from app.core.serve.runner import ApiServer, listen
 
 STORY = [{"role": "user", "content": "Write a very long story about a dragon and a knight."}]
-
-
-@pytest.fixture(scope="module")
-def loaded_client(model_path: Path) -> Iterator[EngineClient]:
-    service = EngineService()
-    client = service.client("api")
-    client.load_and_wait(str(model_path), LoadOptions(context_size=1024))
-    yield client
-    service.shutdown()
 
 
 @pytest.fixture
