@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from app import APP_NAME, __version__
 from app.cli import bench, chat, history, models, serve, summarize
+from app.cli.common import raise_on_interrupt
 from app.core.errors import Cancelled, UserError
 
 CommandHandler = Callable[[argparse.Namespace], int]
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         from app.ui.application import run_gui
 
         return run_gui(args)
+    raise_on_interrupt()
     try:
         return handler(args)
     except UserError as exc:

@@ -157,6 +157,24 @@ def loaded_model(
         service.shutdown()
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl+C in a command, raised by the handler ``raise_on_interrupt`` installs instead of Python's own
+    KeyboardInterrupt. Run as ``python -m app``, CPython takes a bare KeyboardInterrupt raised inside code compiled
+    from a string (a dataclass's generated methods, while a module is imported lazily) for an unhandled one even
+    after we catch it, and at exit kills the process by SIGINT instead of returning our exit code; it checks the
+    exact type, so this subclass, which every ``except KeyboardInterrupt`` still catches, is not mistaken."""
+
+
+def _raise_interrupted(_signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted()
+
+
+def raise_on_interrupt() -> None:
+    """From now on Ctrl+C raises Interrupted; unless Ctrl+C is ignored (a command started in the background)."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _raise_interrupted)
+
+
 @contextlib.contextmanager
 def stop_on_interrupt(stop: Callable[[], None]) -> Iterator[None]:
     """Inside the block, Ctrl+C calls ``stop`` (end the reply, the summary or the download, keeping what is done)

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,6 +66,18 @@ def test_ctrl_c_while_the_model_loads_cancels_the_load_and_generates_nothing(mod
         assert out.strip() == ""
         assert "Traceback" not in err
         assert exit_seconds < 10
+
+
+def test_ctrl_c_caught_inside_code_compiled_from_a_string_ends_with_the_commands_exit_code() -> None:
+    """Under ``python -m`` CPython takes a KeyboardInterrupt raised in code compiled from a string for an unhandled
+    one even after it is caught, and kills the process by SIGINT at exit (the chat above then exited -2 when
+    Ctrl+C met a lazy import). The terminal's handler raises a subclass the interpreter does not mistake."""
+    root = Path(__file__).resolve().parents[2]
+    probe = [sys.executable, "-m", "tests.helpers.interrupt_in_generated_code"]
+    plain = subprocess.run(probe, cwd=root, capture_output=True, text=True, timeout=60)
+    handled = subprocess.run([*probe, "handled"], cwd=root, capture_output=True, text=True, timeout=60)
+    print(f"Python's own handler: exit {plain.returncode}; the terminal's: exit {handled.returncode}")
+    assert handled.returncode == 0, handled.stderr
 
 
 def wait_until_mapped(child: subprocess.Popen[str], model_path: Path) -> float:
