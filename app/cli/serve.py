@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from app.cli.common import add_model_arguments, loaded_model
 from app.core.limits import OutOfRange
@@ -35,6 +36,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=[],
         help="let the web app at ORIGIN (e.g. https://chat.example.com) call the server from a browser; "
         "repeat for several (default: no web page may)",
+    )
+    serve.add_argument(
+        "--embedding-model",
+        type=Path,
+        metavar="PATH",
+        help="a GGUF embedding model to serve /v1/embeddings with (its own context, beside the chat model)",
     )
     serve.add_argument(
         "--save-history",
@@ -79,7 +86,16 @@ def run_serve(args: argparse.Namespace) -> int:
     history = (
         ServedHistory(failed=lambda sentence: print(sentence, file=sys.stderr)) if args.save_history else None
     )
+    from app.core.paths import app_paths
+    from app.core.serve.library_context import LibraryWorker
+
+    embeddings = None
+    libraries = LibraryWorker(app_paths().ensure().library_db)  # the libraries chat requests may name
     try:
+        if args.embedding_model is not None:
+            from app.core.serve.embeddings import EmbeddingWorker
+
+            embeddings = EmbeddingWorker(args.embedding_model.expanduser())
         with listener, loaded_model(args) as (client, info):
             state = ServeState(client, on_served=history.record if history else None)
             server = ApiServer(
@@ -89,9 +105,13 @@ def run_serve(args: argparse.Namespace) -> int:
                 api_key=args.api_key,
                 allowed_origins=args.allow_origin,
                 state=state,
+                embeddings=embeddings,
+                libraries=libraries,
             )
             kept = " Chat requests are kept in the history." if history else ""
             web = f" Web apps allowed: {', '.join(args.allow_origin)}." if args.allow_origin else ""
+            if embeddings is not None:
+                web += f" Embeddings by {embeddings.name} ({embeddings.dimensions} dimensions)."
             print(
                 f"Serving {info.display_name} at {server.base_url} (Ctrl+C to stop).{kept}{web}", flush=True
             )
@@ -99,5 +119,8 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         if history is not None:
             history.close()
+        if embeddings is not None:
+            embeddings.close()
+        libraries.close()
     print("Stopped serving.", file=sys.stderr)
     return 0

@@ -39,6 +39,11 @@ class AppPaths:
         return self.data_dir / "history.sqlite3"
 
     @property
+    def library_db(self) -> Path:
+        """Every library's files, passages and vectors (app.core.library)."""
+        return self.data_dir / "library.sqlite3"
+
+    @property
     def downloads_dir(self) -> Path:
         """Partial downloads live beside the models so the final rename never crosses a filesystem."""
         return self.models_dir / ".partial"

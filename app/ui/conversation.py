@@ -540,11 +540,15 @@ def _entry(
     )
 
 
-def _author(stats: ReplyStats | None) -> str | None:
-    """The name of the model that wrote a reply, as the model menu shows it; None when its stats do not say
-    (a reply stored before they did)."""
+UNKNOWN_AUTHOR = "Unknown model"
+
+
+def _author(stats: ReplyStats | None) -> str:
+    """The name of the model that wrote a reply, as the model menu shows it; UNKNOWN_AUTHOR when its stats do
+    not say (a reply stored before they did, or imported without it): never the model loaded now, which may not
+    be the one that wrote it."""
     if stats is None or not stats.model:
-        return None
+        return UNKNOWN_AUTHOR
     if stats.engine == "server":
         return f"{stats.model} (server)"
     return Path(stats.model).stem

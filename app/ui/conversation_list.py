@@ -1,7 +1,8 @@
-"""The sidebar: New chat, search, and the conversations grouped by when they were last used.
+"""The sidebar: New chat, Import, search, and the conversations grouped by when they were last used.
 
-Renaming, exporting and deleting happen here, on the history store the window owns (GUI thread); the window
-hears of a deleted conversation through ``deleted`` and of a chosen one through ``conversation_chosen``.
+Renaming, exporting and deleting happen here, on the history store the window owns (GUI thread); importing
+too, on a store of its own off the GUI thread (``import_action``). The window hears of a deleted conversation
+through ``deleted`` and of a chosen (or just imported) one through ``conversation_chosen``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QPainter, QPalette
+from PySide6.QtGui import QDropEvent, QFont, QFontMetrics, QKeyEvent, QPainter, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QFileDialog,
+    QHBoxLayout,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
@@ -38,6 +40,7 @@ from PySide6.QtWidgets import (
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -46,6 +49,7 @@ from app.core.errors import UserError
 from app.core.history.records import ConversationSummary, to_datetime
 from app.core.history.store import HistoryStore
 from app.core.modes import Mode
+from app.ui.import_action import ConversationImport, ImportReport, is_export_file
 
 SEARCH_DELAY_MS = 150
 LIST_LIMIT = 500
@@ -185,7 +189,7 @@ class _ConversationRows(QStyledItemDelegate):
 class ConversationList(QWidget):
     """Signals:
     new_requested(): New chat (or Ctrl+N, wired by the window).
-    conversation_chosen(int): a conversation was clicked or activated.
+    conversation_chosen(int): a conversation was clicked or activated, or is the first of an import.
     deleted(int): a conversation went to the trash.
     exported(str): a conversation was written to a file; the sentence names the file ("Saved to PATH").
     """
@@ -207,7 +211,19 @@ class ConversationList(QWidget):
         self.new_chat_button.setAccessibleName("New chat")
         self.new_chat_button.setToolTip("Start a new conversation (Ctrl+N)")
         self.new_chat_button.clicked.connect(self.new_requested)
-        side.addWidget(self.new_chat_button)
+        # Import sits by New chat, and in the list's right-click menu by Export; export files dropped on the
+        # list are imported too (other files dropped there go on to the window, which attaches them).
+        self.importer = ConversationImport(store.path, self)
+        self.importer.finished.connect(self._on_imported)
+        self.import_button = QToolButton()
+        self.import_button.setDefaultAction(self.importer.action)
+        self.import_button.setText("Import…")
+        self.import_button.setAccessibleName("Import conversations")
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addWidget(self.new_chat_button, 1)
+        buttons.addWidget(self.import_button)
+        side.addLayout(buttons)
         self.search_box = QLineEdit()
         self.search_box.setPlaceholderText("Search conversations (Ctrl+K)")
         self.search_box.setAccessibleName("Search conversations")
@@ -232,15 +248,31 @@ class ConversationList(QWidget):
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.itemActivated.connect(self._on_item)
         self.list.itemClicked.connect(self._on_item)
+        self.list.viewport().setAcceptDrops(True)
+        self.list.viewport().installEventFilter(self)
         side.addWidget(self.list, 1)
         self.setMinimumWidth(200)
         QWidget.setTabOrder(self.new_chat_button, self.search_box)
         QWidget.setTabOrder(self.search_box, self.list)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        """Esc in a search box with text clears it. The window's Esc (stop the reply) is a shortcut, which Qt
-        would otherwise give the key to first; accepting the override keeps the key here. An empty box lets
-        Esc through, so it still stops a reply."""
+        """Export files dropped on the list are imported. Esc in a search box with text clears it: the window's
+        Esc (stop the reply) is a shortcut, which Qt would otherwise give the key to first; accepting the
+        override keeps the key here. An empty box lets Esc through, so it still stops a reply."""
+        if watched is self.list.viewport() and event.type() in (
+            QEvent.Type.DragEnter,
+            QEvent.Type.DragMove,
+            QEvent.Type.Drop,
+        ):
+            assert isinstance(event, QDropEvent)  # a drag enter or move event is one too
+            exports = _dropped_exports(event)
+            if not exports:
+                event.ignore()  # not for the list: the window takes it (a document to attach)
+                return False
+            event.acceptProposedAction()
+            if event.type() == QEvent.Type.Drop:
+                self.importer.start(exports)
+            return True
         if watched is self.search_box and event.type() in (
             QEvent.Type.ShortcutOverride,
             QEvent.Type.KeyPress,
@@ -328,19 +360,22 @@ class ConversationList(QWidget):
     def _menu(self, position: QPoint) -> None:
         item = self.list.itemAt(position)
         if item is None or item.data(Qt.ItemDataRole.UserRole) is None:
-            return
-        menu = self.context_menu(int(item.data(Qt.ItemDataRole.UserRole)))
+            menu = QMenu(self)  # below the rows, or on a day's heading: what does not need a conversation
+            menu.addAction(self.importer.action)
+        else:
+            menu = self.context_menu(int(item.data(Qt.ItemDataRole.UserRole)))
         menu.exec(self.list.viewport().mapToGlobal(position))
         menu.deleteLater()  # one menu per right click: not kept for the life of the sidebar
 
     def context_menu(self, conversation_id: int) -> QMenu:
-        """The actions offered for one conversation (right click): Rename, Export, Delete."""
+        """The actions offered for one conversation (right click): Rename, Export, Import, Delete."""
         menu = QMenu(self)
         menu.addAction("Rename", lambda: self.rename(conversation_id))
         menu.addAction(
             "Export as Markdown…", lambda: self._guarded(lambda: self.export(conversation_id, "md"))
         )
         menu.addAction("Export as JSON…", lambda: self._guarded(lambda: self.export(conversation_id, "json")))
+        menu.addAction(self.importer.action)
         menu.addSeparator()
         menu.addAction("Delete", lambda: self._guarded(lambda: self.delete(conversation_id)))
         return menu
@@ -412,3 +447,28 @@ class ConversationList(QWidget):
             )
             return
         self.exported.emit(f"Saved to {path}")
+
+    def _on_imported(self, report: ImportReport) -> None:
+        """Show what an import added, the first conversation of the file open and selected, and say what was done
+        (or what was wrong with the file)."""
+        if not self.window().isVisible():
+            return  # the window closed while the file was read: its history is closed, and nobody is looking
+        if report.imported and self.query():
+            self.search_box.clear()  # a search could hide what was just imported
+        self.refresh()
+        if report.imported:
+            self.conversation_chosen.emit(report.imported[0])
+        self._notify(report.text, "", None)
+
+
+def _dropped_exports(event: QDropEvent) -> list[Path]:
+    """The files dragged over the list when all of them are export files; none when any is not (then the whole
+    drag is the window's, so a document dragged along with an export is attached, not dropped on the floor)."""
+    data = event.mimeData()
+    if not data.hasUrls():
+        return []
+    urls = data.urls()
+    files = [url.toLocalFile() for url in urls if url.isLocalFile()]
+    if len(files) != len(urls) or not all(is_export_file(f) for f in files):
+        return []
+    return [Path(f) for f in files]

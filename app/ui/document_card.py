@@ -1,5 +1,6 @@
-"""A document attached to the conversation: its name, size, and the summary in progress with ETA and Stop;
-and a file still being read, with Stop."""
+"""A document attached to the conversation: its name, size, and the summary in progress (parts done, the share
+read or the words written of the part under way, the time left) with Stop; and a file still being read, with
+Stop."""
 
 from __future__ import annotations
 
@@ -120,7 +121,17 @@ class DocumentCard(QFrame):
 
     def set_progress(self, progress: SummaryProgress) -> None:
         self.progress.setValue(int(progress.fraction * 100))
-        text = f"{STAGE_LABELS[progress.stage]}: {progress.done} of {counted(progress.total, 'part')}"
+        within = ""  # the part under way: a document of one part is one part for all its minutes
+        if progress.part_read is not None:
+            within = f"{int(100 * progress.part_read)}% read"
+        elif progress.words_written is not None:
+            within = f"{counted(progress.words_written, 'word')} written"
+        if within and progress.total == 1:
+            text = f"{STAGE_LABELS[progress.stage]}: {within}"
+        else:
+            text = f"{STAGE_LABELS[progress.stage]}: {progress.done} of {counted(progress.total, 'part')}"
+            if within:
+                text += f" · part {progress.done + 1}: {within}"
         if progress.eta_seconds is not None and progress.stage != "done":
             text += f", about {human_duration(progress.eta_seconds)} left"
         if progress.cache_hits:

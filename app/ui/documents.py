@@ -105,11 +105,13 @@ class DocumentsController(QObject):
     message(str): a sentence for the banner.
     attached(): a document joined the conversation (the window refreshes; in Summarize mode it is summarized).
     busy_changed(): a summary started or ended.
+    index_changed(): the attached documents' passage index was replaced (the libraries join it again).
     """
 
     message = Signal(str)
     attached = Signal()
     busy_changed = Signal()
+    index_changed = Signal()
 
     def __init__(
         self,
@@ -356,6 +358,12 @@ class DocumentsController(QObject):
             self._index.close()
         self._index = index
         self.conversation.session.documents = index
+        self.index_changed.emit()
+
+    @property
+    def index(self) -> DocumentIndex | None:
+        """The passage index of the conversation shown's attached documents (None: none attached)."""
+        return self._index
 
     def _add_card(
         self, document_id: int, document: Document, summary: str | None, *, at_top: bool = False

@@ -18,6 +18,7 @@ from app.core.llm.context import ChatMessage
 from app.core.llm.engine import ModelInfo, ReplyStats
 from app.core.llm.load_options import LoadOptions
 from app.core.llm.protocol import ChatEngine
+from app.core.llm.remote_info import RemoteModelInfo
 from app.core.llm.service import (
     EngineService,
     Job,
@@ -50,6 +51,8 @@ class EngineBridge(QObject):
         reply_finished(ReplyStats): the finished (or stopped) reply's statistics.
         reply_failed(str): a sentence.
         load_started(str): the window asked for a model (its path); other clients' replies may be stopped.
+        engine_switched(object): another engine is in the service's place: its model (a server's ModelInfo), or
+            None (this computer's, which loads one next).
     """
 
     load_progress = Signal(float)
@@ -61,6 +64,7 @@ class EngineBridge(QObject):
     reply_finished = Signal(ReplyStats)
     reply_failed = Signal(str)
     load_started = Signal(str)
+    engine_switched = Signal(object)
 
     # Emitted on the engine thread, so every connection is queued to this object's (the GUI) thread.
     _loaded = Signal(int, ModelInfo)
@@ -107,6 +111,12 @@ class EngineBridge(QObject):
     @property
     def is_busy(self) -> bool:
         return self._load is not None or self._reply is not None or bool(self._jobs)
+
+    @property
+    def remote(self) -> bool:
+        """Whether a server's model answers (Settings → Engine), not one loaded on this computer: a server's
+        engine has its model from connecting until it is replaced, so the model says which engine is in place."""
+        return isinstance(self.model, RemoteModelInfo)
 
     # -- requests ------------------------------------------------------------------------------------------
 
@@ -170,6 +180,7 @@ class EngineBridge(QObject):
             self.model = info
             if info is not None:
                 self.model_loaded.emit(info)
+            self.engine_switched.emit(info)
             on_done(info)
 
         request_id = self._new_id()

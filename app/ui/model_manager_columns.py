@@ -10,7 +10,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QTableWidgetItem
 
 from app.core.models.fit import FitLabel
-from app.core.models.menu import MenuOption
+from app.core.models.menu import SPEEDS_ASSUME_IDLE, MenuOption
 from app.core.models.speed import FAST_TOKENS_PER_SECOND, USABLE_TOKENS_PER_SECOND, SpeedLabel
 from app.core.units import human_bytes
 
@@ -42,7 +42,7 @@ LEGEND = (
     f"Speed is tokens/s on this computer: fast from {FAST_TOKENS_PER_SECOND:.0f}, usable from "
     f"{USABLE_TOKENS_PER_SECOND:.0f}, slow below; predicted from the memory bandwidth and corrected by models "
     "that ran here. Recommended models (runs well and at least usable) come first. ~ marks sizes estimated from "
-    "bits per weight (the Hub's file list was not fetched)."
+    f"bits per weight (the Hub's file list was not fetched). {SPEEDS_ASSUME_IDLE}"
 )
 
 
@@ -61,5 +61,5 @@ def option_cells(option: MenuOption, context_size: int) -> dict[int, QTableWidge
         f"{context_size} tokens of context"
     )
     speed = QTableWidgetItem(option.speed_text)
-    speed.setToolTip(f"Generation speed, {option.speed.basis.value}")
+    speed.setToolTip(f"Generation speed, {option.speed.basis.value}. {SPEEDS_ASSUME_IDLE}")
     return {COLUMN_FIT: fit, COLUMN_SPEED_LABEL: words, COLUMN_SIZE: size, COLUMN_SPEED: speed}

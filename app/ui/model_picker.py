@@ -1,5 +1,11 @@
 """Choosing and loading the model: the toolbar's picker, the status bar's load progress, Open GGUF, and the
-model manager (a view of the window's downloads, which go on while it is closed)."""
+model manager (a view of the window's downloads, which go on while it is closed).
+
+While a server answers (Settings → Engine), the picker still lists this computer's models: choosing one, as in
+LM Studio and Jan, makes this computer the engine again and loads it, rather than being refused because a server
+is in place. The status bar names the server and its model, and says so once the server failed to answer,
+until it answers again.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.errors import UserError
-from app.core.llm.engine import ModelInfo
+from app.core.llm.engine import ModelInfo, ReplyStats
 from app.core.llm.gguf_check import check_model_file
 from app.core.llm.load_options import LoadOptions
 from app.core.llm.remote_info import RemoteModelInfo
@@ -38,6 +44,7 @@ log = logging.getLogger(__name__)
 
 OPEN_FILE_ITEM = "__open_file__"
 CODE_MODEL_HINTS = ("coder", "code")
+LOCAL_PICKER_TIP = "The model that answers, on this computer. Choose another to load it."
 
 
 class ModelController(QObject):
@@ -48,11 +55,14 @@ class ModelController(QObject):
         message(str): a sentence for the banner.
         template_refused(str, str): a model's chat template was refused (the sentence, the model file): the
             window offers ``choose_template`` for it.
+        local_engine_wanted(): a model file was chosen while a server answers: the settings now choose this
+            computer, with that file as the model to load there; the window applies them (Settings → Engine).
     """
 
     settings_changed = Signal()
     message = Signal(str)
     template_refused = Signal(str, str)
+    local_engine_wanted = Signal()
 
     def __init__(
         self,
@@ -68,13 +78,15 @@ class ModelController(QObject):
         self.window = window
         self.downloads = downloads
         self.pending_model: str | None = None
+        # Why the server failed its last request (a sentence), until it answers again; "" when it did answer.
+        self.server_failure = ""
         self.model_manager: ModelManagerDialog | None = None
         downloads.installed.connect(lambda _path: self.refresh())
 
         self.picker = QComboBox()
         self.picker.setMinimumWidth(280)
         self.picker.setAccessibleName("Model")
-        self.picker.setToolTip("The model that answers")
+        self.picker.setToolTip(LOCAL_PICKER_TIP)
         self.picker.activated.connect(self._on_picked)
 
         self.model_label = QLabel("No model")
@@ -96,6 +108,9 @@ class ModelController(QObject):
         bridge.model_loaded.connect(self._on_model_loaded)
         bridge.load_failed.connect(self._on_load_failed)
         bridge.template_refused.connect(lambda path, sentence: self.template_refused.emit(sentence, path))
+        bridge.engine_switched.connect(self._on_engine_switched)
+        bridge.reply_failed.connect(self._on_reply_failed)
+        bridge.reply_finished.connect(self._on_reply_finished)
 
     # -- the picker --------------------------------------------------------------------------------------
 
@@ -116,7 +131,25 @@ class ModelController(QObject):
         self.picker.setCurrentIndex(index)
         if index < 0:
             self.picker.setPlaceholderText("Choose a model")
+        self._describe_picker()
         self.picker.blockSignals(False)
+
+    def _describe_picker(self) -> None:
+        """The picker's tooltip says which engine is in place, and what choosing a file here does then."""
+        answering = self.bridge.model
+        if not isinstance(answering, RemoteModelInfo) or self.pending_model:
+            self.picker.setToolTip(LOCAL_PICKER_TIP)
+            return
+        where = f"the server at {answering.base_url}"
+        state = (
+            f"{answering.name} on {where} did not answer the last request."
+            if self.server_failure
+            else f"{answering.name} on {where} is in use (Settings → Engine)."
+        )
+        self.picker.setToolTip(f"{state} Choosing a model file runs it on this computer instead.")
+        index = self.picker.findData(str(answering.path))
+        if index >= 0:
+            self.picker.setItemData(index, state, Qt.ItemDataRole.ToolTipRole)
 
     @Slot(int)
     def _on_picked(self, index: int) -> None:
@@ -168,6 +201,10 @@ class ModelController(QObject):
         run_in_pool(lambda: check_model_file(path), on_valid, on_invalid, owner=self)
 
     def load(self, path: str) -> None:
+        """Load the model file ``path``; while a server answers, this computer becomes the engine first."""
+        if self.bridge.remote:
+            self._switch_to_local(path)
+            return
         self.pending_model = path
         options = LoadOptions(
             context_size=self.settings.context_size,
@@ -180,6 +217,20 @@ class ModelController(QObject):
         self.load_bar.show()
         self.cancel_load_button.show()
         self.bridge.load(path, options)
+
+    def _switch_to_local(self, path: str) -> None:
+        """A file was chosen while a server answers: what a person means is this computer's engine with that file
+        (LM Studio and Jan switch so), not a refusal. The window's engine switcher replaces the server's engine
+        and then loads the model used last, which ``path`` now is."""
+        self.bridge.stop()  # as a load does: the reply under way would hold the switch until it ended
+        self.settings.engine = "local"
+        self.settings.last_model = path
+        self.pending_model = path
+        self.server_failure = ""
+        self.model_label.setText(f"Switching to this computer to load {Path(path).stem}…")
+        self.settings_changed.emit()
+        self._describe_picker()  # the picker shows the file chosen; the tooltip no longer speaks of the server
+        self.local_engine_wanted.emit()
 
     def choose_template(self, path: str) -> None:
         """Ask which built-in chat template to use for ``path`` (its own was refused), then load with it."""
@@ -206,15 +257,62 @@ class ModelController(QObject):
     def _on_load_progress(self, fraction: float) -> None:
         self.load_bar.setValue(int(fraction * 100))
 
+    def _show_model(self, info: ModelInfo | None) -> None:
+        """The status bar's model: a file's name, or a server's model and the server, and whether the server
+        failed the last request (then it is not described as answering)."""
+        if info is None:
+            self.model_label.setText("No model")
+            self.model_label.setToolTip("")
+            return
+        if not isinstance(info, RemoteModelInfo):
+            self.model_label.setText(
+                f"{info.display_name} · {info.context_size:,} tokens of context"
+                + (f" · {info.template_note}" if info.template_note else "")
+            )
+            self.model_label.setToolTip(str(info.path))
+            return
+        where = f"{info.display_name} at {info.base_url}"
+        if self.server_failure:
+            self.model_label.setText(f"{where} · did not answer the last request")
+            self.model_label.setToolTip(
+                f"{self.server_failure} Ask again once it is back, or choose a model on this computer in the "
+                "model picker."
+            )
+        else:
+            self.model_label.setText(f"{where} · {info.context_size:,} tokens of context")
+            self.model_label.setToolTip(
+                f"The model {info.name} on the server at {info.base_url} (Settings → Engine)."
+            )
+
+    @Slot(object)
+    def _on_engine_switched(self, info: ModelInfo | None) -> None:
+        self.server_failure = ""
+        if self.pending_model is None:  # else the label says what loads next
+            self._show_model(info)
+        self.refresh()
+
+    @Slot(str)
+    def _on_reply_failed(self, message: str) -> None:
+        if self.bridge.remote:
+            self.server_failure = message or "The server's reply was stopped."
+            self._show_model(self.bridge.model)
+            self._describe_picker()
+
+    @Slot(ReplyStats)
+    def _on_reply_finished(self, stats: ReplyStats) -> None:
+        # A reply stopped before its first word says nothing of whether the server is back.
+        if self.server_failure and (stats.finish_reason != "cancelled" or stats.generated_tokens):
+            self.server_failure = ""
+            self._show_model(self.bridge.model)
+            self._describe_picker()
+
     @Slot(ModelInfo)
     def _on_model_loaded(self, info: ModelInfo) -> None:
         self.pending_model = None
+        self.server_failure = ""  # a server's model is announced on connecting: it answered then
         self.load_bar.hide()
         self.cancel_load_button.hide()
-        self.model_label.setText(
-            f"{info.display_name} · {info.context_size:,} tokens of context"
-            + (f" · {info.template_note}" if info.template_note else "")
-        )
+        self._show_model(info)
         if not isinstance(info, RemoteModelInfo):  # a server's model is no file to load next time
             self.settings.last_model = str(info.path)
             self.settings_changed.emit()
@@ -227,8 +325,7 @@ class ModelController(QObject):
         self.pending_model = None
         self.load_bar.hide()
         self.cancel_load_button.hide()
-        model = self.bridge.model
-        self.model_label.setText(model.display_name if model else "No model")
+        self._show_model(self.bridge.model)
         if message:
             self.message.emit(message)
         self.refresh()

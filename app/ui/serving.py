@@ -6,6 +6,10 @@ The server starts and stops off the GUI thread (``app.core.serve.switch``): mean
 and the switch in Settings waits; once it runs, the status bar shows the base URL with a button to copy it,
 and a server that could not start is a sentence in the banner.
 
+While the window uses a server's model (Settings → Engine), the API stays up but lends that model to nobody:
+every request, ``/health`` included, is answered 503 (``app.core.serve.app``). The status bar says so instead of
+offering the address, until a model on this computer answers again.
+
 A model switch in the window stops the replies other apps are waiting for (the new model would answer them
 otherwise, or the switch would wait behind a long reply) and says so; those apps get an error and can ask again.
 """
@@ -22,7 +26,7 @@ from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QStatusBar, QTo
 from app.core.errors import UserError
 from app.core.llm.service import EngineService
 from app.core.serve.address import LOOPBACK
-from app.core.serve.switch import FAILED, SERVING, STARTING, STOPPING, ServerStatus, ServerSwitch
+from app.core.serve.switch import FAILED, OFF, SERVING, STARTING, STOPPING, ServerStatus, ServerSwitch
 from app.core.settings import Settings
 from app.ui.background import keep_until_deleted
 from app.ui.engine_bridge import EngineBridge
@@ -38,6 +42,7 @@ MODEL_SWITCH = (
 )
 STARTING_TEXT = "Starting the server for other apps..."
 STOPPING_TEXT = "Stopping the server for other apps..."
+NOT_SHARED_TEXT = "Other apps: not served while LlamaDesk uses a server"
 
 # The port, whether other apps' conversations are kept, and the web apps allowed to call it from a browser.
 ServeWish = tuple[int, bool, tuple[str, ...]]
@@ -71,6 +76,7 @@ class ServeController(QObject):
         self.bridge = bridge
         self._status = status
         self._base_url: str | None = None
+        self._state = ServerStatus(OFF)
         self.busy = ""  # what the server is doing now, while it starts or stops
         self._relay = _Relay()
         keep_until_deleted(self._relay)
@@ -82,6 +88,9 @@ class ServeController(QObject):
         )
         self._warned_save = False
         bridge.load_started.connect(self._on_load_started)
+        # The API refuses requests while a server's model answers: the entry follows the engine in place.
+        bridge.model_loaded.connect(self._on_engine_changed)
+        bridge.engine_switched.connect(self._on_engine_changed)
         self.indicator = QWidget()
         row = QHBoxLayout(self.indicator)
         row.setContentsMargins(0, 0, 0, 0)
@@ -106,6 +115,11 @@ class ServeController(QObject):
     def base_url(self) -> str | None:
         """The address other apps use, once the server answers there."""
         return self._base_url
+
+    @property
+    def shared(self) -> bool:
+        """Whether other apps get answers at ``base_url`` now: not while the window uses a server's model."""
+        return self._base_url is not None and not self.bridge.remote
 
     def apply(self, settings: Settings) -> None:
         """Serve, stop, or restart on another port or for other web apps, as ``settings`` now say; returns at
@@ -132,19 +146,36 @@ class ServeController(QObject):
 
     @Slot(object)
     def _on_status(self, status: ServerStatus) -> None:
+        self._state = status
         self.busy = {STARTING: STARTING_TEXT, STOPPING: STOPPING_TEXT}.get(status.state, "")
         self._base_url = status.base_url if status.state == SERVING else None
-        if status.state == SERVING:
+        self._show()
+        self.busy_changed.emit(self.busy)
+        if status.state == FAILED:
+            self.message.emit(status.sentence)
+
+    @Slot(object)
+    def _on_engine_changed(self, _model: object) -> None:
+        self._show()
+
+    def _show(self) -> None:
+        """The status bar's entry: the address while other apps get answers there, what it does otherwise."""
+        status = self._state
+        if status.state == SERVING and self.bridge.remote:
+            self.address.setText(NOT_SHARED_TEXT)
+            self.address.setToolTip(
+                f"{status.base_url} answers other apps' requests with an error (503) while LlamaDesk uses a "
+                "model on another machine, which it does not lend. Choose a model on this computer in the "
+                "model picker to serve them again."
+            )
+        elif status.state == SERVING:
             self.address.setText(f"Other apps: {status.base_url}")
             self.address.setToolTip("Give this address to an OpenAI-compatible app as its base URL.")
         elif status.busy:
             self.address.setText(self.busy)
             self.address.setToolTip("")
-        self.copy.setVisible(status.state == SERVING)
+        self.copy.setVisible(self.shared)
         self.indicator.setVisible(status.state == SERVING or status.busy)
-        self.busy_changed.emit(self.busy)
-        if status.state == FAILED:
-            self.message.emit(status.sentence)
 
     @Slot(str)
     def _on_load_started(self, _path: str) -> None:

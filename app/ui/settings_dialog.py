@@ -1,6 +1,6 @@
-"""Settings: performance, the engine (settings_engine.py), per-mode sampling and system prompts, appearance,
-other apps (settings_serve.py).
-Stored through core settings."""
+"""Settings as pages: Engine (where the model runs: settings_engine.py; performance; saved states:
+settings_saved_states.py), Models (each model's chat template: settings_models.py), Modes (per-mode sampling and
+system prompts), Appearance, Other apps (settings_serve.py). Stored through core settings."""
 
 from __future__ import annotations
 
@@ -15,10 +15,13 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
+    QListWidget,
     QPlainTextEdit,
     QScrollArea,
     QSpinBox,
+    QStackedWidget,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -30,6 +33,7 @@ from app.core.llm.load_options import physical_cores
 from app.core.modes import Mode, preset_for
 from app.core.settings import THEMES, Settings
 from app.ui.settings_engine import EngineSection
+from app.ui.settings_models import ModelTemplatesSection
 from app.ui.settings_saved_states import SavedStatesSection
 from app.ui.settings_serve import ServeSection
 
@@ -113,24 +117,58 @@ class ModeEditor(QWidget):
         return changed
 
 
+PAGES = ("Engine", "Models", "Modes", "Appearance", "Other apps")
+DEFAULT_SIZE = (780, 600)  # fits a 1366x768 laptop screen with room for the task bar
+
+
+def _page(*parts: QWidget, fill: QWidget | None = None) -> QScrollArea:
+    """A page of sections, top-aligned (or with ``fill`` taking the height left); it scrolls only when the
+    window is made smaller than its contents."""
+    content = QWidget()
+    layout = QVBoxLayout(content)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for part in parts:
+        layout.addWidget(part, 1 if part is fill else 0)
+    if fill is None:
+        layout.addStretch(1)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setWidget(content)
+    return scroll
+
+
 class SettingsDialog(QDialog):
+    """Settings as pages, a list of them on the left (as GPT4All, LM Studio and Jan do): Engine, Models, Modes,
+    Appearance, Other apps. Nothing is stored until OK; ``result_settings`` is what the pages show."""
+
+    last_page = 0  # the page shown last while the app runs, shown first the next time
+
     def __init__(
-        self, settings: Settings, parent: QWidget | None = None, *, model_id: str | None = None
+        self,
+        settings: Settings,
+        parent: QWidget | None = None,
+        *,
+        model_id: str | None = None,
+        loaded_model: str | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
-        self.setMinimumWidth(520)
+        self.setMinimumSize(640, 420)
         self._original = settings
-        # The sections scroll and the buttons stay: the whole dialog is taller than a laptop's 768-pixel screen.
         outer = QVBoxLayout(self)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        sections = QWidget()
-        layout = QVBoxLayout(sections)
-        layout.setContentsMargins(0, 0, 0, 0)
-        scroll.setWidget(sections)
-        outer.addWidget(scroll)
+        body = QHBoxLayout()
+        outer.addLayout(body, 1)
+        self.page_list = QListWidget()
+        self.page_list.setAccessibleName("Settings pages")
+        self.page_list.addItems(list(PAGES))
+        self.page_list.setSpacing(3)
+        self.page_list.setFixedWidth(
+            max(self.page_list.fontMetrics().horizontalAdvance(page) for page in PAGES) + 40
+        )
+        body.addWidget(self.page_list)
+        self.pages = QStackedWidget()
+        body.addWidget(self.pages, 1)
 
         performance = QGroupBox("Performance")
         form = QFormLayout(performance)
@@ -150,7 +188,9 @@ class SettingsDialog(QDialog):
             index = self.context_size.count() - 1
         self.context_size.setCurrentIndex(index)
         form.addRow("Context size", self.context_size)
-        form.addRow(QLabel("A larger context remembers more of the conversation but needs more memory."))
+        context_note = QLabel("A larger context remembers more of the conversation but needs more memory.")
+        context_note.setWordWrap(True)
+        form.addRow(context_note)
         self.gpu_layers: QSpinBox | None = None
         if gpu_offload_supported():
             self.gpu_layers = QSpinBox()
@@ -159,12 +199,13 @@ class SettingsDialog(QDialog):
             self.gpu_layers.setValue(settings.gpu_layers)
             self.gpu_layers.setAccessibleName("Layers on the GPU")
             form.addRow("Layers on the GPU", self.gpu_layers)
-        layout.addWidget(performance)
-        self.saved_states_section = SavedStatesSection(settings)  # saved states: space, Clear
-        layout.addWidget(self.saved_states_section)
-
         self.engine_section = EngineSection(settings)  # this computer or a server
-        layout.addWidget(self.engine_section)
+        self.saved_states_section = SavedStatesSection(settings)  # saved states: space, Clear
+        self.pages.addWidget(_page(performance, self.engine_section, self.saved_states_section))
+
+        self.templates_section = ModelTemplatesSection(settings, loaded_model)
+        # The templates table fills the page: it scrolls its own rows, the page does not.
+        self.pages.addWidget(_page(self.templates_section, fill=self.templates_section))
 
         self.mode_tabs = QTabWidget()
         self.mode_editors: dict[Mode, ModeEditor] = {}
@@ -172,7 +213,12 @@ class SettingsDialog(QDialog):
             editor = ModeEditor(mode, settings.mode_overrides.get(mode.value, {}), model_id=model_id)
             self.mode_editors[mode] = editor
             self.mode_tabs.addTab(editor, mode.label)
-        layout.addWidget(self.mode_tabs)
+        modes_note = QLabel(
+            "How each mode answers: how varied its words are, how long a reply may grow, and the instructions "
+            "it is given before every conversation."
+        )
+        modes_note.setWordWrap(True)
+        self.pages.addWidget(_page(modes_note, self.mode_tabs, fill=self.mode_tabs))
 
         appearance = QGroupBox("Appearance")
         appearance_form = QFormLayout(appearance)
@@ -182,10 +228,13 @@ class SettingsDialog(QDialog):
             self.theme.addItem({"system": "Follow the system"}.get(theme, theme.capitalize()), theme)
         self.theme.setCurrentIndex(max(0, self.theme.findData(settings.theme)))
         appearance_form.addRow("Theme", self.theme)
-        layout.addWidget(appearance)
+        self.pages.addWidget(_page(appearance))
 
         self.serve_section = ServeSection(settings)
-        layout.addWidget(self.serve_section)
+        self.pages.addWidget(_page(self.serve_section))
+
+        self.page_list.currentRowChanged.connect(self._on_page_chosen)
+        self.page_list.setCurrentRow(min(SettingsDialog.last_page, len(PAGES) - 1))
 
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
@@ -198,15 +247,30 @@ class SettingsDialog(QDialog):
             self._restore_defaults
         )
         outer.addWidget(buttons)
-        self._fit_to_screen(sections)
+        self._fit_to_screen()
 
-    def _fit_to_screen(self, sections: QWidget) -> None:
-        """As tall as the sections need, but never taller than the screen's free area."""
+    def show_page(self, name: str) -> None:
+        self.page_list.setCurrentRow(PAGES.index(name))
+
+    def page(self, name: str) -> QScrollArea:
+        """The page called ``name`` (one of PAGES)."""
+        page = self.pages.widget(PAGES.index(name))
+        assert isinstance(page, QScrollArea)
+        return page
+
+    def _on_page_chosen(self, row: int) -> None:
+        if row >= 0:
+            self.pages.setCurrentIndex(row)
+            SettingsDialog.last_page = row
+
+    def _fit_to_screen(self) -> None:
+        """The default size, but never larger than the screen's free area."""
+        width, height = DEFAULT_SIZE
         screen = self.screen() or QGuiApplication.primaryScreen()
-        wanted = sections.sizeHint().height() + 80  # the buttons and the margins
         if screen is not None:
-            wanted = min(wanted, screen.availableGeometry().height() - 40)
-        self.resize(max(self.minimumWidth(), sections.sizeHint().width() + 40), wanted)
+            free = screen.availableGeometry()
+            width, height = min(width, free.width() - 40), min(height, free.height() - 40)
+        self.resize(max(width, self.minimumWidth()), max(height, self.minimumHeight()))
 
     def _restore_defaults(self) -> None:
         defaults = Settings()
@@ -220,6 +284,7 @@ class SettingsDialog(QDialog):
         self.serve_section.restore_defaults()
         self.engine_section.restore_defaults()
         self.saved_states_section.restore_defaults()
+        self.templates_section.restore_defaults()
 
     def result_settings(self) -> Settings:
         """The settings as edited; fields the dialog does not show are carried over unchanged."""
@@ -237,4 +302,5 @@ class SettingsDialog(QDialog):
         self.serve_section.apply_to(updated)
         self.engine_section.apply_to(updated)
         self.saved_states_section.apply_to(updated)
+        self.templates_section.apply_to(updated)
         return updated

@@ -74,7 +74,7 @@ class EngineSection(QGroupBox):
     """The dialog's Engine section. ``apply_to`` writes it into settings."""
 
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
-        super().__init__("Engine", parent)
+        super().__init__("Where the model runs", parent)
         form = QFormLayout(self)
         self.local = QRadioButton("This computer")
         self.local.setToolTip("Run the model chosen in the model picker here, with llama.cpp.")

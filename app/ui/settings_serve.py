@@ -27,7 +27,7 @@ COPIED_SHOWN_MS = 1500  # how long the Copy button says "Copied" after a click
 
 class ServeSection(QGroupBox):
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
-        super().__init__("Other apps", parent)
+        super().__init__("Serve the loaded model", parent)
         form = QFormLayout(self)
         self.enabled = QCheckBox(SWITCH_LABEL)
         self.enabled.setChecked(settings.serve_enabled)

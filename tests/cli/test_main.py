@@ -32,7 +32,7 @@ def test_help_lists_every_command_group() -> None:
     result = run("--help")
     assert result.returncode == 0, result.stderr
     commands = re.findall(r"^    (\w+) ", result.stdout, re.MULTILINE)
-    assert commands == ["chat", "bench", "history", "models", "summarize", "serve"]
+    assert commands == ["chat", "bench", "history", "library", "models", "summarize", "serve"]
     assert "--self-test" in result.stdout and "--no-model" in result.stdout
 
 

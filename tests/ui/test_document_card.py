@@ -1,4 +1,4 @@
-"""The document card: its style menu, and Qt's own ``style()`` left alone."""
+"""The document card: its style menu, Qt's own ``style()`` left alone, and a summary's progress within its part."""
 
 from __future__ import annotations
 
@@ -46,6 +46,27 @@ def test_the_card_has_a_real_icon_and_counts_in_words(qtbot: QtBot) -> None:
     done = SummaryResult("notes.txt", "brief", "Short.", "one pass", 1, 10, 2048)
     card.set_finished(done)
     assert "summary of 1 part in" in card.status_label.text()
+
+
+def test_the_part_under_way_moves_the_bar_and_says_what_is_read_and_written(qtbot: QtBot) -> None:
+    """A document of one part is one part for all its minutes: the bar and the line follow its reading and
+    writing, with the time left; a longer one names the part."""
+    from app.core.documents.summary_types import SummaryProgress
+
+    card = DocumentCard(make_document("notes.txt", "text", [Section("lines 1-2", "Hello.\nWorld.")]))
+    qtbot.addWidget(card)
+    card.set_started()
+    card.set_progress(SummaryProgress("final", 0, 1, None, 0, part_done=0.1, part_read=0.25))
+    assert card.progress.value() == 10
+    assert card.status_label.text() == "Writing the summary: 25% read"
+    card.set_progress(SummaryProgress("final", 0, 1, 12.0, 0, part_done=0.6, words_written=23))
+    assert card.progress.value() == 60
+    assert card.status_label.text() == "Writing the summary: 23 words written, about 12 s left"
+    card.set_progress(SummaryProgress("sections", 2, 5, 95.0, 1, part_done=0.5, part_read=0.45))
+    assert card.progress.value() == 50
+    assert card.status_label.text() == (
+        "Reading: 2 of 5 parts · part 3: 45% read, about 1 min 35 s left (1 from earlier runs)"
+    )
 
 
 def test_a_file_being_read_shows_its_name_and_a_stop(qtbot: QtBot) -> None:

@@ -282,6 +282,7 @@ def test_the_server_starts_and_stops_off_the_gui_thread(qtbot: QtBot, model_path
 def test_the_settings_dialog_section(qtbot: QtBot) -> None:
     dialog = SettingsDialog(Settings(serve_port=8123))
     qtbot.addWidget(dialog)
+    dialog.show_page("Other apps")
     section = dialog.serve_section
     assert section.enabled.text() == SWITCH_LABEL and not section.enabled.isChecked()
     assert section.url.text() == "http://127.0.0.1:8123/v1"

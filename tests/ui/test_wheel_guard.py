@@ -56,18 +56,22 @@ def click_into(qtbot: QtBot, widget: QWidget) -> None:
     qtbot.waitUntil(widget.hasFocus, timeout=5_000)
 
 
-def shown_settings_dialog(qtbot: QtBot) -> tuple[SettingsDialog, QScrollArea]:
-    """The real Settings dialog, active and short enough that its sections scroll."""
+def shown_settings_dialog(qtbot: QtBot, page: str = "Modes") -> tuple[SettingsDialog, QScrollArea]:
+    """The real Settings dialog on ``page``, active and short enough that the page scrolls (its pages fit the
+    default size: a small screen or a window made smaller is where they scroll)."""
     dialog = SettingsDialog(Settings())
     qtbot.addWidget(dialog)
-    dialog.resize(dialog.width(), 420)
+    dialog.show_page(page)
+    dialog.setMinimumHeight(0)
     dialog.show()
     dialog.activateWindow()
     qtbot.waitUntil(dialog.isActiveWindow, timeout=5_000)
-    scroll = dialog.findChild(QScrollArea)
-    assert scroll is not None
+    scroll = dialog.page(page)
+    needed = scroll.widget().minimumSizeHint().height()
+    dialog.resize(dialog.width(), dialog.height() - scroll.viewport().height() + needed // 2)
+    QApplication.processEvents()
     bar = scroll.verticalScrollBar()
-    assert bar.maximum() > 0, "the sections should be taller than the 420-pixel dialog"
+    assert bar.maximum() > 0, "the page should be taller than the dialog made short"
     return dialog, scroll
 
 
@@ -109,7 +113,7 @@ def test_a_focused_top_p_takes_the_wheel_and_the_dialog_stays_put(qtbot: QtBot) 
 
 
 def test_the_wheel_over_a_combo_box_scrolls_until_tab_focuses_it(qtbot: QtBot) -> None:
-    dialog, scroll = shown_settings_dialog(qtbot)
+    dialog, scroll = shown_settings_dialog(qtbot, "Engine")
     combo = dialog.context_size
     chosen = combo.currentIndex()
     assert 0 < chosen < combo.count() - 1

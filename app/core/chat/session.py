@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.core.chat.repetition import RepetitionGuard, requested_copies
-from app.core.documents.retrieval import DocumentIndex, approximate_tokens, build_context, context_budget
+from app.core.documents.retrieval import PassageSource, excerpts_for_question, question_with_excerpts
 from app.core.errors import UserError
 from app.core.history.recorder import ReplyRecorder
 from app.core.history.records import BranchPosition, FinalState, Message
@@ -24,10 +24,6 @@ from app.core.llm.engine import ReplyStats
 from app.core.llm.saved_state_store import saved_state_key
 from app.core.llm.service import EngineClient, StreamedReply
 from app.core.modes import ModePreset
-
-# Excerpts are counted by characters (the model's tokenizer belongs to the engine thread), so the budget keeps a
-# margin for text that tokenizes more densely than four characters a token.
-EXCERPT_BUDGET_SHARE = 0.75
 
 
 class ChatSession:
@@ -43,7 +39,8 @@ class ChatSession:
         self.store = store
         self.conversation_id = conversation_id
         self.mode = mode
-        self.documents: DocumentIndex | None = None  # attached documents, for excerpts with each question
+        # The attached documents or the libraries used, for excerpts with each question.
+        self.documents: PassageSource | None = None
         self.sources: list[ReplySource] = []  # the passages the last ``engine_messages`` gave the model
         self.reply_sources: list[ReplySource] = []  # those of the reply under way (or just finished)
         self._repetition: RepetitionGuard | None = None
@@ -102,17 +99,21 @@ class ChatSession:
         self.sources = []
         if self.documents is not None and messages[-1]["role"] == "user":
             question = messages[-1]["content"]
-            budget = int(context_budget(context_size, preset.sampling.max_tokens) * EXCERPT_BUDGET_SHARE)
-            context = build_context(self.documents, question, approximate_tokens, budget)
+            context = excerpts_for_question(
+                self.documents, question, context_size, preset.sampling.max_tokens
+            )
             self.sources = [
-                ReplySource(hit.passage.document_name, hit.passage.label, hit.passage.page, hit.passage.text)
+                ReplySource(
+                    hit.passage.document_name,
+                    hit.passage.label,
+                    hit.passage.page,
+                    hit.passage.text,
+                    question=question,
+                    path=hit.passage.path,
+                )
                 for hit in context.hits
             ]
-            if context.hits:
-                messages[-1] = {
-                    "role": "user",
-                    "content": f"{context.text}\n\nQuestion: {question}",
-                }
+            messages[-1] = {"role": "user", "content": question_with_excerpts(context, question)}
         return messages
 
     # -- the reply ---------------------------------------------------------------------------------------

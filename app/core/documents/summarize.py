@@ -17,7 +17,8 @@ summaries cost the same, can be cached one by one, and survive a cancel.
 
 Section summaries are cached on disk by (document text hash, model file and chat template, settings, chunk
 text), not by style: asking for another style, or running again after a cancel, reuses them. The final answer
-streams through a callback. Progress (parts done / total, ETA) is reported after every part. A cancel
+streams through a callback. Progress (parts done / total, ETA) is reported after every part, and within the
+part under way (its prompt read, then its words written: ``summary_pace``) every half second. A cancel
 (``cancel()`` from any thread, or the request's own ``cancel`` event given to ``summarize``) stops within a
 moment, keeping the section summaries finished so far.
 
@@ -41,6 +42,7 @@ from dataclasses import asdict, replace
 from app.core.documents.chunking import Chunk, ChunkingStopped, chunk_document, span_label
 from app.core.documents.document import Document
 from app.core.documents.summary_cache import SummaryCache, cache_key
+from app.core.documents.summary_pace import SummaryPace
 from app.core.documents.summary_prompts import (
     PROMPT_VERSION,
     OneLinePoint,
@@ -67,7 +69,6 @@ from app.core.documents.summary_types import (
 )
 from app.core.errors import NoModelLoadedError, UserError
 from app.core.llm.context import ChatMessage
-from app.core.llm.engine import ReplyStats
 from app.core.llm.protocol import ChatEngine
 from app.core.llm.templates import BUILTIN_TEMPLATES
 from app.core.modes import SamplingOptions
@@ -78,6 +79,9 @@ log = logging.getLogger(__name__)
 MIN_CONTEXT = 512
 # Tokens kept free beyond each prompt and answer, for the chat template's closing tokens.
 SAFETY_TOKENS = 8
+# Progress within a part (its prompt read, its words written) is reported at most this often: the window repaints
+# its bar, and a terminal writes a line, for each report.
+PART_REPORT_SECONDS = 0.5
 # The second asking of a part that came back empty: a reply that ends at once is usually the end-of-turn token
 # winning the first pick by a little, which some randomness gets past; the seed keeps the retry repeatable.
 RETRY_TEMPERATURE = 0.8
@@ -90,31 +94,6 @@ class NothingWrittenError(UserError):
 
 class _Stopped(Exception):
     """A cancel, unwinding a run; control flow that never leaves this module."""
-
-
-class _Pace:
-    """Learns this machine's prompt and generation speeds from the parts done, to estimate the rest."""
-
-    def __init__(self) -> None:
-        self.evaluated = 0
-        self.eval_seconds = 0.0
-        self.generated = 0
-        self.generate_seconds = 0.0
-
-    def record(self, stats: ReplyStats) -> None:
-        first = min(stats.time_to_first_token, stats.total_seconds)
-        self.evaluated += stats.evaluated_tokens
-        self.eval_seconds += first
-        self.generated += stats.generated_tokens
-        self.generate_seconds += max(0.0, stats.total_seconds - first)
-
-    def eta(self, prompt_tokens: int, generated_tokens: int) -> float | None:
-        if not self.evaluated or self.eval_seconds <= 0:
-            return None
-        seconds = prompt_tokens * self.eval_seconds / self.evaluated
-        if self.generated and self.generate_seconds > 0:
-            seconds += generated_tokens * self.generate_seconds / self.generated
-        return seconds
 
 
 class Summarizer:
@@ -228,7 +207,10 @@ class _Run:
         self.started = time.perf_counter()
         self.context_size = summarizer.context_size
         self.final_max = self.settings.final_max_tokens(style, self.context_size)
-        self.pace = _Pace()
+        self.pace = SummaryPace()
+        self.part_reported_at: float | None = (
+            None  # when progress within the part under way was last reported
+        )
         self.done = 0
         self.total = 1
         self.stage: SummaryStage = "sections"
@@ -326,13 +308,35 @@ class _Run:
             0.0
             if force_complete
             else self.pace.eta(
-                self.remaining_prompt_tokens, remaining_calls * self.settings.section_max_tokens
+                self.remaining_prompt_tokens, remaining_calls, self.settings.section_max_tokens
             )
         )
+        part = self.pace.part
+        progress = SummaryProgress(stage, self.done, self.total, eta, self.result.cache_hits)
+        if part is not None:
+            progress = replace(
+                progress,
+                part_done=part.share_done(self.pace),
+                part_read=part.share_read,
+                words_written=part.words if part.writing else None,
+            )
         try:
-            self.on_progress(SummaryProgress(stage, self.done, self.total, eta, self.result.cache_hits))
+            self.on_progress(progress)
         except Exception:  # a broken progress bar must not cost the summary
             log.exception("summary progress listener failed")
+
+    def report_within_part(self) -> None:
+        """Progress inside the part under way: the first news of it at once, then every PART_REPORT_SECONDS."""
+        now = time.monotonic()
+        if self.part_reported_at is None or now - self.part_reported_at >= PART_REPORT_SECONDS:
+            self.part_reported_at = now
+            self.report(self.stage)
+
+    def on_prompt_read(self, done: int, total: int) -> None:
+        part = self.pace.part
+        if part is not None:
+            part.read(done, total)
+            self.report_within_part()
 
     def generate(
         self, stage: str, messages: list[ChatMessage], max_tokens: int, on_text: TextCallback | None = None
@@ -363,14 +367,23 @@ class _Run:
     ) -> str:
         if self.stopped():
             raise _Stopped
-        # The request's event goes to the engine, which checks it between tokens.
-        reply = self.engine.chat(messages, sampling, cancel=self.request_cancel)
-        # chat() clears the engine's own cancel flag; a cancel() that landed just before it must still count.
-        if self.stopped():
-            self.engine.cancel()
-        for piece in reply:
-            if on_text is not None:
-                on_text(piece)
+        part = self.pace.begin_part(self.summarizer.prompt_tokens(messages), sampling.max_tokens)
+        self.part_reported_at = None
+        try:
+            # The request's event goes to the engine, which checks it between tokens.
+            reply = self.engine.chat(
+                messages, sampling, cancel=self.request_cancel, prompt_progress=self.on_prompt_read
+            )
+            # chat() clears the engine's own cancel flag; a cancel() that landed just before it must still count.
+            if self.stopped():
+                self.engine.cancel()
+            for piece in reply:
+                if on_text is not None:
+                    on_text(piece)
+                part.wrote(piece, reply.stats)
+                self.report_within_part()
+        finally:
+            self.pace.end_part()
         stats = reply.stats
         self.result.calls.append(
             CallRecord(

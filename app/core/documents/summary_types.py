@@ -66,15 +66,21 @@ class PartSummary:
 
 @dataclass(frozen=True)
 class SummaryProgress:
+    """Where a summary is: ``done`` of ``total`` parts, and within the part under way (a document of one part
+    is one part for all its minutes) the share of its prompt read, then the words written of it."""
+
     stage: SummaryStage
     done: int
     total: int
-    eta_seconds: float | None  # None until one part has been timed
+    eta_seconds: float | None  # the whole summary's time left; None until a speed has been measured
     cache_hits: int
+    part_done: float = 0.0  # the share of the part under way done (0..1)
+    part_read: float | None = None  # the share of its prompt read, while that is read
+    words_written: int | None = None  # the words written of it, once it is being written
 
     @property
     def fraction(self) -> float:
-        return min(1.0, self.done / self.total) if self.total else 0.0
+        return min(1.0, (self.done + self.part_done) / self.total) if self.total else 0.0
 
 
 @dataclass(frozen=True)

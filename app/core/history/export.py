@@ -4,7 +4,9 @@ Markdown. An export keeps each conversation's uuid, so importing the same file t
 Format version 2 keeps the conversation's tree (see ``branches``): each message has an ``id`` (unique within its
 conversation) and a ``parent`` (an earlier message's id, or null), and ``current_message`` is the newest message
 of the branch on screen. Version 1 (a plain list, each message following the one before) still imports. The
-Markdown export is the branch on screen.
+Markdown export is the branch on screen. An export of a chosen version (``HistoryStore.export_data``'s
+``version``) is the same with ``current_message`` the end of the branch the window shows for that version: the
+path last viewed below it (see ``branches``).
 """
 
 from __future__ import annotations
@@ -50,9 +52,12 @@ def conversation_export(
     messages: Sequence[Message],
     documents: Sequence[StoredDocument],
     sources: Mapping[int, Sequence[ReplySource]] | None = None,
+    *,
+    current_message: int | None = None,
 ) -> dict[str, Any]:
     """One conversation as plain data, ready for ``json.dumps``; ``sources`` are the passages each reply was
-    given, by message id (see ``sources``)."""
+    given, by message id (see ``sources``); ``current_message`` the end of the branch to export as the one on
+    screen (default: the conversation's own)."""
     sources = sources or {}
     return {
         "uuid": conversation.uuid,
@@ -62,7 +67,7 @@ def conversation_export(
         "settings": conversation.settings,
         "created": iso_time(to_ms(conversation.created)),
         "updated": iso_time(to_ms(conversation.updated)),
-        "current_message": _current_message(conversation, messages),
+        "current_message": current_message or _current_message(conversation, messages),
         "messages": [
             {
                 "id": m.id,
@@ -121,10 +126,14 @@ def _local(iso_text: str) -> str:
     return datetime.fromisoformat(iso_text).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def conversation_markdown(conversation: Mapping[str, Any]) -> str:
+SHOWN_ON_SCREEN = "the version on screen"
+
+
+def conversation_markdown(conversation: Mapping[str, Any], shown: str = SHOWN_ON_SCREEN) -> str:
     """One exported conversation (an item of ``export_envelope(...)["conversations"]``) as Markdown: plain text
     that is safe to print to a terminal (control characters, such as a title's escape sequences, shown as
-    symbols; the newlines and tabs of messages kept)."""
+    symbols; the newlines and tabs of messages kept). ``shown`` names the branch printed, for a conversation
+    with other versions."""
     title = printable_line(conversation["title"] or "New conversation")
     lines = [f"# {title}", ""]
     lines.append(f"- Mode: {printable_line(conversation['mode'])}")
@@ -136,9 +145,7 @@ def conversation_markdown(conversation: Mapping[str, Any]) -> str:
     branch = branch_on_screen(conversation)
     versions = len(conversation["messages"]) - len(branch)
     if versions:
-        lines.append(
-            f"- Shown: the version on screen; {versions} message(s) of other versions are in the JSON export"
-        )
+        lines.append(f"- Shown: {shown}; {versions} message(s) of other versions are in the JSON export")
     for message in branch:
         heading = _ROLE_HEADINGS.get(message["role"], printable_line(message["role"]))
         note = _STATE_NOTES.get(message["state"], "")
@@ -184,6 +191,6 @@ def _sources_markdown(sources: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def markdown(conversations: Sequence[Mapping[str, Any]]) -> str:
+def markdown(conversations: Sequence[Mapping[str, Any]], shown: str = SHOWN_ON_SCREEN) -> str:
     """Exported conversations as one Markdown file, a rule between them."""
-    return "\n\n---\n\n".join(conversation_markdown(c) for c in conversations) + "\n"
+    return "\n\n---\n\n".join(conversation_markdown(c, shown) for c in conversations) + "\n"

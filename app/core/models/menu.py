@@ -40,6 +40,10 @@ from app.core.models.inventory import installed_path
 from app.core.models.measured import measured_speeds
 from app.core.units import human_bytes
 
+# Said wherever the menu's speeds show: they are measured or predicted with nothing else running, and other
+# programs using the CPU (a build, a browser's video, a second model) can halve them.
+SPEEDS_ASSUME_IDLE = "Speeds assume an idle computer: other programs using the CPU make a model slower."
+
 
 @dataclass(frozen=True)
 class MenuOption:

@@ -31,10 +31,12 @@ from app.core.llm.remote_info import RemoteModelInfo
 from app.core.llm.sampling import GrammarRefused
 from app.core.llm.service import EngineClient
 from app.core.serve.body import read_json_body
+from app.core.serve.embeddings import EmbeddingWorker, embedding_inputs, embeddings_response
 from app.core.serve.errors import ApiError
 from app.core.serve.generation import Generation
 from app.core.serve.guard import Guard
 from app.core.serve.history import ServedReply
+from app.core.serve.library_context import LibraryWorker, with_library_passages
 from app.core.serve.requests import GenerationRequest, chat_request, completion_request
 from app.core.serve.responses import ResponseShape
 
@@ -117,9 +119,13 @@ def create_app(
     api_key: str | None = None,
     allowed_origins: Sequence[str] = (),
     state: ServeState | None = None,
+    embeddings: EmbeddingWorker | None = None,
+    libraries: LibraryWorker | None = None,
 ) -> Guard:
     """The server's ASGI app over ``client`` (its requests queue behind priority ones); ``allowed_origins`` are
-    the web apps that may call it from a browser; ``state`` lets the caller stop its replies and keep them."""
+    the web apps that may call it from a browser; ``state`` lets the caller stop its replies and keep them;
+    ``embeddings`` serves /v1/embeddings (without it, that endpoint says how to get one); ``libraries`` searches
+    the libraries a chat request names."""
     state = state or ServeState(client)
 
     async def health(_request: Request) -> Response:
@@ -152,6 +158,17 @@ def create_app(
         body = await read_json_body(request)
         # Off the event loop: a request's schemas become grammars, which may take a moment.
         parsed = await anyio.to_thread.run_sync(chat_request, body, model)
+        if parsed.libraries:
+            if libraries is None:
+                raise ApiError(
+                    501,
+                    "This server does not search libraries; leave out 'libraries'.",
+                    "not_supported",
+                    "libraries",
+                )
+            parsed = await anyio.to_thread.run_sync(
+                with_library_passages, parsed, libraries, model.context_size
+            )
         return await _answer(request, state, model, parsed, chat=True)
 
     async def completions(request: Request) -> Response:
@@ -160,12 +177,26 @@ def create_app(
         parsed = await anyio.to_thread.run_sync(completion_request, body, model)
         return await _answer(request, state, model, parsed, chat=False)
 
+    async def create_embeddings(request: Request) -> Response:
+        if embeddings is None:
+            raise ApiError(
+                501,
+                "This server has no embedding model. Start it with --embedding-model PATH (a GGUF embedding "
+                "model), then try again.",
+                "not_supported",
+            )
+        body = await read_json_body(request)
+        texts, encoding = embedding_inputs(body, embeddings)
+        embedded = await anyio.to_thread.run_sync(embeddings.embed, texts)
+        return JSONResponse(embeddings_response(embedded, encoding, embeddings.name))
+
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/embeddings", create_embeddings, methods=["POST"]),
         ],
         exception_handlers={
             ApiError: _api_error,

@@ -8,6 +8,7 @@ above 1, images, audio), refused with a 400 rather than silently dropped.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -41,7 +42,9 @@ _SAMPLING_FIELDS = frozenset(
 )  # fmt: skip
 CHAT_FIELDS = _SAMPLING_FIELDS | {
     "messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls",
+    "libraries",  # ours: answer from these libraries' passages (app.core.serve.library_context)
 }  # fmt: skip
+MAX_LIBRARIES = 8
 COMPLETION_FIELDS = _SAMPLING_FIELDS | {"prompt", "echo", "suffix", "best_of"}
 # Labels and hints that change nothing this server writes: who asks, what to keep, how hard a reasoning model
 # should think (the models served here do not reason before answering).
@@ -78,6 +81,8 @@ class GenerationRequest:
     logprobs: bool = False  # the response carries log-probabilities
     tools: ToolUse | None = None  # the request's tools, when a call may or must be the answer
     original_messages: list[ChatMessage] = field(default_factory=list)  # as the client sent them, for history
+    libraries: tuple[str, ...] = ()  # answer from these libraries' passages (the extension field)
+    sources: list[dict[str, object]] = field(default_factory=list)  # the passages used, for the response
 
     @property
     def stops(self) -> tuple[str, ...]:
@@ -106,7 +111,7 @@ def chat_request(body: Mapping[str, object], model: ModelInfo) -> GenerationRequ
     top = _whole_number(body, "top_logprobs", 0, MAX_TOP_LOGPROBS)
     if top is not None and not logprobs:
         raise ApiError(400, "'top_logprobs' needs 'logprobs' set to true.", "invalid_value", "top_logprobs")
-    return _generation_request(
+    request = _generation_request(
         body,
         model.context_size,
         messages=tools.messages if tools is not None else messages,
@@ -117,6 +122,26 @@ def chat_request(body: Mapping[str, object], model: ModelInfo) -> GenerationRequ
         template_tools=tools.template_tools if tools is not None else None,
         top_logprobs=(top or 0) if logprobs else None,
     )
+    libraries = _libraries(body.get("libraries"))
+    return dataclasses.replace(request, libraries=libraries) if libraries else request
+
+
+def _libraries(value: object) -> tuple[str, ...]:
+    """The extension field ``libraries``: the names of up to MAX_LIBRARIES libraries."""
+    if value is None:
+        return ()
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= MAX_LIBRARIES
+        or not all(isinstance(name, str) and 0 < len(name) <= 200 for name in value)
+    ):
+        raise ApiError(
+            400,
+            f"'libraries' is a list of 1 to {MAX_LIBRARIES} library names, as `llamadesk library list` shows them.",
+            "invalid_value",
+            "libraries",
+        )
+    return tuple(dict.fromkeys(value))
 
 
 def completion_request(body: Mapping[str, object], model: ModelInfo) -> GenerationRequest:

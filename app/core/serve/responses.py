@@ -58,7 +58,7 @@ class ResponseShape:
             "logprobs": _chat_logprobs(logprobs) if logprobs is not None else None,
             "finish_reason": finish,
         }
-        return self._object("chat.completion", [choice]) | {"usage": generation.usage()}
+        return self._object("chat.completion", [choice]) | {"usage": generation.usage()} | self._sources()
 
     def _beside_calls(self, content: str) -> str | None:
         """The text that goes with calls: none when calls were forced (all the grammar let through besides
@@ -113,13 +113,18 @@ class ResponseShape:
                 finish = _finish_with_calls(finish)
                 for index, call in enumerate(_tool_calls(calls)):
                     chunks.append(self._chunk({"tool_calls": [call | {"index": index}]}))
-        chunks.append(self._chunk({}, finish))
+        chunks.append(self._chunk({}, finish) | self._sources())
         if self.request.include_usage:
             kind = "chat.completion.chunk" if self.chat else "text_completion"
             chunks.append(self._object(kind, []) | {"usage": generation.usage()})
         return chunks
 
     # -- pieces of the objects -----------------------------------------------------------------------------
+
+    def _sources(self) -> Payload:
+        """Our extension: the library passages a request that named libraries was answered from (in the whole
+        response, or in the stream's finishing chunk); nothing for any other request."""
+        return {"sources": self.request.sources} if self.request.libraries else {}
 
     def _object(self, kind: str, choices: list[Payload]) -> Payload:
         return {

@@ -21,6 +21,8 @@ from app.core.errors import UserError
 from app.core.llm.service import EngineClient
 from app.core.serve.address import base_url
 from app.core.serve.app import SERVER_STOPPED, ServeState, create_app
+from app.core.serve.embeddings import EmbeddingWorker
+from app.core.serve.library_context import LibraryWorker
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ class ApiServer:
         allowed_origins: Sequence[str] = (),
         state: ServeState | None = None,
         on_stopped: Callable[[], None] | None = None,
+        embeddings: EmbeddingWorker | None = None,
+        libraries: LibraryWorker | None = None,
     ) -> None:
         self.client = client
         self._on_stopped = on_stopped
@@ -70,7 +74,13 @@ class ApiServer:
         self._listener = listener
         self.port: int = listener.getsockname()[1]
         app = create_app(
-            client, bound_host=host, api_key=api_key, allowed_origins=allowed_origins, state=self.state
+            client,
+            bound_host=host,
+            api_key=api_key,
+            allowed_origins=allowed_origins,
+            state=self.state,
+            embeddings=embeddings,
+            libraries=libraries,
         )
         config = uvicorn.Config(
             app,

@@ -37,7 +37,7 @@ from app.ui.transcript.branch_switcher import BranchSwitcher
 from app.ui.transcript.markdown_render import LIGHT, MarkdownRenderer, Palette, warm_up_highlighting
 from app.ui.transcript.message_text import MessageText
 from app.ui.transcript.sources import show_sources
-from app.ui.transcript.waiting import waiting_note
+from app.ui.transcript.waiting import WaitingLine
 
 REPAINT_INTERVAL_MS = 33  # ~30 repaints a second while a reply streams
 PAGE = 24  # older messages shown at a time (more than a screenful), as the person scrolls up to them
@@ -318,7 +318,7 @@ class HistoryEntry:
     sources: tuple[ReplySource, ...] = ()  # the passages the reply was given (see ``sources``)
     message_id: int | None = None
     branch: BranchPosition | None = None  # where it stands among its versions, if it has others
-    author: str | None = None  # who wrote it, when known (else the model loaded now)
+    author: str | None = None  # who wrote it as recorded ("Unknown model" if not); None: the model loaded now
 
 
 class ChatView(QScrollArea):
@@ -370,8 +370,7 @@ class ChatView(QScrollArea):
         self._follow = True
         self.render_count = 0  # how often the streaming message was re-rendered (tests check the cap)
         self.last_render_seconds = 0.0  # what the last re-render cost the GUI thread (the benchmark reads it)
-        self._reply_asked = 0.0  # when the streaming reply was asked for
-        self._prompt_read: tuple[int, int] | None = None  # its prompt's tokens read so far, and in all
+        self._waiting: WaitingLine | None = None  # the streaming reply's wait before its first word
         self._waiting_shown = ""  # the waiting note shown in its bubble
         self._flush_timer = QTimer(self)
         self._flush_timer.setInterval(REPAINT_INTERVAL_MS)
@@ -591,22 +590,22 @@ class ChatView(QScrollArea):
         self._set_busy(True)
         self._update_last_markers()
         self._flush_timer.start()
-        self._reply_asked = time.monotonic()
-        self._prompt_read = None
+        self._waiting = WaitingLine()
         self._waiting_shown = ""
         self._show_waiting()
         return message
 
     def show_prompt_progress(self, done: int, total: int) -> None:
         """Before the reply's first word: ``done`` of the prompt's ``total`` tokens are read."""
-        self._prompt_read = (done, total)
+        if self._waiting is not None:
+            self._waiting.read(done, total)
         self._show_waiting()
 
     def _show_waiting(self) -> None:
-        if self._streaming is None or self._streaming.text or self._pending:
+        if self._streaming is None or self._waiting is None or self._streaming.text or self._pending:
             return
-        note = waiting_note(time.monotonic() - self._reply_asked, self._prompt_read)
-        if note != self._waiting_shown:  # it changes at most once a second, or with the progress
+        note = self._waiting.note()
+        if note != self._waiting_shown:  # it changes at most once a second, with the progress, or the CPU
             self._streaming.show_waiting(note)
             self._waiting_shown = note
 

@@ -84,8 +84,11 @@ def test_context_fits_its_budget_and_keeps_its_pages_out_of_the_prompt(document:
     roomy = build_context(index, "market river church road", approximate_tokens, budget_tokens=2000)
     assert tight.tokens <= 300 < roomy.tokens <= 2000
     assert len(roomy.hits) > len(tight.hits)
-    positions = [(h.passage.document_name, h.passage.position) for h in roomy.hits]
-    assert positions == sorted(positions)  # written in reading order
+    # The hits (the sources shown) come best first; the model reads the same passages in reading order.
+    assert [h.score for h in roomy.hits] == sorted((h.score for h in roomy.hits), reverse=True)
+    in_text = sorted(roomy.hits, key=lambda h: roomy.text.index(h.passage.text))
+    positions = [(h.passage.document_name, h.passage.position) for h in in_text]
+    assert positions == sorted(positions)
 
 
 def test_removed_document_is_no_longer_found(document: Document) -> None:

@@ -1,5 +1,6 @@
-"""The sources of a reply in the real history database: stored, read back in order, gone with their reply,
-migrated into an older file, and in the JSON and Markdown exports."""
+"""The sources of a reply in the real history database: stored, read back in order with their question and file,
+gone with their reply, migrated into an older file, and in the JSON and Markdown exports; grouped by page, and
+opened at their page only when their file is there."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from app.core.documents.reader import read_document
 from app.core.history.export import markdown
-from app.core.history.sources import ReplySource
+from app.core.history.sources import ReplySource, group_sources, open_plan
 from app.core.history.store import HistoryStore
 from app.core.paths import app_paths
+from tests.fixtures.documents import REPORT_PAGES, build_pdf
 from tests.fixtures.history_v5 import build_v5_database
 
 SOURCES = [
@@ -119,3 +122,60 @@ def test_an_export_imported_again_keeps_each_replys_sources(store: HistoryStore,
         refused = other.import_json(json.dumps(data))
         assert not refused.imported
         assert "message 2: source 1 is not a passage" in refused.refused[0]
+
+
+def test_sources_read_back_know_their_question_and_file(store: HistoryStore, tmp_path: Path) -> None:
+    pdf = build_pdf(tmp_path / "harbour.pdf", REPORT_PAGES)
+    conversation, reply = _reply(store)
+    store.add_document(conversation, read_document(pdf))
+    store.set_reply_sources(reply, SOURCES)
+    (read,) = store.reply_sources([reply]).values()
+    assert [s.question for s in read] == ["What was the revenue?"] * 3
+    assert [s.path for s in read] == [str(pdf), str(pdf), ""]  # notes.docx is not attached
+    # A layout that is not JSON (a damaged row) costs the path, not the sources.
+    store._connection.execute("UPDATE documents SET layout = '{broken'")
+    (damaged,) = store.reply_sources([reply]).values()
+    assert damaged == SOURCES and damaged[0].path == "" and damaged[0].question == "What was the revenue?"
+
+
+def test_the_passages_of_one_page_are_one_source_in_the_order_given() -> None:
+    passages = [
+        ReplySource("harbour.pdf", "page 3", 3, "Total revenue was 4.8 million euros.", path="/h.pdf"),
+        ReplySource("notes.docx", 'section "Outlook"', None, "The board plans to extend the quay."),
+        ReplySource("harbour.pdf", "page 3", 3, "Most of it came from mooring fees.", path="/h.pdf"),
+        ReplySource("harbour.pdf", "page 1", 1, "This report describes the year.", path="/h.pdf"),
+    ]
+    groups = group_sources(passages)
+    assert [g.reference for g in groups] == [
+        "harbour.pdf, page 3",
+        'notes.docx, section "Outlook"',
+        "harbour.pdf, page 1",
+    ]
+    assert groups[0].passages == (passages[0], passages[2]) and groups[0].page == 3
+    assert groups[0].path == "/h.pdf" and groups[1].path == ""
+
+
+def test_a_source_opens_its_file_at_its_page_only_when_the_file_is_there(tmp_path: Path) -> None:
+    pdf = build_pdf(tmp_path / "harbour.pdf", REPORT_PAGES)
+    passage = ReplySource("harbour.pdf", "page 3", 3, "Total revenue was 4.8 million euros.", path=str(pdf))
+    (group,) = group_sources([passage])
+    plan = open_plan(group)
+    assert plan.problem is None and plan.path == str(pdf) and plan.page == 3 and not plan.folder
+    assert "page 3" in plan.description
+    moved = tmp_path / "elsewhere.pdf"
+    pdf.rename(moved)
+    gone = open_plan(group)
+    assert gone.problem is not None and str(pdf) in gone.problem and "moved" in gone.problem
+    # A program's source is never handed to the system to open (that could run it): its folder is.
+    script = tmp_path / "deploy.bat"
+    script.write_text("echo hello\n")
+    (code,) = group_sources([ReplySource("deploy.bat", "lines 1-1", None, "echo hello", path=str(script))])
+    folder = open_plan(code)
+    assert folder.problem is None and folder.folder and folder.path == str(tmp_path) and folder.page is None
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n")
+    (markdown_group,) = group_sources([ReplySource("notes.md", "section", None, "Notes", path=str(notes))])
+    plain = open_plan(markdown_group)
+    assert plain.problem is None and plain.path == str(notes) and plain.page is None and not plain.folder
+    (pasted,) = group_sources([ReplySource("pasted text", "lines 1-3", None, "Notes")])
+    assert open_plan(pasted).problem is not None

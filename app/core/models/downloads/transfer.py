@@ -270,6 +270,22 @@ class FileTransfer:
     backoff_max: float = BACKOFF_MAX_SECONDS
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS
 
+    def url_for(self, job: DownloadJob, remote: RemoteFile) -> str:
+        """Where the file's bytes are asked for: the Hub's (a transfer from elsewhere overrides the three hooks)."""
+        from huggingface_hub import hf_hub_url
+
+        return hf_hub_url(job.repo_id, remote.path, revision=job.revision, endpoint=job.endpoint)
+
+    def request_headers(self) -> dict[str, str]:
+        """The Hub's headers, with the person's token when there is one: only ever sent to the Hub."""
+        from huggingface_hub.utils import build_hf_headers
+
+        return dict(build_hf_headers())
+
+    def source_error(self, exc: BaseException, job: DownloadJob, remote: RemoteFile) -> UserError | None:
+        """The sentence for a request that failed (None: a bug, not the world)."""
+        return hub_error(exc, job.repo_id, self.endpoint, remote.path)
+
     def fetch(
         self, job: DownloadJob, remote: RemoteFile, control: TransferControl, tracker: ProgressTracker
     ) -> Path:
@@ -282,9 +298,7 @@ class FileTransfer:
     def _fetch(
         self, job: DownloadJob, remote: RemoteFile, control: TransferControl, tracker: ProgressTracker
     ) -> Path:
-        from huggingface_hub import hf_hub_url
-
-        url = hf_hub_url(job.repo_id, remote.path, revision=job.revision, endpoint=job.endpoint)
+        url = self.url_for(job, remote)
         partial = _PartialFile(job.partial_path(remote))
         sidecar = sidecar_path(partial.path)
         expected = {"url": url, "sha256": remote.sha256, "size": remote.size, "repo_id": job.repo_id}
@@ -353,9 +367,8 @@ class FileTransfer:
         import httpx2
         from huggingface_hub import get_session, hf_raise_for_status
         from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-        from huggingface_hub.utils import build_hf_headers
 
-        headers = build_hf_headers()
+        headers = self.request_headers()
         headers["Accept-Encoding"] = (
             "identity"  # sizes and hashes are of the file, not of a compressed stream
         )
@@ -411,7 +424,7 @@ class FileTransfer:
             raise _Retry(f"no data for {self.stall_seconds:.0f} s") from exc
         except httpx2.ConnectError as exc:
             control.raise_if_stopped()
-            error = hub_error(exc, job.repo_id, self.endpoint, remote.path)
+            error = self.source_error(exc, job, remote)
             raise (_Unreachable(error) if error else _Retry("cannot connect")) from exc
         except httpx2.TransportError as exc:
             control.raise_if_stopped()
@@ -422,7 +435,7 @@ class FileTransfer:
             raise
         except HfHubHTTPError as exc:
             control.raise_if_stopped()
-            raise (hub_error(exc, job.repo_id, self.endpoint, remote.path) or exc) from exc
+            raise (self.source_error(exc, job, remote) or exc) from exc
         except OfflineModeIsEnabled as exc:
             raise HubUnavailableError(OFFLINE_SENTENCE) from exc
         except OSError as exc:
