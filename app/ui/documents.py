@@ -25,7 +25,9 @@ from app.core.documents.summarize import Summarizer
 from app.core.documents.summary_types import SummaryProgress, SummaryResult, SummaryStyle, summary_style
 from app.core.errors import UserError
 from app.core.history.store import HistoryStore
+from app.core.llm.engine import ModelInfo
 from app.core.llm.protocol import ChatEngine
+from app.core.llm.remote_info import RemoteModelInfo
 from app.core.llm.service import Ticket
 from app.core.modes import Mode
 from app.ui.background import keep_until_deleted, run_in_pool
@@ -459,6 +461,7 @@ class DocumentsController(QObject):
                         "summary_of": result.document_name,
                         "style": result.style,
                         "parts": result.chunk_count,
+                        **_writer(self.bridge.model),
                     },
                 )
                 if not result.cancelled:
@@ -516,3 +519,12 @@ def _index_of(documents: list[Document]) -> DocumentIndex:
     for document in documents:
         index.add(document)
     return index
+
+
+def _writer(model: ModelInfo | None) -> dict[str, str]:
+    """Which model wrote a summary, in a reply's stats as the transcript reads them (``engine``, ``model``)."""
+    if model is None:
+        return {}
+    if isinstance(model, RemoteModelInfo):
+        return {"engine": "server", "model": model.name}
+    return {"engine": "local", "model": str(model.path)}

@@ -270,3 +270,26 @@ def test_stopped_while_it_is_stored_a_document_is_not_attached(
     qtbot.waitUntil(lambda: window.documents._pool.activeThreadCount() == 0, timeout=10_000)
     qtbot.waitUntil(lambda: window.store.documents_for(conversation_id) == [], timeout=10_000)
     assert cards(window) == [] and not window.banner.isVisible()
+
+
+def test_a_finished_summary_is_labelled_with_the_model_that_wrote_it(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    note = tmp_path / "note.txt"
+    note.write_text("The bakery on Mill Lane opens at six and sells rye bread until noon.\n")
+    window.set_mode(Mode.SUMMARIZE)
+    window.attach_documents([str(note)])
+    qtbot.waitUntil(lambda: len(cards(window)) == 1, timeout=20_000)
+    qtbot.waitUntil(lambda: not window.documents.summarizing and not window.bridge.is_busy, timeout=180_000)
+    conversation_id = window.conversation_id
+    assert conversation_id is not None
+    model = window.bridge.model
+    assert model is not None
+    [summary] = [m for m in window.store.messages(conversation_id) if m.role == "assistant"]
+    assert summary.stats["summary_of"] == "note.txt"
+    assert (summary.stats["engine"], summary.stats["model"]) == ("local", str(model.path))
+    window.new_conversation()
+    window.open_conversation(conversation_id)
+    qtbot.waitUntil(lambda: bool(window.chat_view.messages), timeout=10_000)
+    author = window.chat_view.messages[-1].author_label.text()
+    assert Path(str(model.path)).stem in author  # not "Unknown model"

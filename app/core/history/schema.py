@@ -317,6 +317,13 @@ def _migrate_0007_reply_sources(connection: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_0009_source_paths(connection: sqlite3.Connection) -> None:
+    # A source from a library (app.core.library) is a file the conversation never attached, so its path cannot be
+    # looked up among the conversation's documents: it is kept with the source. NULL for the sources before
+    # (attached documents' passages, whose path is looked up as before).
+    connection.execute("ALTER TABLE reply_sources ADD COLUMN path TEXT")
+
+
 def _migrate_0008_viewed_paths(connection: sqlite3.Connection) -> None:
     # Each message remembers which of its children was last on the branch on screen, so going back to a version
     # shows the path last viewed below it (``branches``). No foreign key: deleting a conversation would then
@@ -344,6 +351,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0006_branches", _migrate_0006_branches),
     Migration("0007_reply_sources", _migrate_0007_reply_sources),
     Migration("0008_viewed_paths", _migrate_0008_viewed_paths),
+    Migration("0009_source_paths", _migrate_0009_source_paths),
 )
 
 

@@ -9,8 +9,9 @@ deleted.
 
 Shown, the passages of one page are one source (``group_sources``), the sentence that matched the question is
 marked (``retrieval.matched_sentences``, with the question the reply answered), and the file can be opened at
-that page (``open_plan``): the question and the file's path are looked up when the sources are read, not stored
-twice.
+that page (``open_plan``): the question and an attached document's path are looked up when the sources are
+read, not stored twice; a library's file, which the conversation never attached, keeps its path with the source
+(migration 0009_source_paths).
 """
 
 from __future__ import annotations
@@ -62,10 +63,18 @@ def insert_sources(connection: sqlite3.Connection, message_id: int, sources: Seq
     """Replace the sources of ``message_id`` with ``sources``, inside an open transaction."""
     connection.execute("DELETE FROM reply_sources WHERE message_id = ?", (message_id,))
     connection.executemany(
-        "INSERT INTO reply_sources (message_id, position, document_name, label, page, text) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO reply_sources (message_id, position, document_name, label, page, text, path) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (message_id, position, source.document_name, source.label, source.page, source.text)
+            (
+                message_id,
+                position,
+                source.document_name,
+                source.label,
+                source.page,
+                source.text,
+                source.path or None,
+            )
             for position, source in enumerate(sources)
         ],
     )
@@ -87,11 +96,11 @@ def select_sources(
         # The question is the reply's parent message; the path is in the layout of the conversation's newest
         # document of that name (json_valid first: a damaged layout must not make the sources unreadable).
         rows = connection.execute(
-            "SELECT s.message_id, s.document_name, s.label, s.page, s.text, question.content, ("
+            "SELECT s.message_id, s.document_name, s.label, s.page, s.text, question.content, coalesce(s.path, ("
             "  SELECT json_extract(d.layout, '$.path') FROM documents AS d"
             "  WHERE d.conversation_id = reply.conversation_id AND d.name = s.document_name"
             "  AND json_valid(d.layout) ORDER BY d.id DESC LIMIT 1"
-            ") FROM reply_sources AS s JOIN messages AS reply ON reply.id = s.message_id "
+            ")) FROM reply_sources AS s JOIN messages AS reply ON reply.id = s.message_id "
             "LEFT JOIN messages AS question ON question.id = reply.parent_id AND question.role = 'user' "
             f"WHERE s.message_id IN ({marks}) ORDER BY s.message_id, s.position",
             batch,

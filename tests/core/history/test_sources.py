@@ -138,6 +138,17 @@ def test_sources_read_back_know_their_question_and_file(store: HistoryStore, tmp
     assert damaged == SOURCES and damaged[0].path == "" and damaged[0].question == "What was the revenue?"
 
 
+def test_a_library_source_keeps_its_path_without_an_attached_document(store: HistoryStore) -> None:
+    """A library's file was never attached to the conversation: its path is kept with the source."""
+    _conversation, reply = _reply(store)
+    library_source = ReplySource(
+        "boiler.md", 'section "Boiler"', None, "Read 1.5 bar.", path="/notes/boiler.md"
+    )
+    store.set_reply_sources(reply, [library_source, SOURCES[2]])
+    (read,) = store.reply_sources([reply]).values()
+    assert [s.path for s in read] == ["/notes/boiler.md", ""]
+
+
 def test_the_passages_of_one_page_are_one_source_in_the_order_given() -> None:
     passages = [
         ReplySource("harbour.pdf", "page 3", 3, "Total revenue was 4.8 million euros.", path="/h.pdf"),

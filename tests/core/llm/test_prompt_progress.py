@@ -225,9 +225,9 @@ def test_a_program_spinning_on_the_cpu_makes_it_busy() -> None:
     assert share.others_busy
 
 
-def test_this_programs_own_work_does_not_count_and_a_quiet_machine_is_idle() -> None:
-    """This process spins a CPU itself; the machine (shared with others' work) is watched for up to two
-    minutes for a moment it is otherwise quiet, as it is most of the time."""
+def test_this_programs_own_work_is_counted_as_its_own() -> None:
+    """This process spins a CPU itself: that is its own work, not other programs' (whether the rest of a shared
+    machine is quiet is not this test's to know; the thresholds are checked on numbers above)."""
     stop = threading.Event()
 
     def spin() -> None:
@@ -236,21 +236,11 @@ def test_this_programs_own_work_does_not_count_and_a_quiet_machine_is_idle() -> 
 
     spinning = threading.Thread(target=spin, daemon=True)
     spinning.start()
-    watch = CpuWatch()
-    shares: list[CpuShare] = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            shares.append(_share_over(watch, 1.0))
-            if not shares[-1].others_busy:
-                break
+        share = _share_over(CpuWatch(), 1.5)
     finally:
         stop.set()
         spinning.join()
-    print(shares[-1], f"after {len(shares)} looks")
-    assert min(share.own for share in shares) >= 0.3, "this process's own spinning is its own"
-    if shares[-1].others_busy:
-        pytest.skip(
-            "other programs kept the CPUs busy for two minutes (at least "
-            f"{min(share.others for share in shares):.1f} CPUs throughout): no quiet moment to check"
-        )
+    print(share)
+    assert share.own >= 0.3, "this process's own spinning is its own"
+    assert share.others <= share.cpus - share.own + 0.05  # what it spent is never also counted as others'
