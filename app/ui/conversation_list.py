@@ -157,7 +157,8 @@ class _ConversationRows(QStyledItemDelegate):
             area.y() + title_height,
             area.width(),
             QFontMetrics(small).height(),
-            Qt.AlignmentFlag.AlignVCenter,
+            # Unclipped: an underscore ("Q4_1") sits below the small font's descent, and clipped it read "Q4 1".
+            Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextDontClip,
             elided,
         )
         painter.restore()
@@ -216,8 +217,10 @@ class ConversationList(QWidget):
         self.importer = ConversationImport(store.path, self)
         self.importer.finished.connect(self._on_imported)
         self.import_button = QToolButton()
+        # The button shows the action's icon text, and takes it again whenever the action changes (disabled while
+        # an import runs): set there, "Import…" stays, instead of turning into the menu's longer text.
+        self.importer.action.setIconText("Import…")
         self.import_button.setDefaultAction(self.importer.action)
-        self.import_button.setText("Import…")
         self.import_button.setAccessibleName("Import conversations")
         buttons = QHBoxLayout()
         buttons.setContentsMargins(0, 0, 0, 0)

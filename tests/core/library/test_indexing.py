@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,26 @@ def test_a_killed_index_keeps_whole_files_only(tmp_path: Path) -> None:
     assert count(db, "passages") == count(db, "passage_text") > 0
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_huge_log_and_a_file_changing_while_read_each_get_a_sentence(tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    with (folder / "server.log").open("wb") as huge:
+        huge.truncate(2 * 1024**3)  # 2 GB on paper (sparse): refused by its size, never read
+    moving = folder / "draft.md"
+    moving.write_text("# Draft\n\nFirst words.\n")
+    db = LibraryDatabase(tmp_path / "library.sqlite3")
+    define_library(db, "logs", [folder], None)
+
+    def edit_the_draft(progress: IndexProgress) -> None:
+        if progress.current.endswith("draft.md"):  # after the folder was listed, before the file is read
+            moving.write_text("# Draft\n\nFirst words, and more written meanwhile.\n")
+
+    started = time.monotonic()
+    report = index_library(db, "logs", progress=edit_the_draft)
+    problems = {Path(problem.path).name: problem.sentence for problem in report.problems}
+    assert "more than the" in problems["server.log"] and time.monotonic() - started < 60
+    assert "changed while it was read" in problems["draft.md"]
+    again = index_library(db, "logs")  # the draft is read again next time, now that it holds still
+    assert again.added + again.updated == 1 and "draft.md" not in {Path(p.path).name for p in again.problems}
