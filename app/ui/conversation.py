@@ -90,6 +90,11 @@ class ConversationController(QObject):
         status.addPermanentWidget(self.speed_label)
         self.context_meter = QProgressBar()
         self.context_meter.setMaximumWidth(200)
+        # At least as wide as its text for a large context: a long status message beside it squeezed it until
+        # "Context 584 / 4096" broke onto a second, cut-off line.
+        self.context_meter.setMinimumWidth(
+            min(200, self.context_meter.fontMetrics().horizontalAdvance("Context 000000 / 000000") + 16)
+        )
         self.context_meter.setFormat("Context %v / %m")
         self.context_meter.setAccessibleName("Context used")
         self.context_meter.setToolTip("Tokens of the conversation in the model's context window")

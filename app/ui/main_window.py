@@ -278,6 +278,7 @@ class MainWindow(QMainWindow):
         self.libraries.message.connect(self.show_error)
         self.serving.message.connect(self.show_error)
         self.engine_switcher.message.connect(self.show_error)
+        self.engine_switcher.stayed_local.connect(self._server_unreachable)
         self.engine_switcher.switched.connect(self._engine_switched)
         self.serving.conversation_saved.connect(self._served_conversation_saved)
         self.conversation.sent.connect(self.welcome.update)
@@ -496,6 +497,13 @@ class MainWindow(QMainWindow):
             "<p>Run LLaMA-family language models on your own computer.</p>"
             f"<p><small>{backend_description()}</small></p>",
         )
+
+    def _server_unreachable(self) -> None:
+        """The server the settings chose could not be reached and this computer still answers: the settings say
+        this computer again, so Settings and the window never disagree about which engine runs."""
+        if self.settings.engine != "local":
+            self.settings.engine = "local"
+            self._save_settings()
 
     def _save_settings(self) -> None:
         try:

@@ -225,6 +225,13 @@ class EngineSection(QGroupBox):
         settings.remote_wait_seconds = self.wait_seconds.value()
 
 
+# Said after a server could not be reached, when this computer's engine stays (and the settings say so again).
+STAYED_LOCAL = (
+    " This computer's model answers meanwhile, and Settings → Engine says so: choose the server there again once "
+    "it is running."
+)
+
+
 class EngineSwitcher(QObject):
     """Puts the engine the settings choose in the window's engine service: a server's (connected first; if it
     cannot be reached, the engine in place stays and a sentence says why) or this computer's (then the model
@@ -233,10 +240,13 @@ class EngineSwitcher(QObject):
     Signals:
         message(str): a sentence about a switch that failed
         switched(str): a note that the switch is done (any earlier failure's sentence no longer holds)
+        stayed_local(): a server could not be reached, so this computer still answers: the settings should say
+            so too, rather than name a server that is not the engine
     """
 
     message = Signal(str)
     switched = Signal(str)
+    stayed_local = Signal()
 
     def __init__(
         self, bridge: EngineBridge, load_local: Callable[[], None], parent: QObject | None = None
@@ -279,6 +289,10 @@ class EngineSwitcher(QObject):
 
     def _on_failed(self, sentence: str, previous: RemoteServer | None) -> None:
         self.active = previous  # the engine in place stayed
+        if previous is None:
+            self.stayed_local.emit()
+            if sentence:
+                sentence += STAYED_LOCAL
         if sentence:
             self.message.emit(sentence)
         if previous is None and self.bridge.model is None:

@@ -10,10 +10,11 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
+from app.core import settings as settings_store
 from app.core.history.store import HistoryStore
 from app.core.llm.remote_info import RemoteModelInfo
 from app.core.settings import Settings
-from app.ui.settings_engine import EngineSection
+from app.ui.settings_engine import STAYED_LOCAL, EngineSection
 from tests.fixtures.misbehaving_openai import MODEL, RunningServer, running_server
 from tests.helpers.window import open_window
 
@@ -72,8 +73,11 @@ def test_the_window_switches_to_a_server_and_back(
     assert window.engine_switcher.apply(window.settings)
     qtbot.waitUntil(lambda: "401" in window.banner.label.text(), timeout=10_000)
     assert window.bridge.model is local and not window.engine_switcher.remote
+    # The settings say what runs: this computer, saved so, and the sentence says how to choose the server again.
+    assert window.settings.engine == "local" and settings_store.load().settings.engine == "local"
+    assert STAYED_LOCAL.strip() in window.banner.label.text()
 
-    window.settings.remote_url = faulty.url("ok")
+    window.settings.engine, window.settings.remote_url = "server", faulty.url("ok")
     window.engine_switcher.apply(window.settings)
     qtbot.waitUntil(lambda: isinstance(window.bridge.model, RemoteModelInfo), timeout=10_000)
     assert f"{MODEL} (server)" in window.models.model_label.text()
@@ -131,4 +135,5 @@ def test_the_window_opens_on_the_chosen_server_or_falls_back_to_this_computer(
     window = open_window(qtbot, model_path, engine="server", remote_url=faulty.url("unauthorized"))
     assert window.bridge.model is not None and window.bridge.model.path == model_path
     assert "401" in window.banner.label.text()
+    assert window.settings.engine == "local"  # what runs, as Settings → Engine will show it
     window.close()

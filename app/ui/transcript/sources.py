@@ -90,7 +90,8 @@ class SourcesPanel(QWidget):
     def _links_html(self) -> str:
         links = [
             f'<a href="{LINK_SCHEME}:{index}">{html.escape(group.reference)}</a>'
-            + (f' <a href="{OPEN_SCHEME}:{index}">↗</a>' if group.path else "")
+            # A no-break space: a wrapped line never leaves the ↗ alone, away from the reference it opens.
+            + (f'&nbsp;<a href="{OPEN_SCHEME}:{index}">↗</a>' if group.path else "")
             for index, group in enumerate(self.sources)
         ]
         return "Sources: " + " · ".join(links)
