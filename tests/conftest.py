@@ -132,15 +132,20 @@ def gemma_path() -> Path:
 def embedding_model_path() -> Path:
     """all-MiniLM-L6-v2 as a GGUF embedding model (BERT, 384 dimensions, mean pooling), built offline by
     tests/fixtures/make_embedding_model.py into .test-models/ once and rebuilt when the builder changes."""
+    from filelock import FileLock
+
     builder = Path(__file__).resolve().parent / "fixtures" / "make_embedding_model.py"
     out = TEST_MODELS_FOLDER / "all-MiniLM-L6-v2-F16.gguf"
     stamp = out.with_suffix(".builder-sha256")
     builder_sha256 = hashlib.sha256(builder.read_bytes()).hexdigest()
-    if not out.exists() or not stamp.exists() or stamp.read_text() != builder_sha256:
-        built = subprocess.run([sys.executable, str(builder), str(out)], capture_output=True, text=True)
-        if built.returncode != 0:
-            pytest.fail(f"Building the embedding model failed:\n{built.stderr}")
-        stamp.write_text(builder_sha256)
+    TEST_MODELS_FOLDER.mkdir(exist_ok=True)
+    # The suite's worker processes may all want it at once: one builds, the others wait and then reuse it.
+    with FileLock(str(out.with_suffix(".lock"))):
+        if not out.exists() or not stamp.exists() or stamp.read_text() != builder_sha256:
+            built = subprocess.run([sys.executable, str(builder), str(out)], capture_output=True, text=True)
+            if built.returncode != 0:
+                pytest.fail(f"Building the embedding model failed:\n{built.stderr}")
+            stamp.write_text(builder_sha256)
     return out
 
 

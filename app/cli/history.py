@@ -179,26 +179,16 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from app.core.history.imports import MAX_IMPORT_CHARACTERS
+    from app.core.history.imports import read_export_file
     from app.core.history.records import printable_line
 
     if args.file == "-":
         text, source = sys.stdin.read(), "The input"
     else:
         path = Path(args.file).expanduser()
-        try:
-            if path.stat().st_size > MAX_IMPORT_CHARACTERS * 4:  # checked again by characters once read
-                raise UserError(
-                    f"{path} is too large to import (at most {MAX_IMPORT_CHARACTERS // 2**20:,} MB). Export "
-                    "fewer conversations at a time and import each file."
-                )
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UserError(f"There is no file {path}. Check the name and try again.") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(
-                f"{path} could not be read ({exc}). Choose a JSON file made by history export."
-            ) from exc
+        text = read_export_file(
+            path
+        )  # the window's checks and sentences: missing, too large, Markdown, not text
         source = str(path)
     with open_store() as store:
         result = store.import_json(text, source)

@@ -1,7 +1,8 @@
-"""Small files written whole: JSON that is replaced atomically, and read back forgivingly."""
+"""Small files written whole: JSON that is replaced atomically, and read back forgivingly; and a file's sha256."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -36,3 +37,12 @@ def read_json(path: Path) -> Any:
     except (OSError, ValueError) as exc:
         log.warning("Ignoring unreadable %s: %s", path, exc)
         return None
+
+
+def file_sha256(path: Path, block_bytes: int = 1 << 20) -> str:
+    """The sha256 of the file at ``path``, read in blocks (a file of gigabytes costs no memory)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(block_bytes):
+            digest.update(block)
+    return digest.hexdigest()

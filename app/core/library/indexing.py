@@ -12,7 +12,6 @@ go on.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sqlite3
@@ -29,6 +28,7 @@ from app.core.documents.document import DocumentError, approximate_tokens
 from app.core.documents.reader import MAX_DOCUMENT_BYTES, document_kind, read_document
 from app.core.documents.retrieval import PASSAGE_TOKENS
 from app.core.errors import Cancelled, UserError
+from app.core.files import file_sha256
 from app.core.library.database import LibraryDatabase, library_token
 from app.core.library.embedding import Embedder
 from app.core.units import human_bytes
@@ -289,14 +289,6 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _index_file(
     db: LibraryDatabase,
     ident: int,
@@ -321,7 +313,7 @@ def _index_file(
             "document may be; split it, or leave it out of the library.",
         )  # fmt: skip
     try:
-        sha256 = _sha256(path)
+        sha256 = file_sha256(path)
     except OSError as error:
         return _record_problem(db, ident, path, stat, f"{path.name} could not be opened ({error.strerror}).")
     if previous is not None and sha256 == previous[3] and not previous[4]:
