@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pydoc
 import random
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.bench.sample_pdf import sample_pages
 from app.bench.serve import native_tool_path
 from app.core.documents.retrieval import query_words
 from app.core.library.database import LibraryDatabase, library_token
@@ -119,6 +121,11 @@ class LibraryBenchmark:
     search_p95_ms: float
     reindex_files: int
     reindex_one_changed_seconds: float  # adding again after one file of ``reindex_files`` changed
+    long_text_pages: int
+    long_text_passages: int
+    long_text_passages_per_second: float  # a long text file indexed, read and embedded
+    gui_worst_gap_ms: float  # the window's GUI thread while its Library panel indexes the documents
+    peak_memory_mb: float  # the benchmark process at its largest (the 100,000-passage matrix included)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -144,6 +151,11 @@ class LibraryBenchmark:
                 f"p95 {self.search_p95_ms:.1f} ms",
                 f"Adding a {self.reindex_files}-file library again after one file changed: "
                 f"{self.reindex_one_changed_seconds:.2f} s",
+                f"A {self.long_text_pages:,}-page text: {self.long_text_passages:,} passages at "
+                f"{self.long_text_passages_per_second:.1f} passages/s",
+                f"The window's GUI thread while its Library panel indexed the documents: worst gap "
+                f"{self.gui_worst_gap_ms:.0f} ms",
+                f"Peak memory of the benchmark: {self.peak_memory_mb:.0f} MB",
             ]
         )
 
@@ -177,6 +189,7 @@ def run_library_benchmark(
     *,
     search_passages: int = 100_000,
     questions: list[tuple[str, set[str]]] = QUESTIONS,
+    long_text_pages: int = 1000,
     progress: Callable[[str], None] | None = None,
 ) -> LibraryBenchmark:
     """Every figure of the benchmark (see the module's docstring); ``questions`` a subset, for a quicker run."""
@@ -208,6 +221,12 @@ def run_library_benchmark(
             native = _native_embedding_speed(embedding_model, texts, root)
             say(f"Indexing {REINDEX_FILES} notes, then again after one changed...")
             reindex_seconds = _reindex_one_changed(root / "notes", root / "notes.sqlite3", embedding_model)
+            say(f"Indexing a {long_text_pages:,}-page text...")
+            long_passages, long_rate = _long_text(
+                root / "long", root / "long.sqlite3", embedding_model, long_text_pages
+            )
+            say("Indexing the documents again from the window's Library panel, timing its GUI thread...")
+            gui_gap = _gui_worst_gap(root / "docs", root / "gui.sqlite3", embedding_model)
             say(f"Growing a library to {search_passages:,} passages to time searches...")
             p50, p95 = _search_latency(root / "big.sqlite3", embedder, search_passages)
         finally:
@@ -229,6 +248,11 @@ def run_library_benchmark(
         search_p95_ms=p95,
         reindex_files=REINDEX_FILES,
         reindex_one_changed_seconds=reindex_seconds,
+        long_text_pages=long_text_pages,
+        long_text_passages=long_passages,
+        long_text_passages_per_second=long_rate,
+        gui_worst_gap_ms=gui_gap * 1000,
+        peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
 
 
@@ -292,6 +316,53 @@ def _native_embedding_speed(model: Path, texts: list[str], scratch: Path) -> flo
 
 
 REINDEX_FILES = 150
+
+
+def _long_text(folder: Path, database: Path, model: Path, pages: int) -> tuple[int, float]:
+    """Passages and passages per second indexing one text of ``pages`` pages (about 4,000 characters each)."""
+    folder.mkdir()
+    (folder / "long.txt").write_text("\n\n".join(sample_pages(pages)))
+    db = LibraryDatabase(database)
+    try:
+        define_library(db, "long", [folder], model)
+        report = index_library(db, "long")
+    finally:
+        db.close()
+    if report.problems:
+        raise RuntimeError(report.problems[0].sentence)
+    return report.passages, report.passages / report.seconds if report.seconds else 0.0
+
+
+def _gui_worst_gap(folder: Path, database: Path, model: Path) -> float:
+    """The longest the window's GUI thread went without running its event loop, in seconds, while the Library
+    panel (the window's own, with its own threads) indexed ``folder``: a 10 ms timer's worst gap."""
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    from app.bench.qt_timing import GapTimer, run_until
+    from app.ui.library_jobs import IndexRequest, LibraryThread
+    from app.ui.library_panel import LibraryPanel
+
+    application = QApplication.instance() or QApplication([])
+    thread = LibraryThread(database)
+    panel = LibraryPanel(thread, database)
+    panel.show()
+    timer = GapTimer()
+    try:
+        run_until(lambda: panel.loaded, 30)
+        timer.start()
+        panel.index(IndexRequest("gui", (folder,), model))
+        run_until(lambda: panel.run is not None, 10)
+        run_until(lambda: not panel.indexing, 1800)
+        timer.stop()
+    finally:
+        panel.shutdown()
+        thread.shutdown()
+        panel.close()
+        application.processEvents()
+    return timer.worst
 
 
 def _reindex_one_changed(folder: Path, database: Path, model: Path) -> float:

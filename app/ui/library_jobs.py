@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import shiboken6
 from PySide6.QtCore import QObject, Signal
@@ -62,6 +62,7 @@ class LibraryThread:
         self.db_path = db_path
         self.notice = ""  # the database's note when it had to be moved aside, once it is open
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="library")
+        self._closed = False  # after ``shutdown``, work asked for (by widgets closing, say) is not done
         self._db: LibraryDatabase | None = None
         self._passages: LibraryPassages | None = None
         self.relay = _Relay()
@@ -135,24 +136,32 @@ class LibraryThread:
             else:
                 back(lambda: on_result(result))
 
-        self._executor.submit(run)
+        self._submit(run)
+
+    def _submit(self, work: Callable[..., object], *args: object) -> concurrent.futures.Future[object] | None:
+        """``work`` queued on the library thread; None once the thread was shut down."""
+        if self._closed:
+            return None
+        return self._executor.submit(work, *args)
 
     def prepare(self, names: list[str]) -> None:
         """Open the passages of ``names`` and load their embedding models now, before the first question."""
-        self._executor.submit(self._prepare, tuple(names))
+        self._submit(self._prepare, tuple(names))
 
     def forget_passages(self) -> None:
         """A library was indexed again or removed: its passages (and model) are opened afresh at next use."""
-        self._executor.submit(self._drop_passages)
+        self._submit(self._drop_passages)
 
     def passages(self, names: list[str]) -> ThreadedLibraryPassages:
         return ThreadedLibraryPassages(self, tuple(names))
 
     def search(self, names: tuple[str, ...], question: str, limit: int) -> list[Hit]:
         """Search on the library thread and wait for it (see the module's docstring)."""
-        future = self._executor.submit(self._search, names, question, limit)
+        future = self._submit(self._search, names, question, limit)
+        if future is None:
+            return []
         try:
-            return future.result(timeout=SEARCH_WAIT_S)
+            return cast(list[Hit], future.result(timeout=SEARCH_WAIT_S))
         except concurrent.futures.TimeoutError:
             log.warning("a library search took over %.0f s; the question goes without it", SEARCH_WAIT_S)
             self.relay.problem.emit(
@@ -170,7 +179,10 @@ class LibraryThread:
                 self._db.close()
                 self._db = None
 
+        if self._closed:
+            return
         self._executor.submit(close)
+        self._closed = True
         self._executor.shutdown(wait=False)
 
 
