@@ -119,18 +119,20 @@ class TokenSampler:
             chain.add_temp(sampling.temperature)
             chain.add_dist(seed)
 
-    def sample(self) -> int:
-        """The next token, from the logits of the last token evaluated; accepted by the chain and grammar."""
+    def sample(self, index: int = -1) -> int:
+        """The next token, from the logits of the batch's row ``index`` (-1: the last token evaluated); accepted
+        by the chain and grammar. A batch of several sequences (or of drafted tokens) has a row per position
+        whose logits were asked for."""
         import llama_cpp
 
         ctx = self._llama._ctx.ctx
         if self._grammar is None:
-            return int(llama_cpp.llama_sampler_sample(self._chain.sampler, ctx, -1))
-        candidates = self._whole_vocabulary(ctx)
+            return int(llama_cpp.llama_sampler_sample(self._chain.sampler, ctx, index))
+        candidates = self._whole_vocabulary(ctx, index)
         llama_cpp.llama_sampler_apply(self._chain.sampler, ctypes.byref(candidates))
         token = int(candidates.data[candidates.selected].id)
         if not self._grammar_allows(token):
-            candidates = self._whole_vocabulary(ctx)
+            candidates = self._whole_vocabulary(ctx, index)
             llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(candidates))
             llama_cpp.llama_sampler_apply(self._chain.sampler, ctypes.byref(candidates))
             chosen = candidates.data[candidates.selected]
@@ -144,7 +146,7 @@ class TokenSampler:
         llama_cpp.llama_sampler_accept(self._chain.sampler, token)
         return token
 
-    def _whole_vocabulary(self, ctx: Any) -> Any:
+    def _whole_vocabulary(self, ctx: Any, index: int) -> Any:
         """Every token with its logit, as llama.cpp's samplers take them (filled by numpy, not per token)."""
         import llama_cpp
         import numpy as np
@@ -159,7 +161,7 @@ class TokenSampler:
                 selected=-1,
                 sorted=False,
             )
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(self._n_vocab,))
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,))
         self._rows["id"] = self._ids
         self._rows["logit"] = logits
         self._rows["p"] = 0.0
@@ -200,7 +202,7 @@ def _grammar_sampler(llama: Any, grammar: str, triggers: tuple[str, ...]) -> Any
     )
 
 
-def token_logprob(llama: Any, token: int, top: int) -> TokenLogprob:
+def token_logprob(llama: Any, token: int, top: int, index: int = -1) -> TokenLogprob:
     """``token``'s log-probability under the model's distribution at the place it was drawn (before penalties,
     bias and grammar, as OpenAI reports them), with the ``top`` most likely tokens there.
 
@@ -208,7 +210,7 @@ def token_logprob(llama: Any, token: int, top: int) -> TokenLogprob:
     import llama_cpp
     import numpy as np
 
-    row = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1)
+    row = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, index)
     logits = np.ctypeslib.as_array(row, shape=(int(llama.n_vocab()),)).astype(np.float64)
     peak = float(logits.max())
     log_total = peak + math.log(float(np.exp(logits - peak).sum()))
