@@ -140,6 +140,7 @@ def loaded_model(
         threads=args.threads if args.threads is not None else settings.threads,
         gpu_layers=settings.gpu_layers,
         chat_template=getattr(args, "chat_template", None),
+        parallel=getattr(args, "parallel", 1),  # llamadesk serve --parallel
     )
     model_path = resolve_model(args)
     service = EngineService()
@@ -167,6 +168,14 @@ class Interrupted(KeyboardInterrupt):
 
 def _raise_interrupted(_signum: int, _frame: FrameType | None) -> None:
     raise Interrupted()
+
+
+def embedding_download_command() -> str:
+    """The command that downloads the embedding model the catalog recommends for libraries."""
+    from app.core.models.catalog import load_embedding_catalog
+
+    entries = load_embedding_catalog()
+    return f"llamadesk models download {entries[0].id}" if entries else "llamadesk models download REPO FILE"
 
 
 def raise_on_interrupt() -> None:

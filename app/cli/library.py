@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.cli.common import stop_on_interrupt, whole_number
+from app.cli.common import embedding_download_command, stop_on_interrupt, whole_number
 from app.core.limits import check_count
 from app.core.units import counted
 
@@ -41,7 +41,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--embedding-model",
         type=Path,
         metavar="PATH",
-        help="a GGUF embedding model for search by meaning (without one: search by words alone)",
+        help="a GGUF embedding model for search by meaning (default: the recommended one, once downloaded; "
+        "without any: search by words alone)",
     )
     add.set_defaults(handler=run_add)
 
@@ -75,6 +76,7 @@ def _open() -> LibraryDatabase:
 def run_add(args: argparse.Namespace) -> int:
     from app.core.errors import UserError
     from app.core.library.indexing import define_library, index_library
+    from app.core.models.inventory import installed_embedding_model
 
     roots = []
     for path in args.paths:
@@ -87,6 +89,12 @@ def run_add(args: argparse.Namespace) -> int:
         raise UserError(f"The embedding model {args.embedding_model} does not exist.")
     db = _open()
     try:
+        if model is None and not _has_embedding_model(db, args.name):
+            model = installed_embedding_model()
+            if model is not None:
+                print(
+                    f"Search by meaning with {model.name}, the recommended embedding model.", file=sys.stderr
+                )
         define_library(db, args.name, roots, model)
         cancel = threading.Event()
         with stop_on_interrupt(cancel.set):  # Ctrl+C: stop after the file being read, keep what is indexed
@@ -95,6 +103,15 @@ def run_add(args: argparse.Namespace) -> int:
         db.close()
     _print_report(report)
     return 130 if report.cancelled else 0
+
+
+def _has_embedding_model(db: LibraryDatabase, name: str) -> bool:
+    from app.core.library.indexing import LibraryNotFound, embedding_model_of, library_id
+
+    try:
+        return embedding_model_of(db, library_id(db, name)) is not None
+    except LibraryNotFound:
+        return False
 
 
 def _progress_line(progress: IndexProgress) -> None:
@@ -127,8 +144,9 @@ def _print_report(report: IndexReport) -> None:
         print("What was indexed is kept; run the same command again to go on.", file=sys.stderr)
     if report.words_only:
         print(
-            "No embedding model for this library, so it is searched by words alone; add one with "
-            "--embedding-model PATH to search by meaning too.",
+            "No embedding model for this library, so it is searched by words alone. To search by meaning too, "
+            f"get the recommended one ({embedding_download_command()}) and add the library again, or give "
+            "--embedding-model PATH.",
             file=sys.stderr,
         )
     for problem in report.problems:

@@ -51,7 +51,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "stderr, the installed path to stdout. Ctrl+C pauses; the same command resumes.",
     )
     download.add_argument(
-        "target", metavar="REPO[:QUANT]", help="e.g. bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M"
+        "target",
+        metavar="REPO[:QUANT]",
+        help="e.g. bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M, or nomic-embed-text-v1.5 (the embedding model "
+        "recommended for libraries)",
     )
     download.add_argument(
         "file", nargs="?", metavar="FILE", help="a file of the repository, instead of a quant"
@@ -157,9 +160,17 @@ def run_list(args: argparse.Namespace) -> int:
     hardware, rows, problem = _menu(args)
     if problem:
         print(problem, file=sys.stderr)
+    embedding = _embedding_models()
     if args.json:
         print(
-            json.dumps({"hardware": hardware.as_dict(), "models": [row.as_dict() for row in rows]}, indent=2)
+            json.dumps(
+                {
+                    "hardware": hardware.as_dict(),
+                    "models": [row.as_dict() for row in rows],
+                    "embedding_models": embedding,
+                },
+                indent=2,
+            )
         )
         return 0
     print(_hardware_line(hardware, _context_size(args)))
@@ -186,7 +197,38 @@ def run_list(args: argparse.Namespace) -> int:
         "* recommended quantization; ~ sizes estimated from bits per weight (the Hub's file list not fetched yet)."
     )
     print(_WORDS)
+    for model in embedding:
+        state = "installed" if model["installed"] else f"get it with: llamadesk models download {model['id']}"
+        print(
+            f"For libraries (search by meaning): {model['name']}, {human_bytes(int(str(model['size'])))}, "
+            f"{model['file']} ({state})."
+        )
     return 0
+
+
+def _embedding_models() -> list[dict[str, object]]:
+    """The embedding models the menu recommends for libraries, and whether each is downloaded."""
+    from app.core.models.catalog import load_embedding_catalog
+    from app.core.models.inventory import embedding_model_path
+
+    listed: list[dict[str, object]] = []
+    for entry in load_embedding_catalog():
+        path = embedding_model_path(entry)
+        installed = path.is_file()
+        listed.append(
+            {
+                "id": entry.id,
+                "name": entry.name,
+                "repo_id": entry.repo_id,
+                "file": entry.file,
+                "size": entry.size,
+                "sha256": entry.sha256,
+                "dimensions": entry.dimensions,
+                "installed": installed,
+                "path": str(path) if installed else None,
+            }
+        )
+    return listed
 
 
 def run_recommend(args: argparse.Namespace) -> int:
@@ -290,10 +332,17 @@ class _ProgressPrinter:
 
 
 def run_download(args: argparse.Namespace) -> int:
+    from app.core.models.catalog import load_embedding_catalog
     from app.core.models.downloads.downloader import DownloadBusyError, Downloader
     from app.core.models.downloads.queue import STATE_DOWNLOADING, STATE_PAUSED
 
-    repo, quant = parse_target(args.target)
+    embedding = next(
+        (e for e in load_embedding_catalog() if e.id.lower() == args.target.strip().lower()), None
+    )
+    if embedding is not None:  # the recommended embedding model, by its short name
+        repo, quant, args.file = embedding.repo_id, None, embedding.file
+    else:
+        repo, quant = parse_target(args.target)
     quant = args.quant or quant
     downloader = Downloader()
     job = downloader.queue.find(repo, quant) if quant and not args.file else None

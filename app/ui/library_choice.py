@@ -25,6 +25,7 @@ from app.core.library.search import CombinedPassages
 from app.core.paths import app_paths
 from app.ui.conversation import ConversationController
 from app.ui.documents import DocumentsController
+from app.ui.downloads import Downloads
 from app.ui.library_jobs import LibraryThread
 from app.ui.library_panel import LibraryDock, LibraryPanel
 
@@ -47,6 +48,7 @@ class ConversationLibraries(QObject):
         conversation: ConversationController,
         documents: DocumentsController,
         store: HistoryStore,
+        downloads: Downloads | None = None,
     ) -> None:
         super().__init__(window)
         self.conversation = conversation
@@ -54,7 +56,7 @@ class ConversationLibraries(QObject):
         self.store = store
         db_path = app_paths().ensure().library_db
         self.library_thread = LibraryThread(db_path)
-        self.panel = LibraryPanel(self.library_thread, db_path)
+        self.panel = LibraryPanel(self.library_thread, db_path, downloads=downloads)
         self.dock = LibraryDock(self.panel, window)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.hide()

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -43,14 +43,18 @@ from app.core.library.indexing import (
     remove_library,
 )
 from app.core.library.search import LibraryFile, library_files
+from app.core.models.inventory import installed_embedding_model
 from app.core.units import counted, human_duration
+from app.ui.downloads import Downloads
+from app.ui.embedding_download import RecommendedEmbeddingModel
 from app.ui.library_jobs import IndexRequest, IndexRun, LibraryThread
 
 log = logging.getLogger(__name__)
 
 WORDS_ONLY_NOTE = (
     '"{name}" has no embedding model, so it is searched by words alone (exact names and numbers, not the same '
-    "thing said in other words). Add its folder again with an embedding model (GGUF) to search by meaning too."
+    "thing said in other words). To search by meaning too, add its folder again with an embedding model: the "
+    "add form offers the recommended one."
 )
 NAME_COLUMN = 0
 
@@ -84,8 +88,16 @@ class LibraryPanel(QWidget):
     message = Signal(str)
     changed = Signal()
 
-    def __init__(self, thread: LibraryThread, db_path: Path, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        thread: LibraryThread,
+        db_path: Path,
+        parent: QWidget | None = None,
+        *,
+        downloads: Downloads | None = None,
+    ) -> None:
         super().__init__(parent)
+        self.downloads = downloads  # the window's: where the recommended embedding model is fetched
         self.setObjectName("libraryPanel")
         self.setAcceptDrops(True)
         self.library_thread = thread
@@ -185,6 +197,11 @@ class LibraryPanel(QWidget):
         model_row.addWidget(self.clear_model_button)
         model_row.addStretch(1)
         rows.addLayout(model_row)
+        self.recommended_model: RecommendedEmbeddingModel | None = None
+        if self.downloads is not None:
+            self.recommended_model = RecommendedEmbeddingModel(self.downloads)
+            self.recommended_model.installed.connect(self._on_recommended_installed)
+            rows.addWidget(self.recommended_model)
         self.model_label = QLabel()
         self.model_label.setObjectName("messageStats")
         self.model_label.setWordWrap(True)
@@ -393,7 +410,10 @@ class LibraryPanel(QWidget):
         first = self._adding[0]
         self.name_box.setEditText(first.name if first.is_dir() else first.stem)  # an existing name adds to it
         models = [library.embedding_model for library in self.libraries if library.embedding_model]
-        self.set_embedding_model(Path(models[-1]) if models else None)
+        # The model another library uses, else the recommended one once downloaded.
+        self.set_embedding_model(Path(models[-1]) if models else installed_embedding_model())
+        if self.recommended_model is not None:
+            self.recommended_model.refresh()
         self.add_form.show()
         self.name_box.setFocus()
 
@@ -417,6 +437,11 @@ class LibraryPanel(QWidget):
             else "No embedding model: searched by words alone."
         )
         self.model_label.setToolTip(str(path) if path else "")
+
+    @Slot(Path)
+    def _on_recommended_installed(self, path: Path) -> None:
+        if self.embedding_model is None:
+            self.set_embedding_model(path)
 
     def index_added(self) -> None:
         name = self.name_box.currentText().strip()

@@ -133,7 +133,11 @@ class MainWindow(QMainWindow):
         )
         # The Library panel (a dock, Library in the toolbar) and the libraries each conversation answers from
         self.libraries = ConversationLibraries(
-            self, conversation=self.conversation, documents=self.documents, store=store
+            self,
+            conversation=self.conversation,
+            documents=self.documents,
+            store=store,
+            downloads=self.downloads,
         )
         self.serving = ServeController(self.bridge, status, self)  # the switch that serves other apps
         # Settings → Engine: this computer's engine or a server's

@@ -31,7 +31,7 @@ from app.core.llm.gguf_check import check_model_file
 from app.core.llm.load_options import LoadOptions
 from app.core.llm.remote_info import RemoteModelInfo
 from app.core.llm.templates import BUILTIN_TEMPLATES
-from app.core.models.inventory import installed_models
+from app.core.models.inventory import chat_models
 from app.core.settings import Settings
 from app.ui.background import run_in_pool
 from app.ui.downloads import Downloads
@@ -118,7 +118,7 @@ class ModelController(QObject):
         self.picker.blockSignals(True)
         self.picker.clear()
         loaded = str(self.bridge.model.path) if self.bridge.model else self.pending_model
-        for model in installed_models(self.settings.imported_models, include_hf_cache=False):
+        for model in chat_models(self.settings.imported_models):
             label = model.display_name + ("  (starter)" if model.source == "starter" else "")
             self.picker.addItem(label, str(model.path))
             self.picker.setItemData(self.picker.count() - 1, str(model.path), Qt.ItemDataRole.ToolTipRole)
@@ -162,7 +162,7 @@ class ModelController(QObject):
 
     def code_model(self) -> str | None:
         """An installed model made for code, for the Code mode."""
-        for model in installed_models(self.settings.imported_models, include_hf_cache=False):
+        for model in chat_models(self.settings.imported_models):
             if any(hint in model.path.name.lower() for hint in CODE_MODEL_HINTS):
                 return str(model.path)
         return None
@@ -182,7 +182,7 @@ class ModelController(QObject):
 
         def on_valid(_info: object) -> None:
             resolved = str(Path(path).resolve())
-            known = installed_models(self.settings.imported_models, include_hf_cache=False)
+            known = chat_models(self.settings.imported_models)
             if resolved not in self.settings.imported_models and not any(
                 str(m.path) == resolved for m in known
             ):

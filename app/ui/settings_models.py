@@ -27,7 +27,7 @@ from app.core.llm.engine import ModelInfo
 from app.core.llm.gguf_check import check_model_file
 from app.core.llm.remote_info import RemoteModelInfo
 from app.core.llm.templates import BUILTIN_TEMPLATES, builtin_for_file
-from app.core.models.inventory import installed_models
+from app.core.models.inventory import chat_models
 from app.core.settings import Settings
 from app.ui.background import run_in_pool
 
@@ -127,9 +127,7 @@ class ModelTemplatesSection(QGroupBox):
         self.choices: dict[str, QComboBox] = {}
         self.uses_items: dict[str, QTableWidgetItem] = {}
 
-        paths = [
-            str(model.path) for model in installed_models(settings.imported_models, include_hf_cache=False)
-        ]
+        paths = [str(model.path) for model in chat_models(settings.imported_models)]
         if loaded_model and loaded_model not in paths:
             paths.append(loaded_model)  # opened from elsewhere: its template can be chosen all the same
         for path in paths:

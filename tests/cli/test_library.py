@@ -121,3 +121,50 @@ def test_chat_answers_from_a_library_and_names_its_sources(
 
     unknown = run("chat", "--model", str(model_path), "--library", "nope", "--no-save", "-p", "Hi")
     assert unknown.returncode == 1 and 'There is no library named "nope"' in unknown.stderr
+
+
+def place_as_the_recommended_embedding_model(embedding_model_path: Path) -> Path:
+    """The test embedding model, put where `llamadesk models download nomic-embed-text-v1.5` installs the
+    recommended one (the Hub cannot be reached here; the pinned download itself is tested against the fake hub)."""
+    from app.core.models.catalog import load_embedding_catalog
+    from app.core.models.inventory import embedding_model_path as installed_at
+
+    target = installed_at(load_embedding_catalog()[0])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(embedding_model_path)
+    return target
+
+
+def test_without_an_embedding_model_the_library_says_how_to_get_the_recommended_one(tmp_path: Path) -> None:
+    folder = house_notes(tmp_path / "house")
+    added = run("library", "add", str(folder), "--name", "house")
+    assert added.returncode == 0, added.stderr
+    assert added.stderr.count("searched by words alone") == 1
+    assert "llamadesk models download nomic-embed-text-v1.5" in added.stderr
+
+    listed = run("models", "list")
+    assert "For libraries (search by meaning): nomic-embed-text v1.5" in listed.stdout
+    assert "get it with: llamadesk models download nomic-embed-text-v1.5" in listed.stdout
+
+
+def test_the_recommended_embedding_model_once_downloaded_is_each_new_library_s(
+    tmp_path: Path, embedding_model_path: Path
+) -> None:
+    installed = place_as_the_recommended_embedding_model(embedding_model_path)
+    folder = house_notes(tmp_path / "house")
+    added = run("library", "add", str(folder), "--name", "house")
+    assert added.returncode == 0, added.stderr
+    assert "the recommended embedding model" in added.stderr
+    assert "searched by words alone" not in added.stderr
+    assert run("library", "list").stdout.startswith("house: 2 files, 2 passages; search by words and meaning")
+
+    listed = json.loads(run("models", "list", "--json").stdout)
+    (embedding,) = listed["embedding_models"]
+    assert embedding["installed"] and embedding["path"] == str(installed)
+    installed_ids = run("models", "installed").stdout
+    assert "nomic-embed-text" in installed_ids  # listed with the models, so it can be removed
+
+    from app.core.models.inventory import chat_models, default_model
+
+    assert all(not model.is_embedding for model in chat_models())  # never offered for a conversation
+    assert default_model() != installed

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 # Longest input embedded whole, in tokens; longer ones are cut (passages are about 160).
 MAX_INPUT_TOKENS = 512
 
+# Models trained with a task written before each text, by architecture: (before a question, before a passage).
+# nomic-embed-text was trained with these, and without them its search quality drops (its model card says so).
+TASK_PREFIXES: dict[str, tuple[str, str]] = {"nomic-bert": ("search_query: ", "search_document: ")}
+
 
 class EmbeddingModelError(UserError):
     """The embedding model cannot be used; the sentence says why and what to do."""
@@ -69,13 +73,23 @@ class Embedder:
             ) from None
         self.dimensions = int(self._llama.n_embd())
         self.context = context
+        self._query_prefix, self._passage_prefix = TASK_PREFIXES.get(architecture, ("", ""))
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """One row per text, unit length; texts longer than the model's input are cut at its end."""
+        """One row per text as given (the API's /v1/embeddings: the client writes any task prefix itself), unit
+        length; texts longer than the model's input are cut at its end."""
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         vectors = self._llama.embed(texts, normalize=True, truncate=True)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimensions)
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        """Passages of a library, with the model's passage prefix when it was trained with one."""
+        return self.embed([self._passage_prefix + text for text in texts])
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """A question to search with, with the model's query prefix when it was trained with one."""
+        return np.asarray(self.embed([self._query_prefix + query])[0], dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode(), add_bos=False, special=False))

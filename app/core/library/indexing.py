@@ -335,7 +335,9 @@ def _index_file(
         for start in range(0, len(chunks), EMBED_BATCH):
             if cancel.is_set():
                 raise Cancelled()
-            vectors.extend(embedder.embed([chunk.text for chunk in chunks[start : start + EMBED_BATCH]]))
+            vectors.extend(
+                embedder.embed_passages([chunk.text for chunk in chunks[start : start + EMBED_BATCH]])
+            )
     try:
         after = path.stat()
     except OSError:

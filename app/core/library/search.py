@@ -125,7 +125,7 @@ def meaning_ranking(
         return []
     if matrix.shape[1] != embedder.dimensions:
         return []  # vectors of another model: the next index run replaces them
-    similarity = matrix @ embedder.embed([query])[0]
+    similarity = matrix @ embedder.embed_query(query)
     count = min(CANDIDATES, len(ids))
     best = np.argpartition(-similarity, count - 1)[:count]
     return [int(ids[i]) for i in best[np.argsort(-similarity[best])]]

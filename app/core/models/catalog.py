@@ -110,6 +110,58 @@ def entry_for_file(
     return None
 
 
+# -- embedding models -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbeddingCatalogEntry:
+    """An embedding model the menu recommends for libraries, pinned whole: its file, size and sha256 at one
+    commit of its repository. The Hub says a file's sha256 too, but a pin written here is a second, independent
+    check: a repository whose file was replaced is refused rather than silently trusted."""
+
+    id: str
+    name: str
+    repo_id: str
+    revision: str
+    file: str
+    size: int
+    sha256: str
+    dimensions: int
+    license: str = ""
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> EmbeddingCatalogEntry:
+        return cls(
+            id=str(raw["id"]),
+            name=str(raw["name"]),
+            repo_id=str(raw["repo_id"]),
+            revision=str(raw["revision"]),
+            file=str(raw["file"]),
+            size=int(raw["size"]),
+            sha256=str(raw["sha256"]).lower(),
+            dimensions=int(raw["dimensions"]),
+            license=str(raw.get("license", "")),
+            description=str(raw.get("description", "")),
+        )
+
+
+def load_embedding_catalog(path: Path | None = None) -> list[EmbeddingCatalogEntry]:
+    """The embedding models the menu offers, the recommended one first."""
+    raw = json.loads((path or catalog_file()).read_text(encoding="utf-8"))
+    return [EmbeddingCatalogEntry.from_dict(item) for item in raw.get("embedding_models", [])]
+
+
+def embedding_entry_for(
+    repo_id: str, filename: str, entries: Sequence[EmbeddingCatalogEntry] | None = None
+) -> EmbeddingCatalogEntry | None:
+    """The pinned embedding model this repository's file is, if it is one."""
+    for entry in entries if entries is not None else load_embedding_catalog():
+        if entry.repo_id.lower() == repo_id.lower() and entry.file == PurePosixPath(filename).name:
+            return entry
+    return None
+
+
 # -- the starter model -----------------------------------------------------------------------------------------
 
 

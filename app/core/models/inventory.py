@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Literal
 
 from app.core.errors import UserError
-from app.core.models.catalog import SPLIT_PATTERN, STARTER, ModelFiles, is_model_gguf, quant_from_filename
+from app.core.models.catalog import (
+    SPLIT_PATTERN,
+    STARTER,
+    EmbeddingCatalogEntry,
+    ModelFiles,
+    embedding_entry_for,
+    is_model_gguf,
+    load_embedding_catalog,
+    quant_from_filename,
+)
 from app.core.paths import app_paths
 
 log = logging.getLogger(__name__)
@@ -42,6 +51,11 @@ class InstalledModel:
     parts: tuple[Path, ...]
     repo_id: str | None = None
     quant: str | None = None
+
+    @property
+    def is_embedding(self) -> bool:
+        """An embedding model of the catalog (for libraries): listed with the models, never offered for chat."""
+        return self.repo_id is not None and embedding_entry_for(self.repo_id, self.path.name) is not None
 
     @property
     def display_name(self) -> str:
@@ -74,6 +88,21 @@ def installed_path(repo_id: str, option: ModelFiles) -> Path | None:
     folder = app_paths().models_dir / repo_folder_name(repo_id)
     paths = [folder / f.basename for f in option.files]
     return paths[0] if paths and all(p.is_file() for p in paths) else None
+
+
+def embedding_model_path(entry: EmbeddingCatalogEntry) -> Path:
+    """Where the catalog's embedding model is downloaded to (as any model of its repository)."""
+    return app_paths().models_dir / repo_folder_name(entry.repo_id) / entry.file
+
+
+def installed_embedding_model() -> Path | None:
+    """The recommended embedding model's file when it is downloaded (the first of the catalog's that is; a
+    download is verified against its pinned sha256 before it is put there)."""
+    for entry in load_embedding_catalog():
+        path = embedding_model_path(entry)
+        if path.is_file():
+            return path
+    return None
 
 
 def starter_download_path() -> Path:
@@ -257,8 +286,14 @@ def default_model(last_used: str = "", imported: Sequence[str] = ()) -> Path | N
     (the Hugging Face cache left out, as in the window's picker)."""
     if last_used and Path(last_used).is_file():
         return Path(last_used)
-    models = installed_models(imported, include_hf_cache=False)
+    models = chat_models(imported)
     return models[0].path if models else None
+
+
+def chat_models(imported: Sequence[str] = ()) -> list[InstalledModel]:
+    """The installed models a conversation can use: the window's picker (the Hugging Face cache left out, as
+    ``installed_models`` explains), without the embedding models kept for libraries."""
+    return [model for model in installed_models(imported, include_hf_cache=False) if not model.is_embedding]
 
 
 def remove_installed(model: InstalledModel) -> int:

@@ -31,7 +31,14 @@ from typing import Any
 
 from app.core.errors import Cancelled, UserError
 from app.core.llm.saved_state_store import remember_model_digest
-from app.core.models.catalog import ModelFiles, RemoteFile, find_entry
+from app.core.models.catalog import (
+    EmbeddingCatalogEntry,
+    ModelFiles,
+    RemoteFile,
+    embedding_entry_for,
+    find_entry,
+    load_embedding_catalog,
+)
 from app.core.models.downloads.progress import ProgressCallback, ProgressTracker
 from app.core.models.downloads.queue import (
     STATE_CANCELLED,
@@ -103,6 +110,23 @@ class DownloadResult:
     seconds: float
 
 
+def _check_pinned(repo_id: str, option: ModelFiles, pins: Sequence[EmbeddingCatalogEntry]) -> None:
+    """A file the catalog pins (the recommended embedding model) must be the very file pinned: the Hub's sha256
+    for it is compared with the catalog's before a byte is fetched, and the download is then verified against it
+    as every download is."""
+    for remote in option.files:
+        pinned = embedding_entry_for(repo_id, remote.path, pins)
+        if pinned is None:
+            continue
+        if (remote.sha256 or "").lower() != pinned.sha256 or remote.size != pinned.size:
+            raise HubAccessError(
+                f"{remote.basename} in {repo_id} is not the file LlamaDesk knows (its size or sha256 differs "
+                "from the one recorded in the catalog), so it was not downloaded. The repository may have "
+                "replaced it; update LlamaDesk, or use an embedding model file you have (library add "
+                "--embedding-model PATH)."
+            )
+
+
 @dataclass
 class Downloader:
     """Plans, runs, pauses and cancels downloads. See the module docstring for the threading rules."""
@@ -114,6 +138,8 @@ class Downloader:
     backoff_start: float = BACKOFF_START_SECONDS
     backoff_max: float = BACKOFF_MAX_SECONDS
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS
+    # Files whose sha256 the catalog pins (the embedding models it recommends).
+    pins: Sequence[EmbeddingCatalogEntry] = field(default_factory=load_embedding_catalog)
     _controls: dict[str, TransferControl] = field(default_factory=dict, init=False, repr=False)
     _controls_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -141,6 +167,7 @@ class Downloader:
                 raise HubAccessError(f"{repo_id} has no {quant.upper()} file. It offers: {available}.")
         else:
             option = self._default_option(repo_id, listing.options, context_size)
+        _check_pinned(repo_id, option, self.pins)
         commit = listing.commit or "main"
         self._check_access(repo_id, option.files[0], commit)
         return DownloadJob(
