@@ -31,6 +31,7 @@ from app.core.errors import Cancelled, UserError
 from app.core.files import file_sha256
 from app.core.library.database import LibraryDatabase, library_token
 from app.core.library.embedding import Embedder
+from app.core.llm.activity import EngineActivity
 from app.core.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -161,9 +162,11 @@ def index_library(
     progress: Callable[[IndexProgress], None] | None = None,
     cancel: threading.Event | None = None,
     threads: int | None = None,
+    yield_to: EngineActivity | None = None,
 ) -> IndexReport:
     """Bring library ``name`` up to date with its folders and files; Cancelled is never raised: a cancelled run
-    returns its report with ``cancelled`` set, and what it committed stays."""
+    returns its report with ``cancelled`` set, and what it committed stays. With ``yield_to`` (the window's
+    engine), each batch of passages waits while the engine answers: a reply in progress goes first."""
     started = time.monotonic()
     ident = library_id(db, name)
     report = IndexReport(name)
@@ -213,7 +216,7 @@ def index_library(
                 progress(IndexProgress(done, len(found), report.passages, left, file_path))
             previous = known.get(file_path)
             try:
-                outcome = _index_file(db, ident, Path(file_path), stat, previous, embedder, cancel)
+                outcome = _index_file(db, ident, Path(file_path), stat, previous, embedder, cancel, yield_to)
             except Cancelled:
                 report.cancelled = True
                 break
@@ -299,6 +302,7 @@ def _index_file(
     previous: tuple[int, int, int, str, str | None] | None,
     embedder: Embedder | None,
     cancel: threading.Event,
+    yield_to: EngineActivity | None = None,
 ) -> int | FileProblem | None:
     """Passages written for ``path``; None when it was unchanged; a FileProblem when it could not be read."""
     if previous is not None:
@@ -333,6 +337,8 @@ def _index_file(
     vectors: list[np.ndarray] = []
     if embedder is not None:
         for start in range(0, len(chunks), EMBED_BATCH):
+            if yield_to is not None:
+                yield_to.wait_until_idle(cancel)
             if cancel.is_set():
                 raise Cancelled()
             vectors.extend(

@@ -13,6 +13,7 @@ import pytest
 from app.core.library.database import LibraryDatabase
 from app.core.library.indexing import (
     IndexProgress,
+    IndexReport,
     LibraryNotFound,
     define_library,
     index_library,
@@ -196,3 +197,60 @@ def test_a_huge_log_and_a_file_changing_while_read_each_get_a_sentence(tmp_path:
     assert "changed while it was read" in problems["draft.md"]
     again = index_library(db, "logs")  # the draft is read again next time, now that it holds still
     assert again.added + again.updated == 1 and "draft.md" not in {Path(p.path).name for p in again.problems}
+
+
+def test_indexing_waits_while_the_engine_answers_and_goes_on_after(
+    tmp_path: Path, embedding_model_path: Path
+) -> None:
+    from app.core.llm.activity import EngineActivity
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for number in range(6):
+        (folder / f"note{number}.md").write_text(
+            f"# Note {number}\n\nThe pump in room {number} was serviced.\n"
+        )
+    database = tmp_path / "library.sqlite3"
+    db = LibraryDatabase(database)
+    define_library(db, "notes", [folder], embedding_model_path)
+    db.close()
+    engine = EngineActivity()
+    reports: list[IndexReport] = []
+
+    def index() -> None:  # on a thread of its own, with its own connection, as the window's library thread
+        own = LibraryDatabase(database)
+        try:
+            reports.append(index_library(own, "notes", yield_to=engine))
+        finally:
+            own.close()
+
+    replying = engine.working()
+    replying.__enter__()  # a reply is being written
+    indexer = threading.Thread(target=index, daemon=True)
+    try:
+        indexer.start()
+        indexer.join(1.5)
+        assert indexer.is_alive() and not reports  # held before its first batch of passages
+    finally:
+        replying.__exit__(None, None, None)  # the reply is done
+    indexer.join(60)
+    assert not indexer.is_alive()
+    assert reports[0].added == 6 and not reports[0].cancelled
+
+
+def test_a_cancel_reaches_an_index_run_waiting_for_the_engine(
+    tmp_path: Path, embedding_model_path: Path
+) -> None:
+    from app.core.llm.activity import EngineActivity
+
+    folder = make_folder(tmp_path)
+    db = LibraryDatabase(tmp_path / "library.sqlite3")
+    define_library(db, "notes", [folder], embedding_model_path)
+    engine = EngineActivity()
+    cancel = threading.Event()
+    with engine.working():
+        threading.Timer(0.5, cancel.set).start()
+        started = time.monotonic()
+        report = index_library(db, "notes", yield_to=engine, cancel=cancel)
+    assert report.cancelled and time.monotonic() - started < 10
+    db.close()
