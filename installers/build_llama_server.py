@@ -4,9 +4,9 @@ llama-cpp-python vendors.
     python installers/build_llama_server.py            # from the repository, with the project's venv
     python installers/build_llama_server.py --force    # build again even if the binaries are there
 
-``llamadesk bench --serve`` compares LlamaDesk's API with the native C++ server on the same model, and
-``bench --library`` the embedding speed with the native embedding tool; a comparison is only fair against the
-same llama.cpp: this takes the source distribution of the llama-cpp-python
+``llamadesk bench --serve`` compares LlamaDesk's API with the native C++ server on the same model, ``llamadesk
+bench`` the engine's generation and prompt speed with ``llama-bench`` (tg128, pp512), and ``bench --library`` the
+embedding speed with the native embedding tool; a comparison is only fair against the same llama.cpp: this takes the source distribution of the llama-cpp-python
 version that is installed (``pip download``, from PyPI, the only place packages come from here), unpacks its
 ``vendor/llama.cpp`` into the user's cache folder and builds the tools there with CMake (Release, the CPU's own
 instructions as llama-cpp-python's own build uses, no libcurl, static libraries so each binary stands alone, and no
