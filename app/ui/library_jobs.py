@@ -32,6 +32,7 @@ from app.core.library.database import LibraryDatabase
 from app.core.library.indexing import IndexProgress, IndexReport, define_library, index_library
 from app.core.library.search import LibraryPassages
 from app.core.llm.load_options import physical_cores
+from app.core.priority import lower_this_thread
 from app.ui.background import keep_until_deleted
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,8 @@ class IndexRun:
 
     def _run(self) -> None:
         signals = self.signals
+        # Hours of embedding on a thread of its own: it yields a core to the GUI thread and to a reply.
+        lower_this_thread()
         try:
             db = LibraryDatabase(self.db_path)
             try:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-from app.core.documents.document import Document, Section
+from app.core.documents.document import Chunk as Chunk  # defined with the Document that can carry its cut
+from app.core.documents.document import Document, Section, approximate_tokens
 
+# Passages of about this many tokens: long enough to hold a fact with its context, short enough that several
+# from different pages fit a small context (attached documents and libraries alike).
+PASSAGE_TOKENS = 160
 # A chunk that has reached this share of its budget ends at the next section or page rather than mid-way.
 SECTION_CUT_FILL = 0.85
 # Paragraphs are joined with a blank line: about one token each.
@@ -26,19 +29,6 @@ OVERLONG_CHARS_PER_TOKEN = 16
 
 class ChunkingStopped(Exception):
     """``should_stop`` said so; raised between two tokenizer calls."""
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A run of consecutive paragraphs that fits one prompt; ``first_section``..``last_section`` index the
-    document's sections it draws from."""
-
-    index: int
-    label: str
-    text: str
-    tokens: int
-    first_section: int
-    last_section: int
 
 
 def span_label(sections: Sequence[Section]) -> str:
@@ -129,6 +119,22 @@ def chunk_document(
             Chunk(len(chunks), span_label(document.sections[first : last + 1]), text, exact, first, last)
         )
     return chunks
+
+
+def cut_passages(document: Document, should_stop: Callable[[], bool] | None = None) -> list[Chunk]:
+    """``document`` cut into the passages that retrieval indexes: PASSAGE_TOKENS each (as ``approximate_tokens``
+    counts), none spanning two sections, so each has one page or heading."""
+    return chunk_document(
+        document, approximate_tokens, PASSAGE_TOKENS, keep_sections_apart=True, should_stop=should_stop
+    )
+
+
+def passages_of(document: Document) -> list[Chunk]:
+    """The passages of ``document``: the cut the reader's child process made (``Document.passages``), or made
+    now on the calling thread (a document from the history, or made in memory)."""
+    if document.passages is not None:
+        return list(document.passages)
+    return cut_passages(document)
 
 
 def _character_runs(text: str, limit: int) -> list[str]:

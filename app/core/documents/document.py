@@ -37,6 +37,19 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Chunk:
+    """A run of consecutive paragraphs that fits one prompt (``chunking``); ``first_section``..``last_section``
+    index the document's sections it draws from."""
+
+    index: int
+    label: str
+    text: str
+    tokens: int
+    first_section: int
+    last_section: int
+
+
+@dataclass(frozen=True)
 class Document:
     """The text of one file, in sections that keep their page numbers or headings.
 
@@ -51,6 +64,10 @@ class Document:
     text: str = field(repr=False)
     content_hash: str
     size: int  # bytes of the original file
+    # The document cut into passages (``chunking.cut_passages``), when the reader's child process made the cut:
+    # cutting thousands of pages is pure Python that would hold the interpreter lock on the app's worker
+    # threads, and the GUI thread waits for that lock. None: ``chunking.passages_of`` cuts it when asked.
+    passages: tuple[Chunk, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def page_count(self) -> int | None:

@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.core.documents.chunking import cut_passages
 from app.core.documents.document import (
     Document,
     DocumentError,
@@ -35,6 +36,7 @@ from app.core.documents.document import (
 )
 from app.core.documents.formats import extract_sections
 from app.core.errors import Cancelled, UserError
+from app.core.priority import lower_this_process
 
 if TYPE_CHECKING:  # the fork server's context does not exist on Windows
     from multiprocessing.context import ForkServerContext, SpawnContext
@@ -171,7 +173,9 @@ def extract_file(path: Path, kind: DocumentKind, max_bytes: int, max_pages: int)
         raise DocumentError(f"{name} has no text in it; there is nothing to summarize.")
     document = make_document(name, kind, sections, path=str(path.resolve()), size=path.stat().st_size)
     check_document_size(name, document.text)
-    return document
+    # Cut here, in the child: on the app's side the cut would hold the interpreter lock on a worker thread for
+    # about half a second per thousand pages, and the GUI thread would wait for it in turns of 5 ms.
+    return dataclasses.replace(document, passages=tuple(cut_passages(document)))
 
 
 def _tidy(text: str) -> str:
@@ -185,6 +189,7 @@ def _child_main(
     sender: Connection, path: str, kind: DocumentKind, max_bytes: int, max_pages: int, memory_limit: int
 ) -> None:
     _limit_memory(memory_limit)
+    lower_this_process()  # a read is background work: the window's GUI thread goes first for a core
     try:
         outcome = _Outcome(document=extract_file(Path(path), kind, max_bytes, max_pages))
     except UserError as exc:

@@ -25,7 +25,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Protocol
 
-from app.core.documents.chunking import chunk_document
+from app.core.documents.chunking import PASSAGE_TOKENS, chunk_document, passages_of
 from app.core.documents.document import Document
 from app.core.documents.document import approximate_tokens as approximate_tokens  # the window's sizing
 
@@ -33,9 +33,6 @@ from app.core.documents.document import approximate_tokens as approximate_tokens
 # model's tokenizer belongs to the engine thread), so the budget keeps a margin for text that tokenizes more
 # densely than four characters a token.
 EXCERPT_BUDGET_SHARE = 0.75
-# Passages of about this many tokens: long enough to hold a fact with its context, short enough that several
-# from different pages fit a small context.
-PASSAGE_TOKENS = 160
 EXCERPTS_HEADER = (
     "Excerpts from the attached documents, each under its document's name in square brackets. Answer the "
     "question from these excerpts, in your own words; if they do not hold the answer, say so."
@@ -144,7 +141,11 @@ class DocumentIndex:
 
     def add(self, document: Document) -> int:
         """Index ``document`` (again, if it was already); returns how many passages it gave."""
-        chunks = chunk_document(document, self._count_tokens, PASSAGE_TOKENS, keep_sections_apart=True)
+        chunks = (
+            passages_of(document)  # cut in the reader's child process, most often
+            if self._count_tokens is approximate_tokens
+            else chunk_document(document, self._count_tokens, PASSAGE_TOKENS, keep_sections_apart=True)
+        )
         rows = [
             (
                 chunk.text,

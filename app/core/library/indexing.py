@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.core.documents.chunking import chunk_document
-from app.core.documents.document import DocumentError, approximate_tokens
+from app.core.documents.chunking import passages_of
+from app.core.documents.document import DocumentError
 from app.core.documents.reader import MAX_DOCUMENT_BYTES, document_kind, read_document
-from app.core.documents.retrieval import PASSAGE_TOKENS
 from app.core.errors import Cancelled, UserError
 from app.core.files import file_sha256
 from app.core.library.database import LibraryDatabase, library_token
@@ -333,7 +332,7 @@ def _index_file(
         document = read_document(path, cancel=cancel)
     except DocumentError as error:
         return _record_problem(db, ident, path, stat, str(error))
-    chunks = chunk_document(document, approximate_tokens, PASSAGE_TOKENS, keep_sections_apart=True)
+    chunks = passages_of(document)  # cut in the reader's child process
     vectors: list[np.ndarray] = []
     if embedder is not None:
         for start in range(0, len(chunks), EMBED_BATCH):
