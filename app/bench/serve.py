@@ -400,9 +400,10 @@ def _engine_client(model_path: Path, threads: int, context_size: int) -> Iterato
 
 
 @contextmanager
-def _our_server(model_path: Path, threads: int, context_size: int) -> Iterator[str]:
+def _our_server(model_path: Path, threads: int, context_size: int, parallel: int = 1) -> Iterator[str]:
+    """``llamadesk serve`` on ``model_path``; ``parallel``: its ``--parallel`` (app.bench.parallel)."""
     command = [sys.executable, "-m", "app", "serve", "--model", str(model_path), "--port", "0"]
-    command += ["--ctx", str(context_size), "--threads", str(threads)]
+    command += ["--ctx", str(context_size), "--threads", str(threads), "--parallel", str(parallel)]
     with _process(command) as process:
         assert process.stdout is not None
         line = process.stdout.readline()  # printed once it listens with the model loaded
@@ -441,10 +442,11 @@ def _llama_cpp_server(model_path: Path, threads: int, context_size: int, chat_fo
 
 @contextmanager
 def _native_server(
-    binary: Path, model_path: Path, threads: int, context_size: int, builtin: str
+    binary: Path, model_path: Path, threads: int, context_size: int, builtin: str, parallel: int = 1
 ) -> Iterator[str]:
-    """llama.cpp's ``llama-server`` on ``model_path`` with one slot; ``builtin`` "": the file's own chat template,
-    else the Jinja source of that built-in template, so it formats the prompt exactly as LlamaDesk does."""
+    """llama.cpp's ``llama-server`` on ``model_path`` with ``parallel`` slots (one unless app.bench.parallel asks
+    for more); ``builtin`` "": the file's own chat template, else the Jinja source of that built-in template, so it
+    formats the prompt exactly as LlamaDesk does."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="llamadesk-llama-server-") as scratch:
         command = [str(binary), "--model", str(model_path), "--host", "127.0.0.1", "--port", str(port)]
@@ -456,8 +458,16 @@ def _native_server(
             "--ctx-size",
             str(context_size),
         ]
-        # One slot, flash attention off and the batch size: as LlamaDesk's engine loads the model.
-        command += ["--batch-size", str(BATCH_SIZE), "--parallel", "1", "--flash-attn", "off", "--jinja"]
+        # The slots, flash attention off and the batch size: as LlamaDesk's engine loads the model.
+        command += [
+            "--batch-size",
+            str(BATCH_SIZE),
+            "--parallel",
+            str(parallel),
+            "--flash-attn",
+            "off",
+            "--jinja",
+        ]
         if builtin:
             template_file = Path(scratch) / f"{builtin}.jinja"
             template_file.write_text(BUILTIN_TEMPLATES[builtin].source, encoding="utf-8")

@@ -20,6 +20,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--gui", action="store_true", help="measure how long the window's GUI thread ever waits instead"
     )
     bench.add_argument(
+        "--probe",
+        action="store_true",
+        help="with --gui: also name the code that held Python's interpreter lock during the longest waits",
+    )
+    bench.add_argument(
         "--serve",
         action="store_true",
         help="compare the API's streaming endpoint with the engine directly, llama_cpp.server and llama.cpp's "
@@ -33,6 +38,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "installers/build_llama_server.py built)",
     )
     bench.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --serve: send N streams at once instead, to our server with --parallel N and to llama-server "
+        "with -np N, beside our one stream alone (aggregate tokens/s)",
+    )
+    bench.add_argument(
         "--predict",
         action="store_true",
         help="check the model menu's speed prediction: predicted vs measured tokens/s for both real models",
@@ -44,7 +57,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "speed and search latency (needs --embedding-model)",
     )
     bench.add_argument(
-        "--embedding-model", type=Path, metavar="PATH", help="with --library: the GGUF embedding model to use"
+        "--embedding-model", type=Path, metavar="PATH", help="with --library (needed) or --gui (the library then searched by meaning too): the GGUF "
+        "embedding model to use"
+    )
+    bench.add_argument(
+        "--draft",
+        action="store_true",
+        help="measure prompt-lookup drafting against plain decoding instead (a code rewrite, a quote, free "
+        "writing) on both real models",
     )
     bench.set_defaults(handler=run_bench)
 
@@ -62,6 +82,15 @@ def run_bench(args: argparse.Namespace) -> int:
         )
         print(json.dumps(library_result.as_dict(), indent=2) if args.json else library_result.report())
         return 0
+    if args.draft:
+        from app.bench.drafting import run_drafting_benchmark
+
+        drafting = run_drafting_benchmark(
+            progress=None if args.json else lambda line: print(line, file=sys.stderr),
+            threads=args.threads or 0,
+        )
+        print(json.dumps(drafting.as_dict(), indent=2) if args.json else drafting.report())
+        return 0
     if args.predict:
         from app.bench.predict import run_prediction_benchmark
 
@@ -75,8 +104,26 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.gui:
         from app.bench.gui import run_gui_benchmark
 
-        gui_result = run_gui_benchmark(resolve_model(args), context_size=args.ctx or 2048)
+        embedding = args.embedding_model.expanduser() if args.embedding_model else None
+        gui_result = run_gui_benchmark(
+            resolve_model(args), context_size=args.ctx or 2048, embedding_model=embedding, probe=args.probe
+        )
         print(json.dumps(dataclasses.asdict(gui_result), indent=2) if args.json else gui_result.report())
+        return 0
+    if args.serve and args.parallel > 1:
+        from app.bench.parallel import run_parallel_benchmark
+        from app.core.llm.load_options import LoadOptions, check_load_options
+
+        check_load_options(LoadOptions(parallel=args.parallel))  # a sentence for a number out of range
+        parallel_result = run_parallel_benchmark(
+            resolve_model(args),
+            parallel=args.parallel,
+            threads=args.threads or 0,
+            context_size=args.ctx or 2048,
+            native_server=args.native_server,
+            progress=None if args.json else lambda line: print(line, file=sys.stderr),
+        )
+        print(json.dumps(parallel_result.as_dict(), indent=2) if args.json else parallel_result.report())
         return 0
     if args.serve:
         from app.bench.serve import run_serve_benchmark

@@ -1,6 +1,7 @@
 """``llamadesk serve``: the model, served to other programs over OpenAI's API at http://HOST:PORT/v1.
 
-Requests run one at a time on the engine thread, in arrival order; they are not written to the history unless
+Requests run one at a time on the engine thread, in arrival order (with ``--parallel N``, up to N at once, decoded
+together in one batch: app.core.llm.batched); they are not written to the history unless
 ``--save-history`` asks for it (each chat request then becomes a conversation, marked as served through the API).
 """
 
@@ -10,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.cli.common import add_model_arguments, loaded_model
+from app.cli.common import add_model_arguments, loaded_model, whole_number
 from app.core.limits import OutOfRange
 
 
@@ -44,9 +45,23 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="a GGUF embedding model to serve /v1/embeddings with (its own context, beside the chat model)",
     )
     serve.add_argument(
+        "--parallel",
+        type=whole_number(_check_parallel),
+        default=1,
+        metavar="N",
+        help="answer up to N requests at once, decoded together in one batch, each with N-th of the context "
+        "(default 1: one at a time)",
+    )
+    serve.add_argument(
         "--save-history",
         action="store_true",
         help="keep each chat request and its reply in the history, as a conversation marked as served",
+    )
+    serve.add_argument(
+        "--draft",
+        choices=("lookup", "off"),
+        help="prompt-lookup drafting for every request: 'lookup' drafts tokens from the prompt (faster where "
+        "replies copy it), 'off' never (default: the engine's measured choice, which drafts)",
     )
     serve.set_defaults(handler=run_serve, parser=serve)
 
@@ -55,6 +70,13 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, not {text!r}.")
     return int(text)
+
+
+def _check_parallel(value: int) -> int:
+    # Imported here, when the option is given: the engine's modules need not load for every other command.
+    from app.core.llm.load_options import check_parallel
+
+    return check_parallel(value)
 
 
 def _origin(text: str) -> str:
@@ -98,6 +120,7 @@ def run_serve(args: argparse.Namespace) -> int:
             embeddings = EmbeddingWorker(args.embedding_model.expanduser())
         with listener, loaded_model(args) as (client, info):
             state = ServeState(client, on_served=history.record if history else None)
+            state.draft = args.draft
             server = ApiServer(
                 client,
                 listener,

@@ -42,9 +42,12 @@ def test_gui_runs_the_window_benchmark_with_the_model_and_context(
 ) -> None:
     calls: list[tuple[Path, int]] = []
 
-    def fake_window_benchmark(model: Path, context_size: int = 2048) -> GuiBenchResult:
-        """Stands in for the real one (tests/ui runs it): a window, a model load and a reply take a minute."""
+    def fake_window_benchmark(
+        model: Path, context_size: int = 2048, *, embedding_model: Path | None = None, probe: bool = False
+    ) -> GuiBenchResult:
+        """Stands in for the real one (tests/bench runs it): a window, a model load and a reply take a minute."""
         calls.append((model, context_size))
+        assert embedding_model is None and not probe
         return GuiBenchResult(
             window_shown_ms=120.0,
             ticks=400,
@@ -57,11 +60,12 @@ def test_gui_runs_the_window_benchmark_with_the_model_and_context(
             document_pages=300,
             document_seconds=2.5,
             document_worst_gap_ms=28.0,
+            worst_gap_phase="reply streamed",
         )
 
     monkeypatch.setattr(app.bench.gui, "run_gui_benchmark", fake_window_benchmark)
     assert main(["bench", "--gui", "--model", str(model_path), "--ctx", "1024"]) == 0
-    assert "worst gap 31.5 ms   (target < 50 ms)" in capsys.readouterr().out
+    assert "worst gap 31.5 ms during reply streamed   (target < 50 ms)" in capsys.readouterr().out
     assert main(["bench", "--gui", "--model", str(model_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["worst_gap_ms"] == 31.5
     assert calls == [(model_path, 1024), (model_path, 2048)]

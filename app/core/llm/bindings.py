@@ -359,3 +359,60 @@ def cache_settings(llama: Any) -> tuple[int, int, int]:
     Internal used: ``Llama.context_params``."""
     params = llama.context_params
     return int(params.type_k), int(params.type_v), int(params.flash_attn_type)
+
+
+@contextmanager
+def parallel_sequences(sequences: int) -> Iterator[None]:
+    """Make the ``Llama`` created inside the block hold ``sequences`` sequences in one KV cache (``n_seq_max``),
+    all drawing on its whole context (``kv_unified``); with 1 nothing changes.
+
+    ``Llama()`` takes neither setting: it builds its context parameters from
+    ``llama_cpp.llama_cpp.llama_context_default_params()``, so for the duration of one load the defaults are
+    swapped for ones carrying them, as ``load_progress`` does for the model's. Unified, not split as llama-server
+    splits it by default: the single-sequence path (the window, requests the batched loop does not take) keeps
+    the whole context for sequence 0, and the batched loop (``app.core.llm.batched``) keeps each of its
+    sequences within its share, ``n_ctx / sequences``, as llama-server's slots are kept, so the cells never run out.
+    """
+    if sequences <= 1:
+        yield
+        return
+    import llama_cpp.llama_cpp as raw  # the module whose defaults Llama() reads
+
+    original = getattr(raw, "llama_context_default_params")  # noqa: B009
+
+    def params_with_sequences() -> Any:
+        params = original()
+        params.n_seq_max = sequences
+        params.kv_unified = True
+        return params
+
+    setattr(raw, "llama_context_default_params", params_with_sequences)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(raw, "llama_context_default_params", original)  # noqa: B010
+
+
+def evaluate_rows(llama: Any, tokens: list[int]) -> None:
+    """Evaluate ``tokens`` after those llama.cpp holds, in one batch with logits for every row (``Llama.eval``
+    keeps only the last row's without ``logits_all``), so a draft is verified in one pass: row ``i``'s logits
+    are read with ``llama_get_logits_ith(ctx, i)`` until the next evaluation. ``tokens`` must fit one batch
+    (``n_batch``). Internals used: ``Llama._batch`` (its ``LlamaBatch.set_batch``), ``Llama._ctx.decode`` and
+    ``kv_cache_seq_rm``, ``Llama.input_ids`` and ``Llama.n_tokens`` (kept as ``Llama.eval`` keeps them, so the
+    prefix reuse and saved states read the cache right)."""
+    if len(tokens) > int(llama.n_batch):
+        raise ValueError(f"{len(tokens)} tokens do not fit one batch of {llama.n_batch}")
+    n_past = int(llama.n_tokens)
+    llama._ctx.kv_cache_seq_rm(-1, n_past, -1)
+    llama._batch.set_batch(batch=tokens, n_past=n_past, logits_all=True)
+    llama._ctx.decode(llama._batch)
+    llama.input_ids[n_past : n_past + len(tokens)] = tokens
+    llama.n_tokens = n_past + len(tokens)
+    llama._requires_eval = False
+
+
+def forget_after(llama: Any, kept: int) -> None:
+    """Keep only the first ``kept`` tokens in the cache (a rejected draft's cells go). Internals used:
+    ``Llama._ctx.kv_cache_seq_rm`` and ``Llama.n_tokens``."""
+    llama._ctx.kv_cache_seq_rm(-1, kept, -1)
+    llama.n_tokens = kept

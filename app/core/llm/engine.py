@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,9 +37,11 @@ from app.core.llm.bindings import (
     evaluate_rest,
     fill_in_the_middle_tokens,
     load_progress,
+    parallel_sequences,
     special_token_texts,
 )
 from app.core.llm.context import ChatMessage, ContextCut, Prompt, fit_to_context
+from app.core.llm.drafting import DraftStats, DraftVerifier, PromptLookupDrafter, drafting_applies
 from app.core.llm.load_options import (
     LoadOptions,
     LoadPlan,
@@ -116,6 +118,10 @@ class ReplyStats:
     # The model file was being hashed (for its saved states) while the reply ran: the hash competed for the CPU
     # and memory bandwidth, so the reply's speed is no measurement of the model's.
     hashing_model: bool = False
+    # Prompt-lookup drafting (app.core.llm.drafting): tokens drafted, and how many of them the model's own
+    # sampling kept; both 0 when the reply was not drafted.
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
 
     @property
     def dropped_turns(self) -> int:
@@ -312,7 +318,8 @@ class Engine:
             if progress is not None:
                 progress(fraction)
 
-        with load_progress(track, cancel_event):
+        # parallel > 1: room for that many sequences in the one KV cache, for app.core.llm.batched.
+        with load_progress(track, cancel_event), parallel_sequences(options.parallel):
             try:
                 llama = llama_cpp.Llama(
                     model_path=str(gguf.path),
@@ -619,6 +626,11 @@ class Engine:
         # A tool call's marker may be a control token (Mistral's [TOOL_CALLS], Llama's <|python_tag|>): with
         # tools, such tokens are written out so the call can be read.
         special = turn.options.tools is not None
+        drafter: PromptLookupDrafter | None = None
+        verifier: DraftVerifier | None = None
+        if drafting_applies(turn.options):
+            drafter = PromptLookupDrafter(prompt.tokens)
+            verifier = DraftVerifier(llama, turn.draft_stats, drafter)
         try:
             try:
                 if self.prompt_in_batches:  # with progress, and a stop heard between batches
@@ -632,7 +644,8 @@ class Engine:
                 if cancel_event.is_set():
                     finish = "cancelled"
                     break
-                token = turn.sampler.sample()
+                row = verifier.row if verifier is not None else -1
+                token = turn.sampler.sample(row)
                 if prompt_done_at is None:
                     prompt_done_at = time.perf_counter()
                     if turn.prompt_progress is not None:
@@ -641,7 +654,7 @@ class Engine:
                     finish = "stop"
                     break
                 if top_logprobs is not None:
-                    turn.logprobs.append(token_logprob(llama, token, top_logprobs))
+                    turn.logprobs.append(token_logprob(llama, token, top_logprobs, row))
                 generated.append(token)
                 stats.generated_tokens = len(generated)
                 piece = decoder.decode(llama.detokenize([token], prev_tokens=previous, special=special))
@@ -663,7 +676,15 @@ class Engine:
                     finish = "length"
                     break
                 try:
-                    llama.eval([token])
+                    if verifier is None or drafter is None:
+                        llama.eval([token])
+                        continue
+                    drafter.add(token)
+                    if verifier.take(token):  # the drafted token it was: already evaluated
+                        continue
+                    # Rows past the tokens the reply can still take would be evaluated for nothing.
+                    room = min(prompt.max_tokens - len(generated) - 1, int(llama.n_batch) - 1)
+                    verifier.evaluate(token, drafter.draft(room))
                 except RuntimeError:
                     if cancel_event.is_set():  # llama_decode aborted by our callback
                         finish = "cancelled"
@@ -676,6 +697,10 @@ class Engine:
                     returned += len(tail)
                     yield tail
         finally:
+            if verifier is not None:  # the cache keeps the reply's tokens, not a draft beyond them
+                verifier.discard()
+            stats.drafted_tokens = turn.draft_stats.drafted
+            stats.accepted_tokens = turn.draft_stats.accepted
             turn.sampler.close()
             self._request = (
                 None  # the request ended; a stop of it must not reach later work (a summary's counts)
@@ -713,3 +738,4 @@ class _Turn:
     cancel_event: _RequestCancel
     requested: float
     prompt_progress: Callable[[int, int], None] | None
+    draft_stats: DraftStats = field(default_factory=DraftStats)

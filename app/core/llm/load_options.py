@@ -35,6 +35,23 @@ class LoadOptions:
     chat_template: str | None = (
         None  # a built-in template's name (templates.BUILTIN_TEMPLATES); None: the file's
     )
+    # Requests decoded together in one batch, each a sequence of one KV cache (app.core.llm.batched); 1: one at
+    # a time, the engine's own path only.
+    parallel: int = 1
+
+
+# Sequences decoded together at most: beyond it each one's share of the context is too small to be of use.
+MAX_PARALLEL = 16
+
+
+def check_parallel(value: int) -> int:
+    """The number of requests decoded together, 1..MAX_PARALLEL; raises OutOfRange with a sentence."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLEL:
+        raise OutOfRange(
+            f"The number of requests answered together must be a whole number from 1 to {MAX_PARALLEL}, not "
+            f"{value!r}."
+        )
+    return value
 
 
 def check_load_options(options: LoadOptions) -> None:
@@ -45,6 +62,7 @@ def check_load_options(options: LoadOptions) -> None:
         check_threads(options.threads)
         check_gpu_layers(options.gpu_layers)
         check_batch_size(options.batch_size)
+        check_parallel(options.parallel)
     except OutOfRange as exc:
         raise InvalidOptionError(f"{exc} Change it in the settings or on the command line.") from None
 

@@ -17,7 +17,7 @@ import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from app.core.errors import UserError
 from app.core.modes import SamplingOptions
@@ -26,6 +26,10 @@ PENALTY_WINDOW = (
     64  # tokens the repeat/frequency/presence penalties look back over (llama-cpp-python's default)
 )
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit on alternatives per token
+
+# Prompt-lookup drafting (app.core.llm.drafting) for a reply: "auto", the engine's measured default; "lookup",
+# wherever it can apply; "off". It never applies with a grammar or tools.
+DraftMode = Literal["auto", "lookup", "off"]
 
 
 class GrammarRefused(UserError):
@@ -51,6 +55,9 @@ class ReplyOptions:
     # True: the max_tokens asked for was the client's own, so a prompt leaving less room is refused rather than
     # given a shorter reply (OpenAI's rule); False: a default that shrinks to the room there is.
     max_tokens_required: bool = False
+    # Per request, not per load: the same model serves copying work (drafting pays) and free writing (it may
+    # not), and a server forces it for its requests (``llamadesk serve --draft``).
+    draft: DraftMode = "auto"
 
 
 @dataclass(frozen=True)

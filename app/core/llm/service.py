@@ -7,10 +7,19 @@ event, so a stop reaches a request still waiting in the queue, and stopping the 
 it (``Ticket.cancel()`` only sets events that the engine checks between tokens and inside llama.cpp).
 
 Requests run one at a time in arrival order, except that a client opened with ``priority=True`` (the window: a
-person is waiting at it) goes ahead of requests queued by other clients. Answers are delivered through the
-callbacks given with each request, on the engine thread, so each client sees only its own answers; a client that
-needs them on another thread (Qt's GUI thread, a terminal's main thread) hands them over itself, e.g. with a
-queued signal or with ``Ticket.stream()``.
+person is waiting at it) goes ahead of requests queued by other clients.
+
+A model loaded with ``LoadOptions.parallel`` > 1 answers several chat and completion requests at once instead: those
+of other clients (the API's) join the batched loop (``app.core.llm.batched``), and the engine thread alternates
+between taking newly queued requests, without blocking while sequences are active, and running one batched step. A
+priority client's chat joins a batch under way too, its prompt evaluated before the other sequences' next token.
+What the loop does not take (a load, a job, a completion with ``echo`` or ``suffix``, a prompt longer than one
+sequence's share of the context that the window would cut) waits until the batch drains, then runs alone on the
+engine's own path, in its turn; requests behind it wait too, so none is passed over for good.
+
+Answers are delivered through the callbacks given with each request, on the engine thread, so each client sees
+only its own answers; a client that needs them on another thread (Qt's GUI thread, a terminal's main thread) hands
+them over itself, e.g. with a queued signal or with ``Ticket.stream()``.
 """
 
 from __future__ import annotations
@@ -20,12 +29,14 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from app.core.errors import Cancelled, ModelChangedError, UserError
-from app.core.llm.context import ChatMessage
+from app.core.errors import Cancelled, ContextLimitError, ModelChangedError, UserError
+from app.core.llm.batched import BatchedDecoder, SequenceListener, chat_prompt, completion_prompt
+from app.core.llm.context import ChatMessage, Prompt
 from app.core.llm.engine import Engine, ModelInfo, Reply, ReplyStats
 from app.core.llm.load_options import LoadOptions
 from app.core.llm.protocol import ChatEngine, local_engine
@@ -96,10 +107,22 @@ class Ticket:
         return self.done.wait(timeout)
 
 
+# Joins a reply to the batched loop instead of running it alone: (decoder, cancel, done) -> False when it must
+# run alone after all (its prompt does not fit one sequence's share, and the window would cut it instead); ``done``
+# is called once it is answered.
+Join = Callable[[BatchedDecoder, threading.Event, Callable[[], None]], bool]
+
+
 @dataclass(eq=False)
 class _Request:
     ticket: Ticket
     run: Callable[[ChatEngine, threading.Event], None]
+    join: Join | None = None  # None: never batched
+    alone: bool = False  # the batched loop declined it: it runs alone once the batch drains
+
+
+# What the engine thread does next, besides a request: one step of the batched loop.
+_STEP = object()
 
 
 class EngineService:
@@ -114,6 +137,9 @@ class EngineService:
         self._normal: collections.deque[_Request] = collections.deque()
         self._running: Ticket | None = None
         self._closing = False
+        # The batched loop, made for the loaded model on first use.
+        self._decoder: BatchedDecoder | None = None
+        self._batched: set[Ticket] = set()  # requests in the batched loop (or joining it)
         self._thread = threading.Thread(target=self._serve, name="engine", daemon=True)
         self._thread.start()
 
@@ -147,28 +173,59 @@ class EngineService:
 
     # -- the queue ---------------------------------------------------------------------------------------
 
-    def submit(self, client: EngineClient, run: Callable[[ChatEngine, threading.Event], None]) -> Ticket:
-        """Queue ``run(engine, cancel)`` for the engine thread on behalf of ``client``."""
+    def submit(
+        self,
+        client: EngineClient,
+        run: Callable[[ChatEngine, threading.Event], None],
+        join: Join | None = None,
+    ) -> Ticket:
+        """Queue ``run(engine, cancel)`` for the engine thread on behalf of ``client``; ``join``: how the request
+        joins the batched loop instead, when the model answers several at once."""
         ticket = Ticket(next(self._ids), client.name, client.priority, self._cancel_if_running)
         with self._lock:
             if self._closing:
                 raise UserError("The model is shutting down; try again after restarting.")
-            (self._urgent if client.priority else self._normal).append(_Request(ticket, run))
+            (self._urgent if client.priority else self._normal).append(_Request(ticket, run, join))
             self._lock.notify()
         return ticket
 
-    def _next(self) -> _Request | None:
+    def _next(self) -> tuple[_Request, bool] | object | None:
+        """The next request and whether it joins the batched loop; ``_STEP`` for a batched step; None to end."""
         with self._lock:
-            while not (self._urgent or self._normal or self._closing):
-                self._lock.wait()
-            if self._urgent:
-                request = self._urgent.popleft()
-            elif self._normal:
-                request = self._normal.popleft()
-            else:
-                return None
-            self._running = request.ticket
-            return request
+            while True:
+                batch = self._decoder if self._decoder is not None and self._decoder.active else None
+                queue_ = self._urgent or self._normal
+                if not queue_:
+                    if batch is not None:
+                        return _STEP
+                    if self._closing:
+                        return None
+                    self._lock.wait()
+                    continue
+                head = queue_[0]
+                joinable = head.join is not None and not head.alone and self._batching()
+                if batch is not None:
+                    if not (joinable and batch.has_room):
+                        return _STEP  # it waits for a free sequence, or for the batch to drain
+                    queue_.popleft()
+                    self._batched.add(head.ticket)
+                    return head, True
+                queue_.popleft()
+                if joinable and not head.ticket.priority:  # the window's own starts no batch: it runs alone
+                    self._batched.add(head.ticket)
+                    return head, True
+                self._running = head.ticket
+                return head, False
+
+    def _batching(self) -> bool:
+        """The model answers several requests at once (engine thread only)."""
+        engine = self._engine
+        return (
+            isinstance(engine, Engine)
+            and engine.is_loaded
+            and engine.load_options is not None
+            and engine.load_options.parallel > 1
+        )
 
     def _cancel_if_running(self, ticket: Ticket) -> None:
         # Under the lock: the engine must not move on to the next request between the check and the cancel,
@@ -179,9 +236,17 @@ class EngineService:
 
     def _serve(self) -> None:
         while True:
-            request = self._next()
-            if request is None:
+            work = self._next()
+            if work is None:
                 break
+            if work is _STEP:
+                self._step_batch()
+                continue
+            assert isinstance(work, tuple)
+            request, joining = work
+            if joining:
+                self._join_batch(request)
+                continue
             try:
                 request.run(self._engine, request.ticket.cancelled)
             except Exception:  # never let the engine thread die: every client depends on it
@@ -193,7 +258,50 @@ class EngineService:
                 request.ticket.done.set()
             if idle:
                 self._save_conversation_state()
+        if self._decoder is not None:
+            self._decoder.close()
         self._engine.unload()
+
+    def _join_batch(self, request: _Request) -> None:
+        """Engine thread: start ``request`` in the batched loop; one it declines goes back to the head of its
+        queue, to run alone once the batch drains."""
+        assert request.join is not None
+        ticket = request.ticket
+        engine = local_engine(self._engine)
+        options = engine.load_options
+        assert options is not None
+        if self._decoder is None or self._decoder.llama is not engine.llama:
+            if self._decoder is not None:
+                self._decoder.close()
+            self._decoder = BatchedDecoder(engine, options.parallel)
+
+        def done() -> None:
+            with self._lock:
+                self._batched.discard(ticket)
+            ticket.done.set()
+
+        try:
+            joined = request.join(self._decoder, ticket.cancelled, done)
+        except Exception:  # never let the engine thread die
+            log.exception("engine request %s could not join the batch", ticket.id)
+            joined = True
+            done()
+        if not joined:
+            with self._lock:
+                self._batched.discard(ticket)
+                request.alone = True
+                (self._urgent if ticket.priority else self._normal).appendleft(request)
+
+    def _step_batch(self) -> None:
+        """Engine thread: one step of the batched loop; a failure ends the batch, never the thread."""
+        decoder = self._decoder
+        assert decoder is not None
+        try:
+            decoder.step()
+        except Exception:
+            log.exception("a step of the batched loop failed")
+            decoder.close()
+            self._decoder = None
 
     def _save_conversation_state(self) -> None:
         """Nothing waits: the engine copies the state of the conversation it just answered (a request arriving
@@ -212,7 +320,10 @@ class EngineService:
             self._urgent.clear()
             self._normal.clear()
             running = self._running
+            batched = list(self._batched)
             self._lock.notify()
+        for ticket in batched:
+            ticket.cancelled.set()  # the batched loop ends them at its next step
         for request in dropped:
             request.ticket.cancelled.set()
             request.ticket.done.set()
@@ -269,8 +380,23 @@ class EngineClient:
                 options=options,
             )
 
+        reply_options = options or ReplyOptions()
+
+        def join(decoder: BatchedDecoder, cancel: threading.Event, done: Callable[[], None]) -> bool:
+            return _join_reply(
+                decoder,
+                cancel,
+                done,
+                lambda: chat_prompt(decoder.engine, snapshot, sampling, reply_options, decoder.slot),
+                sampling,
+                reply_options,
+                answer,
+                expected_model,
+                priority=self.priority,
+            )
+
         return self.service.submit(
-            self, lambda engine, cancel: _serve_reply(engine, cancel, start, answer, expected_model)
+            self, lambda engine, cancel: _serve_reply(engine, cancel, start, answer, expected_model), join
         )
 
     def complete(
@@ -291,8 +417,27 @@ class EngineClient:
         ) -> Reply:
             return local_engine(engine).complete(prompt, sampling, cancel, options, echo=echo, suffix=suffix)
 
+        reply_options = options or ReplyOptions()
+
+        def join(decoder: BatchedDecoder, cancel: threading.Event, done: Callable[[], None]) -> bool:
+            return _join_reply(
+                decoder,
+                cancel,
+                done,
+                lambda: completion_prompt(decoder.engine, prompt, sampling, reply_options, decoder.slot),
+                sampling,
+                reply_options,
+                answer,
+                expected_model,
+                priority=self.priority,
+            )
+
+        # An echo or a fill-in-the-middle runs on the engine's own path, which builds them.
+        batchable = not echo and suffix is None
         return self.service.submit(
-            self, lambda engine, cancel: _serve_reply(engine, cancel, start, answer, expected_model)
+            self,
+            lambda engine, cancel: _serve_reply(engine, cancel, start, answer, expected_model),
+            join if batchable else None,
         )
 
     def run_job(self, job: Job[T], answer: JobCallbacks[T]) -> Ticket:
@@ -407,10 +552,7 @@ def _serve_reply(
     expected_model: ModelInfo | None = None,
 ) -> None:
     try:
-        if expected_model is not None and engine.model is not expected_model:
-            raise ModelChangedError(
-                "LlamaDesk switched to another model while this request waited, so it was not run; send it again."
-            )
+        _check_model(engine, expected_model)
         reply = start(engine, cancel, answer.prompt_progress)
         if answer.started is not None:
             answer.started(reply)
@@ -426,6 +568,74 @@ def _serve_reply(
         answer.failed(f"The reply failed unexpectedly ({exc}). Try again, or reload the model.")
     else:
         answer.finished(reply.stats)
+
+
+def _check_model(engine: ChatEngine, expected_model: ModelInfo | None) -> None:
+    if expected_model is not None and engine.model is not expected_model:
+        raise ModelChangedError(
+            "LlamaDesk switched to another model while this request waited, so it was not run; send it again."
+        )
+
+
+def _join_reply(
+    decoder: BatchedDecoder,
+    cancel: threading.Event,
+    done: Callable[[], None],
+    make_prompt: Callable[[], Prompt],
+    sampling: SamplingOptions,
+    options: ReplyOptions,
+    answer: ReplyCallbacks,
+    expected_model: ModelInfo | None,
+    *,
+    priority: bool,
+) -> bool:
+    """Start a reply in the batched loop, answered as ``_serve_reply`` answers one; False when a conversation
+    (the window's, whose history is cut to fit) is longer than one sequence's share and must run alone."""
+    requested = time.perf_counter()
+
+    def refuse(error: Exception) -> None:
+        if isinstance(error, UserError):
+            if answer.refused is not None:
+                answer.refused(error)
+            else:
+                answer.failed(str(error))
+        else:
+            answer.failed(f"The reply failed unexpectedly ({error}). Try again, or reload the model.")
+        done()
+
+    def finish(stats: ReplyStats) -> None:
+        answer.finished(stats)
+        done()
+
+    if cancel.is_set():  # stopped while it waited its turn: an empty, stopped reply
+        stopped = ReplyStats(finish_reason="cancelled", context_size=decoder.slot)
+        if answer.started is not None:
+            answer.started(Reply(iter(()), stopped))
+        finish(stopped)
+        return True
+    try:
+        _check_model(decoder.engine, expected_model)
+        prompt = make_prompt()
+        listener = SequenceListener(
+            started=answer.started or (lambda _reply: None),
+            text=answer.token,
+            finished=finish,
+            failed=refuse,
+            prompt_progress=answer.prompt_progress,
+        )
+        decoder.join(prompt, sampling, options, cancel, listener, priority=priority, requested=requested)
+    except ContextLimitError as exc:
+        if priority and options.cut_history:
+            return False
+        refuse(exc)
+    except Cancelled:  # stopped while the template rendered
+        finish(ReplyStats(finish_reason="cancelled", context_size=decoder.slot))
+    except UserError as exc:
+        refuse(exc)
+    except Exception as exc:
+        log.exception("starting a batched reply failed")
+        refuse(exc)
+    return True
 
 
 def _serve_job(engine: ChatEngine, cancel: threading.Event, job: Job[T], answer: JobCallbacks[T]) -> None:

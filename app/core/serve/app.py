@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 import anyio
@@ -28,7 +29,7 @@ from app import APP_NAME
 from app.core.errors import ContextLimitError, ModelChangedError, UserError
 from app.core.llm.engine import FillInTheMiddleUnsupported, ModelInfo
 from app.core.llm.remote_info import RemoteModelInfo
-from app.core.llm.sampling import GrammarRefused
+from app.core.llm.sampling import DraftMode, GrammarRefused
 from app.core.llm.service import EngineClient
 from app.core.serve.body import read_json_body
 from app.core.serve.embeddings import EmbeddingWorker, embedding_inputs, embeddings_response
@@ -59,6 +60,8 @@ class ServeState:
         self.on_served = on_served
         self._lock = threading.Lock()
         self._generations: list[Generation] = []
+        # Prompt-lookup drafting forced for every request (``llamadesk serve --draft``); None: the engine's default.
+        self.draft: DraftMode | None = None
 
     @property
     def generations(self) -> list[Generation]:
@@ -107,6 +110,8 @@ class ServeState:
                     "model. Try again when one has finished.",
                     "queue_full",
                 )
+            if self.draft is not None:
+                request = replace(request, options=replace(request.options, draft=self.draft))
             generation = Generation(self.client, request, model)
             self._generations.append(generation)
             return generation

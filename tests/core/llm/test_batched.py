@@ -1,0 +1,180 @@
+"""The batched loop (app.core.llm.batched) through the engine service, on the real test model loaded with room for
+several sequences: replies decoded together, each with its own sampler, stops, budget and cancel; the window's
+request keeps its priority; what the loop does not take runs alone once the batch drains, on a cache the loop no
+longer holds."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.core.errors import ContextLimitError, InvalidOptionError
+from app.core.llm.context import ChatMessage
+from app.core.llm.grammars import JSON_OBJECT_GRAMMAR
+from app.core.llm.load_options import LoadOptions, check_load_options
+from app.core.llm.sampling import ReplyOptions
+from app.core.llm.service import EngineService, StreamedReply
+from app.core.modes import SamplingOptions
+
+CONTEXT = 2048
+PARALLEL = 4
+STORY: list[ChatMessage] = [
+    {"role": "user", "content": "Write a very long story about a dragon and a knight."}
+]
+API = ReplyOptions(cut_history=False)
+
+
+@pytest.fixture(scope="module")
+def service(model_path: Path) -> Iterator[EngineService]:
+    running = EngineService()
+    running.client("setup").load_and_wait(
+        str(model_path), LoadOptions(context_size=CONTEXT, parallel=PARALLEL)
+    )
+    yield running
+    running.shutdown()
+
+
+def _greedy(max_tokens: int) -> SamplingOptions:
+    return SamplingOptions(temperature=0.0, max_tokens=max_tokens)
+
+
+def test_parallel_is_checked_with_a_sentence() -> None:
+    for wrong in (0, 17, -1):
+        with pytest.raises(InvalidOptionError, match="from 1 to 16"):
+            check_load_options(LoadOptions(parallel=wrong))
+    check_load_options(LoadOptions(parallel=16))
+
+
+def test_replies_run_together_each_to_its_own_budget(service: EngineService) -> None:
+    api = service.client("api")
+    budgets = [10, 30, 50, 70]
+    replies = [api.stream_chat(STORY, _greedy(budget), options=API) for budget in budgets]
+    texts = [reply_text(reply) for reply in replies]
+    for budget, reply, text in zip(budgets, replies, texts, strict=True):
+        assert reply.stats is not None and text
+        assert reply.stats.finish_reason in ("length", "stop")
+        assert 0 < reply.stats.generated_tokens <= budget
+        assert reply.stats.context_size == CONTEXT // PARALLEL  # each sequence's share
+        assert reply.stats.prompt_tokens > 0 and reply.stats.tokens_per_second >= 0
+
+
+def test_a_seeded_reply_is_the_same_each_time_it_runs_alone_in_the_loop(service: EngineService) -> None:
+    # Beside other sequences the batch's arithmetic differs (rows summed in another order), so a reply is only
+    # compared with itself in the same company: here, none.
+    api = service.client("api")
+    sampling = SamplingOptions(temperature=0.9, seed=1234, max_tokens=40)
+    first = reply_text(api.stream_chat(STORY, sampling, options=API))
+    second = reply_text(api.stream_chat(STORY, sampling, options=API))
+    assert first and first == second
+
+
+def test_a_cancelled_sequence_leaves_and_the_others_finish(service: EngineService) -> None:
+    api = service.client("api")
+    kept = [api.stream_chat(STORY, _greedy(80), options=API) for _ in range(2)]
+    stopped = api.stream_chat(STORY, _greedy(800), options=API)
+    pieces = iter(stopped)
+    next(pieces)
+    stopped.cancel()
+    for _ in pieces:
+        pass
+    assert stopped.stats is not None and stopped.stats.finish_reason == "cancelled"
+    assert stopped.stats.generated_tokens < 800
+    for reply in kept:
+        reply_text(reply)
+        assert reply.stats is not None and reply.stats.finish_reason in ("length", "stop")
+
+
+def test_a_grammar_and_logprobs_work_in_the_loop(service: EngineService) -> None:
+    api = service.client("api")
+    shaped = api.stream_chat(
+        [ChatMessage(role="user", content="Give me a JSON object describing a cat.")],
+        _greedy(120),
+        options=ReplyOptions(grammar=JSON_OBJECT_GRAMMAR, cut_history=False),
+    )
+    counted = api.stream_chat(STORY, _greedy(25), options=ReplyOptions(cut_history=False, top_logprobs=3))
+    text = reply_text(shaped)
+    assert shaped.stats is not None
+    if shaped.stats.finish_reason == "stop":
+        assert isinstance(json.loads(text), dict)
+    reply_text(counted)
+    assert counted.stats is not None
+    assert len(counted.logprobs) == counted.stats.generated_tokens > 0
+    assert all(len(entry.top) == 3 for entry in counted.logprobs)
+
+
+def test_a_prompt_longer_than_a_share_is_refused(service: EngineService) -> None:
+    api = service.client("api")
+    long_messages = [ChatMessage(role="user", content="word " * (CONTEXT // PARALLEL + 20))]
+    reply = api.stream_chat(long_messages, _greedy(5), options=API)
+    with pytest.raises(ContextLimitError) as caught:
+        reply_text(reply)
+    assert caught.value.limit == CONTEXT // PARALLEL
+
+
+def test_the_windows_request_joins_with_priority(service: EngineService) -> None:
+    api, window = service.client("api"), service.client("window", priority=True)
+    running = [api.stream_chat(STORY, _greedy(150), options=API) for _ in range(2)]
+    for reply in running:
+        reply.wait_started()
+    asked = time.monotonic()
+    urgent = window.stream_chat([ChatMessage(role="user", content="Hello!")], _greedy(10))
+    urgent_text = reply_text(urgent)
+    answered = time.monotonic()
+    assert urgent.stats is not None and urgent_text
+    assert urgent.stats.context_size == CONTEXT // PARALLEL  # it ran in the batch, not after it
+    for reply in running:
+        reply_text(reply)
+        assert reply.stats is not None
+    assert answered - asked < 60
+
+
+def test_what_the_loop_does_not_take_runs_alone_after_the_batch(service: EngineService) -> None:
+    api, window = service.client("api"), service.client("window", priority=True)
+    batched = api.stream_chat(STORY, _greedy(60), options=API)
+    batched.wait_started()
+    # The window's conversation is longer than a share: it is cut to the whole context, so it waits for the
+    # batch to drain and runs on the engine's own path, whose cache the loop emptied.
+    long_conversation = [ChatMessage(role="user", content="word " * (CONTEXT // PARALLEL + 20))]
+    alone = window.stream_chat(long_conversation, _greedy(5))
+    alone_text = reply_text(alone)
+    reply_text(batched)
+    assert alone.stats is not None and alone.stats.context_size == CONTEXT
+    assert alone.stats.evaluated_tokens == alone.stats.prompt_tokens  # nothing trusted from the loop's cache
+    assert alone_text or alone.stats.finish_reason == "stop"
+    # And an echo (not batched) beside a batch.
+    completion = api.stream_completion("Once upon a time", _greedy(10), echo=True)
+    assert reply_text(completion).startswith("Once upon a time")
+    # The loop takes requests again after the engine's own path ran.
+    again = api.stream_chat(STORY, _greedy(10), options=API)
+    reply_text(again)
+    assert again.stats is not None and again.stats.context_size == CONTEXT // PARALLEL
+
+
+def test_shutdown_ends_a_batch_under_way(model_path: Path) -> None:
+    running = EngineService()
+    api = running.client("api")
+    api.load_and_wait(str(model_path), LoadOptions(context_size=1024, parallel=2))
+    replies = [api.stream_chat(STORY, _greedy(900), options=API) for _ in range(2)]
+    for reply in replies:
+        reply.wait_started()
+    finished = threading.Event()
+
+    def drain() -> None:
+        for reply in replies:
+            for _ in reply:
+                pass
+        finished.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    assert running.shutdown(timeout_s=60)
+    assert finished.wait(30)
+    assert all(reply.stats is not None and reply.stats.finish_reason == "cancelled" for reply in replies)
+
+
+def reply_text(reply: StreamedReply) -> str:
+    return "".join(reply)
