@@ -57,8 +57,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "speed and search latency (needs --embedding-model)",
     )
     bench.add_argument(
-        "--embedding-model", type=Path, metavar="PATH", help="with --library (needed) or --gui (the library then searched by meaning too): the GGUF "
-        "embedding model to use"
+        "--embedding-model",
+        type=Path,
+        metavar="PATH",
+        help="with --library (needed) or --gui (the library then searched by meaning too): the GGUF "
+        "embedding model to use",
     )
     bench.add_argument(
         "--draft",

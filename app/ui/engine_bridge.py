@@ -9,6 +9,7 @@ the window never sees a stale token. The window's requests go ahead of those of 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -36,6 +37,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LOAD_PROGRESS_INTERVAL_MS = 50
+# The window's engine runs a little below the GUI thread's priority: llama.cpp's threads take every core while a
+# reply is written, and the GUI thread, needing a few milliseconds per frame, would wait for one of them to lose
+# its turn. Below the GUI, above background work (app.core.priority: indexing, reading documents) so a reply in
+# progress goes first; nobody else wants the cores on an idle computer, so the reply is as fast.
+ENGINE_NICENESS_IN_WINDOW = int(os.environ.get("LLAMADESK_ENGINE_NICENESS", "4"))
 
 
 class EngineBridge(QObject):
@@ -78,7 +84,7 @@ class EngineBridge(QObject):
 
     def __init__(self, service: EngineService | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.service = service or EngineService()
+        self.service = service or EngineService(niceness=ENGINE_NICENESS_IN_WINDOW)
         self._client = self.service.client("window", priority=True)
         self._loaded.connect(self._on_loaded)
         self._load_failed.connect(self._on_load_failed)

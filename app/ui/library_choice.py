@@ -22,6 +22,7 @@ from app.core.documents.retrieval import PassageSource
 from app.core.errors import UserError
 from app.core.history.store import HistoryStore
 from app.core.library.search import CombinedPassages
+from app.core.llm.activity import EngineActivity
 from app.core.paths import app_paths
 from app.ui.conversation import ConversationController
 from app.ui.documents import DocumentsController
@@ -49,6 +50,7 @@ class ConversationLibraries(QObject):
         documents: DocumentsController,
         store: HistoryStore,
         downloads: Downloads | None = None,
+        engine_activity: EngineActivity | None = None,
     ) -> None:
         super().__init__(window)
         self.conversation = conversation
@@ -56,7 +58,9 @@ class ConversationLibraries(QObject):
         self.store = store
         db_path = app_paths().ensure().library_db
         self.library_thread = LibraryThread(db_path)
-        self.panel = LibraryPanel(self.library_thread, db_path, downloads=downloads)
+        self.panel = LibraryPanel(
+            self.library_thread, db_path, downloads=downloads, engine_activity=engine_activity
+        )
         self.dock = LibraryDock(self.panel, window)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.hide()

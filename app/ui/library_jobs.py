@@ -31,6 +31,7 @@ from app.core.errors import UserError
 from app.core.library.database import LibraryDatabase
 from app.core.library.indexing import IndexProgress, IndexReport, define_library, index_library
 from app.core.library.search import LibraryPassages
+from app.core.llm.activity import EngineActivity
 from app.core.llm.load_options import physical_cores
 from app.core.priority import lower_this_thread
 from app.ui.background import keep_until_deleted
@@ -226,9 +227,10 @@ class IndexRun:
     """One index run on a thread of its own, with its own connection to the library database. ``cancel``
     stops it after the passage being embedded; what it committed stays."""
 
-    def __init__(self, db_path: Path, request: IndexRequest) -> None:
+    def __init__(self, db_path: Path, request: IndexRequest, yield_to: EngineActivity | None = None) -> None:
         self.db_path = db_path
         self.request = request
+        self.yield_to = yield_to  # the window's engine: each batch of passages waits while it answers
         self.cancel = threading.Event()
         self.signals = IndexSignals()
         keep_until_deleted(self.signals)
@@ -253,8 +255,10 @@ class IndexRun:
                     self.request.name,
                     progress=signals.progress.emit,
                     cancel=self.cancel,
-                    # Half the cores at most: a reply the person is waiting for goes first.
+                    # Half the cores at most, and none while the engine answers: a reply the person is waiting
+                    # for goes first.
                     threads=max(1, physical_cores() // 2),
+                    yield_to=self.yield_to,
                 )
             finally:
                 db.close()

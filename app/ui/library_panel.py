@@ -43,6 +43,7 @@ from app.core.library.indexing import (
     remove_library,
 )
 from app.core.library.search import LibraryFile, library_files
+from app.core.llm.activity import EngineActivity
 from app.core.models.inventory import installed_embedding_model
 from app.core.units import counted, human_duration
 from app.ui.downloads import Downloads
@@ -95,8 +96,10 @@ class LibraryPanel(QWidget):
         parent: QWidget | None = None,
         *,
         downloads: Downloads | None = None,
+        engine_activity: EngineActivity | None = None,
     ) -> None:
         super().__init__(parent)
+        self.engine_activity = engine_activity  # indexing waits while the engine answers
         self.downloads = downloads  # the window's: where the recommended embedding model is fetched
         self.setObjectName("libraryPanel")
         self.setAcceptDrops(True)
@@ -475,7 +478,7 @@ class LibraryPanel(QWidget):
         self._start(request)
 
     def _start(self, request: IndexRequest) -> None:
-        run = IndexRun(self.db_path, request)
+        run = IndexRun(self.db_path, request, self.engine_activity)
         run.signals.progress.connect(lambda progress: self._on_progress(run, progress))
         run.signals.finished.connect(lambda report: self._on_finished(run, report))
         run.signals.failed.connect(lambda sentence: self._on_failed(run, sentence))

@@ -138,6 +138,7 @@ class MainWindow(QMainWindow):
             documents=self.documents,
             store=store,
             downloads=self.downloads,
+            engine_activity=self.bridge.service.activity,
         )
         self.serving = ServeController(self.bridge, status, self)  # the switch that serves other apps
         # Settings → Engine: this computer's engine or a server's

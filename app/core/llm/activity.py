@@ -29,16 +29,22 @@ class EngineActivity:
         with self._changed:
             return self._running > 0
 
-    @contextmanager
-    def working(self) -> Iterator[None]:
+    def begin(self) -> None:
         with self._changed:
             self._running += 1
+
+    def end(self) -> None:
+        with self._changed:
+            self._running -= 1
+            self._changed.notify_all()
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        self.begin()
         try:
             yield
         finally:
-            with self._changed:
-                self._running -= 1
-                self._changed.notify_all()
+            self.end()
 
     def wait_until_idle(self, cancel: threading.Event | None = None) -> float:
         """Return once the engine runs nothing (or ``cancel`` is set); the seconds waited."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from app.core.errors import Cancelled, ContextLimitError, ModelChangedError, UserError
+from app.core.llm.activity import EngineActivity
 from app.core.llm.batched import BatchedDecoder, SequenceListener, chat_prompt, completion_prompt
 from app.core.llm.context import ChatMessage, Prompt
 from app.core.llm.engine import Engine, ModelInfo, Reply, ReplyStats
@@ -43,6 +44,7 @@ from app.core.llm.protocol import ChatEngine, local_engine
 from app.core.llm.sampling import ReplyOptions, TokenLogprob
 from app.core.llm.templates import ChatTemplateError
 from app.core.modes import SamplingOptions
+from app.core.priority import lower_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +130,7 @@ _STEP = object()
 class EngineService:
     """Owns the engine thread. See the module docstring."""
 
-    def __init__(self, engine: ChatEngine | None = None) -> None:
+    def __init__(self, engine: ChatEngine | None = None, *, niceness: int = 0) -> None:
         # Touched only by the engine thread, apart from cancel().
         self._engine: ChatEngine = engine or Engine()
         self._ids = itertools.count(1)
@@ -140,6 +142,10 @@ class EngineService:
         # The batched loop, made for the loaded model on first use.
         self._decoder: BatchedDecoder | None = None
         self._batched: set[Ticket] = set()  # requests in the batched loop (or joining it)
+        # What the engine is doing, for work that should wait while it answers (a library being indexed).
+        self.activity = EngineActivity()
+        self._batch_marked = False  # the batch under way is counted in the activity
+        self._niceness = niceness  # the engine thread's, and so llama.cpp's threads' (they inherit it)
         self._thread = threading.Thread(target=self._serve, name="engine", daemon=True)
         self._thread.start()
 
@@ -235,20 +241,25 @@ class EngineService:
                 self._engine.cancel()
 
     def _serve(self) -> None:
+        if self._niceness:
+            lower_this_thread(self._niceness)
         while True:
             work = self._next()
             if work is None:
                 break
             if work is _STEP:
                 self._step_batch()
+                self._mark_batch()
                 continue
             assert isinstance(work, tuple)
             request, joining = work
             if joining:
                 self._join_batch(request)
+                self._mark_batch()
                 continue
             try:
-                request.run(self._engine, request.ticket.cancelled)
+                with self.activity.working():
+                    request.run(self._engine, request.ticket.cancelled)
             except Exception:  # never let the engine thread die: every client depends on it
                 log.exception("engine request %s failed", request.ticket.id)
             finally:
@@ -260,7 +271,16 @@ class EngineService:
                 self._save_conversation_state()
         if self._decoder is not None:
             self._decoder.close()
+        self._mark_batch()
         self._engine.unload()
+
+    def _mark_batch(self) -> None:
+        """Engine thread: the activity counts a batch with sequences in it as one request at work, from its
+        first sequence to its last (not step by step, or background work would slip in between steps)."""
+        active = self._decoder is not None and self._decoder.active
+        if active != self._batch_marked:
+            self._batch_marked = active
+            (self.activity.begin if active else self.activity.end)()
 
     def _join_batch(self, request: _Request) -> None:
         """Engine thread: start ``request`` in the batched loop; one it declines goes back to the head of its

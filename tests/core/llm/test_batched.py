@@ -178,3 +178,24 @@ def test_shutdown_ends_a_batch_under_way(model_path: Path) -> None:
 
 def reply_text(reply: StreamedReply) -> str:
     return "".join(reply)
+
+
+def test_the_engine_counts_as_busy_from_a_batch_s_first_sequence_to_its_last(service: EngineService) -> None:
+    """Background work (a library being indexed) waits on ``activity``: it must see a batch as one piece of work,
+    not as idle between steps."""
+    api = service.client("api")
+    assert not service.activity.busy
+    # The second runs far longer, so the batch is under way while every piece of the first is read.
+    replies = [api.stream_chat(STORY, _greedy(budget), options=API) for budget in (20, 400)]
+    seen_busy: list[bool] = []
+    for piece in replies[0]:
+        seen_busy.append(service.activity.busy)
+        assert piece is not None
+    reply_text(replies[1])
+    assert seen_busy and all(seen_busy)
+    deadline = time.monotonic() + 10
+    while service.activity.busy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not service.activity.busy
+    waited = service.activity.wait_until_idle()
+    assert waited < 1.0

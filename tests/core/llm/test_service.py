@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -231,3 +233,41 @@ def test_a_reply_dropped_at_shutdown_ends_its_stream(model_path: Path) -> None:
     with pytest.raises(UserError, match="stopped"):
         list(reply)
     assert time.perf_counter() - began < 5
+
+
+def test_the_engine_counts_as_busy_while_it_answers(service: EngineService) -> None:
+    """What a library being indexed waits on: busy from a reply's start to its end, idle once it is done."""
+    busy_during: list[bool] = []
+    callbacks = ReplyCallbacks(
+        token=lambda _piece: busy_during.append(service.activity.busy),
+        finished=lambda _stats: None,
+        failed=lambda message: pytest.fail(message),
+    )
+    ticket = service.client("window", priority=True).chat(
+        [{"role": "user", "content": "Count from one to twenty."}], GREEDY, callbacks
+    )
+    assert ticket.wait(60)
+    assert busy_during and all(busy_during)  # called on the engine thread, inside the request
+    assert not service.activity.busy
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="only Linux gives a thread its own priority")
+def test_a_service_asked_for_it_runs_its_engine_below_the_gui_thread_s_priority() -> None:
+    """The window's engine: its thread (and so llama.cpp's threads, which inherit it) yields a core to the GUI."""
+    from app.ui.engine_bridge import ENGINE_NICENESS_IN_WINDOW
+
+    def engine_thread_niceness(_engine: object, _cancel: threading.Event) -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    window = EngineService(niceness=ENGINE_NICENESS_IN_WINDOW)
+    plain = EngineService()
+    try:
+        assert window.client("test").start_job(engine_thread_niceness).result() == max(
+            ours, ENGINE_NICENESS_IN_WINDOW
+        )
+        assert plain.client("test").start_job(engine_thread_niceness).result() == ours
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == ours  # the caller's is untouched
+    finally:
+        window.shutdown()
+        plain.shutdown()
