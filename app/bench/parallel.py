@@ -13,6 +13,7 @@ medians are reported, as ``bench --serve`` does (app.bench.serve, whose server l
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import time
@@ -45,6 +46,10 @@ PROMPTS = (
     "Write a letter from a gardener to her apprentice about caring for roses through every season of the year.",
 )
 GOAL_OURS_VS_NATIVE = 0.9  # aggregate tokens/s of our batched server over llama-server's with as many slots
+GOAL_WINDOW_TTFT_RATIO = (
+    1.2  # the window's time to first token beside the API's streams, over an idle engine's
+)
+WINDOW_QUESTION = "What is the capital of France? Answer in one sentence."
 
 
 @dataclass
@@ -88,6 +93,7 @@ class ParallelBenchResult:
     single: ParallelWay
     native_missing: str = ""  # why llama-server was not measured (how to build it)
     native_server: str = ""
+    window: WindowFirstToken | None = None
 
     @property
     def ours_vs_native(self) -> float:
@@ -111,6 +117,8 @@ class ParallelBenchResult:
         }
         for way in ("ours", "native", "single"):
             figures[way] |= {"median_tps": getattr(self, way).tps}
+        if self.window is not None:
+            figures["window"] |= {"ratio": self.window.ratio}
         return figures
 
     def report(self) -> str:
@@ -139,6 +147,8 @@ class ParallelBenchResult:
             lines.append(
                 f"  llama-server {self.parallel} streams / ours one stream = {self.native_vs_single:.2f}"
             )
+        if self.window is not None:
+            lines.append(self.window.report())
         return "\n".join(lines)
 
 
@@ -186,6 +196,10 @@ def run_parallel_benchmark(
             for way, measure in measures[shift:] + measures[:shift]:
                 way.bursts.append(measure())
             say(f"Round {round_number + 1} of {rounds} done.")
+    say("The window's time to first token, idle and beside the streams…")
+    window = measure_window_first_token(
+        model_path, parallel=parallel, threads=threads, context_size=context_size, rounds=rounds
+    )
     return ParallelBenchResult(
         model=model_path.name,
         threads=threads,
@@ -199,7 +213,92 @@ def run_parallel_benchmark(
         single=single,
         native_missing=native_missing,
         native_server=str(native_binary or ""),
+        window=window,
     )
+
+
+@dataclass
+class WindowFirstToken:
+    """The window's time to first token with the engine idle, and while ``streams`` API replies are decoded in
+    the batch (its request joins it with its prompt evaluated first): medians over rounds, in seconds."""
+
+    streams: int
+    idle: list[float] = field(default_factory=list)
+    beside_streams: list[float] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        idle = statistics.median(self.idle) if self.idle else 0.0
+        return statistics.median(self.beside_streams) / idle if idle and self.beside_streams else 0.0
+
+    def report(self) -> str:
+        if not self.idle or not self.beside_streams:
+            return "The window's time to first token: not measured"
+        return (
+            f"The window's time to first token: {statistics.median(self.idle) * 1000:.0f} ms with the engine idle, "
+            f"{statistics.median(self.beside_streams) * 1000:.0f} ms beside {self.streams} API streams "
+            f"(ratio {self.ratio:.2f}; goal <= {GOAL_WINDOW_TTFT_RATIO})"
+        )
+
+
+def measure_window_first_token(
+    model_path: Path, *, parallel: int, threads: int, context_size: int, rounds: int
+) -> WindowFirstToken:
+    """In this process, as the window holds it: one engine service loaded with room for ``parallel`` sequences, a
+    priority client (the window) and another (the API). Each round asks the window's question alone, then again
+    once ``parallel`` API streams are writing."""
+    from app.core.llm.context import ChatMessage
+    from app.core.llm.load_options import LoadOptions
+    from app.core.llm.sampling import ReplyOptions
+    from app.core.llm.service import EngineService
+    from app.core.modes import SamplingOptions
+
+    figures = WindowFirstToken(parallel)
+    service = EngineService()
+    try:
+        service.client("setup").load_and_wait(
+            str(model_path), LoadOptions(context_size=context_size, threads=threads, parallel=parallel + 1)
+        )
+        window = service.client("window", priority=True)
+        api = service.client("api")
+        greedy = SamplingOptions(temperature=0.0, max_tokens=8)
+        asked = itertools.count(1)
+
+        def first_token() -> float:
+            # A new question each time: a question asked before would be answered from the engine's prompt
+            # cache when idle, which the batch does not keep.
+            number = next(asked)
+            question: list[ChatMessage] = [
+                {"role": "user", "content": f"Question {number}: {WINDOW_QUESTION}"}
+            ]
+            started = time.perf_counter()
+            reply = window.stream_chat(question, greedy)
+            first = next(iter(reply), "")
+            seconds = time.perf_counter() - started
+            reply.cancel()
+            "".join(reply)
+            return seconds if first else 0.0
+
+        first_token()  # warm-up
+        for _ in range(rounds):
+            figures.idle.append(first_token())
+            streams = [
+                api.stream_chat(
+                    [{"role": "user", "content": prompt}],
+                    SamplingOptions(temperature=0.0, max_tokens=MAX_TOKENS * 4),
+                    options=ReplyOptions(cut_history=False),
+                )
+                for prompt in PROMPTS[:parallel]
+            ]
+            for stream in streams:  # every stream is writing when the window asks
+                next(iter(stream), "")
+            figures.beside_streams.append(first_token())
+            for stream in streams:
+                stream.cancel()
+                "".join(stream)
+    finally:
+        service.shutdown()
+    return figures
 
 
 def _burst(base_url: str, prompts: list[str], max_tokens: int, extra: dict[str, object]) -> Burst:

@@ -41,6 +41,9 @@ def test_our_parallel_server_beside_our_single_stream_and_a_sentence_without_lla
     figures = json.loads(json.dumps(result.as_dict()))
     assert figures["ours"]["median_tps"] > 0 and figures["single"]["median_tps"] > 0
     assert figures["ours"]["bursts"][0]["tokens"] <= 2 * 8 and figures["native"]["bursts"] == []
+    window = next(line for line in lines if line.startswith("The window's time to first token: "))
+    assert "beside 2 API streams" in window and window.endswith("goal <= 1.2)")
+    assert figures["window"]["ratio"] > 0 and len(figures["window"]["beside_streams"]) == 1
 
 
 def test_beside_the_native_llama_server_with_as_many_slots(model_path: Path) -> None:
