@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.errors import ContextLimitError, UserError
+from app.core.errors import UserError
 from app.core.llm.bindings import end_of_generation
-from app.core.llm.context import ChatMessage, Prompt
+from app.core.llm.context import ChatMessage, Prompt, whole_prompt
 from app.core.llm.engine import Engine, FinishReason, Reply, ReplyStats
 from app.core.llm.sampling import ReplyOptions, TokenLogprob, TokenSampler, token_logprob
 from app.core.llm.stops import StopScanner
@@ -77,18 +77,7 @@ def completion_prompt(
 ) -> Prompt:
     """The prompt of a raw completion (no echo, no suffix: those run on the engine's own path), as
     ``Engine.complete`` reads it."""
-    llama = engine.llama
-    if isinstance(prompt, str):
-        tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-    else:
-        tokens = list(prompt)
-        vocabulary = int(llama.n_vocab())
-        outside = [t for t in tokens if not 0 <= t < vocabulary]
-        if outside:
-            raise UserError(
-                f"The prompt holds token {outside[0]}, which this model does not have (its tokens are "
-                f"numbered 0 to {vocabulary - 1})."
-            )
+    tokens = engine.raw_tokens(prompt)
     if not tokens:
         raise UserError("The prompt is empty: give the model some text to continue.")
     return _within_slot(tokens, [], sampling.max_tokens, options, slot)
@@ -97,25 +86,18 @@ def completion_prompt(
 def _within_slot(
     tokens: list[int], stops: list[str], max_tokens: int, options: ReplyOptions, slot: int, dropped: int = 0
 ) -> Prompt:
-    """``tokens`` whole, refused with the figures (as ``Engine`` refuses a prompt too long for the context) when
-    one sequence's share of the context cannot hold them."""
-    if len(tokens) >= slot:
-        raise ContextLimitError(
-            f"The prompt is {len(tokens):,} tokens, and each of the requests answered together may use "
-            f"{slot:,} tokens of the model's context: shorten it (in a conversation, leave out older messages), "
-            "or start the server with a larger context or fewer parallel requests.",
-            prompt_tokens=len(tokens),
-            limit=slot,
-        )
-    if options.max_tokens_required and len(tokens) + max_tokens > slot:
-        raise ContextLimitError(
-            f"The prompt ({len(tokens):,} tokens) and max_tokens ({max_tokens:,}) together need "
-            f"{len(tokens) + max_tokens:,} tokens, more than the {slot:,} each of the requests answered together "
-            "may use: lower max_tokens, shorten the prompt, or start the server with fewer parallel requests.",
-            prompt_tokens=len(tokens),
-            limit=slot,
-        )
-    return Prompt(tokens, stops, dropped, max(1, min(max_tokens, slot - len(tokens))))
+    """``tokens`` whole in one sequence's share of the context, refused with the figures as ``Engine`` refuses a
+    prompt too long for the whole context."""
+    return whole_prompt(
+        tokens,
+        stops,
+        max_tokens,
+        limit=slot,
+        max_tokens_required=options.max_tokens_required,
+        space="each request's share of the model's context (the server answers several together)",
+        remedy="start the server with a larger context or fewer parallel requests",
+        dropped=dropped,
+    )
 
 
 @dataclass(eq=False)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from app.core.errors import ContextOverflowError
+from app.core.errors import ContextLimitError, ContextOverflowError
 
 
 class ChatMessage(TypedDict, total=False):
@@ -44,6 +44,38 @@ class Prompt:
     stop: list[str]
     dropped_messages: int
     max_tokens: int  # what is left of the reply's budget once the prompt is in the context
+
+
+def whole_prompt(
+    tokens: list[int],
+    stops: list[str],
+    max_tokens: int,
+    *,
+    limit: int,
+    max_tokens_required: bool,
+    space: str,
+    remedy: str,
+    dropped: int = 0,
+) -> Prompt:
+    """``tokens`` as the prompt, all of them, in ``limit`` tokens: refused with the figures (ContextLimitError, the
+    API's 400 ``context_length_exceeded``) when they do not fit, or leave no room for a ``max_tokens`` the caller
+    required. ``space`` names the room ("the model's context"), ``remedy`` what else makes more of it."""
+    if len(tokens) >= limit:
+        raise ContextLimitError(
+            f"The prompt is {len(tokens):,} tokens, and {space} holds {limit:,}: shorten it (in a conversation, "
+            f"leave out older messages) or {remedy}.",
+            prompt_tokens=len(tokens),
+            limit=limit,
+        )
+    if max_tokens_required and len(tokens) + max_tokens > limit:
+        raise ContextLimitError(
+            f"The prompt ({len(tokens):,} tokens) and max_tokens ({max_tokens:,}) together need "
+            f"{len(tokens) + max_tokens:,} tokens, more than the {limit:,} of {space}: lower max_tokens, shorten "
+            f"the prompt or {remedy}.",
+            prompt_tokens=len(tokens),
+            limit=limit,
+        )
+    return Prompt(tokens, stops, dropped, max(1, min(max_tokens, limit - len(tokens))))
 
 
 def fit_to_context(

@@ -23,7 +23,6 @@ import psutil
 
 from app.core.errors import (
     Cancelled,
-    ContextLimitError,
     ModelFileError,
     NoModelLoadedError,
     NotEnoughMemoryError,
@@ -40,7 +39,7 @@ from app.core.llm.bindings import (
     parallel_sequences,
     special_token_texts,
 )
-from app.core.llm.context import ChatMessage, ContextCut, Prompt, fit_to_context
+from app.core.llm.context import ChatMessage, ContextCut, Prompt, fit_to_context, whole_prompt
 from app.core.llm.drafting import DraftStats, DraftVerifier, PromptLookupDrafter, drafting_applies
 from app.core.llm.load_options import (
     LoadOptions,
@@ -490,26 +489,17 @@ class Engine:
         echoed: list[str] = []
 
         def prompt_tokens() -> Prompt:
-            llama = self.llama
-            if isinstance(prompt, str):
-                text = prompt
-                tokens = llama.tokenize(text.encode("utf-8"), add_bos=suffix is None, special=True)
-            else:
-                tokens = list(prompt)
-                vocabulary = int(llama.n_vocab())
-                outside = [t for t in tokens if not 0 <= t < vocabulary]
-                if outside:
-                    raise UserError(
-                        f"The prompt holds token {outside[0]}, which this model does not have (its tokens are "
-                        f"numbered 0 to {vocabulary - 1})."
-                    )
-                text = llama.detokenize(tokens).decode("utf-8", "replace")
+            tokens = self.raw_tokens(prompt, add_bos=suffix is None)
+            if echo:
+                echoed.append(
+                    prompt
+                    if isinstance(prompt, str)
+                    else self.llama.detokenize(tokens).decode("utf-8", "replace")
+                )
             if suffix is not None:
                 tokens = self._fill_in_the_middle(tokens, suffix)
             if not tokens:
                 raise UserError("The prompt is empty: give the model some text to continue.")
-            if echo:
-                echoed.append(text)
             return self._whole_prompt(tokens, [], sampling.max_tokens, options)
 
         reply = self._reply(prompt_tokens, sampling, cancel, None, None, options)
@@ -536,23 +526,31 @@ class Engine:
         self, tokens: list[int], stops: list[str], max_tokens: int, options: ReplyOptions
     ) -> Prompt:
         """``tokens`` as the prompt, all of them: refused with the figures when the context cannot hold them."""
-        limit = int(self.llama.n_ctx())
-        if len(tokens) >= limit:
-            raise ContextLimitError(
-                f"The prompt is {len(tokens):,} tokens, and the model's context holds {limit:,}: shorten it (in a "
-                "conversation, leave out older messages) or load the model with a larger context.",
-                prompt_tokens=len(tokens),
-                limit=limit,
+        return whole_prompt(
+            tokens,
+            stops,
+            max_tokens,
+            limit=int(self.llama.n_ctx()),
+            max_tokens_required=options.max_tokens_required,
+            space="the model's context",
+            remedy="load the model with a larger context",
+        )
+
+    def raw_tokens(self, prompt: str | Sequence[int], *, add_bos: bool = True) -> list[int]:
+        """A raw completion's prompt as token ids: text tokenized (its special tokens read as such), ids checked
+        against the vocabulary (a sentence for one the model lacks)."""
+        llama = self.llama
+        if isinstance(prompt, str):
+            return list(llama.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True))
+        tokens = list(prompt)
+        vocabulary = int(llama.n_vocab())
+        outside = [t for t in tokens if not 0 <= t < vocabulary]
+        if outside:
+            raise UserError(
+                f"The prompt holds token {outside[0]}, which this model does not have (its tokens are numbered 0 "
+                f"to {vocabulary - 1})."
             )
-        if options.max_tokens_required and len(tokens) + max_tokens > limit:
-            raise ContextLimitError(
-                f"The prompt ({len(tokens):,} tokens) and max_tokens ({max_tokens:,}) together need "
-                f"{len(tokens) + max_tokens:,} tokens, more than the model's context of {limit:,}: lower "
-                "max_tokens or shorten the prompt.",
-                prompt_tokens=len(tokens),
-                limit=limit,
-            )
-        return Prompt(tokens, stops, 0, max(1, min(max_tokens, limit - len(tokens))))
+        return tokens
 
     def _reply(
         self,

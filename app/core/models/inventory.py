@@ -55,7 +55,14 @@ class InstalledModel:
     @property
     def is_embedding(self) -> bool:
         """An embedding model of the catalog (for libraries): listed with the models, never offered for chat."""
-        return self.repo_id is not None and embedding_entry_for(self.repo_id, self.path.name) is not None
+        return self.embedding_of(load_embedding_catalog())
+
+    def embedding_of(self, entries: Sequence[EmbeddingCatalogEntry]) -> bool:
+        """``is_embedding`` against catalog entries already read (a listing reads the catalog once)."""
+        return (
+            self.repo_id is not None
+            and embedding_entry_for(self.repo_id, self.path.name, entries) is not None
+        )
 
     @property
     def display_name(self) -> str:
@@ -293,7 +300,12 @@ def default_model(last_used: str = "", imported: Sequence[str] = ()) -> Path | N
 def chat_models(imported: Sequence[str] = ()) -> list[InstalledModel]:
     """The installed models a conversation can use: the window's picker (the Hugging Face cache left out, as
     ``installed_models`` explains), without the embedding models kept for libraries."""
-    return [model for model in installed_models(imported, include_hf_cache=False) if not model.is_embedding]
+    entries = load_embedding_catalog()
+    return [
+        model
+        for model in installed_models(imported, include_hf_cache=False)
+        if not model.embedding_of(entries)
+    ]
 
 
 def remove_installed(model: InstalledModel) -> int:
