@@ -168,3 +168,18 @@ def test_the_recommended_embedding_model_once_downloaded_is_each_new_library_s(
 
     assert all(not model.is_embedding for model in chat_models())  # never offered for a conversation
     assert default_model() != installed
+
+
+def test_a_file_that_is_no_embedding_model_is_refused_and_the_library_goes_on(
+    tmp_path: Path, model_path: Path
+) -> None:
+    folder = house_notes(tmp_path / "house")
+    assert run("library", "add", str(folder), "--name", "house").returncode == 0
+    for wrong in (folder / "boiler.md", model_path):  # not a GGUF; a chat model, which pools nothing
+        refused = run("library", "add", str(folder), "--name", "house", "--embedding-model", str(wrong))
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert wrong.name in refused.stderr
+    again = run("library", "add", str(folder), "--name", "house")
+    assert again.returncode == 0, again.stderr
+    assert "2 unchanged" in again.stderr  # the wrong choices stored nothing: not even a re-read
+    assert "search by words only" in run("library", "list").stdout

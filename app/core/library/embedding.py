@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from app.core.errors import ModelFileError, UserError
-from app.core.llm.gguf_check import read_gguf
+from app.core.llm.gguf_check import GGUFInfo, read_gguf
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,20 @@ class EmbeddingModelError(UserError):
     """The embedding model cannot be used; the sentence says why and what to do."""
 
 
+def checked_embedding_model(path: Path) -> GGUFInfo:
+    """The header of ``path`` when it is a GGUF embedding model, read without loading it; else a sentence."""
+    try:
+        info = read_gguf(path)
+    except ModelFileError as error:
+        raise EmbeddingModelError(str(error)) from None
+    if f"{info.architecture}.pooling_type" not in info.metadata:
+        raise EmbeddingModelError(
+            f"{path.name} is not an embedding model (its file names no way to pool token vectors into one). "
+            "Choose an embedding model, such as the one the model menu recommends."
+        )
+    return info
+
+
 class Embedder:
     """``embed`` turns texts into unit-length float32 vectors of ``dimensions`` numbers."""
 
@@ -36,16 +50,8 @@ class Embedder:
         from llama_cpp import Llama
 
         self.path = path
-        try:
-            info = read_gguf(path)
-        except ModelFileError as error:
-            raise EmbeddingModelError(str(error)) from None
+        info = checked_embedding_model(path)
         architecture = info.architecture
-        if f"{architecture}.pooling_type" not in info.metadata:
-            raise EmbeddingModelError(
-                f"{path.name} is not an embedding model (its file names no way to pool token vectors into one). "
-                "Choose an embedding model, such as the one the model menu recommends."
-            )
         trained = info.context_length or MAX_INPUT_TOKENS
         context = min(trained, MAX_INPUT_TOKENS)
         try:

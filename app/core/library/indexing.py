@@ -29,7 +29,7 @@ from app.core.documents.reader import MAX_DOCUMENT_BYTES, document_kind, read_do
 from app.core.errors import Cancelled, UserError
 from app.core.files import file_sha256
 from app.core.library.database import LibraryDatabase, library_token
-from app.core.library.embedding import Embedder
+from app.core.library.embedding import Embedder, checked_embedding_model
 from app.core.llm.activity import EngineActivity
 from app.core.units import human_bytes
 
@@ -104,9 +104,12 @@ def embedding_model_of(db: LibraryDatabase, ident: int) -> Path | None:
 
 def define_library(db: LibraryDatabase, name: str, roots: list[Path], embedding_model: Path | None) -> int:
     """Create library ``name`` or add ``roots`` to it; a new embedding model means every file is read again (its
-    vectors are of another model)."""
+    vectors are of another model). A file that is no embedding model is refused before anything is stored, so a
+    wrong choice never leaves the library unusable."""
     if not name.strip():
         raise UserError("A library needs a name, e.g. --name notes.")
+    if embedding_model is not None:
+        checked_embedding_model(embedding_model)
     with db.connection:
         db.connection.execute(
             "INSERT OR IGNORE INTO libraries (name, created) VALUES (?, ?)", (name, time.time())
