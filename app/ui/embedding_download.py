@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from app.core.models.catalog import EmbeddingCatalogEntry, load_embedding_catalog
 from app.core.models.downloads.progress import DownloadProgress
@@ -30,15 +30,22 @@ class RecommendedEmbeddingModel(QWidget):
         self.downloads = downloads
         entries = load_embedding_catalog()
         self.entry: EmbeddingCatalogEntry | None = entries[0] if entries else None
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
+        # The status goes under the button, not beside it: a sentence beside it (a failed download's) would ask
+        # for the width of the whole line and widen the dock, squeezing the conversation.
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
         self.button = QPushButton()
         self.button.clicked.connect(self.download)
+        row.addWidget(self.button)
+        row.addStretch(1)
+        column.addLayout(row)
         self.status = QLabel()
         self.status.setObjectName("messageStats")
         self.status.setWordWrap(True)
-        row.addWidget(self.button)
-        row.addWidget(self.status, 1)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status.hide()  # shown with a sentence, so an empty one leaves no gap
+        column.addWidget(self.status)
         if self.entry is not None:
             self.button.setText(f"Get {self.entry.name} ({human_bytes(self.entry.size)})")
             self.button.setToolTip(
@@ -59,8 +66,12 @@ class RecommendedEmbeddingModel(QWidget):
         if self.entry is None:
             return
         self.button.setEnabled(False)
-        self.status.setText("Asking the Hugging Face Hub for it…")
+        self._say("Asking the Hugging Face Hub for it…")
         self.downloads.controller.start(self.entry.repo_id, None, self.entry.file)
+
+    def _say(self, sentence: str) -> None:
+        self.status.setText(sentence)
+        self.status.setVisible(bool(sentence))
 
     def _mine(self, repo_id: str) -> bool:
         return self.entry is not None and repo_id.lower() == self.entry.repo_id.lower()
@@ -69,13 +80,13 @@ class RecommendedEmbeddingModel(QWidget):
     def _on_progress(self, progress: DownloadProgress) -> None:
         if self.entry is not None and progress.file_name == self.entry.file:
             self.button.setEnabled(False)
-            self.status.setText(progress.describe())
+            self._say(progress.describe())
 
     @Slot(str)
     def _on_installed(self, path: str) -> None:
         if self.entry is None or Path(path) != embedding_model_path(self.entry):
             return
-        self.status.setText("")
+        self._say("")
         self.button.setEnabled(True)
         self.refresh()
         self.installed.emit(Path(path))
@@ -84,4 +95,4 @@ class RecommendedEmbeddingModel(QWidget):
     def _on_failed(self, repo_id: str, sentence: str) -> None:
         if self._mine(repo_id):
             self.button.setEnabled(True)
-            self.status.setText(sentence)
+            self._say(sentence)

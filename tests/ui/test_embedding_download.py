@@ -94,10 +94,14 @@ def test_a_file_other_than_the_pinned_one_is_refused_with_a_sentence(
         panel.open_add_form([folder])
         offer = panel.recommended_model
         assert offer is not None
+        panel.resize(360, 640)
+        narrowest = panel.minimumSizeHint().width()
         offer.button.click()
         qtbot.waitUntil(
             lambda: "not the file LlamaDesk knows" in offer.status.text(), timeout=DOWNLOAD_TIMEOUT_MS
         )
+        # The sentence wraps under the button: it does not widen the dock (squeezing the conversation).
+        assert panel.minimumSizeHint().width() <= narrowest
         assert offer.button.isEnabled()  # it can be tried again
         assert installed_embedding_model() is None and not installed_at(entry).exists()
         assert panel.embedding_model is None
