@@ -8,9 +8,13 @@ test never touches the real home.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shutil
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,8 @@ import platformdirs
 from app import APP_NAME
 
 HOME_ENV = "LLAMADESK_HOME"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,22 +102,46 @@ def app_paths() -> AppPaths:
 
 
 @contextlib.contextmanager
-def scratch_home(prefix: str) -> Iterator[Path]:
+def scratch_home(prefix: str, *, removal_wait: float = 5.0) -> Iterator[Path]:
     """Point every path at a throwaway folder for the duration, then put the user's home back.
 
     For the self-test and the window benchmark: a window saves its settings and history as it closes, and a
     check must leave the user's own untouched.
     """
     real_home = os.environ.get(HOME_ENV)
-    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
-        os.environ[HOME_ENV] = scratch
-        try:
-            yield Path(scratch)
-        finally:
-            if real_home is None:
-                os.environ.pop(HOME_ENV, None)
-            else:
-                os.environ[HOME_ENV] = real_home
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ[HOME_ENV] = str(scratch)
+    try:
+        yield scratch
+    finally:
+        if real_home is None:
+            os.environ.pop(HOME_ENV, None)
+        else:
+            os.environ[HOME_ENV] = real_home
+        remove_scratch(scratch, removal_wait)
+
+
+def remove_scratch(folder: Path, wait: float) -> None:
+    """Remove a throwaway folder that threads may still be writing to for a moment.
+
+    A closed window's background threads (the library's database connection, a paused download) close their
+    files on their own threads, after the window has gone: one removal can meet a file created behind it
+    ("Directory not empty"). Removal is retried while those threads finish; what is still left is logged, as
+    a leftover folder in the temporary directory is no reason to fail the check that used it.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        if time.monotonic() >= deadline:
+            log.warning(
+                "could not remove the scratch folder %s; threads still running: %s",
+                folder,
+                [thread.name for thread in threading.enumerate()],
+            )
+            return
+        time.sleep(0.05)
 
 
 def resources_dir() -> Path:

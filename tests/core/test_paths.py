@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -44,3 +47,24 @@ def test_scratch_home_restores_an_unset_home(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(RuntimeError), scratch_home("llamadesk-test-"):
         raise RuntimeError("a failing check")
     assert "LLAMADESK_HOME" not in os.environ
+
+
+def test_scratch_home_is_removed_even_while_a_thread_still_writes_into_it(llamadesk_home: Path) -> None:
+    # A closed window's library thread may create its database files just after the window has gone.
+    writing = threading.Event()
+
+    def late_writer(folder: Path) -> None:
+        writing.set()
+        for index in range(20):
+            with contextlib.suppress(OSError):
+                (folder / "data").mkdir(exist_ok=True)
+                (folder / "data" / f"library-{index}.sqlite-wal").write_text("x")
+            time.sleep(0.01)
+
+    with scratch_home("llamadesk-test-") as scratch:
+        thread = threading.Thread(target=late_writer, args=(scratch,))
+        thread.start()
+        writing.wait()
+        time.sleep(0.05)  # the block ends while the writer is still at work
+    assert not scratch.exists()
+    thread.join()
