@@ -76,7 +76,7 @@ def _check_parallel(value: int) -> int:
     # Imported here, when the option is given: the engine's modules need not load for every other command.
     from app.core.llm.load_options import check_parallel
 
-    return check_parallel(value)
+    return check_parallel(value, automatic=False)
 
 
 def _origin(text: str) -> str:

@@ -21,6 +21,8 @@ def test_parallel_out_of_range_is_a_usage_error(model_path: Path) -> None:
     result = run("serve", "--model", str(model_path), "--parallel", "17", timeout=60)
     print(result.stderr)
     assert result.returncode == 2 and "--parallel" in result.stderr and "from 1 to 16" in result.stderr
+    zero = run("serve", "--model", str(model_path), "--parallel", "0", timeout=60)
+    assert zero.returncode == 2 and "from 1 to 16" in zero.stderr  # automatic is the window's choice only
 
 
 def test_a_server_with_parallel_answers_concurrent_streams(model_path: Path, tmp_path: Path) -> None:

@@ -50,7 +50,8 @@ class SequenceListener:
 
 
 def slot_size(engine: Engine, parallel: int) -> int:
-    """The cells one sequence may use: its even share of the context, as llama-server gives each slot."""
+    """The cells one sequence may use: its even share of the context, as llama-server gives each slot (as
+    ``Engine.sequence_context``, for a decoder of ``parallel`` sequences)."""
     return int(engine.llama.n_ctx()) // max(1, parallel)
 
 

@@ -208,6 +208,14 @@ class Engine:
         return self._llama is not None
 
     @property
+    def sequence_context(self) -> int:
+        """The cells one request may use: the whole context, or with ``parallel`` sequences its even share, on the
+        batched loop and on this engine's own path alike (as llama-server's slots), so a conversation has the same
+        room whichever path answers it and a batch never runs out of cells."""
+        parallel = self._options.parallel if self._options is not None else 1
+        return int(self.llama.n_ctx()) // max(1, parallel)
+
+    @property
     def llama(self) -> Any:
         """The underlying ``Llama``, for the benchmark's raw comparison only. Same thread rules apply."""
         if self._llama is None:
@@ -268,11 +276,11 @@ class Engine:
     ) -> ModelInfo:
         check_load_options(options)
         cancel_event = self._begin_request(cancel)
-        plan = LoadPlan.make(path, options)
         budget = options.memory_budget
         if budget is None:
             # The model loaded now gives its memory back before the new one loads.
             budget = psutil.virtual_memory().available + self._loaded_footprint
+        plan = LoadPlan.make(path, options, budget)
         if plan.needed > budget:
             raise NotEnoughMemoryError(
                 f"{plan.gguf.name} needs about {human_bytes(plan.needed)} of memory at a context of "
@@ -367,7 +375,7 @@ class Engine:
             architecture=gguf.architecture,
             parameters=gguf.parameter_count,
             native_context=gguf.context_length,
-            context_size=llama.n_ctx(),
+            context_size=self.sequence_context,
             has_chat_template=gguf.chat_template is not None and options.chat_template is None,
             file_size=gguf.file_size,
             quantization=gguf.quantization,
@@ -427,7 +435,7 @@ class Engine:
             messages,
             self.tokenize_messages,
             self.count_tokens,
-            int(self.llama.n_ctx()),
+            self.sequence_context,
             max_tokens,
             self._cut,
         )
@@ -530,7 +538,7 @@ class Engine:
             tokens,
             stops,
             max_tokens,
-            limit=int(self.llama.n_ctx()),
+            limit=self.sequence_context,
             max_tokens_required=options.max_tokens_required,
             space="the model's context",
             remedy="load the model with a larger context",
@@ -568,7 +576,7 @@ class Engine:
             sampler = TokenSampler(self.llama, sampling, options)
         except Cancelled:  # stopped while the template rendered: an empty, stopped reply
             self._request = None
-            stopped = ReplyStats(finish_reason="cancelled", context_size=self.llama.n_ctx())
+            stopped = ReplyStats(finish_reason="cancelled", context_size=self.sequence_context)
             stopped.total_seconds = time.perf_counter() - requested
             return Reply(iter(()), stopped)
         except BaseException:
@@ -577,7 +585,7 @@ class Engine:
         stats = ReplyStats(
             prompt_tokens=len(prompt.tokens),
             dropped_messages=prompt.dropped_messages,
-            context_size=self.llama.n_ctx(),
+            context_size=self.sequence_context,
             model=str(self._info.path) if self._info is not None else "",
         )
         try:

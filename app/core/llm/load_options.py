@@ -4,7 +4,9 @@ and memory it will take) that ``Engine.load`` follows."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
@@ -35,21 +37,33 @@ class LoadOptions:
     chat_template: str | None = (
         None  # a built-in template's name (templates.BUILTIN_TEMPLATES); None: the file's
     )
-    # Requests decoded together in one batch, each a sequence of one KV cache (app.core.llm.batched); 1: one at
-    # a time, the engine's own path only.
+    # Requests decoded together in one batch, each a sequence of one KV cache (app.core.llm.batched), sharing
+    # the context_size cells evenly; 1: one at a time, the engine's own path only. AUTOMATIC_PARALLEL: as many as
+    # memory allows (``automatic_parallel``), each with context_size cells of its own (the window's choice: its
+    # Context size setting stays a conversation's room, whoever else the server answers).
     parallel: int = 1
 
 
 # Sequences decoded together at most: beyond it each one's share of the context is too small to be of use.
 MAX_PARALLEL = 16
+AUTOMATIC_PARALLEL = 0
+# Automatic chooses from these, the largest that memory allows: beyond 4 streams a CPU gains little more from a
+# batch (llama-server's own automatic choice is 4).
+AUTOMATIC_CHOICES = (4, 2, 1)
+# The room automatic gives other requests may take at most this share of the memory left free after the model
+# with one sequence: the rest of the computer keeps the most of it.
+AUTOMATIC_MEMORY_SHARE = 0.25
 
 
-def check_parallel(value: int) -> int:
-    """The number of requests decoded together, 1..MAX_PARALLEL; raises OutOfRange with a sentence."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLEL:
+def check_parallel(value: int, *, automatic: bool = True) -> int:
+    """The number of requests decoded together, 1..MAX_PARALLEL (or AUTOMATIC_PARALLEL when ``automatic``);
+    raises OutOfRange with a sentence."""
+    lowest = AUTOMATIC_PARALLEL if automatic else 1
+    if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= MAX_PARALLEL:
+        also = " (0: as many as memory allows)" if automatic else ""
         raise OutOfRange(
-            f"The number of requests answered together must be a whole number from 1 to {MAX_PARALLEL}, not "
-            f"{value!r}."
+            f"The number of requests answered together must be a whole number from {lowest} to {MAX_PARALLEL}"
+            f"{also}, not {value!r}."
         )
     return value
 
@@ -89,7 +103,9 @@ class LoadPlan:
     needed: int  # bytes of system memory
 
     @classmethod
-    def make(cls, path: str | os.PathLike[str], options: LoadOptions) -> LoadPlan:
+    def make(cls, path: str | os.PathLike[str], options: LoadOptions, budget: int | None = None) -> LoadPlan:
+        """The plan for ``path``; with ``options.parallel`` automatic, the number of sequences is chosen here
+        within ``budget`` bytes (``automatic_parallel``) and the plan's options carry the number chosen."""
         gguf = check_model_file(path)
         # Rendered once on a probe conversation now, before the loaded model is closed: a template that fails,
         # hangs or grows without bound is refused here with a sentence, and the previous model stays.
@@ -100,12 +116,32 @@ class LoadPlan:
             # Beyond the trained length a model's output degrades into noise; never go there silently.
             context_size = min(context_size, native)
         gpu_layers = options.gpu_layers if gpu_offload_supported() else 0
-        estimate = estimate_memory(
-            gguf.file_size, ModelShape.from_gguf(gguf), context_size, options.batch_size
-        )
-        # With layers on a GPU the weights mostly leave system RAM; only count them when they stay here.
-        needed = estimate.total if gpu_layers == 0 else estimate.total - estimate.weights
+
+        def memory(cells: int) -> tuple[MemoryEstimate, int]:
+            estimate = estimate_memory(gguf.file_size, ModelShape.from_gguf(gguf), cells, options.batch_size)
+            # With layers on a GPU the weights mostly leave system RAM; only count them when they stay here.
+            return estimate, estimate.total if gpu_layers == 0 else estimate.total - estimate.weights
+
+        if options.parallel == AUTOMATIC_PARALLEL:
+            sequences = automatic_parallel(lambda n: memory(n * context_size)[1], budget)
+            context_size *= sequences
+            options = dataclasses.replace(options, parallel=sequences, context_size=context_size)
+        estimate, needed = memory(context_size)
         return cls(gguf, options, context_size, gpu_layers, estimate, needed)
+
+
+def automatic_parallel(needed_for: Callable[[int], int], budget: int | None) -> int:
+    """The sequences an automatic load gets: the largest of AUTOMATIC_CHOICES whose extra memory (``needed_for``
+    N sequences, less one) takes at most AUTOMATIC_MEMORY_SHARE of what ``budget`` leaves free after one; one
+    when the budget is unknown or one does not even fit (the load then says so)."""
+    if budget is None:
+        return 1
+    single = needed_for(1)
+    spare = budget - single
+    for sequences in AUTOMATIC_CHOICES:
+        if sequences == 1 or needed_for(sequences) - single <= spare * AUTOMATIC_MEMORY_SHARE:
+            return sequences
+    return 1
 
 
 def builtin_template_for(gguf: GGUFInfo, options: LoadOptions) -> str | None:

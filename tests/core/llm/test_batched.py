@@ -15,8 +15,15 @@ import pytest
 
 from app.core.errors import ContextLimitError, InvalidOptionError
 from app.core.llm.context import ChatMessage
+from app.core.llm.engine import Engine
 from app.core.llm.grammars import JSON_OBJECT_GRAMMAR
-from app.core.llm.load_options import LoadOptions, check_load_options
+from app.core.llm.load_options import (
+    AUTOMATIC_MEMORY_SHARE,
+    AUTOMATIC_PARALLEL,
+    LoadOptions,
+    LoadPlan,
+    check_load_options,
+)
 from app.core.llm.sampling import ReplyOptions
 from app.core.llm.service import EngineService, StreamedReply
 from app.core.modes import SamplingOptions
@@ -44,10 +51,48 @@ def _greedy(max_tokens: int) -> SamplingOptions:
 
 
 def test_parallel_is_checked_with_a_sentence() -> None:
-    for wrong in (0, 17, -1):
-        with pytest.raises(InvalidOptionError, match="from 1 to 16"):
+    for wrong in (17, -1, True):
+        with pytest.raises(InvalidOptionError, match="from 0 to 16"):
             check_load_options(LoadOptions(parallel=wrong))
     check_load_options(LoadOptions(parallel=16))
+    check_load_options(LoadOptions(parallel=AUTOMATIC_PARALLEL))
+
+
+def test_automatic_takes_as_many_sequences_as_memory_allows_each_with_the_context_chosen(
+    model_path: Path,
+) -> None:
+    single = LoadPlan.make(model_path, LoadOptions(context_size=1024))
+    four = LoadPlan.make(model_path, LoadOptions(context_size=4 * 1024, parallel=4))
+    extra_for_four = four.needed - single.needed
+    roomy = single.needed + int(extra_for_four / AUTOMATIC_MEMORY_SHARE) + 1
+    plan = LoadPlan.make(model_path, LoadOptions(context_size=1024, parallel=AUTOMATIC_PARALLEL), roomy)
+    assert (plan.options.parallel, plan.context_size, plan.options.context_size) == (4, 4096, 4096)
+    assert plan.needed == four.needed
+    # Too little spare memory for four: fewer; none to spare: one, the context as chosen.
+    two = LoadPlan.make(model_path, LoadOptions(context_size=1024, parallel=AUTOMATIC_PARALLEL), roomy - 2)
+    assert two.options.parallel == 2 and two.context_size == 2048
+    alone = LoadPlan.make(
+        model_path, LoadOptions(context_size=1024, parallel=AUTOMATIC_PARALLEL), single.needed
+    )
+    assert (alone.options.parallel, alone.context_size) == (1, 1024)
+    unknown = LoadPlan.make(model_path, LoadOptions(context_size=1024, parallel=AUTOMATIC_PARALLEL))
+    assert unknown.options.parallel == 1
+
+
+def test_an_automatic_load_records_what_it_chose_and_gives_each_request_the_context_chosen(
+    model_path: Path,
+) -> None:
+    engine = Engine()
+    try:
+        info = engine.load(
+            str(model_path),
+            LoadOptions(context_size=1024, parallel=AUTOMATIC_PARALLEL, memory_budget=64 * 1024**3),
+        )
+        assert info.context_size == engine.sequence_context == 1024  # a conversation's room, as chosen
+        assert engine.load_options is not None and engine.load_options.parallel == 4
+        assert engine.llama.n_ctx() == 4096
+    finally:
+        engine.unload()
 
 
 def test_replies_run_together_each_to_its_own_budget(service: EngineService) -> None:
@@ -134,25 +179,44 @@ def test_the_windows_request_joins_with_priority(service: EngineService) -> None
 
 
 def test_what_the_loop_does_not_take_runs_alone_after_the_batch(service: EngineService) -> None:
-    api, window = service.client("api"), service.client("window", priority=True)
+    api = service.client("api")
     batched = api.stream_chat(STORY, _greedy(60), options=API)
     batched.wait_started()
-    # The window's conversation is longer than a share: it is cut to the whole context, so it waits for the
-    # batch to drain and runs on the engine's own path, whose cache the loop emptied.
-    long_conversation = [ChatMessage(role="user", content="word " * (CONTEXT // PARALLEL + 20))]
-    alone = window.stream_chat(long_conversation, _greedy(5))
-    alone_text = reply_text(alone)
-    reply_text(batched)
-    assert alone.stats is not None and alone.stats.context_size == CONTEXT
-    assert alone.stats.evaluated_tokens == alone.stats.prompt_tokens  # nothing trusted from the loop's cache
-    assert alone_text or alone.stats.finish_reason == "stop"
-    # And an echo (not batched) beside a batch.
+    # An echo is not batched: it waits for the batch to drain and runs on the engine's own path, whose cache
+    # the loop emptied.
     completion = api.stream_completion("Once upon a time", _greedy(10), echo=True)
-    assert reply_text(completion).startswith("Once upon a time")
+    completion_text = reply_text(completion)
+    reply_text(batched)
+    assert completion_text.startswith("Once upon a time")
+    assert completion.stats is not None
+    assert (
+        completion.stats.evaluated_tokens == completion.stats.prompt_tokens
+    )  # nothing trusted from the loop
     # The loop takes requests again after the engine's own path ran.
     again = api.stream_chat(STORY, _greedy(10), options=API)
     reply_text(again)
     assert again.stats is not None and again.stats.context_size == CONTEXT // PARALLEL
+
+
+def test_a_windows_conversation_has_one_share_of_the_context_on_either_path(service: EngineService) -> None:
+    window, api = service.client("window", priority=True), service.client("api")
+    turn = "word " * 120
+    conversation: list[ChatMessage] = []
+    for _ in range(4):
+        conversation += [ChatMessage(role="user", content=turn), ChatMessage(role="assistant", content=turn)]
+    conversation.append(ChatMessage(role="user", content="And now?"))
+    alone = window.stream_chat(conversation, _greedy(5))  # the engine idle: its own path
+    reply_text(alone)
+    batched = api.stream_chat(STORY, _greedy(120), options=API)
+    batched.wait_started()
+    beside = window.stream_chat(conversation, _greedy(5))  # a batch under way: it joins it
+    reply_text(beside)
+    reply_text(batched)
+    for reply in (alone, beside):
+        assert reply.stats is not None
+        assert reply.stats.context_size == CONTEXT // PARALLEL
+        assert reply.stats.dropped_messages > 0  # cut to the share, not to the whole context
+        assert reply.stats.prompt_tokens + 5 <= CONTEXT // PARALLEL
 
 
 def test_shutdown_ends_a_batch_under_way(model_path: Path) -> None:
