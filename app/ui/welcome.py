@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from app.core.errors import Cancelled, UserError
 from app.core.llm.engine import ModelInfo
@@ -34,6 +34,7 @@ from app.core.settings import Settings
 from app.core.units import human_bytes
 from app.ui.background import run_in_pool
 from app.ui.engine_bridge import EngineBridge
+from app.ui.wrapping_buttons import BesideOrBelow, FlowRow, WrappingButton
 
 log = logging.getLogger(__name__)
 
@@ -90,35 +91,36 @@ class WelcomeCard(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 14, 16, 14)
         layout.setSpacing(8)
+        # Every line of the card wraps, so that the card is never wider than the room between the conversation
+        # list and the Library panel (its scroll area scrolls up and down only).
         self.title = QLabel("<b>Start a conversation</b>")
+        self.title.setWordWrap(True)
         layout.addWidget(self.title)
         self.model_label = QLabel()
         self.model_label.setWordWrap(True)
         layout.addWidget(self.model_label)
-        layout.addWidget(QLabel("Try one of these:"))
-        self._prompt_row = QHBoxLayout()
-        self._prompt_row.setSpacing(6)
+        try_these = QLabel("Try one of these:")
+        try_these.setWordWrap(True)
+        layout.addWidget(try_these)
+        # The questions are read before they are clicked: side by side while they fit, else on lines of their own,
+        # each wrapping its words when the card is narrower than it.
+        self._prompt_row = FlowRow(spacing=6)
         layout.addLayout(self._prompt_row)
-        self.prompt_buttons: list[QPushButton] = []
+        self.prompt_buttons: list[WrappingButton] = []
         self.recommendation_label = QLabel("Looking for the model that suits this computer best…")
         self.recommendation_label.setWordWrap(True)
-        recommendation_row = QHBoxLayout()
-        recommendation_row.addWidget(self.recommendation_label, 1)
-        self.get_button = QPushButton("Get it")
+        self.get_button = WrappingButton("Get it")
         self.get_button.setAccessibleName("Get the recommended model")
         self.get_button.setVisible(False)
         self.get_button.clicked.connect(self._on_get)
-        recommendation_row.addWidget(self.get_button, 0, Qt.AlignmentFlag.AlignTop)
-        layout.addLayout(recommendation_row)
+        # Each sentence has its button at its right, or under it when the card is too narrow for both on a line.
+        layout.addLayout(BesideOrBelow(self.recommendation_label, self.get_button))
         self.starter_label = QLabel()
         self.starter_label.setWordWrap(True)
-        starter_row = QHBoxLayout()
-        starter_row.addWidget(self.starter_label, 1)
-        self.starter_button = QPushButton()
+        self.starter_button = WrappingButton()
         self.starter_button.setAccessibleName("Get the starter model")
         self.starter_button.clicked.connect(self.starter_clicked)
-        starter_row.addWidget(self.starter_button, 0, Qt.AlignmentFlag.AlignTop)
-        layout.addLayout(starter_row)
+        layout.addLayout(BesideOrBelow(self.starter_label, self.starter_button))
         self.show_starter("offer")
         self.problem_label = QLabel()
         self.problem_label.setWordWrap(True)
@@ -140,15 +142,12 @@ class WelcomeCard(QFrame):
                 widget.deleteLater()
         self.prompt_buttons = []
         for text in prompts:
-            button = QPushButton(text)
+            button = WrappingButton(text)
+            button.setAccessibleName(text)
             button.setToolTip(f"Ask: {text}")
-            # In a narrow window the three share the row and show what fits of their text (the tooltip has all
-            # of it), rather than making the card wider than the window.
-            button.setMinimumWidth(PROMPT_BUTTON_MINIMUM_WIDTH)
             button.clicked.connect(lambda _checked=False, t=text: self.prompt_chosen.emit(t))
             self._prompt_row.addWidget(button)
             self.prompt_buttons.append(button)
-        self._prompt_row.addStretch(1)
 
     def set_recommendation(self, pick: MenuPick | None, loaded: ModelInfo | None) -> None:
         """The menu's first pick; nothing to offer when none suits, or when it is the model already in use."""
@@ -201,7 +200,6 @@ class WelcomeCard(QFrame):
             self.get_requested.emit(self._pick.entry.repo_id, self._pick.quant)
 
 
-PROMPT_BUTTON_MINIMUM_WIDTH = 80
 # The least height the welcome card's area keeps in a small window (it scrolls within that).
 WELCOME_MINIMUM_HEIGHT = 96
 

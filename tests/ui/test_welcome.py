@@ -7,7 +7,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt, QThreadPool
+from PySide6.QtCore import QPoint, QSize, Qt, QThreadPool
+from PySide6.QtWidgets import QStyle, QStyleOptionButton
 from pytestqt.qtbot import QtBot
 
 from app.core.history.store import HistoryStore
@@ -15,10 +16,11 @@ from app.core.llm.engine import ModelInfo
 from app.core.models.catalog import load_catalog
 from app.core.models.menu import build_menu, top_recommendation
 from app.core.settings import Settings
-from app.ui.main_window import MainWindow
+from app.ui.main_window import MINIMUM_SIZE, MainWindow
 from app.ui.welcome import GENERAL_PROMPTS, STARTER_PROMPTS, WelcomeCard, model_sentence
 from tests.fixtures.fake_hub import use_fake_hub_only
 from tests.helpers.hardware import laptop
+from tests.helpers.window import open_window
 
 pytestmark = pytest.mark.gui
 
@@ -155,3 +157,87 @@ def test_the_card_is_only_on_an_empty_chat_in_chat_mode(qtbot: QtBot) -> None:
     code_button = next(b for b in window.mode_buttons.buttons() if b.property("mode") == "code")
     qtbot.mouseClick(code_button, LEFT)
     assert not card.isVisible()
+
+
+def unreadable_questions(window: MainWindow) -> list[str]:
+    """What keeps any of the card's questions from being read whole where it is: a line of its words wider than
+    the button's room for text, lines taller than the button, or a button reaching past the card's visible area.
+    Measured with the style's own button margins and Qt's font metrics, whatever widget draws the button."""
+    area = window.welcome.area
+    viewport = area.viewport()
+    problems: list[str] = []
+    for button in window.welcome.card.prompt_buttons:
+        option = QStyleOptionButton()
+        option.initFrom(button)
+        wide = QSize(10_000, 10_000)  # above any text, so the style's least button width does not count
+        padding = (
+            button.style().sizeFromContents(QStyle.ContentsType.CT_PushButton, option, wide, button) - wide
+        )
+        room = button.width() - padding.width()
+        metrics = button.fontMetrics()
+        lines: list[str] = []
+        for word in button.text().split():
+            if lines and metrics.horizontalAdvance(f"{lines[-1]} {word}") <= room:
+                lines[-1] = f"{lines[-1]} {word}"
+            else:
+                lines.append(word)
+        name = f"{button.text()!r} at {window.width()}x{window.height()}"
+        problems += [
+            f"{name}: {line!r} is wider than {room} px"
+            for line in lines
+            if metrics.horizontalAdvance(line) > room
+        ]
+        needed = len(lines) * metrics.lineSpacing() + padding.height()
+        if button.height() < needed:
+            problems.append(f"{name}: {len(lines)} lines need {needed} px, the button has {button.height()}")
+        left = button.mapTo(viewport, QPoint(0, 0)).x()
+        if not button.isVisible() or left < 0 or left + button.width() > viewport.width():
+            problems.append(
+                f"{name}: x {left}..{left + button.width()} is outside the visible 0..{viewport.width()}"
+            )
+    return problems
+
+
+def sized(qtbot: QtBot, window: MainWindow, size: QSize) -> None:
+    window.resize(size)
+    qtbot.waitUntil(lambda: window.size() == size.expandedTo(window.minimumSize()), timeout=5_000)
+    qtbot.wait(200)  # the layouts' requests, posted to the event loop
+
+
+@pytest.mark.parametrize("library_shown", [True, False], ids=["with the Library", "without the Library"])
+def test_the_questions_are_readable_whole_at_any_window_size(
+    qtbot: QtBot, model_path: Path, library_shown: bool
+) -> None:
+    """The bug: with the Library panel open in a 1100 px window, the three buttons cut their questions off."""
+    window = open_window(qtbot, model_path)
+    card = window.welcome.card
+    if library_shown:
+        window.libraries.action.trigger()
+        assert window.libraries.dock.isVisible()
+    for size in (QSize(1100, 700), MINIMUM_SIZE, QSize(1280, 800)):
+        sized(qtbot, window, size)
+        assert card.isVisible() and len(card.prompt_buttons) == 3
+        assert unreadable_questions(window) == []
+    window.close()
+
+
+def test_without_a_model_the_questions_fit_the_smallest_window_and_answer_the_keyboard(qtbot: QtBot) -> None:
+    """With no model the starter's row is on the card too; the questions keep their names, focus and click."""
+    window = MainWindow(settings=Settings(), store=HistoryStore(), open_default_model=False)
+    qtbot.addWidget(window)
+    window.show()
+    window.libraries.action.trigger()
+    sized(qtbot, window, MINIMUM_SIZE)
+    card = window.welcome.card
+    assert card.starter_button.isVisible()
+    assert unreadable_questions(window) == []
+    assert card.width() <= window.welcome.area.viewport().width()  # nothing on the card is cut at its right
+    for button in card.prompt_buttons:
+        assert button.accessibleName() == button.text() and button.toolTip() == f"Ask: {button.text()}"
+        assert button.focusPolicy() == Qt.FocusPolicy.StrongFocus
+    question = card.prompt_buttons[2]
+    question.setFocus()
+    with qtbot.waitSignal(window.welcome.prompt_chosen, timeout=5_000) as chosen:
+        qtbot.keyClick(question, Qt.Key.Key_Space)
+    assert chosen.args == [question.text()]
+    assert window.input.toPlainText() == question.text()  # with no model it waits in the input
