@@ -2,7 +2,7 @@
 same N prompts, greedy, the same max_tokens) to
 
 - our server started with ``--parallel N`` (app.core.llm.batched decodes them in one batch);
-- llama.cpp's native ``llama-server -np N`` (same threads, context and batch size, flash attention off, prompt
+- llama.cpp's native ``llama-server -np N`` (same threads, context and batch size, flash attention as the engine loads, prompt
   caching off for these requests as ours has none);
 - and, as the base line, our server answering one stream alone.
 

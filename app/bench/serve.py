@@ -458,14 +458,14 @@ def _native_server(
             "--ctx-size",
             str(context_size),
         ]
-        # The slots, flash attention off and the batch size: as LlamaDesk's engine loads the model.
+        # The slots, flash attention and the batch size: as LlamaDesk's engine loads the model.
         command += [
             "--batch-size",
             str(BATCH_SIZE),
             "--parallel",
             str(parallel),
             "--flash-attn",
-            "off",
+            "on" if LoadOptions().flash_attention else "off",
             "--jinja",
         ]
         if builtin:

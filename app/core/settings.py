@@ -22,6 +22,7 @@ from app.core.limits import (
     check_saved_states_mb,
     check_threads,
 )
+from app.core.llm.load_options import check_parallel
 from app.core.llm.remote_config import (
     DEFAULT_CONTEXT,
     DEFAULT_READ_TIMEOUT,
@@ -66,6 +67,9 @@ class Settings:
     # The window's switch: other apps on this computer use the loaded model over the API, on 127.0.0.1.
     serve_enabled: bool = False
     serve_port: int = 8080
+    # Requests answered together while serving, each with context_size cells of its own; 0: automatic, as many
+    # as the memory free when the model loads allows (app.core.llm.load_options). Not serving: one at a time.
+    serve_parallel: int = 0
     serve_save_history: bool = False  # each served chat request kept as a conversation
     # Web apps the person trusts to call the server from a browser, as exact origins (https://chat.example.com);
     # any other web page is refused.
@@ -223,6 +227,7 @@ VALUE_CHECKS: dict[str, Callable[[Any], object]] = {
     "remote_wait_seconds": _check_remote_wait_seconds,
     "saved_states_mb": check_saved_states_mb,
     "serve_port": _check_port,
+    "serve_parallel": check_parallel,  # 0: automatic
     "serve_allowed_origins": check_web_origins,
 }
 

@@ -45,7 +45,7 @@ from app.ui.documents import DocumentsController
 from app.ui.downloads import Downloads
 from app.ui.engine_bridge import EngineBridge
 from app.ui.library_choice import ConversationLibraries
-from app.ui.model_picker import ModelController
+from app.ui.model_picker import ModelController, window_parallel
 from app.ui.serving import ServeController
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.settings_engine import EngineSwitcher, preload_remote_engine
@@ -470,10 +470,16 @@ class MainWindow(QMainWindow):
         if not dialog.exec():
             return
         updated = dialog.result_settings()
-        reload_needed = (updated.context_size, updated.threads, updated.gpu_layers) != (
+        reload_needed = (
+            updated.context_size,
+            updated.threads,
+            updated.gpu_layers,
+            window_parallel(updated),
+        ) != (
             self.settings.context_size,
             self.settings.threads,
             self.settings.gpu_layers,
+            window_parallel(self.settings),  # serving turned on or off, or another number answered together
         )
         theme_changed = updated.theme != self.settings.theme
         template_changed = updated.chat_templates.get(loaded_file or "") != self.settings.chat_templates.get(

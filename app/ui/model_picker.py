@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.errors import UserError
+from app.core.limits import MAX_CONTEXT
 from app.core.llm.engine import ModelInfo, ReplyStats
 from app.core.llm.gguf_check import check_model_file
 from app.core.llm.load_options import LoadOptions
@@ -45,6 +46,31 @@ log = logging.getLogger(__name__)
 OPEN_FILE_ITEM = "__open_file__"
 CODE_MODEL_HINTS = ("coder", "code")
 LOCAL_PICKER_TIP = "The model that answers, on this computer. Choose another to load it."
+
+
+def window_parallel(settings: Settings) -> int:
+    """The requests the window's model is loaded to answer together: the number set under Other apps while it
+    serves them (0: automatic), else one, since no other app can ask then and room for them would only take
+    memory."""
+    return settings.serve_parallel if settings.serve_enabled else 1
+
+
+def window_load_options(settings: Settings, path: str) -> LoadOptions:
+    """What the window loads the model file ``path`` with, from the settings."""
+    parallel = window_parallel(settings)
+    context_size = settings.context_size
+    if parallel > 1 and context_size:
+        # A number chosen shares the context it is given among its requests, where automatic gives each one the
+        # whole: given that many times the Context size, each request has the room Settings → Engine says, as
+        # with automatic (up to the largest context llama.cpp is given; the status bar shows each one's share).
+        context_size = min(context_size * parallel, MAX_CONTEXT)
+    return LoadOptions(
+        context_size=context_size,
+        threads=settings.threads,
+        gpu_layers=settings.gpu_layers,
+        chat_template=settings.chat_templates.get(path),
+        parallel=parallel,
+    )
 
 
 class ModelController(QObject):
@@ -206,12 +232,7 @@ class ModelController(QObject):
             self._switch_to_local(path)
             return
         self.pending_model = path
-        options = LoadOptions(
-            context_size=self.settings.context_size,
-            threads=self.settings.threads,
-            gpu_layers=self.settings.gpu_layers,
-            chat_template=self.settings.chat_templates.get(path),
-        )
+        options = window_load_options(self.settings, path)
         self.model_label.setText(f"Loading {Path(path).stem}…")
         self.load_bar.setValue(0)
         self.load_bar.show()

@@ -24,6 +24,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QStatusBar, QToolButton, QWidget
 
 from app.core.errors import UserError
+from app.core.llm.engine import ModelInfo
 from app.core.llm.service import EngineService
 from app.core.serve.address import LOOPBACK
 from app.core.serve.switch import FAILED, OFF, SERVING, STARTING, STOPPING, ServerStatus, ServerSwitch
@@ -121,6 +122,12 @@ class ServeController(QObject):
         """Whether other apps get answers at ``base_url`` now: not while the window uses a server's model."""
         return self._base_url is not None and not self.bridge.remote
 
+    @property
+    def answered_together(self) -> int:
+        """How many requests the model on this computer answers at once, as it was loaded; 1 without one."""
+        model = self.bridge.model
+        return model.parallel if isinstance(model, ModelInfo) and not self.bridge.remote else 1
+
     def apply(self, settings: Settings) -> None:
         """Serve, stop, or restart on another port or for other web apps, as ``settings`` now say; returns at
         once."""
@@ -169,8 +176,18 @@ class ServeController(QObject):
                 "model picker to serve them again."
             )
         elif status.state == SERVING:
-            self.address.setText(f"Other apps: {status.base_url}")
-            self.address.setToolTip("Give this address to an OpenAI-compatible app as its base URL.")
+            together = self.answered_together
+            self.address.setText(
+                f"Other apps: {status.base_url}" + (f" · {together} at once" if together > 1 else "")
+            )
+            self.address.setToolTip(
+                "Give this address to an OpenAI-compatible app as its base URL."
+                + (
+                    f" The model answers up to {together} requests together (Settings → Other apps)."
+                    if together > 1
+                    else ""
+                )
+            )
         elif status.busy:
             self.address.setText(self.busy)
             self.address.setToolTip("")

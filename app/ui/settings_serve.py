@@ -1,6 +1,7 @@
 """The Settings dialog's "Other apps" section: the switch that serves the loaded model to other programs on this
-computer (the OpenAI-compatible API on 127.0.0.1), its port, whether their conversations are kept, the web apps
-allowed to call it from a browser, and the base URL to copy. The server itself is run by ``app.ui.serving``; while it starts or stops, the switch waits."""
+computer (the OpenAI-compatible API on 127.0.0.1), its port, how many requests are answered together, whether
+their conversations are kept, the web apps allowed to call it from a browser, and the base URL to copy. The server
+itself is run by ``app.ui.serving``; while it starts or stops, the switch waits."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.llm.load_options import AUTOMATIC_PARALLEL, MAX_PARALLEL
 from app.core.serve.address import LOOPBACK, base_url
 from app.core.settings import Settings, split_web_origins
 
 SWITCH_LABEL = "Let other apps on this computer use the loaded model"
+PARALLEL_LABEL = "Requests answered together"
 COPIED_SHOWN_MS = 1500  # how long the Copy button says "Copied" after a click
 
 
@@ -41,6 +44,18 @@ class ServeSection(QGroupBox):
         self.port.setValue(settings.serve_port)
         self.port.setAccessibleName("Port for other apps")
         form.addRow("Port", self.port)
+        self.parallel = QSpinBox()
+        self.parallel.setRange(AUTOMATIC_PARALLEL, MAX_PARALLEL)  # the range settings.load accepts
+        self.parallel.setSpecialValueText("Automatic")
+        self.parallel.setValue(settings.serve_parallel)
+        self.parallel.setAccessibleName(PARALLEL_LABEL)
+        self.parallel.setToolTip(
+            "How many apps' requests the model answers at once, instead of one after another. Each one gets "
+            "the context size set under Engine. Automatic answers up to 4 together, as many as the memory free "
+            "when the model loads allows; a larger number uses more memory. While serving, a change loads the "
+            "model again."
+        )
+        form.addRow(PARALLEL_LABEL, self.parallel)
         self.save_history = QCheckBox("Keep their conversations in my history")
         self.save_history.setChecked(settings.serve_save_history)
         self.save_history.setToolTip(
@@ -105,18 +120,20 @@ class ServeSection(QGroupBox):
         history choice wait until then, so what they show is what was asked last."""
         self.busy.setText(text)
         self.busy.setVisible(bool(text))
-        for widget in (self.enabled, self.port, self.save_history, self.origins):
+        for widget in (self.enabled, self.port, self.parallel, self.save_history, self.origins):
             widget.setEnabled(not text)
 
     def restore_defaults(self) -> None:
         defaults = Settings()
         self.enabled.setChecked(defaults.serve_enabled)
         self.port.setValue(defaults.serve_port)
+        self.parallel.setValue(defaults.serve_parallel)
         self.save_history.setChecked(defaults.serve_save_history)
         self.origins.setPlainText("\n".join(defaults.serve_allowed_origins))
 
     def apply_to(self, settings: Settings) -> None:
         settings.serve_enabled = self.enabled.isChecked()
         settings.serve_port = self.port.value()
+        settings.serve_parallel = self.parallel.value()
         settings.serve_save_history = self.save_history.isChecked()
         settings.serve_allowed_origins = split_web_origins(self.origins.toPlainText())[0]

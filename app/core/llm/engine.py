@@ -90,6 +90,9 @@ class ModelInfo:
     # How the model writes tool calls (a ``tools.ToolFormat`` value): its template's own way, or the generic
     # prompt for a template that knows no tools.
     tool_format: str = "generic"
+    # Requests answered together (``LoadOptions.parallel`` as loaded: the number an automatic load chose), each
+    # with ``context_size`` cells.
+    parallel: int = 1
 
     @property
     def display_name(self) -> str:
@@ -387,6 +390,7 @@ class Engine:
             tool_format=tool_format(
                 BUILTIN_TEMPLATES[builtin].source if builtin else gguf.chat_template or ""
             ).value,
+            parallel=options.parallel,
         )
         self.load_fraction = 1.0
         if progress:

@@ -89,6 +89,7 @@ def test_an_automatic_load_records_what_it_chose_and_gives_each_request_the_cont
             LoadOptions(context_size=1024, parallel=AUTOMATIC_PARALLEL, memory_budget=64 * 1024**3),
         )
         assert info.context_size == engine.sequence_context == 1024  # a conversation's room, as chosen
+        assert info.parallel == 4
         assert engine.load_options is not None and engine.load_options.parallel == 4
         assert engine.llama.n_ctx() == 4096
     finally:
