@@ -53,6 +53,7 @@ from app.ui.settings_models import loaded_model_file
 from app.ui.theme import apply_theme
 from app.ui.transcript.chat_view import ChatView
 from app.ui.welcome import Welcome
+from app.ui.window_minimum import WindowMinimum
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
         self.resize(1100, 760)
-        self.setMinimumSize(MINIMUM_SIZE)
+        # Raised while the Library is docked beside the chat, so neither covers the other (window_minimum.py).
+        self.window_minimum = WindowMinimum(self, MINIMUM_SIZE)
 
         status = self.statusBar()
         self.downloads = Downloads(self)  # the window's, so they go on while the model manager is closed

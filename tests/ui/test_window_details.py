@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QEvent, QObject, Qt, QUrl
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect, Qt, QUrl
 from PySide6.QtGui import QAction, QPaintEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QWidget
 from pytestqt.qtbot import QtBot
@@ -57,6 +57,98 @@ def test_the_window_has_a_minimum_size_and_its_layout_holds_there(qtbot: QtBot, 
     assert window.send_button.width() >= window.send_button.minimumSizeHint().width()
     assert window.chat_view.viewport().width() >= 300 and window.chat_view.viewport().height() >= 150
     assert window.input.width() >= 150
+
+
+def _place(window: MainWindow, part: QWidget) -> QRect:
+    """Where ``part`` is, in the window's coordinates."""
+    return QRect(part.mapTo(window, QPoint(0, 0)), part.size())
+
+
+def _shown_at_the_minimum(qtbot: QtBot, window: MainWindow) -> None:
+    window.resize(MINIMUM_SIZE)  # held at the window's minimum, whatever that is now
+    qtbot.waitUntil(lambda: window.size() == MINIMUM_SIZE.expandedTo(window.minimumSize()), timeout=5_000)
+    qtbot.wait(100)  # the layouts' requests, posted to the event loop
+    QApplication.processEvents()
+
+
+def _overlaps(window: MainWindow) -> list[str]:
+    """What covers what, or is cut at the window's edge: the conversation list, the centre column (the welcome
+    card or chat, the message box, Attach, Send) and the Library dock while it is docked."""
+    centre = window.input_bar.parentWidget()
+    assert centre is not None
+    dock = window.libraries.dock
+    columns = {"conversation list": window.sidebar, "centre column": centre}
+    if dock.isVisible() and not dock.isFloating():
+        columns["Library dock"] = dock
+    places = {name: _place(window, part) for name, part in columns.items()}
+    frame = window.rect()
+    problems = [
+        f"{name} {place} is cut by the window {frame}"
+        for name, place in places.items()
+        if not frame.contains(place)
+    ]
+    names = list(places)
+    for number, name in enumerate(names):
+        for other in names[number + 1 :]:
+            if places[name].intersects(places[other]):
+                problems.append(f"{name} {places[name]} overlaps {other} {places[other]}")
+    parts = {
+        "message box": window.input,
+        "Attach": window.input_bar.attach_button,
+        "Send": window.send_button,
+        "chat": window.chat_view,
+        "welcome card": window.welcome.area,
+    }
+    for name, part in parts.items():
+        if part.isVisible() and not places["centre column"].contains(_place(window, part)):
+            problems.append(
+                f"{name} {_place(window, part)} is outside the centre column {places['centre column']}"
+            )
+        if part.isVisible() and part.width() < part.minimumSizeHint().width():
+            problems.append(
+                f"{name} is {part.width()} px wide, narrower than its {part.minimumSizeHint().width()}"
+            )
+    return problems
+
+
+def test_with_the_library_docked_the_smallest_window_still_fits_the_list_the_chat_and_the_library(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    """The bug: at 640x480 with the Library shown, the list covered the centre's left edge and Send was cut."""
+    dock = window.libraries.dock
+    _shown_at_the_minimum(qtbot, window)
+    window.libraries.action.trigger()
+    assert dock.isVisible()
+    qtbot.waitUntil(lambda: window.width() >= window.minimumWidth() > MINIMUM_SIZE.width(), timeout=5_000)
+    print(f"opening the Library at the minimum grew the window to {window.width()}x{window.height()}")
+    _shown_at_the_minimum(qtbot, window)
+    print(f"minimum with the Library docked: {window.minimumWidth()}x{window.minimumHeight()}")
+    needed = sum(part.minimumSizeHint().width() for part in (window.centralWidget(), dock))
+    assert window.minimumWidth() >= needed
+    assert _overlaps(window) == []
+    assert window.rect().contains(_place(window, window.send_button))
+
+    # A floating Library is a window of its own: the main window keeps its minimum without it.
+    dock.setFloating(True)
+    qtbot.waitUntil(lambda: window.minimumSize() == MINIMUM_SIZE, timeout=5_000)
+    _shown_at_the_minimum(qtbot, window)
+    assert window.size() == MINIMUM_SIZE and _overlaps(window) == []
+    dock.setFloating(False)
+    qtbot.waitUntil(lambda: window.minimumWidth() > MINIMUM_SIZE.width(), timeout=5_000)
+    _shown_at_the_minimum(qtbot, window)
+    assert _overlaps(window) == []
+
+    # Closed with Library in the toolbar: the minimum is the window's own again, and the window the size it had
+    # before the Library widened it; opened again, the Library has its room again.
+    window.libraries.action.trigger()
+    assert not dock.isVisible()
+    qtbot.waitUntil(lambda: window.minimumSize() == MINIMUM_SIZE, timeout=5_000)
+    qtbot.waitUntil(lambda: window.size() == MINIMUM_SIZE, timeout=5_000)
+    assert _overlaps(window) == []
+    window.libraries.action.trigger()
+    assert dock.isVisible()
+    _shown_at_the_minimum(qtbot, window)
+    assert _overlaps(window) == []
 
 
 def test_ctrl_q_quits(qtbot: QtBot, window: MainWindow) -> None:
