@@ -5,15 +5,21 @@ Each reply is a sequence of the one KV cache (llama.cpp sequence ids 0..N-1, the
 generating, plus chunks of the prompts of sequences that joined, up to ``n_batch`` tokens; decodes it once; and
 draws each sequence's token from its own row of the logits with its own sampler chain (``TokenSampler``: its own
 seed, penalties, grammar), in C. A request joins between steps; one that ends (its end token, a stop, max_tokens, a
-cancel) leaves, and its cells are removed with ``llama_memory_seq_rm``.
+cancel) leaves.
+
+Like llama-server's slots, a sequence that leaves keeps its cells, and a request joins the free sequence whose
+cells share the longest beginning with its prompt (a client's next turn finds its conversation): only the rest is
+evaluated. Sequence 0 is the one the engine's own path uses (``Llama`` knows no other): the window's request
+prefers it, so the person's conversation is continued from the same cells whichever path answers it, and the
+loop keeps ``Llama``'s record of what sequence 0 holds (``input_ids``, ``n_tokens``) true when a reply there ends.
 
 Like llama-server's slots, each sequence may use ``n_ctx / N`` cells of the context: a prompt that does not fit that
 share is refused with ContextLimitError, so the sequences together never need more cells than the cache has.
 
 The loop and the engine's own single-sequence path must not interleave: ``Llama.eval`` removes the cells of every
-sequence after its own position. The engine service runs the ordinary path only when no sequence is active, and
-``BatchedDecoder`` takes the cache over (``take_over``) each time a batch starts, so neither assumes the other's
-cache. Threading: as ``Engine``, everything here runs on the engine thread; a sequence's cancel event may be set
+sequence after its own position. The engine service runs the ordinary path only when no sequence is active, after
+``yield_cache`` has removed the other sequences' cells, and ``BatchedDecoder`` takes the cache over
+(``take_over``: the engine's record of whose conversation it holds is dropped) each time a batch starts. Threading: as ``Engine``, everything here runs on the engine thread; a sequence's cancel event may be set
 from anywhere and is checked between steps.
 """
 
@@ -28,10 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.errors import UserError
-from app.core.llm.bindings import end_of_generation
+from app.core.llm.bindings import cached_tokens, end_of_generation
 from app.core.llm.context import ChatMessage, Prompt, whole_prompt
 from app.core.llm.engine import Engine, FinishReason, Reply, ReplyStats
 from app.core.llm.sampling import ReplyOptions, TokenLogprob, TokenSampler, token_logprob
+from app.core.llm.saved_state_store import common_prefix
 from app.core.llm.stops import StopScanner
 from app.core.modes import SamplingOptions
 
@@ -118,6 +125,7 @@ class _Sequence:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     evaluated: int = 0  # prompt tokens in the cache
     generated: list[int] = field(default_factory=list)
+    generated_in_cache: int = 0  # generated tokens evaluated (the last drawn is, once in a step)
     previous: list[int] = field(default_factory=list)  # the tokens before the next one, for its text
     starts: list[int] = field(default_factory=list)  # where each generated token's text begins
     decoded: int = 0
@@ -145,10 +153,9 @@ class BatchedDecoder:
         self._n_batch = max(1, int(self.llama.n_batch))
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
         self._sequences: list[_Sequence | None] = [None] * parallel
+        # The tokens whose cells each sequence kept when its last reply ended (sequence 0's are Llama's record).
+        self._held: list[list[int]] = [[] for _ in range(parallel)]
         self._is_end = end_of_generation(self.llama)
-        self._owns_cache = (
-            False  # the cache was taken over from the engine's own path, and no one took it back
-        )
 
     # -- joining and leaving -------------------------------------------------------------------------------
 
@@ -161,14 +168,60 @@ class BatchedDecoder:
         return any(sequence is None for sequence in self._sequences)
 
     def take_over(self) -> None:
-        """The first sequence of a batch joins: save the conversation the engine's own path left in the cache (as
-        the service does when idle), then empty the cache and tell the engine it holds nothing, so its next
-        request evaluates its prompt anew instead of trusting cells this loop has replaced."""
+        """The first sequence of a batch joins: the engine saves the conversation its own path left in sequence 0
+        (as the service does when idle) and stops counting those cells as that conversation's, since a reply
+        here may replace them; the cells stay, for a request that continues them."""
+        self.engine.lend_cache()
+
+    def yield_cache(self) -> None:
+        """The engine's own path is about to run: the other sequences' cells go (``Llama.eval`` would cut them at
+        its own position and leave them half true); sequence 0's stay, as ``Llama`` records them."""
         import llama_cpp
 
-        self.engine.idle()
-        self.engine.clear_cache()
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llama._ctx.ctx), True)
+        memory = llama_cpp.llama_get_memory(self.llama._ctx.ctx)
+        for seq_id in range(1, self.parallel):
+            if self._held[seq_id]:
+                llama_cpp.llama_memory_seq_rm(memory, seq_id, -1, -1)
+                self._held[seq_id] = []
+
+    def _held_tokens(self, seq_id: int) -> list[int]:
+        return cached_tokens(self.llama) if seq_id == 0 else self._held[seq_id]
+
+    def _choose_sequence(self, tokens: list[int], priority: bool) -> tuple[int, int]:
+        """The sequence a request joins, and how many of its first ``tokens`` that sequence's cells hold. The
+        window's request takes sequence 0, where its conversation lives, when it is free; any other takes the
+        free sequence whose cells share the longest beginning with its prompt, leaving sequence 0 to the window
+        (a system prompt in common must not make another client's reply replace the person's conversation)
+        unless no other is free."""
+        free = [seq_id for seq_id, sequence in enumerate(self._sequences) if sequence is None]
+        if priority and 0 in free:
+            chosen = 0
+        else:
+            others = [seq_id for seq_id in free if seq_id != 0] or free
+            chosen = max(others, key=lambda seq_id: common_prefix(self._held_tokens(seq_id), tokens))
+        return chosen, common_prefix(self._held_tokens(chosen), tokens)
+
+    def _reuse(self, seq_id: int, tokens: list[int], shared: int) -> int:
+        """Keep the first ``shared`` cells of ``seq_id`` (at least the last prompt token is evaluated again: its
+        logits are what the first token is drawn from) and remove the rest; returns the cells kept."""
+        import llama_cpp
+
+        kept = min(shared, len(tokens) - 1)
+        memory = llama_cpp.llama_get_memory(self.llama._ctx.ctx)
+        if not llama_cpp.llama_memory_seq_rm(memory, seq_id, kept, -1):
+            llama_cpp.llama_memory_seq_rm(memory, seq_id, -1, -1)  # a cache that cannot drop a suffix
+            kept = 0
+        self._record(seq_id, tokens[:kept])
+        return kept
+
+    def _record(self, seq_id: int, tokens: list[int]) -> None:
+        """``seq_id`` holds the cells of ``tokens``, exactly; for sequence 0 in ``Llama``'s own record, which the
+        engine's own path continues from."""
+        if seq_id == 0:
+            self.llama.input_ids[: len(tokens)] = tokens
+            self.llama.n_tokens = len(tokens)
+        else:
+            self._held[seq_id] = list(tokens)
 
     def join(
         self,
@@ -186,12 +239,13 @@ class BatchedDecoder:
         refused) before anything is started."""
         if not self.active:
             self.take_over()
-        seq_id = self._sequences.index(None)
         sampler = TokenSampler(self.llama, sampling, options)
+        seq_id, shared = self._choose_sequence(prompt.tokens, priority)
+        kept = self._reuse(seq_id, prompt.tokens, shared)
         info = self.engine.model
         stats = ReplyStats(
             prompt_tokens=len(prompt.tokens),
-            evaluated_tokens=len(prompt.tokens),
+            evaluated_tokens=len(prompt.tokens) - kept,
             dropped_messages=prompt.dropped_messages,
             context_size=self.slot,
             model=str(info.path) if info is not None else "",
@@ -208,6 +262,7 @@ class BatchedDecoder:
             requested=requested if requested is not None else time.perf_counter(),
             stops=StopScanner([*prompt.stop, *options.stops]),
             previous=list(prompt.tokens),
+            evaluated=kept,
         )
         self._sequences[seq_id] = sequence
         _call(listener.started, Reply(iter(()), stats, sequence.logprobs))
@@ -219,23 +274,30 @@ class BatchedDecoder:
                 sequence.cancel.set()
 
     def close(self) -> None:
-        """End every sequence as cancelled and free the batch."""
+        """End every sequence as cancelled and free the batch; the cells of sequences other than 0 go (a decoder
+        made after this one knows nothing of them)."""
         import llama_cpp
 
         for sequence in self._sequences:
             if sequence is not None:
                 self._leave(sequence, "cancelled")
+        self.yield_cache()
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
 
     def _leave(self, sequence: _Sequence, finish: FinishReason, error: Exception | None = None) -> None:
-        """End ``sequence``: its cells removed, its sampler closed, its figures completed, its listener told."""
+        """End ``sequence``: its cells kept for a request that continues them (exactly those of the tokens
+        evaluated), its sampler closed, its figures completed, its listener told."""
         import llama_cpp
 
         self._sequences[sequence.seq_id] = None
+        in_cache = sequence.prompt.tokens[: sequence.evaluated]
+        if sequence.evaluated == len(sequence.prompt.tokens):
+            in_cache = in_cache + sequence.generated[: sequence.generated_in_cache]
         memory = llama_cpp.llama_get_memory(self.llama._ctx.ctx)
-        llama_cpp.llama_memory_seq_rm(memory, sequence.seq_id, -1, -1)
+        llama_cpp.llama_memory_seq_rm(memory, sequence.seq_id, len(in_cache), -1)
+        self._record(sequence.seq_id, in_cache)
         sequence.sampler.close()
         if error is None and not sequence.stops.stopped:
             tail = sequence.stops.feed(sequence.decoder.decode(b"", final=True))
@@ -334,6 +396,7 @@ class BatchedDecoder:
         for sequence in generating[: self._n_batch]:
             assert sequence.pending is not None
             rows.append((sequence, count, 0))
+            sequence.generated_in_cache = len(sequence.generated)
             add(
                 sequence.pending,
                 len(sequence.prompt.tokens) + len(sequence.generated) - 1,
@@ -400,6 +463,12 @@ class BatchedDecoder:
         for sequence in self._sequences:
             if sequence is not None:
                 self._leave(sequence, "failed", error)
+        # What the failed step wrote is unknown: no cell is trusted again.
+        import llama_cpp
+
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llama._ctx.ctx), True)
+        self._held = [[] for _ in range(self.parallel)]
+        self.engine.clear_cache()
 
 
 def _call(callback: Callable[..., None], *args: Any) -> None:

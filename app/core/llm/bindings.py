@@ -314,7 +314,8 @@ def sequence_state(llama: Any) -> tuple[list[int], bytearray]:
     import llama_cpp
 
     tokens = cached_tokens(llama)
-    llama._ctx.kv_cache_seq_rm(-1, len(tokens), -1)
+    # Sequence 0 only: the batched loop's other sequences may keep their cells (app.core.llm.batched).
+    llama._ctx.kv_cache_seq_rm(0, len(tokens), -1)
     if not tokens:
         return [], bytearray()
     ctx = llama._ctx.ctx

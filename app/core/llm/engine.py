@@ -239,6 +239,15 @@ class Engine:
         self._cut = ContextCut()
         self.states.cache_cleared()
 
+    def lend_cache(self) -> None:
+        """The batched loop takes the cache over (``app.core.llm.batched``): what sequence 0 holds is saved, as
+        when idle, and left for the loop to continue from, but is no longer counted as any conversation's (the
+        loop may replace it); a stop pressed after the last request must not abort the loop's steps."""
+        self.idle()
+        self._cancel_event.clear()
+        self._abort.reset()
+        self.states.cache_cleared()
+
     def _begin_request(self, cancel: threading.Event | None = None) -> _RequestCancel:
         """A fresh start for the engine's own cancel flag. A caller that queues requests passes each one's own
         event, so a stop pressed while the request was still waiting is not wiped out here."""

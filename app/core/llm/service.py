@@ -257,6 +257,8 @@ class EngineService:
                 self._join_batch(request)
                 self._mark_batch()
                 continue
+            if self._decoder is not None:
+                self._decoder.yield_cache()  # the engine's own path runs: only sequence 0's cells are its
             try:
                 with self.activity.working():
                     request.run(self._engine, request.ticket.cancelled)

@@ -220,6 +220,61 @@ def test_a_windows_conversation_has_one_share_of_the_context_on_either_path(serv
         assert reply.stats.prompt_tokens + 5 <= CONTEXT // PARALLEL
 
 
+def _first_token_choices(reply: StreamedReply) -> dict[bytes, float]:
+    assert reply.logprobs
+    return dict(reply.logprobs[0].top)
+
+
+def test_a_clients_next_turn_continues_from_its_sequences_cells(service: EngineService) -> None:
+    api = service.client("api")
+    first = api.stream_chat(STORY, _greedy(12), options=API)
+    answer = reply_text(first)
+    follow_up: list[ChatMessage] = [
+        *STORY,
+        ChatMessage(role="assistant", content=answer),
+        ChatMessage(role="user", content="Give the knight a name."),
+    ]
+    with_logprobs = ReplyOptions(cut_history=False, top_logprobs=5)
+    continued = api.stream_chat(follow_up, _greedy(4), options=with_logprobs)
+    reply_text(continued)
+    assert first.stats is not None and continued.stats is not None
+    # The first turn's prompt was held (all but what the template writes after a reply differently).
+    assert continued.stats.evaluated_tokens <= continued.stats.prompt_tokens - (first.stats.prompt_tokens - 1)
+    # A request on the engine's own path takes the loop's other cells away: the same turn is evaluated whole,
+    # and its first token is drawn from the same distribution (cells of the wrong tokens or places would not).
+    reply_text(api.stream_completion("Once upon a time", _greedy(2), echo=True))
+    cold = api.stream_chat(follow_up, _greedy(4), options=with_logprobs)
+    reply_text(cold)
+    assert cold.stats is not None and cold.stats.evaluated_tokens == cold.stats.prompt_tokens
+    cold_choices, warm_choices = _first_token_choices(cold), _first_token_choices(continued)
+    best = max(cold_choices, key=cold_choices.__getitem__)
+    assert best in warm_choices and abs(warm_choices[best] - cold_choices[best]) < 1.0
+
+
+def test_the_windows_conversation_goes_on_from_the_same_cells_on_either_path(service: EngineService) -> None:
+    window, api = service.client("window", priority=True), service.client("api")
+    conversation: list[ChatMessage] = [ChatMessage(role="user", content="Name three colours of the rainbow.")]
+    alone = window.stream_chat(conversation, _greedy(12))  # the engine idle: its own path, sequence 0
+    conversation += [
+        ChatMessage(role="assistant", content=reply_text(alone)),
+        ChatMessage(role="user", content="And two more?"),
+    ]
+    batched = api.stream_chat(STORY, _greedy(300), options=API)
+    batched.wait_started()
+    beside = window.stream_chat(conversation, _greedy(12))  # it joins the batch, in sequence 0
+    conversation += [
+        ChatMessage(role="assistant", content=reply_text(beside)),
+        ChatMessage(role="user", content="Thanks."),
+    ]
+    assert batched.stats is None  # the batch was still under way: the window's turn ran in it
+    reply_text(batched)
+    after = window.stream_chat(conversation, _greedy(4))  # the batch drained: the engine's own path again
+    reply_text(after)
+    assert alone.stats is not None and beside.stats is not None and after.stats is not None
+    assert beside.stats.evaluated_tokens <= beside.stats.prompt_tokens - (alone.stats.prompt_tokens - 1)
+    assert after.stats.evaluated_tokens <= after.stats.prompt_tokens - (beside.stats.prompt_tokens - 1)
+
+
 def test_shutdown_ends_a_batch_under_way(model_path: Path) -> None:
     running = EngineService()
     api = running.client("api")
