@@ -364,15 +364,17 @@ def cache_settings(llama: Any) -> tuple[int, int, int]:
 
 @contextmanager
 def parallel_sequences(sequences: int) -> Iterator[None]:
-    """Make the ``Llama`` created inside the block hold ``sequences`` sequences in one KV cache (``n_seq_max``),
-    all drawing on its whole context (``kv_unified``); with 1 nothing changes.
+    """Make the ``Llama`` created inside the block hold ``sequences`` sequences (``n_seq_max``), each in its own
+    share of the KV cache (``kv_unified`` off, as llama-server splits it by default); with 1 nothing changes.
 
     ``Llama()`` takes neither setting: it builds its context parameters from
     ``llama_cpp.llama_cpp.llama_context_default_params()``, so for the duration of one load the defaults are
-    swapped for ones carrying them, as ``load_progress`` does for the model's. Unified, not split as llama-server
-    splits it by default: the single-sequence path (the window, requests the batched loop does not take) keeps
-    the whole context for sequence 0, and the batched loop (``app.core.llm.batched``) keeps each of its
-    sequences within its share, ``n_ctx / sequences``, as llama-server's slots are kept, so the cells never run out.
+    swapped for ones carrying them, as ``load_progress`` does for the model's. Split, not unified: a token then
+    attends only to its own sequence's cells, where in one shared cache it computes over every sequence's and
+    masks the others' (with 4 streams writing, that made the window's prompt the slowest part of its turn).
+    llama.cpp rounds each share up to a multiple of 256 cells; ``n_ctx()`` is then the shares together, and every
+    request, on the batched loop (``app.core.llm.batched``) and on the engine's own path alike, keeps within its
+    share (``Engine.sequence_context``).
     """
     if sequences <= 1:
         yield
@@ -384,7 +386,7 @@ def parallel_sequences(sequences: int) -> Iterator[None]:
     def params_with_sequences() -> Any:
         params = original()
         params.n_seq_max = sequences
-        params.kv_unified = True
+        params.kv_unified = False
         return params
 
     setattr(raw, "llama_context_default_params", params_with_sequences)  # noqa: B010
