@@ -2,8 +2,8 @@
 same N prompts, greedy, the same max_tokens) to
 
 - our server started with ``--parallel N`` (app.core.llm.batched decodes them in one batch);
-- llama.cpp's native ``llama-server -np N`` (same threads, context and batch size, flash attention as the engine loads, prompt
-  caching off for these requests as ours has none);
+- llama.cpp's native ``llama-server -np N`` (same threads, context and batch size, flash attention as the engine
+  loads, and its slots' prompt cache on, as ours keeps each sequence's cells);
 - and, as the base line, our server answering one stream alone.
 
 A way's figure is its aggregate tokens/s: the completion tokens of all its streams (each server's own count) over the
@@ -187,7 +187,7 @@ def run_parallel_benchmark(
                 _native_server(native_binary, model_path, threads, context_size, builtin, parallel)
             )
             measures.append(
-                (native, lambda: _burst(native_url, prompts, max_tokens, {"cache_prompt": False}))
+                (native, lambda: _burst(native_url, prompts, max_tokens, {"cache_prompt": True}))
             )
         for _way, measure in measures:  # warm-up: the first replies after a load are slow
             measure()
@@ -264,19 +264,19 @@ def measure_window_first_token(
         greedy = SamplingOptions(temperature=0.0, max_tokens=8)
         asked = itertools.count(1)
 
+        conversation: list[ChatMessage] = []
+
         def first_token() -> float:
-            # A new question each time: a question asked before would be answered from the engine's prompt
-            # cache when idle, which the batch does not keep.
+            # The person's conversation goes on a turn at a time, as in the window: each question is new, and
+            # the turns before it are in the cache whichever path answers (the engine's own, or the batch's
+            # sequence 0), so each figure is the new turn's.
             number = next(asked)
-            question: list[ChatMessage] = [
-                {"role": "user", "content": f"Question {number}: {WINDOW_QUESTION}"}
-            ]
+            conversation.append({"role": "user", "content": f"Question {number}: {WINDOW_QUESTION}"})
             started = time.perf_counter()
-            reply = window.stream_chat(question, greedy)
+            reply = window.stream_chat(conversation, greedy)
             first = next(iter(reply), "")
             seconds = time.perf_counter() - started
-            reply.cancel()
-            "".join(reply)
+            conversation.append({"role": "assistant", "content": first + "".join(reply)})
             return seconds if first else 0.0
 
         first_token()  # warm-up

@@ -201,6 +201,17 @@ class BatchedDecoder:
             chosen = max(others, key=lambda seq_id: common_prefix(self._held_tokens(seq_id), tokens))
         return chosen, common_prefix(self._held_tokens(chosen), tokens)
 
+    def _into_sequence_zero(self, tokens: list[int], shared: int, state_key: str | None) -> int:
+        """A request takes sequence 0: the engine's record of whose conversation it holds follows it (a saved
+        state of ``state_key``'s conversation that holds more of ``tokens`` than the cells do is put back, as on
+        the engine's own path); returns how many of ``tokens`` sequence 0 then holds."""
+        states = self.engine.states
+        if state_key is None:
+            states.cache_cleared()  # another client's reply: no conversation's state to save from these cells
+            return shared
+        states.before_prompt(self.llama, state_key, tokens)
+        return common_prefix(cached_tokens(self.llama), tokens)
+
     def _reuse(self, seq_id: int, tokens: list[int], shared: int) -> int:
         """Keep the first ``shared`` cells of ``seq_id`` (at least the last prompt token is evaluated again: its
         logits are what the first token is drawn from) and remove the rest; returns the cells kept."""
@@ -233,14 +244,18 @@ class BatchedDecoder:
         *,
         priority: bool = False,
         requested: float | None = None,
+        state_key: str | None = None,
     ) -> None:
         """Start a reply to ``prompt`` in a free sequence (``has_room`` must be true); its prompt is evaluated in
         the coming steps, a priority one's before any other sequence's next token. Raises UserError (a grammar
-        refused) before anything is started."""
+        refused) before anything is started. ``state_key``: the conversation whose saved state may serve the
+        prompt in sequence 0, as on the engine's own path (``Engine.chat``)."""
         if not self.active:
             self.take_over()
         sampler = TokenSampler(self.llama, sampling, options)
         seq_id, shared = self._choose_sequence(prompt.tokens, priority)
+        if seq_id == 0:
+            shared = self._into_sequence_zero(prompt.tokens, shared, state_key if priority else None)
         kept = self._reuse(seq_id, prompt.tokens, shared)
         info = self.engine.model
         stats = ReplyStats(

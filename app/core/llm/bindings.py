@@ -338,7 +338,8 @@ def restore_sequence_state(llama: Any, tokens: list[int], data: bytearray) -> bo
     import llama_cpp
 
     llama.reset()
-    llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+    # Sequence 0 only: the batched loop's other sequences keep their cells (app.core.llm.batched).
+    llama._ctx.kv_cache_seq_rm(0, 0, -1)
     if not tokens or len(tokens) > llama.n_ctx():
         return False
     buffer = (ctypes.c_uint8 * len(data)).from_buffer(data)
@@ -347,7 +348,7 @@ def restore_sequence_state(llama: Any, tokens: list[int], data: bytearray) -> bo
     finally:
         del buffer
     if loaded == 0:
-        llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llama._ctx.kv_cache_seq_rm(0, 0, -1)
         return False
     llama.input_ids[: len(tokens)] = tokens
     llama.n_tokens = len(tokens)

@@ -415,6 +415,7 @@ class EngineClient:
                 answer,
                 expected_model,
                 priority=self.priority,
+                state_key=state_key,
             )
 
         return self.service.submit(
@@ -610,6 +611,7 @@ def _join_reply(
     expected_model: ModelInfo | None,
     *,
     priority: bool,
+    state_key: str | None = None,
 ) -> bool:
     """Start a reply in the batched loop, answered as ``_serve_reply`` answers one; False when a conversation
     (the window's, whose history is cut to fit) is longer than one sequence's share and must run alone."""
@@ -645,7 +647,16 @@ def _join_reply(
             failed=refuse,
             prompt_progress=answer.prompt_progress,
         )
-        decoder.join(prompt, sampling, options, cancel, listener, priority=priority, requested=requested)
+        decoder.join(
+            prompt,
+            sampling,
+            options,
+            cancel,
+            listener,
+            priority=priority,
+            requested=requested,
+            state_key=state_key,
+        )
     except ContextLimitError as exc:
         if priority and options.cut_history:
             return False

@@ -25,6 +25,7 @@ from app.core.llm.load_options import (
     check_load_options,
 )
 from app.core.llm.sampling import ReplyOptions
+from app.core.llm.saved_state_store import SavedStateStore, saved_state_key
 from app.core.llm.service import EngineService, StreamedReply
 from app.core.modes import SamplingOptions
 
@@ -273,6 +274,40 @@ def test_the_windows_conversation_goes_on_from_the_same_cells_on_either_path(ser
     assert alone.stats is not None and beside.stats is not None and after.stats is not None
     assert beside.stats.evaluated_tokens <= beside.stats.prompt_tokens - (alone.stats.prompt_tokens - 1)
     assert after.stats.evaluated_tokens <= after.stats.prompt_tokens - (beside.stats.prompt_tokens - 1)
+
+
+def test_a_saved_conversation_is_restored_into_sequence_zero_inside_a_batch(
+    model_path: Path, tmp_path: Path
+) -> None:
+    engine = Engine()
+    engine.states.cache = SavedStateStore(tmp_path / "states")
+    running = EngineService(engine)
+    try:
+        window, api = running.client("window", priority=True), running.client("api")
+        window.load_and_wait(str(model_path), LoadOptions(context_size=CONTEXT, parallel=PARALLEL))
+        assert engine.states.wait_for_signature(60)
+        first_key, other_key = saved_state_key("first"), saved_state_key("other")
+        first: list[ChatMessage] = [ChatMessage(role="user", content="Tell me about dragons. " * 20)]
+        answered = window.stream_chat(first, _greedy(8), state_key=first_key)
+        first += [
+            ChatMessage(role="assistant", content=reply_text(answered)),
+            ChatMessage(role="user", content="And knights?"),
+        ]
+        # Another conversation takes sequence 0; the first one's state is saved as it goes.
+        reply_text(
+            window.stream_chat([ChatMessage(role="user", content="Hi!")], _greedy(4), state_key=other_key)
+        )
+        batched = api.stream_chat(STORY, _greedy(300), options=API)
+        batched.wait_started()
+        back = window.stream_chat(first, _greedy(4), state_key=first_key)  # joins the batch
+        reply_text(back)
+        assert batched.stats is None  # the batch was still under way
+        reply_text(batched)
+        assert answered.stats is not None and back.stats is not None
+        # The first turn came back from its saved state: only the new turn was evaluated.
+        assert back.stats.evaluated_tokens <= back.stats.prompt_tokens - (answered.stats.prompt_tokens - 1)
+    finally:
+        running.shutdown()
 
 
 def test_shutdown_ends_a_batch_under_way(model_path: Path) -> None:
