@@ -186,9 +186,7 @@ def run_parallel_benchmark(
             native_url = stack.enter_context(
                 _native_server(native_binary, model_path, threads, context_size, builtin, parallel)
             )
-            measures.append(
-                (native, lambda: _burst(native_url, prompts, max_tokens, {"cache_prompt": True}))
-            )
+            measures.append((native, lambda: _burst(native_url, prompts, max_tokens, {"cache_prompt": True})))
         for _way, measure in measures:  # warm-up: the first replies after a load are slow
             measure()
         for round_number in range(rounds):

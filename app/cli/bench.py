@@ -67,7 +67,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--draft",
         action="store_true",
         help="measure prompt-lookup drafting against plain decoding instead (a code rewrite, a quote, free "
-        "writing) on both real models",
+        "writing) on the --model given, else on both real models",
     )
     bench.set_defaults(handler=run_bench)
 
@@ -89,6 +89,8 @@ def run_bench(args: argparse.Namespace) -> int:
         from app.bench.drafting import run_drafting_benchmark
 
         drafting = run_drafting_benchmark(
+            # --model: that model alone; else both real test models
+            models=[Path(args.model).expanduser()] if args.model else None,
             progress=None if args.json else lambda line: print(line, file=sys.stderr),
             threads=args.threads or 0,
         )

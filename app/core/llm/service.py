@@ -9,13 +9,11 @@ it (``Ticket.cancel()`` only sets events that the engine checks between tokens a
 Requests run one at a time in arrival order, except that a client opened with ``priority=True`` (the window: a
 person is waiting at it) goes ahead of requests queued by other clients.
 
-A model loaded with ``LoadOptions.parallel`` > 1 answers several chat and completion requests at once instead: those
-of other clients (the API's) join the batched loop (``app.core.llm.batched``), and the engine thread alternates
-between taking newly queued requests, without blocking while sequences are active, and running one batched step. A
-priority client's chat joins a batch under way too, its prompt evaluated before the other sequences' next token.
-What the loop does not take (a load, a job, a completion with ``echo`` or ``suffix``, a prompt longer than one
-sequence's share of the context that the window would cut) waits until the batch drains, then runs alone on the
-engine's own path, in its turn; requests behind it wait too, so none is passed over for good.
+A model loaded with ``LoadOptions.parallel`` > 1 answers several chat and completion requests at once: other
+clients' join the batched loop (``app.core.llm.batched``) and the engine thread alternates between taking queued
+requests and running one batched step; a priority client's chat joins a batch under way, its prompt evaluated
+first. What the loop does not take (a load, a job, ``echo`` or ``suffix``) waits for the batch to drain, then runs
+alone in its turn; requests behind it wait too, so none is passed over for good.
 
 Answers are delivered through the callbacks given with each request, on the engine thread, so each client sees
 only its own answers; a client that needs them on another thread (Qt's GUI thread, a terminal's main thread) hands
