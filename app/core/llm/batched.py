@@ -155,6 +155,9 @@ class BatchedDecoder:
         self._sequences: list[_Sequence | None] = [None] * parallel
         # The tokens whose cells each sequence kept when its last reply ended (sequence 0's are Llama's record).
         self._held: list[list[int]] = [[] for _ in range(parallel)]
+        # Whether sequence 0 holds the window's conversation (from its request, or the engine's own path), which
+        # other clients leave alone; once another client's reply has replaced it, it is a slot like the others.
+        self._zero_is_windows = True
         self._is_end = end_of_generation(self.llama)
 
     # -- joining and leaving -------------------------------------------------------------------------------
@@ -178,6 +181,7 @@ class BatchedDecoder:
         its own position and leave them half true); sequence 0's stay, as ``Llama`` records them."""
         import llama_cpp
 
+        self._zero_is_windows = True  # what the engine's own path leaves there is the window's
         memory = llama_cpp.llama_get_memory(self.llama._ctx.ctx)
         for seq_id in range(1, self.parallel):
             if self._held[seq_id]:
@@ -191,14 +195,17 @@ class BatchedDecoder:
         """The sequence a request joins, and how many of its first ``tokens`` that sequence's cells hold. The
         window's request takes sequence 0, where its conversation lives, when it is free; any other takes the
         free sequence whose cells share the longest beginning with its prompt, leaving sequence 0 to the window
-        (a system prompt in common must not make another client's reply replace the person's conversation)
-        unless no other is free."""
+        while it holds the person's conversation (a system prompt in common must not make another client's reply
+        replace it) unless no other is free."""
         free = [seq_id for seq_id, sequence in enumerate(self._sequences) if sequence is None]
         if priority and 0 in free:
             chosen = 0
         else:
-            others = [seq_id for seq_id in free if seq_id != 0] or free
+            spared = self._zero_is_windows and not priority
+            others = [seq_id for seq_id in free if seq_id != 0 or not spared] or free
             chosen = max(others, key=lambda seq_id: common_prefix(self._held_tokens(seq_id), tokens))
+        if chosen == 0:
+            self._zero_is_windows = priority
         return chosen, common_prefix(self._held_tokens(chosen), tokens)
 
     def _into_sequence_zero(self, tokens: list[int], shared: int, state_key: str | None) -> int:

@@ -252,6 +252,21 @@ def test_a_clients_next_turn_continues_from_its_sequences_cells(service: EngineS
     assert best in warm_choices and abs(warm_choices[best] - cold_choices[best]) < 1.0
 
 
+def test_the_same_requests_again_find_their_own_cells(service: EngineService) -> None:
+    api = service.client("api")
+    prompts = [
+        [ChatMessage(role="user", content=f"Story {n}: a dragon and knight {n}.")] for n in range(PARALLEL)
+    ]
+    for _ in range(2):  # the first round may meet cells of earlier tests' prompts
+        replies = [api.stream_chat(prompt, _greedy(6), options=API) for prompt in prompts]
+        for reply in replies:
+            reply_text(reply)
+    again = [api.stream_chat(prompt, _greedy(6), options=API) for prompt in reversed(prompts)]
+    for reply in again:
+        reply_text(reply)
+        assert reply.stats is not None and reply.stats.evaluated_tokens == 1  # only the last prompt token
+
+
 def test_the_windows_conversation_goes_on_from_the_same_cells_on_either_path(service: EngineService) -> None:
     window, api = service.client("window", priority=True), service.client("api")
     conversation: list[ChatMessage] = [ChatMessage(role="user", content="Name three colours of the rainbow.")]
