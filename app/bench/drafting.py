@@ -21,6 +21,17 @@ greedy, generation tokens/s:
       SmolLM2 135M           0.85x   1.91x  0.92x   (the rewrite run shared its cores with a test run)
       Gemma 3 270M           1.99x   2.16x  1.21x
 
+SmolLM2's greedy "rewrite" is not a copy: its plain reply (449 tokens) rewrites the function into other code.
+Replaying it offline, a drafter that knew which drafted tokens would be kept gains at most ~1.21x at SmolLM2's
+cost of a batch (2 rows ~2.2x one, 4 rows ~2.9x, then ~0.44x per row; 2 threads), and ours 0.96x. Its drafted
+reply parts from the plain one at a near-tie (token ~25), and the bench's figure measures whichever text followed:
+a reply that falls into repeating itself drafts far better (ceiling ~1.65x), so the rewrite's speedup on SmolLM2
+moves between ~1.1x and ~1.35x from run to run. A cost-aware drafter (draft length from the expected kept tokens
+per unit of batch cost, acceptance counted per match length) replayed better (rewrite 0.96x -> 1.02x on the
+plain reply, Gemma 1.94x -> 2.45x), but in a quiet live run on SmolLM2 (2026-12-08, 2 threads) its rewrite
+wrote another text after the near-tie and gained 1.07x against this drafter's 1.34x (quote 1.44x against 1.32x),
+so it was not kept.
+
 Why not more: on a CPU these models are compute-bound, so a batch costs nearly its rows' worth. With logits for
 every row (what verification needs), 2 rows cost ~2.3x one row for SmolLM2 and ~3.5x for Gemma, 8 rows ~4.5x
 and ~5.7x (1 thread); Gemma's 262k-token output layer alone runs once per row. Drafting pays where drafts are
