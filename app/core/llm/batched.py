@@ -289,6 +289,14 @@ class BatchedDecoder:
         self._sequences[seq_id] = sequence
         _call(listener.started, Reply(iter(()), stats, sequence.logprobs))
 
+    def make_way(self) -> None:
+        """A priority request arrived (any thread): a step under way is interrupted, so that request's prompt is
+        evaluated next instead of after it (on Gemma 3 270M a step of 4 sequences takes ~50 ms, as long as the
+        window's whole first token when idle). The interrupted step's cells are removed by llama.cpp and its
+        tokens go into the next step. Nothing is done when there is no room for the request anyway."""
+        if self.active and self.has_room:
+            self.engine.interrupt()
+
     def cancel_all(self) -> None:
         """Stop every sequence at the next step (the service is shutting down)."""
         for sequence in self._sequences:
@@ -368,7 +376,14 @@ class BatchedDecoder:
         rows = self._fill_batch()
         if not rows:
             return
+        self.engine.resume()  # an interrupt meant for a step before this one
         result = int(llama_cpp.llama_decode(self.llama._ctx.ctx, self._batch))
+        if result == 2:  # interrupted (make_way): llama.cpp removed the step's cells; its tokens go next time
+            for sequence, _row, chunk in rows:
+                if not chunk:
+                    sequence.pending = sequence.generated[-1]
+                    sequence.generated_in_cache = len(sequence.generated) - 1
+            return
         if result != 0:
             self._fail_all(result)
             return

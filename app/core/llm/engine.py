@@ -239,6 +239,16 @@ class Engine:
         self._cut = ContextCut()
         self.states.cache_cleared()
 
+    def interrupt(self) -> None:
+        """Stop the llama.cpp computation under way without cancelling any request: a batched step's
+        ``llama_decode`` returns 2 and removes the cells it had begun (``app.core.llm.batched``); a request of the
+        engine's own path resets it as it begins. Safe from any thread."""
+        self._abort.trip()
+
+    def resume(self) -> None:
+        """Let llama.cpp compute again after ``interrupt`` (engine thread)."""
+        self._abort.reset()
+
     def lend_cache(self) -> None:
         """The batched loop takes the cache over (``app.core.llm.batched``): what sequence 0 holds is saved, as
         when idle, and left for the loop to continue from, but is no longer counted as any conversation's (the

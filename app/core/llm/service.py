@@ -183,13 +183,14 @@ class EngineService:
         run: Callable[[ChatEngine, threading.Event], None],
         join: Join | None = None,
     ) -> Ticket:
-        """Queue ``run(engine, cancel)`` for the engine thread on behalf of ``client``; ``join``: how the request
-        joins the batched loop instead, when the model answers several at once."""
+        """Queue ``run(engine, cancel)`` for the engine thread for ``client``; ``join``: how it joins the batch."""
         ticket = Ticket(next(self._ids), client.name, client.priority, self._cancel_if_running)
         with self._lock:
             if self._closing:
                 raise UserError("The model is shutting down; try again after restarting.")
             (self._urgent if client.priority else self._normal).append(_Request(ticket, run, join))
+            if client.priority and join is not None and self._decoder is not None:
+                self._decoder.make_way()  # the step under way stops, so the person's prompt goes next
             self._lock.notify()
         return ticket
 
@@ -616,13 +617,11 @@ def _join_reply(
     requested = time.perf_counter()
 
     def refuse(error: Exception) -> None:
-        if isinstance(error, UserError):
-            if answer.refused is not None:
-                answer.refused(error)
-            else:
-                answer.failed(str(error))
+        if isinstance(error, UserError) and answer.refused is not None:
+            answer.refused(error)
         else:
-            answer.failed(f"The reply failed unexpectedly ({error}). Try again, or reload the model.")
+            unexpected = f"The reply failed unexpectedly ({error}). Try again, or reload the model."
+            answer.failed(str(error) if isinstance(error, UserError) else unexpected)
         done()
 
     def finish(stats: ReplyStats) -> None:
