@@ -121,9 +121,8 @@ class WrappingButton(QPushButton):
         )
 
 
-class FlowRow(QLayout):
-    """Widgets left to right at their preferred width while they fit, then on the next line; one wider than the
-    row gets the row's width and the height it asks for at that width (a ``WrappingButton`` wraps its text)."""
+class _ItemListLayout(QLayout):
+    """A layout keeping its items in a list, its height following its width; subclasses place them."""
 
     def __init__(self, parent: QWidget | None = None, spacing: int = 6) -> None:
         super().__init__(parent)
@@ -143,11 +142,16 @@ class FlowRow(QLayout):
     def takeAt(self, index: int) -> QLayoutItem | None:
         return self._items.pop(index) if 0 <= index < len(self._items) else None
 
-    def expandingDirections(self) -> Qt.Orientation:
-        return Qt.Orientation(0)
-
     def hasHeightForWidth(self) -> bool:
         return True
+
+
+class FlowRow(_ItemListLayout):
+    """Widgets left to right at their preferred width while they fit, then on the next line; one wider than the
+    row gets the row's width and the height it asks for at that width (a ``WrappingButton`` wraps its text)."""
+
+    def expandingDirections(self) -> Qt.Orientation:
+        return Qt.Orientation(0)
 
     def heightForWidth(self, width: int) -> int:
         return self._place(QRect(0, 0, width, 0), move=False)
@@ -194,7 +198,7 @@ class FlowRow(QLayout):
         return y + line_height - area.y() + margins.top() + margins.bottom()
 
 
-class BesideOrBelow(QLayout):
+class BesideOrBelow(_ItemListLayout):
     """A text and its button: the button at the text's right while the text keeps ``least_text_width`` beside it,
     else under the text at the left (as narrow as the row, where a ``WrappingButton`` wraps its words).
 
@@ -202,31 +206,13 @@ class BesideOrBelow(QLayout):
     """
 
     def __init__(self, text: QWidget, button: QWidget, least_text_width: int = 200, spacing: int = 6) -> None:
-        super().__init__()
+        super().__init__(spacing=spacing)
         self._least_text_width = least_text_width
-        self._items: list[QLayoutItem] = []
-        self.setSpacing(spacing)
-        self.setContentsMargins(0, 0, 0, 0)
         self.addWidget(text)
         self.addWidget(button)
 
-    def addItem(self, item: QLayoutItem) -> None:
-        self._items.append(item)
-
-    def count(self) -> int:
-        return len(self._items)
-
-    def itemAt(self, index: int) -> QLayoutItem | None:
-        return self._items[index] if 0 <= index < len(self._items) else None
-
-    def takeAt(self, index: int) -> QLayoutItem | None:
-        return self._items.pop(index) if 0 <= index < len(self._items) else None
-
     def expandingDirections(self) -> Qt.Orientation:
         return Qt.Orientation.Horizontal
-
-    def hasHeightForWidth(self) -> bool:
-        return True
 
     def heightForWidth(self, width: int) -> int:
         return self._place(QRect(0, 0, width, 0), move=False)

@@ -187,7 +187,6 @@ def load_progress(progress: Callable[[float], None] | None, cancel: CancelFlag) 
     model at a time) the defaults are swapped for ones carrying our callback.
     """
     import llama_cpp
-    import llama_cpp.llama_cpp as raw  # the module whose defaults Llama() reads
 
     route_native_logs()  # the CLI and the tests load without import_backend()
 
@@ -204,19 +203,33 @@ def load_progress(progress: Callable[[float], None] | None, cancel: CancelFlag) 
         return not cancel.is_set()
 
     callback = llama_cpp.llama_progress_callback(on_progress)
-    original = getattr(raw, "llama_model_default_params")  # noqa: B009
 
-    def params_with_progress() -> Any:
-        params = original()
+    def with_progress(params: Any) -> None:
         params.progress_callback = callback
         params.progress_callback_user_data = ctypes.c_void_p(0)
+
+    with _defaults_adjusted("llama_model_default_params", with_progress):
+        yield
+
+
+@contextmanager
+def _defaults_adjusted(name: str, adjust: Callable[[Any], None]) -> Iterator[None]:
+    """For the duration of the block, the parameters ``llama_cpp.llama_cpp.<name>()`` returns (the defaults
+    ``Llama()`` builds its own from, for what it takes no argument for) are passed through ``adjust`` first."""
+    import llama_cpp.llama_cpp as raw  # the module whose defaults Llama() reads
+
+    original = getattr(raw, name)
+
+    def adjusted() -> Any:
+        params = original()
+        adjust(params)
         return params
 
-    setattr(raw, "llama_model_default_params", params_with_progress)  # noqa: B010
+    setattr(raw, name, adjusted)
     try:
         yield
     finally:
-        setattr(raw, "llama_model_default_params", original)  # noqa: B010
+        setattr(raw, name, original)
 
 
 def special_token_texts(llama: Any) -> tuple[str, str]:
@@ -380,21 +393,13 @@ def parallel_sequences(sequences: int) -> Iterator[None]:
     if sequences <= 1:
         yield
         return
-    import llama_cpp.llama_cpp as raw  # the module whose defaults Llama() reads
 
-    original = getattr(raw, "llama_context_default_params")  # noqa: B009
-
-    def params_with_sequences() -> Any:
-        params = original()
+    def with_sequences(params: Any) -> None:
         params.n_seq_max = sequences
         params.kv_unified = False
-        return params
 
-    setattr(raw, "llama_context_default_params", params_with_sequences)  # noqa: B010
-    try:
+    with _defaults_adjusted("llama_context_default_params", with_sequences):
         yield
-    finally:
-        setattr(raw, "llama_context_default_params", original)  # noqa: B010
 
 
 def evaluate_rows(llama: Any, tokens: list[int]) -> None:
