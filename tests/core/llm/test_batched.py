@@ -184,16 +184,14 @@ def test_what_the_loop_does_not_take_runs_alone_after_the_batch(service: EngineS
     api = service.client("api")
     batched = api.stream_chat(STORY, _greedy(60), options=API)
     batched.wait_started()
-    # An echo is not batched: it waits for the batch to drain and runs on the engine's own path, whose cache
-    # the loop emptied.
+    # An echo is not batched: it waits for the batch to drain and runs on the engine's own path, which trusts
+    # only sequence 0's cells (the loop keeps their record true): at most the BOS that begins them is shared.
     completion = api.stream_completion("Once upon a time", _greedy(10), echo=True)
     completion_text = reply_text(completion)
     reply_text(batched)
     assert completion_text.startswith("Once upon a time")
     assert completion.stats is not None
-    assert (
-        completion.stats.evaluated_tokens == completion.stats.prompt_tokens
-    )  # nothing trusted from the loop
+    assert completion.stats.evaluated_tokens >= completion.stats.prompt_tokens - 1
     # The loop takes requests again after the engine's own path ran.
     again = api.stream_chat(STORY, _greedy(10), options=API)
     reply_text(again)
